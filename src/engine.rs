@@ -1,0 +1,152 @@
+//! A loaded model with its tokenizer: what the CLI and the wasm API drive.
+
+use crate::error::{Error, Result};
+use crate::gguf::{ByteSource, Gguf};
+use crate::model::{self, LanguageModel};
+use crate::tokenizer::Tokenizer;
+
+pub struct Engine {
+    pub tokenizer: Tokenizer,
+    pub model: Box<dyn LanguageModel>,
+    pub architecture: String,
+    pub name: String,
+}
+
+/// What one generation produced, with timings for the tokens/s figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    /// Whether generation stopped at the end-of-sequence token (else: at `max_tokens`).
+    pub stopped_at_eos: bool,
+}
+
+impl Engine {
+    /// Parses and loads a GGUF model from any byte source.
+    pub fn load<S: ByteSource + ?Sized>(src: &S) -> Result<Engine> {
+        let g = Gguf::parse(src)?;
+        let architecture = g.architecture()?.to_string();
+        // Check the architecture before the tokenizer, so an unsupported model says so.
+        if !matches!(architecture.as_str(), "gemma3") {
+            return Err(Error::UnsupportedArchitecture(architecture));
+        }
+        let tokenizer = Tokenizer::from_gguf(&g)?;
+        let model = model::load(&g, src)?;
+        let name = g.str("general.name").unwrap_or(&architecture).to_string();
+        Ok(Engine {
+            tokenizer,
+            model,
+            architecture,
+            name,
+        })
+    }
+
+    /// Greedy continuation of `prompt` (BOS added when the model wants it). `on_token`
+    /// sees each new token id and the text it completes (possibly empty while a
+    /// multi-byte character is still being assembled from byte tokens).
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        max_tokens: usize,
+        mut on_token: impl FnMut(u32, &str),
+    ) -> Result<Generation> {
+        if prompt.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let ids = self.tokenizer.encode_prompt(prompt);
+        let needed = ids.len() + max_tokens.saturating_sub(1);
+        if needed > self.model.max_context() {
+            return Err(Error::ContextOverflow {
+                needed,
+                max: self.model.max_context(),
+            });
+        }
+        self.model.truncate(0);
+        let t0 = crate::clock::now_ms();
+        let mut logits = self.model.forward(&ids)?;
+        let t1 = crate::clock::now_ms();
+        let mut tokens = Vec::new();
+        let mut pending = Vec::new();
+        let mut text = String::new();
+        let mut stopped_at_eos = false;
+        while tokens.len() < max_tokens {
+            let next = argmax(&logits);
+            if next == self.tokenizer.eos {
+                stopped_at_eos = true;
+                break;
+            }
+            tokens.push(next);
+            self.tokenizer.append_bytes(next, &mut pending);
+            let piece = take_complete_utf8(&mut pending);
+            text.push_str(&piece);
+            on_token(next, &piece);
+            if tokens.len() < max_tokens {
+                logits = self.model.forward(&[next])?;
+            }
+        }
+        text.push_str(&String::from_utf8_lossy(&pending));
+        Ok(Generation {
+            text,
+            tokens,
+            prompt_tokens: ids.len(),
+            prefill_ms: t1 - t0,
+            decode_ms: crate::clock::now_ms() - t1,
+            stopped_at_eos,
+        })
+    }
+}
+
+/// Index of the largest logit; the first one on ties (as llama.cpp's greedy sampler).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Removes and returns the longest valid UTF-8 prefix of `bytes`, keeping an unfinished
+/// trailing character for the next token. Invalid bytes become U+FFFD.
+fn take_complete_utf8(bytes: &mut Vec<u8>) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            let s = s.to_string();
+            bytes.clear();
+            s
+        }
+        Err(e) if e.error_len().is_none() => {
+            let rest = bytes.split_off(e.valid_up_to());
+            let s = String::from_utf8_lossy(bytes).into_owned();
+            *bytes = rest;
+            s
+        }
+        Err(_) => String::from_utf8_lossy(&std::mem::take(bytes)).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_is_released_only_when_complete() {
+        let euro = "€".as_bytes();
+        let mut buf = vec![b'a', euro[0]];
+        assert_eq!(take_complete_utf8(&mut buf), "a");
+        buf.extend_from_slice(&euro[1..]);
+        assert_eq!(take_complete_utf8(&mut buf), "€");
+        assert!(buf.is_empty());
+        let mut bad = vec![0xff, b'x'];
+        assert_eq!(take_complete_utf8(&mut bad), "\u{fffd}x");
+    }
+
+    #[test]
+    fn argmax_takes_first_maximum() {
+        assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
+    }
+}

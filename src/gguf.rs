@@ -1,0 +1,385 @@
+//! Reading GGUF files: header, metadata and tensor directory, from any random-access
+//! [`ByteSource`]. Tensor bytes are read one tensor at a time, so the whole file never has
+//! to sit in memory next to the weights built from it (this matters in wasm, where the
+//! file lives in a JS `ArrayBuffer` and linear memory is precious).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use candle_core::quantized::GgmlDType;
+
+use crate::error::{Error, Result};
+
+/// Random access to the bytes of a model file.
+pub trait ByteSource {
+    /// Total length in bytes.
+    fn size(&self) -> u64;
+    /// `len` bytes starting at `offset`; the caller has checked the range.
+    fn read_at(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>>;
+}
+
+impl ByteSource for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(&self[offset as usize..offset as usize + len]))
+    }
+}
+
+#[cfg(unix)]
+impl ByteSource for std::fs::File {
+    fn size(&self) -> u64 {
+        self.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+    fn read_at(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, offset)?;
+        Ok(Cow::Owned(buf))
+    }
+}
+
+/// A metadata value. Arrays keep their element type so that the 262k-entry token tables
+/// stay compact.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    Str(String),
+    Array(Vec<Value>),
+}
+
+impl Value {
+    /// Any integer type as `u64` (GGUF writers disagree on the width of counts).
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v as u64),
+            Value::U16(v) => Some(v as u64),
+            Value::U32(v) => Some(v as u64),
+            Value::U64(v) => Some(v),
+            Value::I8(v) if v >= 0 => Some(v as u64),
+            Value::I16(v) if v >= 0 => Some(v as u64),
+            Value::I32(v) if v >= 0 => Some(v as u64),
+            Value::I64(v) if v >= 0 => Some(v as u64),
+            _ => None,
+        }
+    }
+    pub fn as_f32(&self) -> Option<f32> {
+        match *self {
+            Value::F32(v) => Some(v),
+            Value::F64(v) => Some(v as f32),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::I8(v) => Some(v as i64),
+            Value::I16(v) => Some(v as i64),
+            Value::I32(v) => Some(v as i64),
+            Value::I64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as i64),
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Where one tensor's bytes are and how to read them.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    /// GGUF dims, innermost first (as ggml stores them).
+    pub dims: Vec<usize>,
+    pub dtype: GgmlDType,
+    /// Absolute offset in the file.
+    pub offset: u64,
+    pub size: usize,
+}
+
+impl TensorInfo {
+    /// Dims outermost first, the order candle (and everyone else) uses.
+    pub fn shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().copied().collect()
+    }
+}
+
+/// A parsed GGUF header: everything but the tensor bytes.
+#[derive(Debug)]
+pub struct Gguf {
+    pub version: u32,
+    pub metadata: HashMap<String, Value>,
+    pub tensors: HashMap<String, TensorInfo>,
+}
+
+const MAGIC: &[u8; 4] = b"GGUF";
+/// Refuse absurd counts before allocating for them (a corrupt header must not OOM us).
+const MAX_COUNT: u64 = 1 << 24;
+const MAX_STRING: u64 = 1 << 26;
+
+/// ggml type ids (ggml.h `enum ggml_type`) we can turn into candle tensors.
+fn ggml_dtype(type_id: u32) -> Option<GgmlDType> {
+    Some(match type_id {
+        0 => GgmlDType::F32,
+        1 => GgmlDType::F16,
+        2 => GgmlDType::Q4_0,
+        3 => GgmlDType::Q4_1,
+        6 => GgmlDType::Q5_0,
+        7 => GgmlDType::Q5_1,
+        8 => GgmlDType::Q8_0,
+        9 => GgmlDType::Q8_1,
+        10 => GgmlDType::Q2K,
+        11 => GgmlDType::Q3K,
+        12 => GgmlDType::Q4K,
+        13 => GgmlDType::Q5K,
+        14 => GgmlDType::Q6K,
+        15 => GgmlDType::Q8K,
+        30 => GgmlDType::BF16,
+        _ => return None,
+    })
+}
+
+/// Sequential reader over a [`ByteSource`] that fetches the source in large windows.
+struct Reader<'a, S: ByteSource + ?Sized> {
+    src: &'a S,
+    pos: u64,
+    window_start: u64,
+    window: Vec<u8>,
+}
+
+const WINDOW: usize = 1 << 20;
+
+impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
+    fn bytes(&mut self, n: u64, what: &str) -> Result<&[u8]> {
+        let len = self.src.size();
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= len)
+            .ok_or_else(|| Error::Truncated {
+                what: what.to_string(),
+                needed: self.pos.saturating_add(n),
+                len,
+            })?;
+        let window_end = self.window_start + self.window.len() as u64;
+        if self.pos < self.window_start || end > window_end {
+            let take = (n as usize).max(WINDOW).min((len - self.pos) as usize);
+            self.window = self.src.read_at(self.pos, take)?.into_owned();
+            self.window_start = self.pos;
+        }
+        let from = (self.pos - self.window_start) as usize;
+        self.pos = end;
+        Ok(&self.window[from..from + n as usize])
+    }
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        Ok(self
+            .bytes(N as u64, what)?
+            .try_into()
+            .expect("length checked"))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    fn count(&mut self, what: &str) -> Result<u64> {
+        let n = self.u64(what)?;
+        if n > MAX_COUNT {
+            return Err(Error::Malformed(format!(
+                "{what} = {n} is implausibly large"
+            )));
+        }
+        Ok(n)
+    }
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.u64(what)?;
+        if n > MAX_STRING {
+            return Err(Error::Malformed(format!("{what}: string of {n} bytes")));
+        }
+        let bytes = self.bytes(n, what)?;
+        // llama.cpp accepts invalid UTF-8 in token texts; keep going with replacement chars.
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+    fn value(&mut self, type_id: u32, key: &str) -> Result<Value> {
+        Ok(match type_id {
+            0 => Value::U8(self.array::<1>(key)?[0]),
+            1 => Value::I8(self.array::<1>(key)?[0] as i8),
+            2 => Value::U16(u16::from_le_bytes(self.array(key)?)),
+            3 => Value::I16(i16::from_le_bytes(self.array(key)?)),
+            4 => Value::U32(self.u32(key)?),
+            5 => Value::I32(i32::from_le_bytes(self.array(key)?)),
+            6 => Value::F32(f32::from_le_bytes(self.array(key)?)),
+            7 => Value::Bool(self.array::<1>(key)?[0] != 0),
+            8 => Value::Str(self.string(key)?),
+            9 => {
+                let elem = self.u32(key)?;
+                let n = self.count(key)?;
+                if elem == 9 {
+                    return Err(Error::Malformed(format!("{key}: nested arrays")));
+                }
+                let mut items = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    items.push(self.value(elem, key)?);
+                }
+                Value::Array(items)
+            }
+            10 => Value::U64(self.u64(key)?),
+            11 => Value::I64(i64::from_le_bytes(self.array(key)?)),
+            12 => Value::F64(f64::from_le_bytes(self.array(key)?)),
+            t => return Err(Error::Malformed(format!("{key}: unknown value type {t}"))),
+        })
+    }
+}
+
+impl Gguf {
+    /// Parses the header and checks that every tensor lies inside the file.
+    pub fn parse<S: ByteSource + ?Sized>(src: &S) -> Result<Gguf> {
+        let mut r = Reader {
+            src,
+            pos: 0,
+            window_start: 0,
+            window: Vec::new(),
+        };
+        if src.size() < 4 || r.bytes(4, "magic")? != MAGIC {
+            return Err(Error::NotGguf);
+        }
+        let version = r.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        let n_tensors = r.count("tensor count")?;
+        let n_kv = r.count("metadata count")?;
+        let mut metadata = HashMap::new();
+        for _ in 0..n_kv {
+            let key = r.string("metadata key")?;
+            let type_id = r.u32(&key)?;
+            let value = r.value(type_id, &key)?;
+            metadata.insert(key, value);
+        }
+        let mut infos = Vec::with_capacity(n_tensors as usize);
+        for _ in 0..n_tensors {
+            let name = r.string("tensor name")?;
+            let n_dims = r.u32(&name)?;
+            if n_dims > 4 {
+                return Err(Error::Malformed(format!("tensor {name} has {n_dims} dims")));
+            }
+            let dims = (0..n_dims)
+                .map(|_| r.u64(&name).map(|d| d as usize))
+                .collect::<Result<Vec<_>>>()?;
+            let type_id = r.u32(&name)?;
+            let offset = r.u64(&name)?;
+            infos.push((name, dims, type_id, offset));
+        }
+        let alignment = metadata
+            .get("general.alignment")
+            .and_then(Value::as_u64)
+            .unwrap_or(32);
+        if alignment == 0 || !alignment.is_power_of_two() {
+            return Err(Error::Malformed(format!("general.alignment = {alignment}")));
+        }
+        let data_start = r.pos.div_ceil(alignment) * alignment;
+        let mut tensors = HashMap::with_capacity(infos.len());
+        for (name, dims, type_id, rel) in infos {
+            let dtype = ggml_dtype(type_id).ok_or_else(|| Error::UnsupportedTensorType {
+                name: name.clone(),
+                type_id,
+            })?;
+            let elems = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let size = elems
+                .filter(|e| e % dtype.block_size() == 0)
+                .and_then(|e| (e / dtype.block_size()).checked_mul(dtype.type_size()))
+                .ok_or_else(|| Error::Malformed(format!("tensor {name} has dims {dims:?}")))?;
+            let offset = data_start + rel;
+            let needed = offset.saturating_add(size as u64);
+            if needed > src.size() {
+                return Err(Error::Truncated {
+                    what: format!("tensor {name}"),
+                    needed,
+                    len: src.size(),
+                });
+            }
+            tensors.insert(
+                name,
+                TensorInfo {
+                    dims,
+                    dtype,
+                    offset,
+                    size,
+                },
+            );
+        }
+        Ok(Gguf {
+            version,
+            metadata,
+            tensors,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.get(key)
+    }
+
+    /// `general.architecture`, the key models are dispatched on.
+    pub fn architecture(&self) -> Result<&str> {
+        self.str("general.architecture")
+    }
+
+    pub fn str(&self, key: &str) -> Result<&str> {
+        self.get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| missing(key, "string"))
+    }
+    pub fn u64(&self, key: &str) -> Result<u64> {
+        self.get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| missing(key, "unsigned integer"))
+    }
+    pub fn f32(&self, key: &str) -> Result<f32> {
+        self.get(key)
+            .and_then(Value::as_f32)
+            .ok_or_else(|| missing(key, "float"))
+    }
+    pub fn array(&self, key: &str) -> Result<&[Value]> {
+        self.get(key)
+            .and_then(Value::as_array)
+            .ok_or_else(|| missing(key, "array"))
+    }
+
+    pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))
+    }
+}
+
+fn missing(key: &str, expected: &'static str) -> Error {
+    Error::Metadata {
+        key: key.to_string(),
+        expected,
+    }
+}

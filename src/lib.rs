@@ -1,0 +1,21 @@
+//! Anote NER: private entity extraction with a small GGUF language model that runs where
+//! the text is — natively, or in the browser through WebAssembly.
+//!
+//! Data flows one way: [`gguf`] bytes → [`tokenizer`] + [`model`] (ops in [`backend`]) →
+//! [`engine`]. The browser API lives in `wasm` and is a thin layer over [`engine`].
+
+pub mod backend;
+mod clock;
+pub mod engine;
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+pub use engine::{Engine, Generation};
+pub use error::{Error, Result};
+
+/// File name of the default model inside `models/` (see `models/manifest.json`).
+pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";

@@ -1,0 +1,257 @@
+//! Gemma 3 (text), as llama.cpp runs it from a GGUF file.
+//!
+//! Written on candle-core rather than taken from candle-transformers' `quantized_gemma3`,
+//! which allocates RoPE tables for 131k positions (≈2.4 GB), keeps an f32 copy of the
+//! 262k×640 embedding (671 MB), ignores the sliding window when decoding and cannot run a
+//! multi-token forward after a cached prefix. Here RoPE is computed for the positions in
+//! use, the embedding stays Q8_0 (shared with the tied LM head), and every forward — one
+//! token or many, with or without a prefix — takes the same path.
+
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+
+use super::{load_qtensor, load_vector, KvCache, KvSnapshot, LanguageModel, MAX_CONTEXT};
+use crate::backend::cpu::{self, AttentionShape, Linear};
+use crate::error::{Error, Result};
+use crate::gguf::{ByteSource, Gguf};
+
+/// Unless the GGUF says otherwise, every sixth layer attends globally and the others use
+/// the sliding window (llama.cpp's default swa pattern for gemma3).
+const GLOBAL_EVERY: usize = 6;
+/// Default RoPE base of the sliding-window layers (Gemma 3's `rope_local_base_freq`).
+const LOCAL_ROPE_BASE: f32 = 10_000.0;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hidden: usize,
+    pub layers: usize,
+    pub ffn: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub eps: f32,
+    pub rope_base: f32,
+    pub local_rope_base: f32,
+    pub window: usize,
+    pub global_every: usize,
+    pub context: usize,
+    pub vocab: usize,
+}
+
+impl Config {
+    fn from_gguf(g: &Gguf) -> Result<Config> {
+        let key = |k: &str| format!("gemma3.{k}");
+        let u = |k: &str| g.u64(&key(k)).map(|v| v as usize);
+        let hidden = u("embedding_length")?;
+        let heads = u("attention.head_count")?;
+        let embd = g.tensor("token_embd.weight")?;
+        let c = Config {
+            hidden,
+            layers: u("block_count")?,
+            ffn: u("feed_forward_length")?,
+            heads,
+            kv_heads: u("attention.head_count_kv").unwrap_or(heads),
+            head_dim: u("attention.key_length").unwrap_or(hidden / heads.max(1)),
+            eps: g
+                .f32(&key("attention.layer_norm_rms_epsilon"))
+                .unwrap_or(1e-6),
+            rope_base: g.f32(&key("rope.freq_base")).unwrap_or(1_000_000.0),
+            local_rope_base: g.f32(&key("rope.freq_base_swa")).unwrap_or(LOCAL_ROPE_BASE),
+            window: u("attention.sliding_window").unwrap_or(512),
+            global_every: u("attention.sliding_window_pattern")
+                .unwrap_or(GLOBAL_EVERY)
+                .max(1),
+            context: u("context_length").unwrap_or(MAX_CONTEXT).min(MAX_CONTEXT),
+            vocab: embd.shape()[0],
+        };
+        if c.heads == 0
+            || c.kv_heads == 0
+            || !c.heads.is_multiple_of(c.kv_heads)
+            || !c.head_dim.is_multiple_of(2)
+        {
+            return Err(Error::Metadata {
+                key: key("attention.head_count_kv"),
+                expected: "a divisor of head_count",
+            });
+        }
+        Ok(c)
+    }
+
+    fn is_global(&self, layer: usize) -> bool {
+        (layer + 1).is_multiple_of(self.global_every)
+    }
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    q_norm: Vec<f32>,
+    k_norm: Vec<f32>,
+    o: Linear,
+    post_attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: Vec<f32>,
+}
+
+pub struct Gemma3 {
+    pub config: Config,
+    embedding: Arc<QTensor>,
+    layers: Vec<Layer>,
+    output_norm: Vec<f32>,
+    lm_head: Linear,
+    cache: KvCache,
+}
+
+impl Gemma3 {
+    pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Gemma3> {
+        let c = Config::from_gguf(g)?;
+        let (h, q_dim, kv_dim) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let mat = |name: String, out: usize, inp: usize| {
+            load_qtensor(g, src, &name, &[out, inp]).and_then(Linear::new)
+        };
+        let vec = |name: String, len: usize| load_vector(g, src, &name, len);
+        let embedding = load_qtensor(g, src, "token_embd.weight", &[c.vocab, h])?;
+        let lm_head = match g.tensors.contains_key("output.weight") {
+            true => mat("output.weight".into(), c.vocab, h)?,
+            false => Linear::new(embedding.clone())?,
+        };
+        let mut layers = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: vec(n("attn_norm"), h)?,
+                q: mat(n("attn_q"), q_dim, h)?,
+                k: mat(n("attn_k"), kv_dim, h)?,
+                v: mat(n("attn_v"), kv_dim, h)?,
+                q_norm: vec(n("attn_q_norm"), c.head_dim)?,
+                k_norm: vec(n("attn_k_norm"), c.head_dim)?,
+                o: mat(n("attn_output"), h, q_dim)?,
+                post_attn_norm: vec(n("post_attention_norm"), h)?,
+                ffn_norm: vec(n("ffn_norm"), h)?,
+                gate: mat(n("ffn_gate"), c.ffn, h)?,
+                up: mat(n("ffn_up"), c.ffn, h)?,
+                down: mat(n("ffn_down"), h, c.ffn)?,
+                post_ffn_norm: vec(n("post_ffw_norm"), h)?,
+            });
+        }
+        Ok(Gemma3 {
+            output_norm: vec("output_norm.weight".into(), h)?,
+            cache: KvCache::new(c.layers, kv_dim),
+            config: c,
+            embedding,
+            layers,
+            lm_head,
+        })
+    }
+
+    /// Hidden states after the final norm, for the last of `tokens`.
+    fn hidden_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let (seq, h, hd) = (tokens.len(), c.hidden, c.head_dim);
+        let start = self.cache.len();
+        let ids = Tensor::from_slice(tokens, seq, &Device::Cpu)?;
+        let mut x = self
+            .embedding
+            .embedding(&ids)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        cpu::scale_in_place(&mut x, (h as f32).sqrt());
+        for (i, l) in self.layers.iter().enumerate() {
+            let global = c.is_global(i);
+            let mut a = x.clone();
+            cpu::rms_norm(&mut a, &l.attn_norm, c.eps);
+            let mut q = l.q.forward(&a, seq)?;
+            let mut k = l.k.forward(&a, seq)?;
+            let v = l.v.forward(&a, seq)?;
+            cpu::rms_norm(&mut q, &l.q_norm, c.eps);
+            cpu::rms_norm(&mut k, &l.k_norm, c.eps);
+            let base = if global {
+                c.rope_base
+            } else {
+                c.local_rope_base
+            };
+            cpu::rope(&mut q, c.heads, hd, start, base);
+            cpu::rope(&mut k, c.kv_heads, hd, start, base);
+            self.cache.append(i, &k, &v);
+            let shape = AttentionShape {
+                heads: c.heads,
+                kv_heads: c.kv_heads,
+                head_dim: hd,
+                window: (!global).then_some(c.window),
+                scale: 1.0 / (hd as f32).sqrt(),
+            };
+            let kv = &self.cache.layers[i];
+            let attn = cpu::attention(&q, &kv.k, &kv.v, start, &shape);
+            let mut a = l.o.forward(&attn, seq)?;
+            cpu::rms_norm(&mut a, &l.post_attn_norm, c.eps);
+            cpu::add_in_place(&mut x, &a);
+
+            let mut f = x.clone();
+            cpu::rms_norm(&mut f, &l.ffn_norm, c.eps);
+            let mut gate = l.gate.forward(&f, seq)?;
+            let up = l.up.forward(&f, seq)?;
+            cpu::gelu_mul(&mut gate, &up);
+            let mut f = l.down.forward(&gate, seq)?;
+            cpu::rms_norm(&mut f, &l.post_ffn_norm, c.eps);
+            cpu::add_in_place(&mut x, &f);
+        }
+        self.cache.advance(seq);
+        let mut last = x.split_off((seq - 1) * h);
+        cpu::rms_norm(&mut last, &self.output_norm, c.eps);
+        Ok(last)
+    }
+}
+
+impl LanguageModel for Gemma3 {
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let needed = self.cache.len() + tokens.len();
+        if needed > self.config.context {
+            return Err(Error::ContextOverflow {
+                needed,
+                max: self.config.context,
+            });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
+            return Err(Error::Compute(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        let start = self.cache.len();
+        let result = self
+            .hidden_last(tokens)
+            .and_then(|hid| self.lm_head.forward(&hid, 1));
+        if result.is_err() {
+            self.cache.truncate(start);
+        }
+        result
+    }
+
+    fn position(&self) -> usize {
+        self.cache.len()
+    }
+    fn max_context(&self) -> usize {
+        self.config.context
+    }
+    fn vocab_size(&self) -> usize {
+        self.config.vocab
+    }
+    fn truncate(&mut self, position: usize) {
+        self.cache.truncate(position);
+    }
+    fn snapshot(&self) -> KvSnapshot {
+        self.cache.snapshot()
+    }
+    fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()> {
+        self.cache.restore(snapshot)
+    }
+}

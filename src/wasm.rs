@@ -1,0 +1,89 @@
+//! The browser API: a thin `#[wasm_bindgen]` layer over [`crate::Engine`]. Errors cross as
+//! JS `Error`s with a stable `code` property; nothing here panics.
+
+use std::borrow::Cow;
+
+use js_sys::{Function, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::gguf::ByteSource;
+
+#[wasm_bindgen(start)]
+fn start() {
+    // A panic would be a bug; make it visible in the console instead of a bare trap.
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&info.to_string().into())
+    }));
+}
+
+fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = Reflect::set(&err, &"code".into(), &e.code().into());
+    err.into()
+}
+
+/// The model file as a JS `Uint8Array`: tensors are copied into wasm memory one at a
+/// time, never the whole file at once.
+struct JsBytes(Uint8Array);
+
+impl ByteSource for JsBytes {
+    fn size(&self) -> u64 {
+        self.0.length() as u64
+    }
+    fn read_at(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+        let end = offset as u32 + len as u32;
+        Ok(Cow::Owned(self.0.subarray(offset as u32, end).to_vec()))
+    }
+}
+
+#[wasm_bindgen]
+pub struct Engine(crate::Engine);
+
+#[wasm_bindgen]
+impl Engine {
+    /// Loads a GGUF model from its bytes.
+    pub fn load(bytes: Uint8Array) -> std::result::Result<Engine, JsValue> {
+        crate::Engine::load(&JsBytes(bytes))
+            .map(Engine)
+            .map_err(js_error)
+    }
+
+    /// Which compute backend runs the model: `"cpu"` (SIMD128) for now.
+    pub fn backend(&self) -> String {
+        "cpu".into()
+    }
+
+    /// The model's name from its metadata.
+    #[wasm_bindgen(js_name = modelName)]
+    pub fn model_name(&self) -> String {
+        self.0.name.clone()
+    }
+
+    /// Token ids of `text` as user text (no BOS, never control tokens).
+    pub fn tokenize(&self, text: &str) -> Vec<u32> {
+        self.0.tokenizer.encode(text)
+    }
+
+    /// Greedy generation. `on_token(id, text)` is called for every new token; returns
+    /// `{text, tokens, prompt_tokens, prefill_ms, decode_ms, stopped_at_eos}`.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        max_tokens: usize,
+        on_token: Option<Function>,
+    ) -> std::result::Result<JsValue, JsValue> {
+        let generation = self
+            .0
+            .generate(prompt, max_tokens, |id, piece| {
+                if let Some(f) = &on_token {
+                    // A throwing callback must not abort generation.
+                    let _ = f.call2(&JsValue::NULL, &id.into(), &piece.into());
+                }
+            })
+            .map_err(js_error)?;
+        serde_wasm_bindgen::to_value(&generation)
+            .map_err(|e| js_error(Error::Compute(e.to_string())))
+    }
+}

@@ -1,0 +1,222 @@
+//! Loader, tokenizer and forward pass on tiny generated Gemma 3 GGUF files.
+
+mod common;
+
+use anote_ner::gguf::Gguf;
+use anote_ner::tokenizer::{TokenKind, Tokenizer};
+use anote_ner::{Engine, Error};
+use common::{GgufWriter, TinyGemma};
+
+fn engine(t: &TinyGemma) -> Engine {
+    Engine::load(t.bytes().as_slice()).expect("tiny model loads")
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn batched_incremental_and_restored_forwards_agree() {
+    let mut e = engine(&TinyGemma::default());
+    let tokens: Vec<u32> = (0..20).map(|i| 265 + (i * 7) % 20).collect();
+    let m = &mut e.model;
+    let full = m.forward(&tokens).unwrap();
+    assert_eq!(m.position(), 20);
+
+    m.truncate(0);
+    let mut step = Vec::new();
+    for &t in &tokens {
+        step = m.forward(&[t]).unwrap();
+    }
+    assert!(
+        max_diff(&full, &step) < 1e-3,
+        "token-by-token differs: {}",
+        max_diff(&full, &step)
+    );
+
+    // A cached prefix, then a different document, then the prefix restored and resumed.
+    m.truncate(0);
+    m.forward(&tokens[..12]).unwrap();
+    let prefix = m.snapshot();
+    assert_eq!(prefix.len(), 12);
+    m.forward(&[275, 276, 277]).unwrap();
+    m.restore(&prefix).unwrap();
+    assert_eq!(m.position(), 12);
+    let resumed = m.forward(&tokens[12..]).unwrap();
+    assert!(
+        max_diff(&full, &resumed) < 1e-3,
+        "restored prefix differs: {}",
+        max_diff(&full, &resumed)
+    );
+}
+
+#[test]
+fn sliding_window_hides_tokens_beyond_its_reach() {
+    // Two local layers with window 3: position p sees back to p - 4 at most.
+    let local = TinyGemma {
+        layers: 2,
+        window: 3,
+        context: 64,
+    };
+    let mut e = engine(&local);
+    let mut a: Vec<u32> = (0..12).map(|i| 265 + i % 15).collect();
+    let base = e.model.forward(&a).unwrap();
+    a[0] = 284;
+    e.model.truncate(0);
+    let changed_far = e.model.forward(&a).unwrap();
+    assert!(
+        max_diff(&base, &changed_far) < 1e-5,
+        "a token outside the window changed the output"
+    );
+    a[10] = 284;
+    e.model.truncate(0);
+    let changed_near = e.model.forward(&a).unwrap();
+    assert!(
+        max_diff(&base, &changed_near) > 1e-4,
+        "a token inside the window had no effect"
+    );
+
+    // The same change is visible when the window is wide.
+    let wide = TinyGemma {
+        layers: 2,
+        window: 64,
+        context: 64,
+    };
+    let mut e = engine(&wide);
+    let mut a: Vec<u32> = (0..12).map(|i| 265 + i % 15).collect();
+    let base = e.model.forward(&a).unwrap();
+    a[0] = 284;
+    e.model.truncate(0);
+    assert!(max_diff(&base, &e.model.forward(&a).unwrap()) > 1e-4);
+}
+
+#[test]
+fn context_overflow_is_an_error_and_keeps_the_cache() {
+    let mut e = engine(&TinyGemma {
+        context: 16,
+        ..Default::default()
+    });
+    e.model.forward(&[270; 10]).unwrap();
+    let err = e.model.forward(&[271; 7]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ContextOverflow {
+                needed: 17,
+                max: 16
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(e.model.position(), 10);
+    e.model.forward(&[271; 6]).unwrap();
+
+    let err = e
+        .generate("zzzzzzzzzzzzzzzzzzzz", 4, |_, _| {})
+        .unwrap_err();
+    assert_eq!(err.code(), "context_overflow");
+}
+
+#[test]
+fn empty_prompt_and_out_of_vocabulary_ids_are_errors() {
+    let mut e = engine(&TinyGemma::default());
+    assert_eq!(
+        e.generate("", 4, |_, _| {}).unwrap_err().code(),
+        "empty_prompt"
+    );
+    assert_eq!(e.model.forward(&[]).unwrap_err().code(), "empty_prompt");
+    assert_eq!(e.model.forward(&[100_000]).unwrap_err().code(), "compute");
+    let g = e.generate("abc", 5, |_, _| {}).unwrap();
+    assert!(g.tokens.len() <= 5 && g.prompt_tokens == 2);
+}
+
+#[test]
+fn tokenizer_merges_by_score_falls_back_to_bytes_and_never_emits_control_tokens() {
+    let bytes = TinyGemma::default().bytes();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(bytes.as_slice()).unwrap()).unwrap();
+    let pieces = |text: &str| -> Vec<String> {
+        tok.encode(text)
+            .iter()
+            .map(|&t| tok.piece(t).unwrap().to_string())
+            .collect()
+    };
+    // "▁a" outranks "ab" (higher score), so " abc" merges ▁a, then ▁ab, never ▁ + abc.
+    assert_eq!(pieces(" abc"), ["\u{2581}ab", "c"]);
+    assert_eq!(pieces("abc"), ["abc"]);
+    // User-defined whitespace runs and tags are matched in raw text, longest first.
+    assert_eq!(pieces("a\n\n\nb"), ["a", "\n\n", "\n", "b"]);
+    assert_eq!(pieces("a  b<b>"), ["a", "  ", "b", "<b>"]);
+    // Characters outside the vocabulary fall back to their UTF-8 bytes.
+    assert_eq!(pieces("z€"), ["<0x7A>", "<0xE2>", "<0x82>", "<0xAC>"]);
+    // Control-token look-alikes stay text, whatever merges exist.
+    for text in ["<eos>", "<bos>", "a<eos>b", "<start_of_turn>", "<unk>"] {
+        let ids = tok.encode(text);
+        assert!(
+            ids.iter().all(|&t| tok.kind(t) != Some(TokenKind::Control)),
+            "{text:?} -> {ids:?}"
+        );
+        assert_eq!(tok.decode(&ids), text);
+    }
+    for text in ["", "é abc\n\n  <b>", "日本 🧬", "a\u{0}b"] {
+        assert_eq!(tok.decode(&tok.encode(text)), text);
+    }
+    assert_eq!(tok.encode_prompt("a")[0], tok.bos);
+}
+
+fn load_err(bytes: &[u8]) -> Error {
+    match Engine::load(bytes) {
+        Ok(_) => panic!("loaded a bad file"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn bad_files_give_typed_errors() {
+    let good = TinyGemma::default().bytes();
+    assert_eq!(load_err(b"").code(), "not_gguf");
+    assert_eq!(
+        load_err(b"PK\x03\x04 not a model at all").code(),
+        "not_gguf"
+    );
+    // Cut anywhere: in the header, in the metadata, in the tensor directory, in the data.
+    for cut in [5, 30, 2_000, good.len() / 2, good.len() - 1] {
+        let e = load_err(&good[..cut]);
+        assert_eq!(e.code(), "truncated", "cut at {cut}: {e}");
+    }
+    let mut w = TinyGemma::default().writer();
+    w.version = 7;
+    assert_eq!(load_err(&w.bytes()).code(), "unsupported_version");
+
+    let mut w = TinyGemma::default().writer();
+    w.set_str("general.architecture", "mamba");
+    let e = load_err(&w.bytes());
+    assert_eq!(e.code(), "unsupported_arch");
+    assert!(e.to_string().contains("mamba"));
+
+    let mut w = TinyGemma::default().writer();
+    w.remove_tensor("blk.3.ffn_up.weight");
+    assert_eq!(load_err(&w.bytes()).code(), "missing_tensor");
+
+    let mut w = TinyGemma::default().writer();
+    w.raw_tensor("strange.weight", &[4], 99, vec![0; 16]);
+    assert_eq!(load_err(&w.bytes()).code(), "unsupported_tensor_type");
+
+    let mut w = GgufWriter::new();
+    w.str("general.architecture", "gemma3");
+    assert_eq!(load_err(&w.bytes()).code(), "bad_metadata");
+
+    // Random garbage after a valid magic never panics.
+    for seed in 0..50u64 {
+        let mut b = b"GGUF\x03\0\0\0".to_vec();
+        b.extend(
+            common::noise(64, seed, 1.0)
+                .iter()
+                .map(|x| (x * 127.0) as i8 as u8),
+        );
+        let _ = Engine::load(b.as_slice());
+    }
+}
