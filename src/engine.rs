@@ -19,7 +19,9 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     pub prompt_tokens: usize,
     pub prefill_ms: f64,
+    /// Time of the single-token forwards after the prompt (`decode_steps` of them).
     pub decode_ms: f64,
+    pub decode_steps: usize,
     /// Whether generation stopped at the end-of-sequence token (else: at `max_tokens`).
     pub stopped_at_eos: bool,
 }
@@ -72,6 +74,7 @@ impl Engine {
         let mut pending = Vec::new();
         let mut text = String::new();
         let mut stopped_at_eos = false;
+        let mut decode_steps = 0;
         while tokens.len() < max_tokens {
             let next = argmax(&logits);
             if next == self.tokenizer.eos {
@@ -85,6 +88,7 @@ impl Engine {
             on_token(next, &piece);
             if tokens.len() < max_tokens {
                 logits = self.model.forward(&[next])?;
+                decode_steps += 1;
             }
         }
         text.push_str(&String::from_utf8_lossy(&pending));
@@ -94,6 +98,7 @@ impl Engine {
             prompt_tokens: ids.len(),
             prefill_ms: t1 - t0,
             decode_ms: crate::clock::now_ms() - t1,
+            decode_steps,
             stopped_at_eos,
         })
     }

@@ -1,1 +1,229 @@
-fn main() {}
+//! Build chores for Anote NER, as `cargo xtask <command>` (the wgpu / rust-analyzer way):
+//! everything a fresh machine needs, installed by the project itself.
+
+mod serve;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  setup              install what is missing: wasm32 target, wasm-bindgen CLI (the Cargo.lock
+                     version), Chromium + ChromeDriver, Node packages, the default model
+  build-web          build the wasm engine into www/pkg (release, SIMD128)
+  serve [--port N]   setup, build-web, then serve the page on http://127.0.0.1:8080
+  test               setup, then fmt, clippy, unit + parity tests, build-web and browser tests
+  test-browser       build-web, then only the browser tests
+  bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md
+";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    match args.first().map(String::as_str) {
+        Some("setup") => setup::all(&root),
+        Some("build-web") => build_web(&root),
+        Some("serve") => {
+            let port = match args.iter().position(|a| a == "--port") {
+                Some(i) => args
+                    .get(i + 1)
+                    .context("--port needs a number")?
+                    .parse()
+                    .context("--port needs a number")?,
+                None => 8080,
+            };
+            setup::all(&root)?;
+            build_web(&root)?;
+            serve::serve_forever(&root, port)
+        }
+        Some("test") => test(&root),
+        Some("test-browser") => {
+            build_web(&root)?;
+            browser_tests(&root)
+        }
+        Some("bench") => bench(&root),
+        _ => {
+            eprint!("{USAGE}");
+            bail!(
+                "unknown command {:?}",
+                args.first().map(String::as_str).unwrap_or("")
+            )
+        }
+    }
+}
+
+/// The repository root (xtask lives one level below it).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the repository")
+        .to_path_buf()
+}
+
+/// Runs a command, naming `step` in the error.
+fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
+    println!("xtask: [{step}] {}", display(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("[{step}] could not start {}", display(cmd)))?;
+    if !status.success() {
+        bail!("[{step}] failed ({status}): {}", display(cmd));
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout, naming `step` in the error.
+fn output(step: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("[{step}] could not start {}", display(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "[{step}] failed: {}\n{}",
+            display(cmd),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn display(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// wasm32 release build (SIMD128 via .cargo/config.toml), then wasm-bindgen into www/pkg.
+/// No wasm-opt: Debian's binaryen 108 breaks wasm-bindgen's output, and candle's kernels
+/// are already optimised by LLVM.
+fn build_web(root: &Path) -> Result<()> {
+    run_step(
+        "build-web: cargo",
+        cargo().current_dir(root).args([
+            "build",
+            "--lib",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+        ]),
+    )?;
+    let wasm = root.join("target/wasm32-unknown-unknown/release/anote_ner.wasm");
+    run_step(
+        "build-web: wasm-bindgen",
+        Command::new(setup::wasm_bindgen_bin())
+            .current_dir(root)
+            .arg("--target")
+            .arg("web")
+            .arg("--out-dir")
+            .arg("www/pkg")
+            .arg(&wasm),
+    )?;
+    let size = std::fs::metadata(root.join("www/pkg/anote_ner_bg.wasm"))?.len();
+    println!(
+        "xtask: [build-web] www/pkg/anote_ner_bg.wasm is {:.2} MB",
+        size as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    setup::all(root)?;
+    run_step(
+        "test: rustfmt",
+        cargo().current_dir(root).args(["fmt", "--all", "--check"]),
+    )?;
+    run_step(
+        "test: clippy",
+        cargo().current_dir(root).args([
+            "clippy",
+            "--release",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run_step(
+        "test: native tests",
+        cargo()
+            .current_dir(root)
+            .args(["test", "--release", "--workspace"]),
+    )?;
+    build_web(root)?;
+    browser_tests(root)
+}
+
+/// Greedy ids of the native engine for `prompt`, the reference for the browser test.
+fn native_greedy(root: &Path, prompt: &str, max_tokens: usize) -> Result<String> {
+    let json = output(
+        "test: native reference",
+        cargo()
+            .current_dir(root)
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--bin",
+                "anote",
+                "--",
+                "generate",
+                "--json",
+            ])
+            .args(["--prompt", prompt, "--max-tokens", &max_tokens.to_string()]),
+    )?;
+    Ok(json.trim().to_string())
+}
+
+fn browser_tests(root: &Path) -> Result<()> {
+    let prompt = "The capital of France is";
+    let expected = native_greedy(root, prompt, 16)?;
+    let server = serve::spawn(root, 0)?;
+    run_step(
+        "test: browser (headless Chromium)",
+        Command::new("node")
+            .current_dir(root)
+            .arg("tests/browser/page.test.mjs")
+            .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
+            .env("ANOTE_PROMPT", prompt)
+            .env("ANOTE_NATIVE", expected),
+    )
+}
+
+fn bench(root: &Path) -> Result<()> {
+    setup::all(root)?;
+    build_web(root)?;
+    run_step(
+        "bench: native",
+        cargo()
+            .current_dir(root)
+            .args(["build", "--release", "--bin", "anote"]),
+    )?;
+    let server = serve::spawn(root, 0)?;
+    run_step(
+        "bench",
+        Command::new("node")
+            .current_dir(root)
+            .arg("tests/browser/bench.mjs")
+            .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
+            .env("ANOTE_BIN", root.join("target/release/anote")),
+    )
+}

@@ -1,0 +1,32 @@
+// Headless Debian Chromium for the browser tests and the benchmark.
+import { chromium } from 'playwright-core';
+
+// No background networking: this machine has no internet, and Chromium's own requests
+// would only fail (and make the privacy check noisy).
+export const FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'];
+
+export async function launch() {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: FLAGS });
+}
+
+/** Waits until the page's model is ready (or failed); returns the status element's state. */
+export async function modelState(page, timeout = 600_000) {
+  await page.waitForSelector('[data-testid=model-status]:not([data-state=loading])', { timeout });
+  return page.getAttribute('[data-testid=model-status]', 'data-state');
+}
+
+/** Runs one generation through the page's UI; returns {tokens, text, stats}. */
+export async function generateInPage(page, prompt, maxTokens) {
+  await page.fill('[data-testid=prompt]', prompt);
+  await page.fill('[data-testid=max-tokens]', String(maxTokens));
+  await page.evaluate(() => { delete document.querySelector('[data-testid=stats]').dataset.done; });
+  await page.click('[data-testid=generate]');
+  await page.waitForSelector('[data-testid=stats][data-done=true], [data-testid=error]:not(:empty)', { timeout: 600_000 });
+  const error = await page.textContent('[data-testid=error]');
+  if (error) throw new Error(`generation failed in the page: ${error}`);
+  return page.evaluate(() => {
+    const out = document.querySelector('[data-testid=output]');
+    return { tokens: out.dataset.tokens.split(' ').map(Number), text: out.textContent, stats: document.querySelector('[data-testid=stats]').textContent };
+  });
+}

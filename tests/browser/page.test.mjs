@@ -1,0 +1,116 @@
+// The page in headless Chromium with the real model: it loads through the worker,
+// generates the same greedy tokens as the native engine, caches the model, reports bad
+// input as typed errors, and sends nothing but requests for its own files.
+// Run by `cargo xtask test` (which serves www/ and passes the native reference).
+import assert from 'node:assert/strict';
+import { launch, modelState, generateInPage } from './chromium.mjs';
+
+const url = process.env.ANOTE_URL;
+const prompt = process.env.ANOTE_PROMPT;
+const native = JSON.parse(process.env.ANOTE_NATIVE);
+const origin = new URL(url).origin;
+
+const browser = await launch();
+const page = await browser.newPage();
+const requests = [];
+page.on('request', (r) => requests.push(r));
+const problems = [];
+page.on('pageerror', (e) => problems.push(String(e)));
+
+let failures = 0;
+async function check(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}\n     ${String(e.stack ?? e).split('\n').slice(0, 6).join('\n     ')}`);
+  }
+}
+
+// A GGUF header written by hand: `arch` as general.architecture and, with `truncated`,
+// one F32 tensor whose data lies beyond the end of the file.
+function tinyGguf(arch, truncated) {
+  const parts = [];
+  const u32 = (v) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, v, true); parts.push(b); };
+  const u64 = (v) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, BigInt(v), true); parts.push(b); };
+  const str = (s) => { const b = new TextEncoder().encode(s); u64(b.length); parts.push(b); };
+  parts.push(new TextEncoder().encode('GGUF'));
+  u32(3); u64(truncated ? 1 : 0); u64(1);
+  str('general.architecture'); u32(8); str(arch);
+  if (truncated) { str('token_embd.weight'); u32(1); u64(1 << 20); u32(0); u64(0); }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return Array.from(out);
+}
+
+await page.goto(url);
+
+await check('the default model loads in the worker, downloaded with progress', async () => {
+  assert.equal(await modelState(page), 'ready', await page.textContent('[data-testid=error]'));
+  assert.match(await page.textContent('[data-testid=progress-text]'), /downloaded and cached/);
+  assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
+  assert.equal(await page.textContent('[data-testid=backend]'), 'CPU SIMD');
+});
+
+await check('greedy tokens in the browser equal the native engine', async () => {
+  const r = await generateInPage(page, prompt, native.tokens.length);
+  console.log(`     wasm: ${JSON.stringify(r.text)} · ${r.stats}`);
+  assert.deepEqual(r.tokens, native.tokens);
+  assert.equal(r.text, native.text);
+});
+
+await check('a reload reads the model from Cache Storage, not the network', async () => {
+  const before = requests.length;
+  await page.reload();
+  assert.equal(await modelState(page), 'ready');
+  assert.match(await page.textContent('[data-testid=progress-text]'), /from the browser cache/);
+  const modelFetches = requests.slice(before).filter((r) => r.url().endsWith('.gguf'));
+  assert.equal(modelFetches.length, 0, 'the model was fetched again');
+});
+
+await check('bad input gives typed errors and loses nothing', async () => {
+  const codes = await page.evaluate(async ({ notGguf, truncated, mamba }) => {
+    const { AnoteClient } = await import('./anote.js');
+    const c = new AnoteClient();
+    const code = (p) => p.then(() => 'no error', (e) => e.code);
+    const bytes = (a) => new Uint8Array(a).buffer;
+    return {
+      notGguf: await code(c.load(bytes(notGguf))),
+      truncated: await code(c.load(bytes(truncated))),
+      mamba: await code(c.load(bytes(mamba))),
+      notLoaded: await code(c.generate('hello', 4)),
+    };
+  }, { notGguf: Array.from(new TextEncoder().encode('<html>not a model</html>')), truncated: tinyGguf('gemma3', true), mamba: tinyGguf('mamba', false) });
+  assert.deepEqual(codes, { notGguf: 'not_gguf', truncated: 'truncated', mamba: 'unsupported_arch', notLoaded: 'not_loaded' });
+
+  await page.fill('[data-testid=prompt]', '');
+  await page.click('[data-testid=generate]');
+  await page.waitForSelector('[data-testid=error]:not(:empty)');
+  assert.match(await page.textContent('[data-testid=error]'), /\[empty_prompt\]/);
+
+  await page.fill('[data-testid=prompt]', 'word '.repeat(9000));
+  await page.click('[data-testid=generate]');
+  await page.waitForFunction(() => /context_overflow/.test(document.querySelector('[data-testid=error]').textContent));
+
+  // The engine survives: the same prompt still gives the native tokens.
+  const r = await generateInPage(page, prompt, 4);
+  assert.deepEqual(r.tokens, native.tokens.slice(0, 4));
+});
+
+await check('no request leaves the origin, and none carries the prompt', async () => {
+  for (const r of requests) {
+    assert.equal(new URL(r.url()).origin, origin, `request to ${r.url()}`);
+    assert.ok(!r.url().includes('France') && !(r.postData() ?? '').includes('France'), `prompt text in ${r.url()}`);
+  }
+  assert.deepEqual(problems, []);
+});
+
+await browser.close();
+if (failures) {
+  console.log(`${failures} browser check(s) failed`);
+  process.exit(1);
+}
+console.log('all browser checks passed');

@@ -1,0 +1,116 @@
+//! A small static file server for `www/` (and the model under `/models/`), with the
+//! headers the page needs: `application/wasm`, and COOP/COEP so that the page is
+//! cross-origin isolated (precise timers, and threads when a wasm build uses them).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+pub struct Server {
+    pub port: u16,
+}
+
+/// Serves on 127.0.0.1:`port` (0: any free port) from a background thread.
+pub fn spawn(root: &Path, port: u16) -> Result<Server> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let port = listener.local_addr()?.port();
+    let root = root.to_path_buf();
+    std::thread::spawn(move || accept(listener, root));
+    Ok(Server { port })
+}
+
+pub fn serve_forever(root: &Path, port: u16) -> Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    println!("xtask: serving the page on http://127.0.0.1:{port}/  (Ctrl-C to stop)");
+    accept(listener, root.to_path_buf());
+    Ok(())
+}
+
+fn accept(listener: TcpListener, root: PathBuf) {
+    for stream in listener.incoming().flatten() {
+        let root = root.clone();
+        std::thread::spawn(move || {
+            let _ = handle(stream, &root);
+        });
+    }
+}
+
+/// `/models/…` comes from the repository's `models/`, `/node_modules/…` from the Node
+/// packages (the wllama anchor of the benchmark), everything else from `www/`.
+fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let path = url_path.split(['?', '#']).next()?;
+    if path.split('/').any(|seg| seg == ".." || seg.contains('\\')) {
+        return None;
+    }
+    let rel = path.trim_start_matches('/');
+    let file = if let Some(m) = rel.strip_prefix("models/") {
+        root.join("models").join(m)
+    } else if rel.starts_with("node_modules/") {
+        root.join(rel)
+    } else {
+        root.join("www")
+            .join(if rel.is_empty() { "index.html" } else { rel })
+    };
+    let file = if file.is_dir() {
+        file.join("index.html")
+    } else {
+        file
+    };
+    file.is_file().then_some(file)
+}
+
+fn content_type(p: &Path) -> &'static str {
+    match p.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "wasm" => "application/wasm",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "ts" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn handle(mut stream: TcpStream, root: &Path) -> Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Skip the headers: nothing in them changes the answer.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let mut parts = request.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let common = "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n\
+                  Cross-Origin-Resource-Policy: same-origin\r\nCache-Control: no-cache\r\nConnection: close\r\n";
+    let Some(file) = resolve(root, target).filter(|_| method == "GET" || method == "HEAD") else {
+        let body = "not found\n";
+        write!(stream, "HTTP/1.1 404 Not Found\r\n{common}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+        return Ok(());
+    };
+    let mut f = std::fs::File::open(&file)?;
+    let len = f.metadata()?.len();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\n{common}Content-Type: {}\r\nContent-Length: {len}\r\n\r\n",
+        content_type(&file)
+    )?;
+    if method == "GET" {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            stream.write_all(&buf[..n])?;
+        }
+    }
+    Ok(())
+}
