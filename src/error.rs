@@ -6,9 +6,7 @@
 pub enum Error {
     #[error("this file is not a GGUF model (it does not start with the bytes \"GGUF\")")]
     NotGguf,
-    #[error(
-        "the model file is truncated: {what} needs bytes up to {needed} but the file has {len}"
-    )]
+    #[error("the model file is truncated: {what} needs bytes up to {needed} but the file has {len}")]
     Truncated { what: String, needed: u64, len: u64 },
     #[error("GGUF version {0} is not supported (versions 2 and 3 are)")]
     UnsupportedVersion(u32),

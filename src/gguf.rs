@@ -3,7 +3,6 @@
 //! to sit in memory next to the weights built from it (this matters in wasm, where the
 //! file lives in a JS `ArrayBuffer` and linear memory is precious).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use candle_core::quantized::GgmlDType;
@@ -14,16 +13,18 @@ use crate::error::{Error, Result};
 pub trait ByteSource {
     /// Total length in bytes.
     fn size(&self) -> u64;
-    /// `len` bytes starting at `offset`; the caller has checked the range.
-    fn read_at(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>>;
+    /// Fills `buf` with the bytes at `offset`; the caller has checked the range. Reading
+    /// into the caller's buffer lets tensors be read straight into their final storage.
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
 impl ByteSource for [u8] {
     fn size(&self) -> u64 {
         self.len() as u64
     }
-    fn read_at(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
-        Ok(Cow::Borrowed(&self[offset as usize..offset as usize + len]))
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        buf.copy_from_slice(&self[offset as usize..offset as usize + buf.len()]);
+        Ok(())
     }
 }
 
@@ -32,11 +33,9 @@ impl ByteSource for std::fs::File {
     fn size(&self) -> u64 {
         self.metadata().map(|m| m.len()).unwrap_or(0)
     }
-    fn read_at(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; len];
-        self.read_exact_at(&mut buf, offset)?;
-        Ok(Cow::Owned(buf))
+        Ok(self.read_exact_at(buf, offset)?)
     }
 }
 
@@ -188,7 +187,8 @@ impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
         let window_end = self.window_start + self.window.len() as u64;
         if self.pos < self.window_start || end > window_end {
             let take = (n as usize).max(WINDOW).min((len - self.pos) as usize);
-            self.window = self.src.read_at(self.pos, take)?.into_owned();
+            self.window.resize(take, 0);
+            self.src.read_into(self.pos, &mut self.window)?;
             self.window_start = self.pos;
         }
         let from = (self.pos - self.window_start) as usize;
@@ -196,10 +196,7 @@ impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
         Ok(&self.window[from..from + n as usize])
     }
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
-        Ok(self
-            .bytes(N as u64, what)?
-            .try_into()
-            .expect("length checked"))
+        Ok(self.bytes(N as u64, what)?.try_into().expect("length checked"))
     }
     fn u32(&mut self, what: &str) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
@@ -210,9 +207,7 @@ impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
     fn count(&mut self, what: &str) -> Result<u64> {
         let n = self.u64(what)?;
         if n > MAX_COUNT {
-            return Err(Error::Malformed(format!(
-                "{what} = {n} is implausibly large"
-            )));
+            return Err(Error::Malformed(format!("{what} = {n} is implausibly large")));
         }
         Ok(n)
     }
@@ -295,10 +290,7 @@ impl Gguf {
             let offset = r.u64(&name)?;
             infos.push((name, dims, type_id, offset));
         }
-        let alignment = metadata
-            .get("general.alignment")
-            .and_then(Value::as_u64)
-            .unwrap_or(32);
+        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32);
         if alignment == 0 || !alignment.is_power_of_two() {
             return Err(Error::Malformed(format!("general.alignment = {alignment}")));
         }

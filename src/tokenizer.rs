@@ -79,24 +79,14 @@ impl Tokenizer {
             _ => None,
         }
         .filter(|s: &Vec<f32>| s.len() == n)
-        .ok_or_else(|| {
-            bad(
-                "tokenizer.ggml.scores",
-                "float array as long as the vocabulary",
-            )
-        })?;
+        .ok_or_else(|| bad("tokenizer.ggml.scores", "float array as long as the vocabulary"))?;
         let types: Vec<i64> = match g.get("tokenizer.ggml.token_type") {
             Some(Value::Array(a)) => a.iter().map(Value::as_i64).collect::<Option<_>>(),
             None => Some(vec![1; n]),
             _ => None,
         }
         .filter(|t: &Vec<i64>| t.len() == n)
-        .ok_or_else(|| {
-            bad(
-                "tokenizer.ggml.token_type",
-                "integer array as long as the vocabulary",
-            )
-        })?;
+        .ok_or_else(|| bad("tokenizer.ggml.token_type", "integer array as long as the vocabulary"))?;
 
         let mut byte_tokens = [u32::MAX; 256];
         let mut kinds = Vec::with_capacity(n);
@@ -111,9 +101,8 @@ impl Tokenizer {
                 4 => TokenKind::UserDefined,
                 5 => TokenKind::Unused,
                 6 => {
-                    let b = parse_byte_piece(piece).ok_or_else(|| {
-                        bad("tokenizer.ggml.tokens", "byte tokens spelled <0xXX>")
-                    })?;
+                    let b = parse_byte_piece(piece)
+                        .ok_or_else(|| bad("tokenizer.ggml.tokens", "byte tokens spelled <0xXX>"))?;
                     byte_tokens[b as usize] = id;
                     TokenKind::Byte(b)
                 }
@@ -275,14 +264,7 @@ impl Tokenizer {
         }
     }
 
-    fn push_bigram(
-        &self,
-        text: &str,
-        syms: &[Symbol],
-        left: usize,
-        right: usize,
-        queue: &mut BinaryHeap<Bigram>,
-    ) {
+    fn push_bigram(&self, text: &str, syms: &[Symbol], left: usize, right: usize, queue: &mut BinaryHeap<Bigram>) {
         let (l, r) = (&syms[left], &syms[right]);
         let merged = &text[l.start..r.start + r.len];
         if let Some(&id) = self.by_piece.get(merged) {

@@ -1,8 +1,6 @@
 //! The browser API: a thin `#[wasm_bindgen]` layer over [`crate::Engine`]. Errors cross as
 //! JS `Error`s with a stable `code` property; nothing here panics.
 
-use std::borrow::Cow;
-
 use js_sys::{Function, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -12,9 +10,7 @@ use crate::gguf::ByteSource;
 #[wasm_bindgen(start)]
 fn start() {
     // A panic would be a bug; make it visible in the console instead of a bare trap.
-    std::panic::set_hook(Box::new(|info| {
-        web_sys::console::error_1(&info.to_string().into())
-    }));
+    std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&info.to_string().into())));
 }
 
 fn js_error(e: Error) -> JsValue {
@@ -32,9 +28,10 @@ impl ByteSource for JsBytes {
     fn size(&self) -> u64 {
         self.0.length() as u64
     }
-    fn read_at(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
-        let end = offset as u32 + len as u32;
-        Ok(Cow::Owned(self.0.subarray(offset as u32, end).to_vec()))
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = offset as u32;
+        self.0.subarray(start, start + buf.len() as u32).copy_to(buf);
+        Ok(())
     }
 }
 
@@ -45,9 +42,7 @@ pub struct Engine(crate::Engine);
 impl Engine {
     /// Loads a GGUF model from its bytes.
     pub fn load(bytes: Uint8Array) -> std::result::Result<Engine, JsValue> {
-        crate::Engine::load(&JsBytes(bytes))
-            .map(Engine)
-            .map_err(js_error)
+        crate::Engine::load(&JsBytes(bytes)).map(Engine).map_err(js_error)
     }
 
     /// Which compute backend runs the model: `"cpu"` (SIMD128) for now.
@@ -83,7 +78,6 @@ impl Engine {
                 }
             })
             .map_err(js_error)?;
-        serde_wasm_bindgen::to_value(&generation)
-            .map_err(|e| js_error(Error::Compute(e.to_string())))
+        serde_wasm_bindgen::to_value(&generation).map_err(|e| js_error(Error::Compute(e.to_string())))
     }
 }

@@ -29,15 +29,11 @@ fn tokenizer_ids_equal_llama_cpp() {
         let text = case["text"].as_str().unwrap();
         let ours = tok.encode(text);
         assert!(
-            ours.iter()
-                .all(|&t| tok.kind(t) != Some(TokenKind::Control)),
+            ours.iter().all(|&t| tok.kind(t) != Some(TokenKind::Control)),
             "{text:?} produced a control token: {ours:?}"
         );
         if ours != ids(&case["ids"]) {
-            mismatches.push(format!(
-                "{text:?}: ours {ours:?} llama.cpp {:?}",
-                ids(&case["ids"])
-            ));
+            mismatches.push(format!("{text:?}: ours {ours:?} llama.cpp {:?}", ids(&case["ids"])));
         }
     }
     println!(
@@ -75,9 +71,7 @@ fn greedy_tokens_equal_llama_cpp() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| {
-                (logits[p[0].as_u64().unwrap() as usize] - p[1].as_f64().unwrap() as f32).abs()
-            })
+            .map(|p| (logits[p[0].as_u64().unwrap() as usize] - p[1].as_f64().unwrap() as f32).abs())
             .fold(0.0, f32::max);
         println!(
             "prompt of {:>3} tokens: max |Δlogit| at step 1 = {max_delta:.3} (llama.cpp flash-attn on vs off: {:.3})",
@@ -105,10 +99,7 @@ fn greedy_tokens_equal_llama_cpp() {
             logits = m.forward(&[expected]).unwrap();
         }
         identical += usize::from(same == reference.len());
-        println!(
-            "  greedy: {same}/{} tokens equal to llama.cpp",
-            reference.len()
-        );
+        println!("  greedy: {same}/{} tokens equal to llama.cpp", reference.len());
     }
     assert!(
         identical >= 3,

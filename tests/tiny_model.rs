@@ -13,10 +13,7 @@ fn engine(t: &TinyGemma) -> Engine {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -102,32 +99,18 @@ fn context_overflow_is_an_error_and_keeps_the_cache() {
     });
     e.model.forward(&[270; 10]).unwrap();
     let err = e.model.forward(&[271; 7]).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::ContextOverflow {
-                needed: 17,
-                max: 16
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::ContextOverflow { needed: 17, max: 16 }), "{err}");
     assert_eq!(e.model.position(), 10);
     e.model.forward(&[271; 6]).unwrap();
 
-    let err = e
-        .generate("zzzzzzzzzzzzzzzzzzzz", 4, |_, _| {})
-        .unwrap_err();
+    let err = e.generate("zzzzzzzzzzzzzzzzzzzz", 4, |_, _| {}).unwrap_err();
     assert_eq!(err.code(), "context_overflow");
 }
 
 #[test]
 fn empty_prompt_and_out_of_vocabulary_ids_are_errors() {
     let mut e = engine(&TinyGemma::default());
-    assert_eq!(
-        e.generate("", 4, |_, _| {}).unwrap_err().code(),
-        "empty_prompt"
-    );
+    assert_eq!(e.generate("", 4, |_, _| {}).unwrap_err().code(), "empty_prompt");
     assert_eq!(e.model.forward(&[]).unwrap_err().code(), "empty_prompt");
     assert_eq!(e.model.forward(&[100_000]).unwrap_err().code(), "compute");
     let g = e.generate("abc", 5, |_, _| {}).unwrap();
@@ -178,10 +161,7 @@ fn load_err(bytes: &[u8]) -> Error {
 fn bad_files_give_typed_errors() {
     let good = TinyGemma::default().bytes();
     assert_eq!(load_err(b"").code(), "not_gguf");
-    assert_eq!(
-        load_err(b"PK\x03\x04 not a model at all").code(),
-        "not_gguf"
-    );
+    assert_eq!(load_err(b"PK\x03\x04 not a model at all").code(), "not_gguf");
     // Cut anywhere: in the header, in the metadata, in the tensor directory, in the data.
     for cut in [5, 30, 2_000, good.len() / 2, good.len() - 1] {
         let e = load_err(&good[..cut]);
@@ -212,11 +192,7 @@ fn bad_files_give_typed_errors() {
     // Random garbage after a valid magic never panics.
     for seed in 0..50u64 {
         let mut b = b"GGUF\x03\0\0\0".to_vec();
-        b.extend(
-            common::noise(64, seed, 1.0)
-                .iter()
-                .map(|x| (x * 127.0) as i8 as u8),
-        );
+        b.extend(common::noise(64, seed, 1.0).iter().map(|x| (x * 127.0) as i8 as u8));
         let _ = Engine::load(b.as_slice());
     }
 }

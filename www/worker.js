@@ -4,15 +4,17 @@
 //                  {type:'load', bytes}                   load a GGUF from an ArrayBuffer (a local file)
 //                  {type:'generate', id, prompt, maxTokens}
 //   worker → page  {type:'progress', phase:'download'|'cache'|'load', loaded, total}
-//                  {type:'ready', backend, model, loadMs, fromCache, bytes}
+//                  {type:'ready', backend, model, loadMs, fromCache, bytes, wasmBytes}
 //                  {type:'token', id, token, text}
-//                  {type:'done', id, result}
+//                  {type:'done', id, result}          result: Generation + wasmBytes
 //                  {type:'error', id?, code, message}
 import init, { Engine } from './pkg/anote_ner.js';
 
 const MODEL_CACHE = 'anote-models-v1';
 let engine = null;
 const ready = init();
+// Linear memory never shrinks, so its size is the engine's peak (what the benchmark reports).
+const wasmBytes = async () => (await ready).memory.buffer.byteLength;
 
 function post(msg) { self.postMessage(msg); }
 
@@ -20,36 +22,41 @@ function fail(id, e) {
   post({ type: 'error', id, code: e?.code ?? 'internal', message: String(e?.message ?? e) });
 }
 
-// Reads a response body with progress; the total comes from Content-Length.
+// Reads a response body with progress into one buffer (sized from Content-Length when
+// the server sends it, so the model is never held twice while downloading).
 async function readAll(response, phase) {
   const total = Number(response.headers.get('content-length')) || 0;
   const reader = response.body.getReader();
-  const chunks = [];
+  let bytes = new Uint8Array(total);
   let loaded = 0, lastPost = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
+    if (loaded + value.length > bytes.length) {
+      const grown = new Uint8Array(Math.max(2 * bytes.length, loaded + value.length));
+      grown.set(bytes.subarray(0, loaded));
+      bytes = grown;
+    }
+    bytes.set(value, loaded);
     loaded += value.length;
     const now = performance.now();
     if (now - lastPost > 100) { post({ type: 'progress', phase, loaded, total }); lastPost = now; }
   }
   post({ type: 'progress', phase, loaded, total: total || loaded });
-  const bytes = new Uint8Array(loaded);
-  let at = 0;
-  for (const c of chunks) { bytes.set(c, at); at += c.length; }
-  return bytes;
+  return loaded === bytes.length ? bytes : bytes.subarray(0, loaded);
 }
 
 // The model is cached in Cache Storage under its URL, so a reload reads it from disk.
+// The download streams into the cache at the same time as into memory.
 async function fetchModel(url) {
   const cache = await caches.open(MODEL_CACHE);
   const hit = await cache.match(url);
   if (hit) return { bytes: await readAll(hit, 'cache'), fromCache: true };
   const response = await fetch(url);
   if (!response.ok) throw Object.assign(new Error(`cannot fetch ${url}: HTTP ${response.status}`), { code: 'fetch_failed' });
+  const stored = cache.put(url, response.clone());
   const bytes = await readAll(response, 'download');
-  await cache.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) } }));
+  await stored;
   return { bytes, fromCache: false };
 }
 
@@ -61,19 +68,20 @@ async function load(msg) {
   post({ type: 'progress', phase: 'load', loaded: 0, total: bytes.length });
   const t0 = performance.now();
   engine = Engine.load(bytes);
-  post({ type: 'ready', backend: engine.backend(), model: engine.modelName(), loadMs: performance.now() - t0, fromCache, bytes: bytes.length });
+  const loadMs = performance.now() - t0;
+  post({ type: 'ready', backend: engine.backend(), model: engine.modelName(), loadMs, fromCache, bytes: bytes.length, wasmBytes: await wasmBytes() });
 }
 
-function generate(msg) {
+async function generate(msg) {
   if (!engine) throw Object.assign(new Error('no model is loaded'), { code: 'not_loaded' });
   const result = engine.generate(msg.prompt, msg.maxTokens, (token, text) => post({ type: 'token', id: msg.id, token, text }));
-  post({ type: 'done', id: msg.id, result });
+  post({ type: 'done', id: msg.id, result: { ...result, wasmBytes: await wasmBytes() } });
 }
 
 self.onmessage = async ({ data: msg }) => {
   try {
     if (msg.type === 'load') await load(msg);
-    else if (msg.type === 'generate') generate(msg);
+    else if (msg.type === 'generate') await generate(msg);
     else throw Object.assign(new Error(`unknown message ${msg.type}`), { code: 'bad_message' });
   } catch (e) {
     fail(msg.id, e);

@@ -49,12 +49,7 @@ pub fn repack_q8_0(q: QTensor) -> Result<QTensor> {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -138,13 +133,7 @@ pub struct AttentionShape {
 /// `first_pos..first_pos+seq`) over a KV cache holding positions `0..first_pos+seq`
 /// (`k`, `v`: `positions × kv_heads × head_dim`). Grouped-query: query head `h` reads
 /// KV head `h / (heads / kv_heads)`.
-pub fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    first_pos: usize,
-    s: &AttentionShape,
-) -> Vec<f32> {
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], first_pos: usize, s: &AttentionShape) -> Vec<f32> {
     let (hd, kv_row) = (s.head_dim, s.kv_heads * s.head_dim);
     let group = s.heads / s.kv_heads;
     let seq = q.len() / (s.heads * hd);

@@ -9,11 +9,7 @@ use anote_ner::{Engine, Error};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "anote",
-    version,
-    about = "Private entity extraction with a small local LLM"
-)]
+#[command(name = "anote", version, about = "Private entity extraction with a small local LLM")]
 struct Cli {
     /// GGUF model file [default: $ANOTE_MODEL, else the default model in models/]
     #[arg(long, global = true)]
@@ -102,10 +98,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 }
             })?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&g).map_err(|e| Error::Io(e.to_string()))?
-                );
+                println!("{}", serde_json::to_string(&g).map_err(|e| Error::Io(e.to_string()))?);
             } else {
                 println!();
             }

@@ -54,23 +54,15 @@ impl Config {
             heads,
             kv_heads: u("attention.head_count_kv").unwrap_or(heads),
             head_dim: u("attention.key_length").unwrap_or(hidden / heads.max(1)),
-            eps: g
-                .f32(&key("attention.layer_norm_rms_epsilon"))
-                .unwrap_or(1e-6),
+            eps: g.f32(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6),
             rope_base: g.f32(&key("rope.freq_base")).unwrap_or(1_000_000.0),
             local_rope_base: g.f32(&key("rope.freq_base_swa")).unwrap_or(LOCAL_ROPE_BASE),
             window: u("attention.sliding_window").unwrap_or(512),
-            global_every: u("attention.sliding_window_pattern")
-                .unwrap_or(GLOBAL_EVERY)
-                .max(1),
+            global_every: u("attention.sliding_window_pattern").unwrap_or(GLOBAL_EVERY).max(1),
             context: u("context_length").unwrap_or(MAX_CONTEXT).min(MAX_CONTEXT),
             vocab: embd.shape()[0],
         };
-        if c.heads == 0
-            || c.kv_heads == 0
-            || !c.heads.is_multiple_of(c.kv_heads)
-            || !c.head_dim.is_multiple_of(2)
-        {
+        if c.heads == 0 || c.kv_heads == 0 || !c.heads.is_multiple_of(c.kv_heads) || !c.head_dim.is_multiple_of(2) {
             return Err(Error::Metadata {
                 key: key("attention.head_count_kv"),
                 expected: "a divisor of head_count",
@@ -113,9 +105,7 @@ impl Gemma3 {
     pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Gemma3> {
         let c = Config::from_gguf(g)?;
         let (h, q_dim, kv_dim) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
-        let mat = |name: String, out: usize, inp: usize| {
-            load_qtensor(g, src, &name, &[out, inp]).and_then(Linear::new)
-        };
+        let mat = |name: String, out: usize, inp: usize| load_qtensor(g, src, &name, &[out, inp]).and_then(Linear::new);
         let vec = |name: String, len: usize| load_vector(g, src, &name, len);
         let embedding = load_qtensor(g, src, "token_embd.weight", &[c.vocab, h])?;
         let lm_head = match g.tensors.contains_key("output.weight") {
@@ -157,11 +147,7 @@ impl Gemma3 {
         let (seq, h, hd) = (tokens.len(), c.hidden, c.head_dim);
         let start = self.cache.len();
         let ids = Tensor::from_slice(tokens, seq, &Device::Cpu)?;
-        let mut x = self
-            .embedding
-            .embedding(&ids)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let mut x = self.embedding.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?;
         cpu::scale_in_place(&mut x, (h as f32).sqrt());
         for (i, l) in self.layers.iter().enumerate() {
             let global = c.is_global(i);
@@ -172,11 +158,7 @@ impl Gemma3 {
             let v = l.v.forward(&a, seq)?;
             cpu::rms_norm(&mut q, &l.q_norm, c.eps);
             cpu::rms_norm(&mut k, &l.k_norm, c.eps);
-            let base = if global {
-                c.rope_base
-            } else {
-                c.local_rope_base
-            };
+            let base = if global { c.rope_base } else { c.local_rope_base };
             cpu::rope(&mut q, c.heads, hd, start, base);
             cpu::rope(&mut k, c.kv_heads, hd, start, base);
             self.cache.append(i, &k, &v);
@@ -222,14 +204,10 @@ impl LanguageModel for Gemma3 {
             });
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
-            return Err(Error::Compute(format!(
-                "token id {bad} is outside the vocabulary"
-            )));
+            return Err(Error::Compute(format!("token id {bad} is outside the vocabulary")));
         }
         let start = self.cache.len();
-        let result = self
-            .hidden_last(tokens)
-            .and_then(|hid| self.lm_head.forward(&hid, 1));
+        let result = self.hidden_last(tokens).and_then(|hid| self.lm_head.forward(&hid, 1));
         if result.is_err() {
             self.cache.truncate(start);
         }

@@ -6,14 +6,15 @@ mod kv_cache;
 
 use std::sync::Arc;
 
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, QTensor};
+use candle_core::quantized::k_quants::{self as kq, GgmlType};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::Device;
 
 pub use kv_cache::{KvCache, KvSnapshot};
 
 use crate::backend::cpu;
 use crate::error::{Error, Result};
-use crate::gguf::{ByteSource, Gguf};
+use crate::gguf::{ByteSource, Gguf, TensorInfo};
 
 /// The most tokens a model keeps in its KV cache, whatever the GGUF allows: extraction
 /// prompts are a schema prefix plus one chunk, and the cache grows on demand up to this.
@@ -45,12 +46,7 @@ pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Box<dyn Languag
 
 /// Reads a tensor, checks its shape (outermost dim first) and repacks types that have no
 /// SIMD kernel into Q8_0.
-fn load_qtensor<S: ByteSource + ?Sized>(
-    g: &Gguf,
-    src: &S,
-    name: &str,
-    shape: &[usize],
-) -> Result<Arc<QTensor>> {
+fn load_qtensor<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[usize]) -> Result<Arc<QTensor>> {
     let info = g.tensor(name)?;
     if info.shape() != shape {
         return Err(Error::TensorShape {
@@ -59,8 +55,24 @@ fn load_qtensor<S: ByteSource + ?Sized>(
             found: info.shape(),
         });
     }
-    let bytes = src.read_at(info.offset, info.size)?;
-    let q = qtensor_from_ggml(info.dtype, &bytes, info.shape(), &Device::Cpu)?;
+    let storage = match info.dtype {
+        GgmlDType::F32 => read_blocks::<f32, _>(src, info)?,
+        GgmlDType::F16 => read_blocks::<half::f16, _>(src, info)?,
+        GgmlDType::BF16 => read_blocks::<half::bf16, _>(src, info)?,
+        GgmlDType::Q4_0 => read_blocks::<kq::BlockQ4_0, _>(src, info)?,
+        GgmlDType::Q4_1 => read_blocks::<kq::BlockQ4_1, _>(src, info)?,
+        GgmlDType::Q5_0 => read_blocks::<kq::BlockQ5_0, _>(src, info)?,
+        GgmlDType::Q5_1 => read_blocks::<kq::BlockQ5_1, _>(src, info)?,
+        GgmlDType::Q8_0 => read_blocks::<kq::BlockQ8_0, _>(src, info)?,
+        GgmlDType::Q8_1 => read_blocks::<kq::BlockQ8_1, _>(src, info)?,
+        GgmlDType::Q2K => read_blocks::<kq::BlockQ2K, _>(src, info)?,
+        GgmlDType::Q3K => read_blocks::<kq::BlockQ3K, _>(src, info)?,
+        GgmlDType::Q4K => read_blocks::<kq::BlockQ4K, _>(src, info)?,
+        GgmlDType::Q5K => read_blocks::<kq::BlockQ5K, _>(src, info)?,
+        GgmlDType::Q6K => read_blocks::<kq::BlockQ6K, _>(src, info)?,
+        GgmlDType::Q8K => read_blocks::<kq::BlockQ8K, _>(src, info)?,
+    };
+    let q = QTensor::new(storage, info.shape())?;
     let q = if cpu::needs_repack(info.dtype) {
         cpu::repack_q8_0(q)?
     } else {
@@ -69,13 +81,36 @@ fn load_qtensor<S: ByteSource + ?Sized>(
     Ok(Arc::new(q))
 }
 
+/// Reads a tensor's blocks straight from the source into their final `Vec`, so that
+/// loading never holds a second copy of a tensor (the 178 MB embedding matters in wasm).
+fn read_blocks<T, S>(src: &S, info: &TensorInfo) -> Result<QStorage>
+where
+    T: GgmlType + Send + Sync + 'static,
+    S: ByteSource + ?Sized,
+{
+    let block = std::mem::size_of::<T>();
+    if block != info.dtype.type_size() || info.size % block != 0 {
+        return Err(Error::Malformed(format!(
+            "{:?} blocks of {block} bytes do not tile the tensor",
+            info.dtype
+        )));
+    }
+    let n = info.size / block;
+    let mut blocks: Vec<T> = Vec::with_capacity(n);
+    // SAFETY: ggml blocks are plain old data (f16 scales and integer arrays, `repr(C)`), so
+    // the all-zero pattern is a valid value; every byte of the `n` initialised blocks is
+    // then overwritten from the file.
+    unsafe {
+        std::ptr::write_bytes(blocks.as_mut_ptr(), 0, n);
+        blocks.set_len(n);
+        let bytes = std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u8>(), info.size);
+        src.read_into(info.offset, bytes)?;
+    }
+    Ok(QStorage::Cpu(Box::new(blocks)))
+}
+
 /// A small tensor (norm weights) as plain `f32`s.
-fn load_vector<S: ByteSource + ?Sized>(
-    g: &Gguf,
-    src: &S,
-    name: &str,
-    len: usize,
-) -> Result<Vec<f32>> {
+fn load_vector<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, len: usize) -> Result<Vec<f32>> {
     let q = load_qtensor(g, src, name, &[len])?;
     Ok(q.dequantize(&Device::Cpu)?.to_vec1::<f32>()?)
 }

@@ -12,11 +12,7 @@ pub fn real_model_path() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(anote_ner::DEFAULT_MODEL_FILE);
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo xtask setup`",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `cargo xtask setup`", p.display());
     p
 }
 
@@ -75,44 +71,19 @@ impl GgufWriter {
         self.array(k, 8, v.len(), body)
     }
     pub fn f32s(&mut self, k: &str, v: &[f32]) -> &mut Self {
-        self.array(
-            k,
-            6,
-            v.len(),
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        )
+        self.array(k, 6, v.len(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
     }
     pub fn i32s(&mut self, k: &str, v: &[i32]) -> &mut Self {
-        self.array(
-            k,
-            5,
-            v.len(),
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        )
+        self.array(k, 5, v.len(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
     }
     /// A tensor of raw bytes; `shape` outermost first, `type_id` as in ggml.h.
-    pub fn raw_tensor(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        type_id: u32,
-        data: Vec<u8>,
-    ) -> &mut Self {
-        self.tensors.push((
-            name.into(),
-            shape.iter().rev().copied().collect(),
-            type_id,
-            data,
-        ));
+    pub fn raw_tensor(&mut self, name: &str, shape: &[usize], type_id: u32, data: Vec<u8>) -> &mut Self {
+        self.tensors
+            .push((name.into(), shape.iter().rev().copied().collect(), type_id, data));
         self
     }
     pub fn f32_tensor(&mut self, name: &str, shape: &[usize], data: &[f32]) -> &mut Self {
-        self.raw_tensor(
-            name,
-            shape,
-            0,
-            data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        )
+        self.raw_tensor(name, shape, 0, data.iter().flat_map(|x| x.to_le_bytes()).collect())
     }
     /// Quantizes `data` with candle (Q8_0 = 8, Q5_0 = 6, Q4_K = 12…).
     pub fn quant_tensor(
@@ -168,14 +139,10 @@ impl GgufWriter {
 
 /// Deterministic pseudo-random numbers in [-scale, scale].
 pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
@@ -206,11 +173,7 @@ pub fn tiny_vocab() -> (Vec<String>, Vec<f32>, Vec<i32>) {
         .map(|(i, t)| (t.to_string(), if i == 3 { 2 } else { 3 }))
         .collect();
     toks.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>"), 6)));
-    toks.extend(
-        ["\n", "\n\n", "  ", "<b>"]
-            .iter()
-            .map(|t| (t.to_string(), 4)),
-    );
+    toks.extend(["\n", "\n\n", "  ", "<b>"].iter().map(|t| (t.to_string(), 4)));
     // "s>", "os>" and "<e" outrank "eo", so plain merging would reach the control token <eos>.
     let normal = [
         "\u{2581}",

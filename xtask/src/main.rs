@@ -55,10 +55,7 @@ fn run() -> Result<()> {
         Some("bench") => bench(&root),
         _ => {
             eprint!("{USAGE}");
-            bail!(
-                "unknown command {:?}",
-                args.first().map(String::as_str).unwrap_or("")
-            )
+            bail!("unknown command {:?}", args.first().map(String::as_str).unwrap_or(""))
         }
     }
 }
@@ -117,13 +114,9 @@ fn cargo() -> Command {
 fn build_web(root: &Path) -> Result<()> {
     run_step(
         "build-web: cargo",
-        cargo().current_dir(root).args([
-            "build",
-            "--lib",
-            "--release",
-            "--target",
-            "wasm32-unknown-unknown",
-        ]),
+        cargo()
+            .current_dir(root)
+            .args(["build", "--lib", "--release", "--target", "wasm32-unknown-unknown"]),
     )?;
     let wasm = root.join("target/wasm32-unknown-unknown/release/anote_ner.wasm");
     run_step(
@@ -164,9 +157,7 @@ fn test(root: &Path) -> Result<()> {
     )?;
     run_step(
         "test: native tests",
-        cargo()
-            .current_dir(root)
-            .args(["test", "--release", "--workspace"]),
+        cargo().current_dir(root).args(["test", "--release", "--workspace"]),
     )?;
     build_web(root)?;
     browser_tests(root)
@@ -213,16 +204,14 @@ fn bench(root: &Path) -> Result<()> {
     build_web(root)?;
     run_step(
         "bench: native",
-        cargo()
-            .current_dir(root)
-            .args(["build", "--release", "--bin", "anote"]),
+        cargo().current_dir(root).args(["build", "--release", "--bin", "anote"]),
     )?;
     let server = serve::spawn(root, 0)?;
     run_step(
         "bench",
         Command::new("node")
             .current_dir(root)
-            .arg("tests/browser/bench.mjs")
+            .arg("bench/bench.mjs")
             .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
             .env("ANOTE_BIN", root.join("target/release/anote")),
     )

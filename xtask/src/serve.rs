@@ -14,8 +14,8 @@ pub struct Server {
 
 /// Serves on 127.0.0.1:`port` (0: any free port) from a background thread.
 pub fn spawn(root: &Path, port: u16) -> Result<Server> {
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let listener =
+        TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     let port = listener.local_addr()?.port();
     let root = root.to_path_buf();
     std::thread::spawn(move || accept(listener, root));
@@ -23,8 +23,8 @@ pub fn spawn(root: &Path, port: u16) -> Result<Server> {
 }
 
 pub fn serve_forever(root: &Path, port: u16) -> Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let listener =
+        TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     println!("xtask: serving the page on http://127.0.0.1:{port}/  (Ctrl-C to stop)");
     accept(listener, root.to_path_buf());
     Ok(())
@@ -39,8 +39,8 @@ fn accept(listener: TcpListener, root: PathBuf) {
     }
 }
 
-/// `/models/…` comes from the repository's `models/`, `/node_modules/…` from the Node
-/// packages (the wllama anchor of the benchmark), everything else from `www/`.
+/// `/models/…` comes from the repository's `models/`; `/bench/…` and `/node_modules/…`
+/// (the wllama anchor) serve the benchmark; everything else comes from `www/`.
 fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     let path = url_path.split(['?', '#']).next()?;
     if path.split('/').any(|seg| seg == ".." || seg.contains('\\')) {
@@ -49,17 +49,12 @@ fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     let rel = path.trim_start_matches('/');
     let file = if let Some(m) = rel.strip_prefix("models/") {
         root.join("models").join(m)
-    } else if rel.starts_with("node_modules/") {
+    } else if rel.starts_with("node_modules/") || rel.starts_with("bench/") {
         root.join(rel)
     } else {
-        root.join("www")
-            .join(if rel.is_empty() { "index.html" } else { rel })
+        root.join("www").join(if rel.is_empty() { "index.html" } else { rel })
     };
-    let file = if file.is_dir() {
-        file.join("index.html")
-    } else {
-        file
-    };
+    let file = if file.is_dir() { file.join("index.html") } else { file };
     file.is_file().then_some(file)
 }
 
@@ -92,7 +87,11 @@ fn handle(mut stream: TcpStream, root: &Path) -> Result<()> {
                   Cross-Origin-Resource-Policy: same-origin\r\nCache-Control: no-cache\r\nConnection: close\r\n";
     let Some(file) = resolve(root, target).filter(|_| method == "GET" || method == "HEAD") else {
         let body = "not found\n";
-        write!(stream, "HTTP/1.1 404 Not Found\r\n{common}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+        write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\n{common}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
         return Ok(());
     };
     let mut f = std::fs::File::open(&file)?;

@@ -26,14 +26,8 @@ fn done(step: &str, what: &str) {
 
 fn wasm_target() -> Result<()> {
     let step = "wasm32 target";
-    let installed = output(
-        step,
-        Command::new("rustup").args(["target", "list", "--installed"]),
-    )?;
-    if installed
-        .lines()
-        .any(|l| l.trim() == "wasm32-unknown-unknown")
-    {
+    let installed = output(step, Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
         done(step, "already installed");
         return Ok(());
     }
@@ -128,8 +122,7 @@ fn node_packages(root: &Path) -> Result<()> {
     let step = "Node packages";
     let stamp = root.join("node_modules/.package-lock.json");
     let fresh = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(installed), Some(wanted)) = (fresh(&stamp), fresh(&root.join("package-lock.json")))
-    {
+    if let (Some(installed), Some(wanted)) = (fresh(&stamp), fresh(&root.join("package-lock.json"))) {
         if installed >= wanted {
             done(step, "node_modules matches package-lock.json");
             return Ok(());
@@ -151,10 +144,8 @@ struct Manifest {
 }
 
 fn manifest(root: &Path) -> Result<Manifest> {
-    let text = std::fs::read_to_string(root.join("models/manifest.json"))
-        .context("reading models/manifest.json")?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).context("parsing models/manifest.json")?;
+    let text = std::fs::read_to_string(root.join("models/manifest.json")).context("reading models/manifest.json")?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("parsing models/manifest.json")?;
     let d = &v["default"];
     let s = |k: &str| {
         d[k].as_str()
@@ -193,10 +184,7 @@ fn default_model(root: &Path) -> Result<()> {
     let step = "default model";
     let m = manifest(root)?;
     let target = root.join("models").join(&m.file);
-    if std::fs::metadata(&target)
-        .map(|md| md.len() == m.size)
-        .unwrap_or(false)
-    {
+    if std::fs::metadata(&target).map(|md| md.len() == m.size).unwrap_or(false) {
         if sha256_file(&target)? == m.sha256 {
             done(step, &format!("models/{} present, sha256 verified", m.file));
             return Ok(());
@@ -234,10 +222,7 @@ fn default_model(root: &Path) -> Result<()> {
     collect_chunks(&unpacked, &m.file, &mut chunks)?;
     chunks.sort_by_key(|p| p.file_name().map(|n| n.to_owned()));
     if chunks.is_empty() {
-        bail!(
-            "[setup: {step}] the wheels hold no {}.partNN chunks",
-            m.file
-        );
+        bail!("[setup: {step}] the wheels hold no {}.partNN chunks", m.file);
     }
     let partial = target.with_extension("gguf.partial");
     {

@@ -1,0 +1,124 @@
+// `cargo xtask bench`: prefill and decode speed and peak memory of our engine, natively
+// and in headless Chromium, next to llama.cpp (native, optional) and wllama (browser) on
+// the same GGUF, prompt and thread count, in the same run. Writes docs/benchmarks.md.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { launch } from '../tests/browser/chromium.mjs';
+
+const url = process.env.ANOTE_URL;
+const bin = process.env.ANOTE_BIN;
+const llamaPython = process.env.ANOTE_LLAMA_PYTHON;
+const NTOK = 64;
+const MODEL = 'models/gemma-3-270m-q4_k_m.gguf';
+const prompt = readFileSync('bench/prompt.txt', 'utf8');
+const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+const best = (runs, key) => Math.max(...runs.map((r) => r[key]));
+const rows = [];
+
+function summarize(engine, where, threads, res, peakBytes, note = '') {
+  if (res.error) throw new Error(`${engine} (${where}): ${res.error}`);
+  const row = { engine, where, threads, prompt_tokens: res.runs[0].prompt_tokens, decode_steps: res.runs[0].decode_steps,
+    prefill: best(res.runs, 'prefill_tok_s'), decode: best(res.runs, 'decode_tok_s'), peakBytes, note };
+  rows.push(row);
+  console.log(JSON.stringify(row));
+  return row;
+}
+
+function nativeOurs(threads) {
+  const runs = [];
+  let peak = 0;
+  for (const i of [1, 2]) {
+    const p = spawnSync('/usr/bin/time', ['-f', '%M', bin, 'generate', '--json', '--threads', String(threads),
+      '--prompt', `Run ${i}. ${prompt}`, '--max-tokens', String(NTOK)], { encoding: 'utf8' });
+    if (p.status !== 0) throw new Error(`anote failed: ${p.stderr}`);
+    const g = JSON.parse(p.stdout);
+    peak = Math.max(peak, 1024 * Number(p.stderr.trim().split('\n').pop()));
+    runs.push({ prompt_tokens: g.prompt_tokens, prefill_tok_s: g.prompt_tokens / g.prefill_ms * 1000,
+      decode_steps: g.decode_steps, decode_tok_s: g.decode_steps / g.decode_ms * 1000 });
+  }
+  return summarize('anote (ours)', 'native', threads, { runs }, peak);
+}
+
+function nativeLlamaCpp(threads) {
+  const out = execFileSync(llamaPython, ['bench/llama_cpp_anchor.py', MODEL, 'bench/prompt.txt', String(NTOK), String(threads)], { encoding: 'utf8' });
+  const res = JSON.parse(out.trim().split('\n').pop());
+  return summarize('llama.cpp (llama-cpp-python 0.3.36)', 'native', threads, res, res.peak_rss_bytes);
+}
+
+// Peak resident memory of the renderer processes (the page and its workers) of the
+// Chromium this script started.
+function rendererPeak(ancestorPid) {
+  let peak = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmd.includes('--type=renderer')) continue;
+      let p = pid;
+      while (p && p !== '1' && p !== '0' && p !== String(ancestorPid)) p = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ')[1];
+      if (p !== String(ancestorPid)) continue;
+      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      peak = Math.max(peak, 1024 * Number(hwm?.[1] ?? 0));
+    } catch { /* the process ended */ }
+  }
+  return peak;
+}
+
+async function inBrowser(page_, engine, note) {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(new URL(page_, url).href);
+    await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 900_000, polling: 500 });
+    const res = await page.evaluate(() => window.__result);
+    const peak = rendererPeak(process.pid);
+    const row = summarize(engine, 'browser (headless Chromium)', 1, res, peak, note(res));
+    return { row, res };
+  } finally {
+    await browser.close();
+  }
+}
+
+const before = load();
+const ours1 = nativeOurs(1);
+const ours2 = nativeOurs(2);
+const cpp = llamaPython ? [nativeLlamaCpp(1), nativeLlamaCpp(2)] : null;
+const wasm = await inBrowser('bench/anote.html', 'anote (ours), wasm SIMD128',
+  (r) => `wasm linear memory (its peak) ${(r.wasm_bytes / 1e6).toFixed(0)} MB`);
+const wl = await inBrowser('bench/wllama.html?threads=1', 'wllama 3.13.0 (llama.cpp, wasm)', () => '');
+const after = load();
+
+const mb = (b) => (b ? `${(b / 1e6).toFixed(0)} MB` : '—');
+const f = (x) => x.toFixed(1);
+const ratio = (a, b) => `${(a / b).toFixed(2)}×`;
+const table = rows.map((r) => `| ${r.engine} | ${r.where} | ${r.threads} | ${r.prompt_tokens} | ${f(r.prefill)} | ${r.decode_steps} | ${f(r.decode)} | ${mb(r.peakBytes)} | ${r.note} |`);
+const ratios = [
+  `| wasm, 1 thread: ours / wllama | ${ratio(wasm.row.prefill, wl.row.prefill)} | ${ratio(wasm.row.decode, wl.row.decode)} | ${ratio(wasm.row.peakBytes, wl.row.peakBytes)} |`,
+  ...(cpp ? [
+    `| native, 1 thread: ours / llama.cpp | ${ratio(ours1.prefill, cpp[0].prefill)} | ${ratio(ours1.decode, cpp[0].decode)} | ${ratio(ours1.peakBytes, cpp[0].peakBytes)} |`,
+    `| native, 2 threads: ours / llama.cpp | ${ratio(ours2.prefill, cpp[1].prefill)} | ${ratio(ours2.decode, cpp[1].decode)} | ${ratio(ours2.peakBytes, cpp[1].peakBytes)} |`,
+  ] : []),
+];
+const md = `# Benchmarks
+
+Reproduce with \`cargo xtask bench\` (add \`ANOTE_LLAMA_PYTHON=/path/to/python\` with llama-cpp-python
+installed for the native llama.cpp rows). It writes this file. Every number below comes from one run on one
+machine; the machines here are shared, so compare rows of the same run, as ratios.
+
+- Machine: ${cpus().length} × ${cpus()[0].model}; load average before ${before}, after ${after}.
+- Model: \`${MODEL}\` (Gemma 3 270M, Q4_K_M); prompt \`bench/prompt.txt\` (${ours1.prompt_tokens} tokens with BOS);
+  ${NTOK} greedy tokens (the first comes from the prefill, so ${NTOK - 1} decode steps). Each engine runs twice with
+  a different first word (nothing cached between runs); the table shows the better run.
+- Peak memory: native = peak RSS of the process; browser = peak RSS of the Chromium renderer process that runs the page
+  and its worker (it also holds the 253 MB model file that JavaScript fetched before handing it over).
+
+| engine | where | threads | prompt tokens | prefill tok/s | decode steps | decode tok/s | peak memory | note |
+|---|---|---|---|---|---|---|---|---|
+${table.join('\n')}
+
+| ratio | prefill | decode | peak memory |
+|---|---|---|---|
+${ratios.join('\n')}
+${cpp ? '' : '\nNative llama.cpp was not measured in this run (set ANOTE_LLAMA_PYTHON).\n'}`;
+writeFileSync('docs/benchmarks.md', md);
+console.log(md);
