@@ -46,18 +46,31 @@ async function readAll(response, phase) {
   return loaded === bytes.length ? bytes : bytes.subarray(0, loaded);
 }
 
-// The model is cached in Cache Storage under its URL, so a reload reads it from disk.
-// The download streams into the cache at the same time as into memory.
+// The model is cached in Cache Storage under its URL, so a reload reads it from disk. A
+// download streams straight into the cache (counting bytes for the progress bar), then
+// is read back once: the file is never held twice in memory.
 async function fetchModel(url) {
   const cache = await caches.open(MODEL_CACHE);
-  const hit = await cache.match(url);
-  if (hit) return { bytes: await readAll(hit, 'cache'), fromCache: true };
-  const response = await fetch(url);
-  if (!response.ok) throw Object.assign(new Error(`cannot fetch ${url}: HTTP ${response.status}`), { code: 'fetch_failed' });
-  const stored = cache.put(url, response.clone());
-  const bytes = await readAll(response, 'download');
-  await stored;
-  return { bytes, fromCache: false };
+  let hit = await cache.match(url);
+  const fromCache = Boolean(hit);
+  if (!hit) {
+    const response = await fetch(url);
+    if (!response.ok) throw Object.assign(new Error(`cannot fetch ${url}: HTTP ${response.status}`), { code: 'fetch_failed' });
+    const total = Number(response.headers.get('content-length')) || 0;
+    let loaded = 0, lastPost = 0;
+    const counter = new TransformStream({
+      transform(chunk, ctl) {
+        loaded += chunk.length;
+        const now = performance.now();
+        if (now - lastPost > 100) { post({ type: 'progress', phase: 'download', loaded, total }); lastPost = now; }
+        ctl.enqueue(chunk);
+      },
+    });
+    await cache.put(url, new Response(response.body.pipeThrough(counter), { headers: response.headers }));
+    post({ type: 'progress', phase: 'download', loaded, total: total || loaded });
+    hit = await cache.match(url);
+  }
+  return { bytes: await readAll(hit, 'cache'), fromCache };
 }
 
 async function load(msg) {

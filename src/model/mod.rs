@@ -89,7 +89,7 @@ where
     S: ByteSource + ?Sized,
 {
     let block = std::mem::size_of::<T>();
-    if block != info.dtype.type_size() || info.size % block != 0 {
+    if block != info.dtype.type_size() || !info.size.is_multiple_of(block) {
         return Err(Error::Malformed(format!(
             "{:?} blocks of {block} bytes do not tile the tensor",
             info.dtype
