@@ -26,6 +26,10 @@ pub enum Error {
     Metadata { key: String, expected: &'static str },
     #[error("the GGUF file is malformed: {0}")]
     Malformed(String),
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
+    #[error("unknown preset {0}")]
+    UnknownPreset(String),
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("the input needs {needed} tokens but the model context holds {max}")]
@@ -51,6 +55,8 @@ impl Error {
             Error::TensorShape { .. } => "tensor_shape",
             Error::Metadata { .. } => "bad_metadata",
             Error::Malformed(_) => "malformed_gguf",
+            Error::InvalidSchema(_) => "invalid_schema",
+            Error::UnknownPreset(_) => "unknown_preset",
             Error::EmptyPrompt => "empty_prompt",
             Error::ContextOverflow { .. } => "context_overflow",
             Error::BadSnapshot => "bad_snapshot",

@@ -10,6 +10,8 @@ pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod model;
+pub mod recognizers;
+pub mod schema;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

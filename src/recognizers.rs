@@ -1,0 +1,427 @@
+//! Deterministic recognizers: a pattern finds candidates, a validator (checksum, ranges,
+//! lengths) keeps only real ones. A schema type opts in with `"recognizer": "<name>"`.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// The built-in recognizers, in priority order: when two of them claim overlapping text,
+/// the earlier (more specific) one wins (an IP address is not a phone number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recognizer {
+    Email,
+    Url,
+    IpAddress,
+    Iban,
+    CreditCard,
+    UsSsn,
+    Date,
+    Phone,
+}
+
+/// A match in byte offsets of the searched text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    pub start: usize,
+    pub end: usize,
+    pub recognizer: Recognizer,
+    /// How sure the validator is: checksummed formats score higher than shapes.
+    pub score: f32,
+}
+
+pub const ALL: [Recognizer; 8] = [
+    Recognizer::Email,
+    Recognizer::Url,
+    Recognizer::IpAddress,
+    Recognizer::Iban,
+    Recognizer::CreditCard,
+    Recognizer::UsSsn,
+    Recognizer::Date,
+    Recognizer::Phone,
+];
+
+fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(pattern).expect("built-in pattern compiles"))
+}
+
+impl Recognizer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Recognizer::Email => "email",
+            Recognizer::Url => "url",
+            Recognizer::IpAddress => "ip_address",
+            Recognizer::Iban => "iban",
+            Recognizer::CreditCard => "credit_card",
+            Recognizer::UsSsn => "us_ssn",
+            Recognizer::Date => "date",
+            Recognizer::Phone => "phone",
+        }
+    }
+
+    fn pattern(self) -> &'static Regex {
+        static CELLS: [OnceLock<Regex>; 8] = [const { OnceLock::new() }; 8];
+        let (i, p) = match self {
+            Recognizer::Email => (
+                0,
+                r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}",
+            ),
+            Recognizer::Url => (
+                1,
+                r"(?i)(?:https?://[^\s<>()\x22']+|(?:www\.)?[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)*\.(?:com|org|net|edu|gov|io|info|biz|co|uk|de|fr|se|no|dk|fi|nl|be|ch|at|it|es|pt|pl|cz|ru|jp|cn|in|au|ca|us|br|mx|za|eu|me|app|dev|ai)(?:/[^\s<>()\x22']*)?)",
+            ),
+            Recognizer::IpAddress => (
+                2,
+                r"(?i)\b(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})",
+            ),
+            Recognizer::Iban => (3, r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
+            Recognizer::CreditCard => (4, r"\b\d(?:[ -]?\d){11,18}\b"),
+            Recognizer::UsSsn => (5, r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"),
+            Recognizer::Date => (
+                6,
+                r"(?i)\b(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,? \d{4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4})\b",
+            ),
+            Recognizer::Phone => (
+                7,
+                r"(?i)(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]?\d{1,5}){0,6}(?: ?(?:x|ext\.? ?)\d{1,5})?",
+            ),
+        };
+        regex(&CELLS[i], p)
+    }
+
+    /// Every validated match of this recognizer in `text`.
+    pub fn find(self, text: &str) -> Vec<Match> {
+        self.pattern()
+            .find_iter(text)
+            .filter_map(|m| {
+                let (start, end) = trim_url_tail(self, text, m.start(), m.end());
+                let s = &text[start..end];
+                let score = self.validate(s, text, start, end)?;
+                Some(Match {
+                    start,
+                    end,
+                    recognizer: self,
+                    score,
+                })
+            })
+            .collect()
+    }
+
+    /// `Some(score)` when `s` (at `start..end` of `text`) is a real instance.
+    fn validate(self, s: &str, text: &str, start: usize, end: usize) -> Option<f32> {
+        let before = text[..start].chars().next_back();
+        let after = text[end..].chars().next();
+        let glued = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+        match self {
+            Recognizer::Email => (!s.contains("..") && !s.starts_with('.')).then_some(0.95),
+            Recognizer::Url => (before != Some('@') && !glued(before) && !text[end..].starts_with('@')).then_some(0.8),
+            Recognizer::IpAddress => {
+                if glued(before) || glued(after) || after == Some('.') && s.contains('.') {
+                    return None;
+                }
+                if s.parse::<Ipv4Addr>().is_ok() {
+                    return Some(0.9);
+                }
+                (s.matches(':').count() >= 2
+                    && s.parse::<Ipv6Addr>().is_ok()
+                    && s.chars().filter(char::is_ascii_hexdigit).count() >= 4)
+                    .then_some(0.9)
+            }
+            Recognizer::Iban => iban_valid(s).then_some(1.0),
+            Recognizer::CreditCard => {
+                let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+                (!glued(before) && !glued(after) && (12..=19).contains(&digits.len()) && luhn(&digits)).then_some(0.95)
+            }
+            Recognizer::UsSsn => {
+                let d: String = s.chars().filter(char::is_ascii_digit).collect();
+                let (area, group, serial) = (&d[0..3], &d[3..5], &d[5..9]);
+                let ok = area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000";
+                (ok && !glued(before) && !glued(after)).then_some(0.85)
+            }
+            Recognizer::Date => (!glued(before) && !glued(after)).then_some(0.7),
+            Recognizer::Phone => {
+                if glued(before) || matches!(before, Some('+' | '-' | '.' | '/')) || glued(after) {
+                    return None;
+                }
+                let main = s.split(['x', 'X']).next().unwrap_or(s);
+                let digits = main.chars().filter(char::is_ascii_digit).count();
+                let grouped = main.contains([' ', '-', '.', '(', '+']);
+                // Ungrouped runs of 7-9 digits are more often ids or amounts than phones.
+                ((7..=15).contains(&digits) && (grouped || digits >= 10)).then_some(if grouped { 0.6 } else { 0.5 })
+            }
+        }
+    }
+}
+
+/// URLs in running text end before trailing punctuation.
+fn trim_url_tail(r: Recognizer, text: &str, start: usize, mut end: usize) -> (usize, usize) {
+    if r == Recognizer::Url {
+        while end > start && text[..end].ends_with(['.', ',', ';', ':', '!', '?']) {
+            end -= 1;
+        }
+    }
+    (start, end)
+}
+
+pub fn luhn(digits: &[u32]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// IBAN lengths per country (ISO 13616 registry).
+const IBAN_LENGTHS: &[(&str, usize)] = &[
+    ("AD", 24),
+    ("AE", 23),
+    ("AL", 28),
+    ("AT", 20),
+    ("AZ", 28),
+    ("BA", 20),
+    ("BE", 16),
+    ("BG", 22),
+    ("BH", 22),
+    ("BR", 29),
+    ("BY", 28),
+    ("CH", 21),
+    ("CR", 22),
+    ("CY", 28),
+    ("CZ", 24),
+    ("DE", 22),
+    ("DK", 18),
+    ("DO", 28),
+    ("EE", 20),
+    ("EG", 29),
+    ("ES", 24),
+    ("FI", 18),
+    ("FO", 18),
+    ("FR", 27),
+    ("GB", 22),
+    ("GE", 22),
+    ("GI", 23),
+    ("GL", 18),
+    ("GR", 27),
+    ("GT", 28),
+    ("HR", 21),
+    ("HU", 28),
+    ("IE", 22),
+    ("IL", 23),
+    ("IQ", 23),
+    ("IS", 26),
+    ("IT", 27),
+    ("JO", 30),
+    ("KW", 30),
+    ("KZ", 20),
+    ("LB", 28),
+    ("LC", 32),
+    ("LI", 21),
+    ("LT", 20),
+    ("LU", 20),
+    ("LV", 21),
+    ("LY", 25),
+    ("MC", 27),
+    ("MD", 24),
+    ("ME", 22),
+    ("MK", 19),
+    ("MR", 27),
+    ("MT", 31),
+    ("MU", 30),
+    ("NL", 18),
+    ("NO", 15),
+    ("PK", 24),
+    ("PL", 28),
+    ("PS", 29),
+    ("PT", 25),
+    ("QA", 29),
+    ("RO", 24),
+    ("RS", 22),
+    ("SA", 24),
+    ("SC", 31),
+    ("SD", 18),
+    ("SE", 24),
+    ("SI", 19),
+    ("SK", 24),
+    ("SM", 27),
+    ("ST", 25),
+    ("SV", 28),
+    ("TL", 23),
+    ("TN", 24),
+    ("TR", 26),
+    ("UA", 29),
+    ("VA", 22),
+    ("VG", 24),
+    ("XK", 20),
+];
+
+pub fn iban_valid(s: &str) -> bool {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let Some(&(_, len)) = IBAN_LENGTHS.iter().find(|(cc, _)| compact.starts_with(cc)) else {
+        return false;
+    };
+    if compact.len() != len || !compact.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return false;
+    }
+    // Move the first four characters to the end, letters become 10..35, then mod 97 == 1.
+    let rearranged = compact[4..].chars().chain(compact[..4].chars());
+    let mut rem = 0u32;
+    for c in rearranged {
+        let v = c.to_digit(36).expect("alphanumeric");
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+/// All matches of `recognizers` in `text`, overlaps resolved by priority, then length.
+pub fn find_all(text: &str, recognizers: &[Recognizer]) -> Vec<Match> {
+    let mut all: Vec<Match> = recognizers.iter().flat_map(|r| r.find(text)).collect();
+    all.sort_by(|a, b| {
+        a.recognizer
+            .cmp(&b.recognizer)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+    });
+    let mut kept: Vec<Match> = Vec::new();
+    for m in all {
+        if kept.iter().all(|k| m.end <= k.start || m.start >= k.end) {
+            kept.push(m);
+        }
+    }
+    kept.sort_by_key(|m| m.start);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(r: Recognizer, text: &str) -> Vec<&str> {
+        find_all(text, &[r])
+            .into_iter()
+            .map(|m| &text[m.start..m.end])
+            .collect()
+    }
+
+    #[test]
+    fn email() {
+        assert_eq!(
+            found(Recognizer::Email, "write to jane.doe+x@mail.example.co.uk, now"),
+            ["jane.doe+x@mail.example.co.uk"]
+        );
+        assert!(found(Recognizer::Email, "not@an address, a@b, x@y.z1").is_empty());
+    }
+
+    #[test]
+    fn phone_numbers_in_many_formats() {
+        for p in [
+            "+41 (0)69 979 80 58",
+            "(898)666-3621x0135",
+            "03.93.92.16.85",
+            "9498777106",
+            "+1-903-140-4508x769",
+            "07700 063 966",
+            "450 0840",
+        ] {
+            assert_eq!(found(Recognizer::Phone, &format!("call {p} today")), [p], "{p}");
+        }
+        for not in ["zip 70651", "in 1977", "order 1234567", "v1.2.3"] {
+            assert!(found(Recognizer::Phone, not).is_empty(), "{not}");
+        }
+    }
+
+    #[test]
+    fn credit_cards_need_luhn() {
+        assert_eq!(
+            found(Recognizer::CreditCard, "card 4111 1111 1111 1111."),
+            ["4111 1111 1111 1111"]
+        );
+        assert_eq!(
+            found(Recognizer::CreditCard, "card 4735502776853011"),
+            ["4735502776853011"]
+        );
+        assert!(found(Recognizer::CreditCard, "card 4111 1111 1111 1112").is_empty());
+        assert!(found(Recognizer::CreditCard, "id 12345678901").is_empty());
+    }
+
+    #[test]
+    fn iban_checks_country_length_and_mod_97() {
+        assert!(iban_valid("DE89 3704 0044 0532 0130 00"));
+        assert!(iban_valid("GB82WEST12345698765432"));
+        assert!(!iban_valid("DE89 3704 0044 0532 0130 01"), "bad check digits");
+        assert!(!iban_valid("DE89 3704 0044 0532 0130 0"), "wrong length for DE");
+        assert!(!iban_valid("ZZ82WEST12345698765432"), "no such country");
+        assert_eq!(
+            found(Recognizer::Iban, "IBAN: FR1420041010050500013M02606."),
+            ["FR1420041010050500013M02606"]
+        );
+    }
+
+    #[test]
+    fn ip_addresses() {
+        assert_eq!(
+            found(Recognizer::IpAddress, "from 195.206.132.199 and ::1"),
+            ["195.206.132.199", "::1"][..1]
+        );
+        assert_eq!(
+            found(Recognizer::IpAddress, "v6 6e40:4041:c617:e898:c11:40d2:c669:2eb4 ok"),
+            ["6e40:4041:c617:e898:c11:40d2:c669:2eb4"]
+        );
+        assert!(found(Recognizer::IpAddress, "999.1.1.1 and 12:30:45").is_empty());
+    }
+
+    #[test]
+    fn us_ssn_ranges() {
+        assert_eq!(found(Recognizer::UsSsn, "SSN 832-13-6314."), ["832-13-6314"]);
+        for bad in [
+            "000-12-3456",
+            "666-12-3456",
+            "912-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+        ] {
+            assert!(found(Recognizer::UsSsn, bad).is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_and_domains() {
+        assert_eq!(
+            found(Recognizer::Url, "see https://www.UEarly.se/ and bright.com."),
+            ["https://www.UEarly.se/", "bright.com"]
+        );
+        assert!(found(Recognizer::Url, "mail jane@bright.com").is_empty());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            found(Recognizer::Date, "on 2023-02-14, 14 February 2023 or March 3, 2022"),
+            ["2023-02-14", "14 February 2023", "March 3, 2022"]
+        );
+    }
+
+    #[test]
+    fn the_more_specific_recognizer_wins_an_overlap() {
+        let text = "ip 48.90.248.226 ssn 474-49-7577";
+        let ms = find_all(text, &ALL);
+        let kinds: Vec<_> = ms.iter().map(|m| m.recognizer).collect();
+        assert_eq!(kinds, [Recognizer::IpAddress, Recognizer::UsSsn]);
+    }
+}
