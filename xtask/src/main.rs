@@ -68,6 +68,13 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's output directory (`CARGO_TARGET_DIR` when set).
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
 /// Runs a command, naming `step` in the error.
 fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
     println!("xtask: [{step}] {}", display(cmd));
@@ -118,7 +125,7 @@ fn build_web(root: &Path) -> Result<()> {
             .current_dir(root)
             .args(["build", "--lib", "--release", "--target", "wasm32-unknown-unknown"]),
     )?;
-    let wasm = root.join("target/wasm32-unknown-unknown/release/anote_ner.wasm");
+    let wasm = target_dir(root).join("wasm32-unknown-unknown/release/anote_ner.wasm");
     run_step(
         "build-web: wasm-bindgen",
         Command::new(setup::wasm_bindgen_bin())
@@ -213,6 +220,6 @@ fn bench(root: &Path) -> Result<()> {
             .current_dir(root)
             .arg("bench/bench.mjs")
             .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
-            .env("ANOTE_BIN", root.join("target/release/anote")),
+            .env("ANOTE_BIN", target_dir(root).join("release/anote")),
     )
 }

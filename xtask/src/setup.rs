@@ -194,7 +194,7 @@ fn default_model(root: &Path) -> Result<()> {
             m.file
         );
     }
-    let tmp = root.join("target/model-download");
+    let tmp = crate::target_dir(root).join("model-download");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     run_step(
