@@ -30,6 +30,8 @@ pub enum Error {
     InvalidSchema(String),
     #[error("unknown preset {0}")]
     UnknownPreset(String),
+    #[error("the text has {bytes} bytes; the limit is {max}: split it into smaller documents")]
+    InputTooLarge { bytes: usize, max: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("the input needs {needed} tokens but the model context holds {max}")]
@@ -57,6 +59,7 @@ impl Error {
             Error::Malformed(_) => "malformed_gguf",
             Error::InvalidSchema(_) => "invalid_schema",
             Error::UnknownPreset(_) => "unknown_preset",
+            Error::InputTooLarge { .. } => "input_too_large",
             Error::EmptyPrompt => "empty_prompt",
             Error::ContextOverflow { .. } => "context_overflow",
             Error::BadSnapshot => "bad_snapshot",

@@ -5,13 +5,19 @@
 //! [`engine`]. The browser API lives in `wasm` and is a thin layer over [`engine`].
 
 pub mod backend;
+pub mod chunk;
 mod clock;
+pub mod decode;
 pub mod engine;
 pub mod error;
+pub mod eval;
+pub mod extract;
 pub mod gguf;
 pub mod model;
+pub mod prompt;
 pub mod recognizers;
 pub mod schema;
+pub mod spans;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

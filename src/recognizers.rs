@@ -145,9 +145,20 @@ impl Recognizer {
                 if glued(before) || matches!(before, Some('+' | '-' | '.' | '/')) || glued(after) {
                     return None;
                 }
+                if after == Some(':') {
+                    return None; // a time of day follows: this is a timestamp
+                }
                 let main = s.split(['x', 'X']).next().unwrap_or(s);
                 let digits = main.chars().filter(char::is_ascii_digit).count();
                 let grouped = main.contains([' ', '-', '.', '(', '+']);
+                let groups: Vec<&str> = main.split([' ', '-', '.']).filter(|g| !g.is_empty()).collect();
+                if groups.len() == 2 && !main.contains(['+', '(']) {
+                    // "7873 216 Menzies Street", "90010-170": house numbers and postcodes.
+                    let word_follows = text[end..].trim_start_matches(' ').starts_with(char::is_alphabetic);
+                    if word_follows || groups[0].len() > 4 || groups[1].len() < 4 {
+                        return None;
+                    }
+                }
                 // Ungrouped runs of 7-9 digits are more often ids or amounts than phones.
                 ((7..=15).contains(&digits) && (grouped || digits >= 10)).then_some(if grouped { 0.6 } else { 0.5 })
             }
@@ -341,7 +352,7 @@ mod tests {
         ] {
             assert_eq!(found(Recognizer::Phone, &format!("call {p} today")), [p], "{p}");
         }
-        for not in ["zip 70651", "in 1977", "order 1234567", "v1.2.3"] {
+        for not in ["zip 70651", "in 1977", "order 1234567", "v1.2.3", "at 7873 216 Menzies Street", "zip 90010-170", "When: 2005-07-21 18:19:22"] {
             assert!(found(Recognizer::Phone, not).is_empty(), "{not}");
         }
     }

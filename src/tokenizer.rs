@@ -160,6 +160,21 @@ impl Tokenizer {
         self.pieces.get(id as usize).map(String::as_str)
     }
 
+    /// The token spelled exactly `piece` (`▁` for spaces), never a control token.
+    pub fn lookup(&self, piece: &str) -> Option<u32> {
+        self.by_piece.get(piece).copied()
+    }
+
+    /// A token's text with `▁` turned back into spaces (empty for control and byte tokens).
+    pub fn text(&self, id: u32) -> String {
+        match self.kind(id) {
+            Some(TokenKind::Normal | TokenKind::UserDefined | TokenKind::Unknown) => {
+                self.pieces[id as usize].replace(SPACE, " ")
+            }
+            _ => String::new(),
+        }
+    }
+
     /// Encodes user text. Never emits control tokens; no BOS (see [`Self::encode_prompt`]).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
@@ -292,8 +307,7 @@ impl Tokenizer {
         match self.kind(id) {
             Some(TokenKind::Byte(b)) => bytes.push(b),
             Some(TokenKind::Normal | TokenKind::UserDefined | TokenKind::Unknown) => {
-                let piece = &self.pieces[id as usize];
-                bytes.extend(piece.replace(SPACE, " ").as_bytes());
+                bytes.extend(self.text(id).as_bytes())
             }
             _ => {}
         }

@@ -12,6 +12,7 @@ use crate::error::Result;
 /// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`.
 pub struct Linear {
     weight: QMatMul,
+    rows: Arc<QTensor>,
     pub out_dim: usize,
     pub in_dim: usize,
 }
@@ -20,10 +21,22 @@ impl Linear {
     pub fn new(q: Arc<QTensor>) -> Result<Linear> {
         let (out_dim, in_dim) = q.shape().dims2()?;
         Ok(Linear {
-            weight: QMatMul::from_arc(q)?,
+            weight: QMatMul::from_arc(q.clone())?,
+            rows: q,
             out_dim,
             in_dim,
         })
+    }
+
+    /// `x · W[id]ᵀ` for the listed output rows only, for one input row: what constrained
+    /// decoding needs from the 262k-row LM head (a few hundred rows instead of all).
+    pub fn forward_rows(&self, x: &[f32], ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
+        let w = self.rows.embedding(&idx)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(w.chunks_exact(self.in_dim).map(|row| dot(row, x)).collect())
     }
 
     /// `rows × in` → `rows × out`.

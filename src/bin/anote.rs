@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anote_ner::eval::{Scorer, Span};
+use anote_ner::extract::Extractor;
 use anote_ner::gguf::Gguf;
+use anote_ner::schema::Schema;
+use anote_ner::spans::{Entity, OffsetMap, Unit};
 use anote_ner::tokenizer::Tokenizer;
 use anote_ner::{Engine, Error};
 use clap::{Parser, Subcommand};
@@ -40,6 +44,123 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Extract entities from FILE (or stdin) as JSON, offsets in Unicode code points
+    Extract {
+        #[command(flatten)]
+        schema: SchemaArg,
+        /// Input text file; `-` or nothing reads stdin
+        file: Option<PathBuf>,
+    },
+    /// Extract over a gold JSONL file and print strict and partial P/R/F1
+    Eval {
+        /// Gold JSONL: {"id", "text", "entities": [{"start", "end", "label"}]} (code points)
+        #[arg(long)]
+        data: PathBuf,
+        #[command(flatten)]
+        schema: SchemaArg,
+        /// Write predictions here, in the same JSONL format
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only the first N documents
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Only the pattern recognizers (no model)
+        #[arg(long)]
+        patterns_only: bool,
+        /// Print the scores as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct SchemaArg {
+    /// Schema JSON file
+    #[arg(long)]
+    schema: Option<PathBuf>,
+    /// Built-in schema: pii or conll
+    #[arg(long)]
+    preset: Option<String>,
+}
+
+impl SchemaArg {
+    fn load(&self) -> Result<Schema, Error> {
+        match (&self.schema, &self.preset) {
+            (Some(p), _) => Schema::from_json(&std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?),
+            (None, Some(name)) => Schema::preset(name),
+            (None, None) => Err(Error::InvalidSchema("give --schema FILE or --preset NAME".into())),
+        }
+    }
+}
+
+/// An entity with code-point offsets, as in the eval JSONL files.
+fn entity_json(text: &str, map: &OffsetMap, e: &Entity) -> serde_json::Value {
+    let cp = |b| map.convert(b, Unit::Bytes, Unit::CodePoints).unwrap_or(0);
+    serde_json::json!({"start": cp(e.start), "end": cp(e.end), "label": e.label, "text": &text[e.start..e.end],
+        "score": e.score, "source": e.source})
+}
+
+fn io(e: impl std::fmt::Display) -> Error {
+    Error::Io(e.to_string())
+}
+
+fn eval(
+    path: &PathBuf,
+    data: &PathBuf,
+    schema: &Schema,
+    out: Option<&PathBuf>,
+    limit: Option<usize>,
+    patterns_only: bool,
+    json: bool,
+) -> Result<(), Error> {
+    use std::io::Write;
+    let gold = std::fs::read_to_string(data).map_err(|e| Error::Io(format!("{}: {e}", data.display())))?;
+    let mut extractor = if patterns_only { None } else { Some(Extractor::new(Engine::load(&open(path)?)?)) };
+    let mut writer = match out {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(io)?)),
+        None => None,
+    };
+    let mut scorer = Scorer::default();
+    let mut latencies = Vec::new();
+    let lines: Vec<&str> = gold.lines().filter(|l| !l.trim().is_empty()).take(limit.unwrap_or(usize::MAX)).collect();
+    for (n, line) in lines.iter().enumerate() {
+        let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Io(format!("{}:{}: {e}", data.display(), n + 1)))?;
+        let text = doc["text"].as_str().unwrap_or_default();
+        let map = OffsetMap::new(text);
+        let t0 = std::time::Instant::now();
+        let entities = match &mut extractor {
+            Some(x) => x.extract(text, schema, |_| {})?.entities,
+            None => anote_ner::extract::pattern_entities(text, schema),
+        };
+        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let gold_spans: Vec<Span> = doc["entities"]
+            .as_array()
+            .map(|a| a.iter().map(|e| (e["start"].as_u64().unwrap_or(0) as usize, e["end"].as_u64().unwrap_or(0) as usize, e["label"].as_str().unwrap_or("").to_string())).collect())
+            .unwrap_or_default();
+        let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(text, &map, e)).collect();
+        let pred_spans: Vec<Span> = pred
+            .iter()
+            .map(|p| (p["start"].as_u64().unwrap_or(0) as usize, p["end"].as_u64().unwrap_or(0) as usize, p["label"].as_str().unwrap_or("").to_string()))
+            .collect();
+        scorer.add(&gold_spans, &pred_spans);
+        if let Some(w) = &mut writer {
+            writeln!(w, "{}", serde_json::json!({"id": doc["id"], "text": text, "entities": pred})).map_err(io)?;
+        }
+        eprint!("\r{}/{} documents", n + 1, lines.len());
+    }
+    eprintln!();
+    let scores = scorer.finish();
+    latencies.sort_by(f64::total_cmp);
+    let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
+    let p95 = latencies.get((latencies.len() * 95 / 100).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    if json {
+        println!("{}", serde_json::json!({"scores": scores, "latency_ms": {"mean": mean, "p95": p95}}));
+    } else {
+        print!("{}", scores.table());
+        println!("\nper-document latency: mean {mean:.0} ms, p95 {p95:.0} ms");
+    }
+    Ok(())
 }
 
 fn default_model() -> PathBuf {
@@ -98,10 +219,25 @@ fn run(cli: Cli) -> Result<(), Error> {
                 }
             })?;
             if json {
-                println!("{}", serde_json::to_string(&g).map_err(|e| Error::Io(e.to_string()))?);
+                println!("{}", serde_json::to_string(&g).map_err(io)?);
             } else {
                 println!();
             }
+        }
+        Command::Extract { schema, file } => {
+            let schema = schema.load()?;
+            let text = match file.filter(|f| f.as_os_str() != "-") {
+                Some(f) => std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?,
+                None => std::io::read_to_string(std::io::stdin()).map_err(io)?,
+            };
+            let mut x = Extractor::new(Engine::load(&open(&path)?)?);
+            let r = x.extract(&text, &schema, |_| {})?;
+            let map = OffsetMap::new(&text);
+            let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&text, &map, e)).collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"entities": entities})).map_err(io)?);
+        }
+        Command::Eval { data, schema, out, limit, patterns_only, json } => {
+            eval(&path, &data, &schema.load()?, out.as_ref(), limit, patterns_only, json)?;
         }
     }
     Ok(())

@@ -192,7 +192,7 @@ impl Gemma3 {
 }
 
 impl LanguageModel for Gemma3 {
-    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+    fn forward_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
@@ -207,11 +207,19 @@ impl LanguageModel for Gemma3 {
             return Err(Error::Compute(format!("token id {bad} is outside the vocabulary")));
         }
         let start = self.cache.len();
-        let result = self.hidden_last(tokens).and_then(|hid| self.lm_head.forward(&hid, 1));
+        let result = self.hidden_last(tokens);
         if result.is_err() {
             self.cache.truncate(start);
         }
         result
+    }
+
+    fn logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
+        self.lm_head.forward(hidden, 1)
+    }
+
+    fn logits_for(&self, hidden: &[f32], ids: &[u32]) -> Result<Vec<f32>> {
+        self.lm_head.forward_rows(hidden, ids)
     }
 
     fn position(&self) -> usize {

@@ -24,7 +24,16 @@ pub const MAX_CONTEXT: usize = 8192;
 pub trait LanguageModel {
     /// Appends `tokens` at the current position and returns the logits after the last one.
     /// Errors (and leaves the cache as it was) if the context would overflow.
-    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>>;
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let hidden = self.forward_hidden(tokens)?;
+        self.logits(&hidden)
+    }
+    /// As [`Self::forward`], but returns the final hidden state (after the output norm).
+    fn forward_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>>;
+    /// All logits for a hidden state.
+    fn logits(&self, hidden: &[f32]) -> Result<Vec<f32>>;
+    /// The logits of the listed tokens only (constrained decoding).
+    fn logits_for(&self, hidden: &[f32], ids: &[u32]) -> Result<Vec<f32>>;
     /// Number of tokens in the cache.
     fn position(&self) -> usize;
     fn max_context(&self) -> usize;

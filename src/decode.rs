@@ -1,0 +1,193 @@
+//! Constrained greedy decoding of the answer. The grammar admits only
+//! `LABEL: span\n` lines, where LABEL is a schema label and span a substring of the
+//! document, and an empty line to finish. It works on characters of the document, not on
+//! its tokenization, so a span the model spells with other tokens still decodes; and it
+//! asks the model for the logits of the allowed tokens only (a few hundred rows of the
+//! 262k-row LM head).
+
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::model::LanguageModel;
+use crate::spans::occurrences;
+use crate::tokenizer::Tokenizer;
+
+/// The longest token text the candidate scan looks for, in characters.
+const MAX_PIECE_CHARS: usize = 24;
+/// Spans longer than this are cut (the line is ended for the model).
+const MAX_SPAN_BYTES: usize = 256;
+
+/// A decoded line: label index, span text, where it can be in the document, and the
+/// mean log-probability of its tokens under the constrained distribution.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub label: usize,
+    pub text: String,
+    /// Byte offsets where `text` starts in the document.
+    pub starts: Vec<usize>,
+    pub score: f32,
+}
+
+/// Tokens worth considering: those whose text occurs in the document (optionally with a
+/// leading space, as a span's first token has), and those that spell labels.
+pub struct Grammar {
+    options: Vec<String>,
+    label_tokens: Vec<(u32, String)>,
+    span_tokens: Vec<(u32, String)>,
+    newline: u32,
+    end_of_list: Option<u32>,
+}
+
+fn substrings_as_tokens(tok: &Tokenizer, text: &str, with_space: bool, out: &mut HashMap<u32, String>) {
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+    for (i, &a) in bounds.iter().enumerate() {
+        for &b in bounds[i + 1..].iter().take(MAX_PIECE_CHARS) {
+            let sub = &text[a..b];
+            if sub.contains('\n') {
+                break;
+            }
+            let piece = sub.replace(' ', "\u{2581}");
+            if let Some(id) = tok.lookup(&piece) {
+                out.insert(id, sub.to_string());
+            }
+            if with_space {
+                if let Some(id) = tok.lookup(&format!("\u{2581}{piece}")) {
+                    out.insert(id, format!(" {sub}"));
+                }
+            }
+        }
+    }
+}
+
+impl Grammar {
+    pub fn new(tok: &Tokenizer, labels: &[String], text: &str) -> Grammar {
+        let options: Vec<String> = labels.iter().map(|l| format!("{l}:")).collect();
+        let mut label_tokens = HashMap::new();
+        for o in &options {
+            substrings_as_tokens(tok, o, false, &mut label_tokens);
+        }
+        let mut span_tokens = HashMap::new();
+        substrings_as_tokens(tok, text, true, &mut span_tokens);
+        let newline = tok.lookup("\n").expect("SentencePiece vocabularies spell newline");
+        Grammar {
+            options,
+            label_tokens: label_tokens.into_iter().collect(),
+            span_tokens: span_tokens.into_iter().collect(),
+            newline,
+            end_of_list: tok.lookup("\n\n"),
+        }
+    }
+}
+
+enum State {
+    Label(String),
+    /// `ends`: byte offsets in the document right after each occurrence of `typed`
+    /// (`None` before the first span token).
+    Span { label: usize, typed: String, ends: Option<Vec<usize>> },
+}
+
+/// Decodes the answer after the prompt whose last hidden state is `hidden`, calling
+/// `on_line` for each complete line; stops at the empty line, after `max_tokens`, when
+/// the context is full, or when `on_line` returns false (e.g. a repeated entity).
+pub fn decode(
+    model: &mut dyn LanguageModel,
+    grammar: &Grammar,
+    text: &str,
+    mut hidden: Vec<f32>,
+    max_tokens: usize,
+    mut on_line: impl FnMut(Line) -> bool,
+) -> Result<()> {
+    let mut state = State::Label(String::new());
+    let mut logprob = 0.0f32;
+    let mut n_line_tokens = 0usize;
+    for _ in 0..max_tokens {
+        if model.position() + 1 > model.max_context() {
+            break;
+        }
+        // The allowed tokens and what each does.
+        let mut allowed: Vec<(u32, Step)> = Vec::new();
+        match &state {
+            State::Label(typed) => {
+                if typed.is_empty() {
+                    allowed.push((grammar.newline, Step::Finish));
+                }
+                for (id, s) in &grammar.label_tokens {
+                    let next = format!("{typed}{s}");
+                    if let Some(label) = grammar.options.iter().position(|o| *o == next) {
+                        allowed.push((*id, Step::LabelDone(label)));
+                    } else if grammar.options.iter().any(|o| o.starts_with(&next)) {
+                        allowed.push((*id, Step::Label(next)));
+                    }
+                }
+            }
+            State::Span { typed, ends, .. } => {
+                if !typed.is_empty() {
+                    allowed.push((grammar.newline, Step::EndLine));
+                    if let Some(id) = grammar.end_of_list {
+                        allowed.push((id, Step::EndLineAndList));
+                    }
+                }
+                if typed.len() < MAX_SPAN_BYTES {
+                    for (id, s) in &grammar.span_tokens {
+                        let new_ends: Vec<usize> = match ends {
+                            None => match s.strip_prefix(' ') {
+                                Some(r) if !r.is_empty() => occurrences(text, r).into_iter().map(|i| i + r.len()).collect(),
+                                _ => continue,
+                            },
+                            Some(ends) => ends.iter().filter(|&&e| text[e..].starts_with(s.as_str())).map(|e| e + s.len()).collect(),
+                        };
+                        if !new_ends.is_empty() {
+                            let piece = if ends.is_none() { s[1..].to_string() } else { s.clone() };
+                            allowed.push((*id, Step::Span(piece, new_ends)));
+                        }
+                    }
+                }
+            }
+        }
+        if allowed.is_empty() {
+            break;
+        }
+        let ids: Vec<u32> = allowed.iter().map(|a| a.0).collect();
+        let logits = model.logits_for(&hidden, &ids)?;
+        let best = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
+        let max = logits[best];
+        let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+        logprob += logits[best] - log_z;
+        n_line_tokens += 1;
+        let (token, step) = allowed.swap_remove(best);
+        let mut finished = false;
+        state = match (state, step) {
+            (_, Step::Finish) => break,
+            (State::Label(_), Step::Label(t)) => State::Label(t),
+            (State::Label(_), Step::LabelDone(label)) => State::Span { label, typed: String::new(), ends: None },
+            (State::Span { label, mut typed, .. }, Step::Span(piece, ends)) => {
+                typed.push_str(&piece);
+                State::Span { label, typed, ends: Some(ends) }
+            }
+            (State::Span { label, typed, ends }, step @ (Step::EndLine | Step::EndLineAndList)) => {
+                let len = typed.len();
+                let starts = ends.unwrap_or_default().into_iter().map(|e| e - len).collect();
+                let score = (logprob / n_line_tokens as f32).exp();
+                (logprob, n_line_tokens) = (0.0, 0);
+                let go_on = on_line(Line { label, text: typed, starts, score });
+                finished = !go_on || matches!(step, Step::EndLineAndList);
+                State::Label(String::new())
+            }
+            _ => unreachable!("steps are generated for their state"),
+        };
+        if finished {
+            break;
+        }
+        hidden = model.forward_hidden(&[token])?;
+    }
+    Ok(())
+}
+
+enum Step {
+    Finish,
+    Label(String),
+    LabelDone(usize),
+    Span(String, Vec<usize>),
+    EndLine,
+    EndLineAndList,
+}

@@ -1,0 +1,219 @@
+//! Strict and partial span P/R/F1, computed exactly as `../shared/eval/score.py` does
+//! (a test runs both on the same files): strict = same (start, end, label); partial =
+//! overlapping spans of the same label, matched one-to-one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+/// (start, end, label) in any one unit.
+pub type Span = (usize, usize, String);
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Prf {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub tp: usize,
+    pub n_pred: usize,
+    pub n_gold: usize,
+}
+
+impl Prf {
+    fn new(tp: usize, n_pred: usize, n_gold: usize) -> Prf {
+        let p = if n_pred > 0 { tp as f64 / n_pred as f64 } else { 0.0 };
+        let r = if n_gold > 0 { tp as f64 / n_gold as f64 } else { 0.0 };
+        let f1 = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+        Prf {
+            precision: p,
+            recall: r,
+            f1,
+            tp,
+            n_pred,
+            n_gold,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub per_label: BTreeMap<String, Prf>,
+    pub micro: Prf,
+    /// Mean F1 over every label seen in gold or predictions.
+    pub macro_f1: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scores {
+    pub documents: usize,
+    pub strict: Summary,
+    pub partial: Summary,
+}
+
+/// Accumulates documents, then [`Scorer::finish`].
+#[derive(Default)]
+pub struct Scorer {
+    documents: usize,
+    n_gold: HashMap<String, usize>,
+    n_pred: HashMap<String, usize>,
+    tp_strict: HashMap<String, usize>,
+    tp_partial: HashMap<String, usize>,
+}
+
+impl Scorer {
+    pub fn add(&mut self, gold: &[Span], pred: &[Span]) {
+        self.documents += 1;
+        for (_, _, l) in gold {
+            *self.n_gold.entry(l.clone()).or_default() += 1;
+        }
+        for (_, _, l) in pred {
+            *self.n_pred.entry(l.clone()).or_default() += 1;
+        }
+        // Strict: multiset intersection (a duplicated prediction counts once).
+        let mut g: HashMap<&Span, usize> = HashMap::new();
+        for s in gold {
+            *g.entry(s).or_default() += 1;
+        }
+        let mut p: HashMap<&Span, usize> = HashMap::new();
+        for s in pred {
+            *p.entry(s).or_default() += 1;
+        }
+        for (s, n) in &p {
+            let m = (*n).min(g.get(s).copied().unwrap_or(0));
+            *self.tp_strict.entry(s.2.clone()).or_default() += m;
+        }
+        // Partial: maximum one-to-one matching of overlapping spans, per label.
+        let labels: BTreeSet<&String> = gold.iter().map(|s| &s.2).collect();
+        for label in labels {
+            let mut gs: Vec<&Span> = gold.iter().filter(|s| &s.2 == label).collect();
+            let mut ps: Vec<&Span> = pred.iter().filter(|s| &s.2 == label).collect();
+            gs.sort();
+            ps.sort();
+            if !ps.is_empty() {
+                *self.tp_partial.entry(label.clone()).or_default() += max_matching(&gs, &ps);
+            }
+        }
+    }
+
+    pub fn finish(&self) -> Scores {
+        Scores {
+            documents: self.documents,
+            strict: self.summary(&self.tp_strict),
+            partial: self.summary(&self.tp_partial),
+        }
+    }
+
+    fn summary(&self, tp: &HashMap<String, usize>) -> Summary {
+        let labels: BTreeSet<&String> = self.n_gold.keys().chain(self.n_pred.keys()).collect();
+        let get = |m: &HashMap<String, usize>, l: &str| m.get(l).copied().unwrap_or(0);
+        let per_label: BTreeMap<String, Prf> = labels
+            .iter()
+            .map(|l| {
+                (
+                    (*l).clone(),
+                    Prf::new(get(tp, l), get(&self.n_pred, l), get(&self.n_gold, l)),
+                )
+            })
+            .collect();
+        let micro = Prf::new(
+            tp.values().sum(),
+            self.n_pred.values().sum(),
+            self.n_gold.values().sum(),
+        );
+        let macro_f1 = if per_label.is_empty() {
+            0.0
+        } else {
+            per_label.values().map(|p| p.f1).sum::<f64>() / per_label.len() as f64
+        };
+        Summary {
+            per_label,
+            micro,
+            macro_f1,
+        }
+    }
+}
+
+fn max_matching(gold: &[&Span], pred: &[&Span]) -> usize {
+    let adj: Vec<Vec<usize>> = pred
+        .iter()
+        .map(|p| {
+            (0..gold.len())
+                .filter(|&j| p.0 < gold[j].1 && gold[j].0 < p.1)
+                .collect()
+        })
+        .collect();
+    let mut match_of_gold = vec![usize::MAX; gold.len()];
+    fn assign(i: usize, adj: &[Vec<usize>], seen: &mut [bool], m: &mut [usize]) -> bool {
+        for &j in &adj[i] {
+            if seen[j] {
+                continue;
+            }
+            seen[j] = true;
+            if m[j] == usize::MAX || assign(m[j], adj, seen, m) {
+                m[j] = i;
+                return true;
+            }
+        }
+        false
+    }
+    (0..pred.len())
+        .filter(|&i| assign(i, &adj, &mut vec![false; gold.len()], &mut match_of_gold))
+        .count()
+}
+
+impl Scores {
+    /// A table in the layout of `score.py`.
+    pub fn table(&self) -> String {
+        let mut out = format!("documents: {}\n", self.documents);
+        for (mode, s) in [("strict", &self.strict), ("partial", &self.partial)] {
+            out += &format!(
+                "\n== {mode} ==\n{:<24}{:>8}{:>8}{:>8}{:>7}{:>7}{:>7}\n",
+                "label", "P", "R", "F1", "tp", "gold", "pred"
+            );
+            let row = |name: &str, m: &Prf| {
+                format!(
+                    "{name:<24}{:>8.4}{:>8.4}{:>8.4}{:>7}{:>7}{:>7}\n",
+                    m.precision, m.recall, m.f1, m.tp, m.n_gold, m.n_pred
+                )
+            };
+            for (l, m) in &s.per_label {
+                out += &row(l, m);
+            }
+            out += &row("micro", &s.micro);
+            out += &format!("{:<24}{:>24.4}\n", "macro F1", s.macro_f1);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(a: usize, b: usize, l: &str) -> Span {
+        (a, b, l.to_string())
+    }
+
+    #[test]
+    fn strict_partial_and_duplicates() {
+        let mut sc = Scorer::default();
+        let gold = [s(0, 5, "PER"), s(10, 15, "LOC"), s(20, 30, "ORG"), s(31, 35, "ORG")];
+        let pred = [
+            s(0, 5, "PER"),
+            s(0, 5, "PER"),
+            s(11, 15, "LOC"),
+            s(20, 35, "ORG"),
+            s(40, 42, "MISC"),
+        ];
+        sc.add(&gold, &pred);
+        let r = sc.finish();
+        assert_eq!(r.strict.micro.tp, 1);
+        assert_eq!(r.strict.per_label["PER"].n_pred, 2);
+        // One long ORG prediction covers two gold ORGs but is credited once.
+        assert_eq!(r.partial.per_label["ORG"].tp, 1);
+        assert_eq!(r.partial.per_label["LOC"].tp, 1);
+        assert_eq!(r.partial.per_label["PER"].tp, 1);
+        assert_eq!(r.partial.per_label["MISC"].f1, 0.0);
+        assert_eq!(r.strict.per_label.len(), 4);
+    }
+}

@@ -1,0 +1,159 @@
+//! The extractor: recognizers and the model over one text and one schema, merged into one
+//! list of grounded entities, streamed as they are found.
+//!
+//! Policies (documented in `docs/extraction.md`):
+//! - Pattern (validated) entities come first and win any overlap with a model entity.
+//! - A model line maps to the first occurrence of its text at or after the end of the
+//!   previous line (answers are in text order), else to the first unused occurrence; an
+//!   occurrence must not start or end inside a word. A line with no unused occurrence
+//!   ends decoding (the model is repeating itself).
+//! - Among model entities the first found wins an overlap; the same span found in two
+//!   overlapping windows is reported once.
+
+use std::ops::Range;
+
+use crate::chunk;
+use crate::decode::{self, Grammar, Line};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::model::KvSnapshot;
+use crate::prompt;
+use crate::recognizers::{self, Recognizer};
+use crate::schema::Schema;
+use crate::spans::{Entity, Source};
+
+/// Texts above this are refused rather than processed for minutes: split them first.
+pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+/// Window size for long texts, in bytes (≈ 350 tokens of English).
+pub const WINDOW_BYTES: usize = 1500;
+pub const WINDOW_OVERLAP: usize = 200;
+
+pub struct Extractor {
+    pub engine: Engine,
+    /// The schema prefix whose KV cache is ready to restore.
+    cached: Option<(String, KvSnapshot)>,
+}
+
+/// What one extraction produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Extraction {
+    pub entities: Vec<Entity>,
+    /// Byte ranges of the text that the model read (all of it, in overlapping windows).
+    pub windows: Vec<Range<usize>>,
+}
+
+impl Extractor {
+    pub fn new(engine: Engine) -> Extractor {
+        Extractor { engine, cached: None }
+    }
+
+    /// Extracts every entity of `schema` from `text`; `on_entity` sees each final entity
+    /// as soon as it is known.
+    pub fn extract(&mut self, text: &str, schema: &Schema, mut on_entity: impl FnMut(&Entity)) -> Result<Extraction> {
+        schema.validate()?;
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Error::InputTooLarge { bytes: text.len(), max: MAX_TEXT_BYTES });
+        }
+        let mut found: Vec<Entity> = Vec::new();
+        let mut accept = |e: Entity, found: &mut Vec<Entity>| {
+            let duplicate = found.iter().any(|f| f.start == e.start && f.end == e.end && f.label == e.label);
+            if !duplicate && found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
+                on_entity(&e);
+                found.push(e);
+            }
+        };
+        for e in pattern_entities(text, schema) {
+            accept(e, &mut found);
+        }
+        let windows = if text.trim().is_empty() { Vec::new() } else { chunk::windows(text, WINDOW_BYTES, WINDOW_OVERLAP) };
+        if windows.is_empty() {
+            found.sort_by_key(|e| e.start);
+            return Ok(Extraction { entities: found, windows });
+        }
+        let snapshot = self.prefix(schema)?;
+        let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
+        for w in &windows {
+            let chunk = &text[w.clone()];
+            let model = &mut self.engine.model;
+            model.restore(&snapshot)?;
+            let doc = self.engine.tokenizer.encode(&prompt::document(chunk));
+            let hidden = model.forward_hidden(&doc)?;
+            let grammar = Grammar::new(&self.engine.tokenizer, &labels, chunk);
+            let budget = 16 + 4 * chunk.split_whitespace().count();
+            let mut cursor = 0;
+            let mut used: Vec<(usize, usize, usize)> = Vec::new();
+            decode::decode(model.as_mut(), &grammar, chunk, hidden, budget, |line: Line| {
+                let Some((start, end)) = place(chunk, &line, cursor, &used) else {
+                    return false;
+                };
+                used.push((line.label, start, end));
+                cursor = end;
+                let (start, end) = (w.start + start, w.start + end);
+                let e = Entity {
+                    label: labels[line.label].clone(),
+                    start,
+                    end,
+                    text: text[start..end].to_string(),
+                    score: line.score,
+                    source: Source::Model,
+                };
+                accept(e, &mut found);
+                true
+            })?;
+        }
+        found.sort_by_key(|e| e.start);
+        Ok(Extraction { entities: found, windows })
+    }
+
+    /// The KV cache after the schema prefix, computed once per schema.
+    fn prefix(&mut self, schema: &Schema) -> Result<KvSnapshot> {
+        let text = prompt::prefix(schema);
+        if let Some((cached, snap)) = &self.cached {
+            if *cached == text {
+                return Ok(snap.clone());
+            }
+        }
+        let ids = self.engine.tokenizer.encode_prompt(&text);
+        let model = &mut self.engine.model;
+        model.truncate(0);
+        model.forward_hidden(&ids)?;
+        let snap = model.snapshot();
+        self.cached = Some((text, snap.clone()));
+        Ok(snap)
+    }
+}
+
+/// Entities from the recognizers that the schema's types name.
+pub fn pattern_entities(text: &str, schema: &Schema) -> Vec<Entity> {
+    let wanted: Vec<(Recognizer, &str)> =
+        schema.labels.iter().filter_map(|t| t.recognizer.map(|r| (r, t.label.as_str()))).collect();
+    let recs: Vec<Recognizer> = wanted.iter().map(|w| w.0).collect();
+    recognizers::find_all(text, &recs)
+        .into_iter()
+        .map(|m| Entity {
+            label: wanted.iter().find(|w| w.0 == m.recognizer).map(|w| w.1.to_string()).unwrap_or_default(),
+            start: m.start,
+            end: m.end,
+            text: text[m.start..m.end].to_string(),
+            score: m.score,
+            source: Source::Pattern,
+        })
+        .collect()
+}
+
+/// Where a decoded line sits in the chunk (byte range, surrounding whitespace trimmed).
+fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]) -> Option<(usize, usize)> {
+    let lead = line.text.len() - line.text.trim_start().len();
+    let len = line.text.trim().len();
+    if len == 0 {
+        return None;
+    }
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let fits = |&(s, e): &(usize, usize)| {
+        let inside_start = word(chunk[..s].chars().next_back()) && word(chunk[s..].chars().next());
+        let inside_end = word(chunk[..e].chars().next_back()) && word(chunk[e..].chars().next());
+        !inside_start && !inside_end && !used.iter().any(|u| u.0 == line.label && u.1 == s && u.2 == e)
+    };
+    let spans: Vec<(usize, usize)> = line.starts.iter().map(|&s| (s + lead, s + lead + len)).filter(fits).collect();
+    spans.iter().find(|s| s.0 >= cursor).or(spans.first()).copied()
+}

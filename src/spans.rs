@@ -1,0 +1,166 @@
+//! Entities and their offsets. Inside Rust offsets are UTF-8 byte offsets into the text;
+//! they cross each boundary in that boundary's unit — Unicode code points in JSONL files
+//! (as `../shared/eval`), UTF-16 code units in JavaScript — converted here and only here.
+
+use serde::{Deserialize, Serialize};
+
+/// Where an entity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Model,
+    Pattern,
+}
+
+/// One extracted entity; `start..end` are byte offsets and `text == input[start..end]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub label: String,
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    pub score: f32,
+    pub source: Source,
+}
+
+/// The unit an offset is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    CodePoints,
+    Utf16,
+}
+
+/// Converts offsets between units for one text in a single pass over it.
+pub struct OffsetMap {
+    /// (byte, code point, UTF-16) at every char boundary, including the end.
+    marks: Vec<(usize, usize, usize)>,
+}
+
+impl OffsetMap {
+    pub fn new(text: &str) -> OffsetMap {
+        let mut marks = Vec::with_capacity(text.len() + 1);
+        let (mut cp, mut u16) = (0, 0);
+        for (b, c) in text.char_indices() {
+            marks.push((b, cp, u16));
+            cp += 1;
+            u16 += c.len_utf16();
+        }
+        marks.push((text.len(), cp, u16));
+        OffsetMap { marks }
+    }
+
+    fn get(m: &(usize, usize, usize), unit: Unit) -> usize {
+        match unit {
+            Unit::Bytes => m.0,
+            Unit::CodePoints => m.1,
+            Unit::Utf16 => m.2,
+        }
+    }
+
+    /// `offset` in `from` units as `to` units; `None` if it is not on a char boundary.
+    pub fn convert(&self, offset: usize, from: Unit, to: Unit) -> Option<usize> {
+        let i = self.marks.binary_search_by_key(&offset, |m| Self::get(m, from)).ok()?;
+        Some(Self::get(&self.marks[i], to))
+    }
+}
+
+/// Every start (byte offset) at which `needle` occurs in `text`, overlapping ones included.
+pub fn occurrences(text: &str, needle: &str) -> Vec<usize> {
+    if needle.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(needle) {
+        out.push(from + i);
+        from += i + needle[..].chars().next().map_or(1, char::len_utf8);
+    }
+    out
+}
+
+/// Overlaps are resolved so that every character carries at most one label: the longer
+/// span wins, then the higher score, then the earlier one. Returns the kept entities in
+/// text order.
+pub fn resolve_overlaps(mut entities: Vec<Entity>) -> Vec<Entity> {
+    entities.sort_by(|a, b| {
+        (b.end - b.start)
+            .cmp(&(a.end - a.start))
+            .then(b.score.total_cmp(&a.score))
+            .then(a.start.cmp(&b.start))
+    });
+    let mut kept: Vec<Entity> = Vec::new();
+    for e in entities {
+        if kept.iter().all(|k| e.end <= k.start || e.start >= k.end) {
+            kept.push(e);
+        }
+    }
+    kept.sort_by_key(|e| (e.start, e.end));
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_convert_across_emoji_combining_marks_and_cjk() {
+        let text = "a😀e\u{301}東京 x";
+        let m = OffsetMap::new(text);
+        // "東" starts at byte 1+4+1+2 = 8, code point 4, UTF-16 unit 5 (the emoji is a pair).
+        assert_eq!(m.convert(8, Unit::Bytes, Unit::CodePoints), Some(4));
+        assert_eq!(m.convert(8, Unit::Bytes, Unit::Utf16), Some(5));
+        assert_eq!(m.convert(5, Unit::Utf16, Unit::Bytes), Some(8));
+        assert_eq!(m.convert(4, Unit::CodePoints, Unit::Bytes), Some(8));
+        assert_eq!(m.convert(2, Unit::Bytes, Unit::CodePoints), None, "inside the emoji");
+        assert_eq!(
+            m.convert(text.len(), Unit::Bytes, Unit::CodePoints),
+            Some(text.chars().count())
+        );
+    }
+
+    #[test]
+    fn conversions_round_trip_on_random_unicode() {
+        let pool = ['a', ' ', 'é', '\u{301}', '東', '😀', '👨', '\u{200d}', '\n', 'ß'];
+        let mut seed = 7u64;
+        for _ in 0..200 {
+            let text: String = (0..20)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    pool[(seed >> 33) as usize % pool.len()]
+                })
+                .collect();
+            let m = OffsetMap::new(&text);
+            for (b, _) in text.char_indices() {
+                for unit in [Unit::CodePoints, Unit::Utf16] {
+                    let o = m.convert(b, Unit::Bytes, unit).unwrap();
+                    assert_eq!(m.convert(o, unit, Unit::Bytes), Some(b));
+                }
+                let cp = m.convert(b, Unit::Bytes, Unit::CodePoints).unwrap();
+                assert_eq!(text.chars().take(cp).map(char::len_utf8).sum::<usize>(), b);
+            }
+        }
+    }
+
+    #[test]
+    fn occurrences_and_overlap_resolution() {
+        assert_eq!(occurrences("aaa", "aa"), [0, 1]);
+        assert_eq!(occurrences("x東x東", "東"), [1, 5]);
+        let e = |label: &str, start, end, score| Entity {
+            label: label.into(),
+            start,
+            end,
+            text: String::new(),
+            score,
+            source: Source::Model,
+        };
+        let kept = resolve_overlaps(vec![
+            e("A", 0, 4, 0.9),
+            e("B", 2, 10, 0.5),
+            e("C", 10, 12, 0.1),
+            e("D", 10, 12, 0.8),
+        ]);
+        let labels: Vec<&str> = kept.iter().map(|k| k.label.as_str()).collect();
+        assert_eq!(labels, ["B", "D"]);
+    }
+}
