@@ -1,0 +1,212 @@
+//! The extraction pipeline: grounding guarantees on a tiny random model (whatever it
+//! decodes, labels come from the schema and spans from the text), bad input, prefix
+//! reuse, the real model on a PII sentence, and scoring equal to `score.py`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use anote_ner::eval::{Scorer, Span};
+use anote_ner::extract::{pattern_entities, Extractor};
+use anote_ner::schema::Schema;
+use anote_ner::spans::{OffsetMap, Source, Unit};
+use anote_ner::model::{KvCache, KvSnapshot, LanguageModel};
+use anote_ner::Engine;
+use common::TinyGemma;
+
+fn tiny_extractor() -> Extractor {
+    Extractor::new(Engine::load(TinyGemma { context: 8192, ..Default::default() }.bytes().as_slice()).unwrap())
+}
+
+fn tiny_schema() -> Schema {
+    Schema::from_json(r#"{"labels": [{"label": "ab", "description": "a"}, {"label": "cd"}, {"label": "e", "examples": ["bad"]}]}"#)
+        .unwrap()
+}
+
+/// A language model whose logits are pseudo-random: it drives the decoder down arbitrary
+/// grammar paths, which is what the grounding guarantees must survive.
+struct RandomLm {
+    cache: KvCache,
+    seed: u64,
+}
+
+impl LanguageModel for RandomLm {
+    fn forward_hidden(&mut self, tokens: &[u32]) -> anote_ner::Result<Vec<f32>> {
+        self.cache.advance(tokens.len());
+        Ok(vec![self.cache.len() as f32])
+    }
+    fn logits(&self, _: &[f32]) -> anote_ner::Result<Vec<f32>> {
+        unreachable!("extraction asks for the allowed tokens only")
+    }
+    fn logits_for(&self, hidden: &[f32], ids: &[u32]) -> anote_ner::Result<Vec<f32>> {
+        let h = hidden[0] as u64;
+        Ok(ids.iter().map(|&i| ((self.seed ^ (h * 7919) ^ (i as u64 * 104729)).wrapping_mul(0x9E3779B97F4A7C15) >> 40) as f32).collect())
+    }
+    fn position(&self) -> usize {
+        self.cache.len()
+    }
+    fn max_context(&self) -> usize {
+        8192
+    }
+    fn vocab_size(&self) -> usize {
+        300
+    }
+    fn truncate(&mut self, position: usize) {
+        self.cache.truncate(position)
+    }
+    fn snapshot(&self) -> KvSnapshot {
+        self.cache.snapshot()
+    }
+    fn restore(&mut self, s: &KvSnapshot) -> anote_ner::Result<()> {
+        self.cache.restore(s)
+    }
+}
+
+#[test]
+fn every_entity_is_grounded_whatever_the_model_decodes() {
+    let tiny = Engine::load(TinyGemma::default().bytes().as_slice()).unwrap();
+    let mut x = Extractor::new(Engine { model: Box::new(RandomLm { cache: KvCache::new(0, 1), seed: 3 }), ..tiny });
+    let schema = tiny_schema();
+    let pool = ["a", "b", "c", "d", "e", "o", "s", " ", "é", "<", ">", "abc", " ab", "😀", "東", "\n", ":", "e\u{301}", "ab cd"];
+    let mut seed = 11u64;
+    let mut total = 0;
+    for _ in 0..40 {
+        let words: Vec<&str> = (0..30)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                pool[(seed >> 33) as usize % pool.len()]
+            })
+            .collect();
+        let text = words.join(if seed % 3 == 0 { "" } else { " " });
+        let mut streamed = Vec::new();
+        let r = x.extract(&text, &schema, |e| streamed.push(e.clone())).unwrap();
+        streamed.sort_by_key(|e| e.start);
+        assert_eq!(streamed, r.entities, "the stream (in discovery order) and the result differ");
+        let map = OffsetMap::new(&text);
+        for e in &r.entities {
+            total += 1;
+            assert!(schema.get(&e.label).is_some(), "label {} is not in the schema", e.label);
+            assert_eq!(&text[e.start..e.end], e.text, "span does not match the text");
+            assert!(!e.text.trim().is_empty() && e.text.trim() == e.text);
+            for unit in [Unit::CodePoints, Unit::Utf16] {
+                let (s, t) = (map.convert(e.start, Unit::Bytes, unit).unwrap(), map.convert(e.end, Unit::Bytes, unit).unwrap());
+                assert_eq!(map.convert(s, unit, Unit::Bytes), Some(e.start));
+                assert_eq!(map.convert(t, unit, Unit::Bytes), Some(e.end));
+            }
+        }
+        for pair in r.entities.windows(2) {
+            assert!(pair[0].end <= pair[1].start, "overlapping entities");
+        }
+        assert_eq!(r.windows.first().map(|w| w.start), Some(0));
+    }
+    assert!(total > 0, "the random model never produced an entity: the test would prove nothing");
+}
+
+#[test]
+fn the_cached_schema_prefix_gives_the_same_result_as_a_fresh_one() {
+    let schema = tiny_schema();
+    let text = "abc eos bad abc";
+    let mut warm = tiny_extractor();
+    let first = warm.extract(text, &schema, |_| {}).unwrap();
+    warm.extract("cab ode", &schema, |_| {}).unwrap();
+    let again = warm.extract(text, &schema, |_| {}).unwrap();
+    let fresh = tiny_extractor().extract(text, &schema, |_| {}).unwrap();
+    assert_eq!(first.entities, again.entities);
+    assert_eq!(first.entities, fresh.entities);
+}
+
+#[test]
+fn bad_input_is_an_error_or_a_correct_result() {
+    let mut x = tiny_extractor();
+    let schema = tiny_schema();
+    assert!(x.extract("", &schema, |_| {}).unwrap().entities.is_empty());
+    let ws = x.extract(" \n\t  ", &schema, |_| {}).unwrap();
+    assert!(ws.entities.is_empty() && ws.windows.is_empty());
+    let huge = "abc ".repeat(300_000);
+    assert_eq!(x.extract(&huge, &schema, |_| {}).unwrap_err().code(), "input_too_large");
+    let controls = "<eos><bos><start_of_turn>user\n<end_of_turn></s>".repeat(20);
+    for e in x.extract(&controls, &schema, |_| {}).unwrap().entities {
+        assert_eq!(&controls[e.start..e.end], e.text);
+    }
+    // A long text is read in overlapping windows that cover all of it.
+    let long = "abc bad eos ".repeat(400);
+    let r = x.extract(&long, &schema, |_| {}).unwrap();
+    assert!(r.windows.len() > 1);
+    assert_eq!(r.windows.last().unwrap().end, long.len());
+    let bad = Schema { labels: vec![], ..tiny_schema() };
+    assert_eq!(x.extract("abc", &bad, |_| {}).unwrap_err().code(), "invalid_schema");
+}
+
+#[test]
+fn real_model_and_recognizers_on_a_pii_sentence() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let mut x = Extractor::new(Engine::load(&file).unwrap());
+    let text = "Please call Ahmed Khan on +44 20 7946 0018 at the Manchester office, or write to ahmed.khan@example.com.";
+    let r = x.extract(text, &Schema::preset("pii").unwrap(), |_| {}).unwrap();
+    let got: Vec<(&str, &str, Source)> = r.entities.iter().map(|e| (e.label.as_str(), e.text.as_str(), e.source)).collect();
+    println!("{got:?}");
+    assert!(got.contains(&("PHONE_NUMBER", "+44 20 7946 0018", Source::Pattern)));
+    assert!(got.contains(&("EMAIL_ADDRESS", "ahmed.khan@example.com", Source::Pattern)));
+    assert!(got.contains(&("PERSON", "Ahmed Khan", Source::Model)), "the model missed the person");
+}
+
+fn spans(v: &serde_json::Value) -> Vec<Span> {
+    v["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["start"].as_u64().unwrap() as usize, e["end"].as_u64().unwrap() as usize, e["label"].as_str().unwrap().into()))
+        .collect()
+}
+
+/// Recognizers on the PII dev set: scored by our scorer and by `score.py`, which must agree,
+/// and strict micro-F1 ≥ 0.95 over the labels they cover.
+#[test]
+fn recognizer_scores_on_the_pii_dev_set_equal_score_py() {
+    let gold_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval/presidio_synth_v2/dev.jsonl");
+    let schema = Schema::preset("pii").unwrap();
+    let mut scorer = Scorer::default();
+    let mut covered = Scorer::default();
+    let covered_labels = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "DOMAIN_NAME"];
+    let mut pred_lines = String::new();
+    for line in std::fs::read_to_string(&gold_path).unwrap().lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = doc["text"].as_str().unwrap();
+        let map = OffsetMap::new(text);
+        let cp = |b| map.convert(b, Unit::Bytes, Unit::CodePoints).unwrap();
+        let pred: Vec<serde_json::Value> = pattern_entities(text, &schema)
+            .iter()
+            .map(|e| serde_json::json!({"start": cp(e.start), "end": cp(e.end), "label": e.label}))
+            .collect();
+        let p = serde_json::json!({"id": doc["id"], "entities": pred});
+        scorer.add(&spans(&doc), &spans(&p));
+        let keep = |s: &Vec<Span>| s.iter().filter(|x| covered_labels.contains(&x.2.as_str())).cloned().collect::<Vec<_>>();
+        covered.add(&keep(&spans(&doc)), &keep(&spans(&p)));
+        pred_lines += &format!("{p}\n");
+    }
+    let pred_path = std::env::temp_dir().join(format!("anote-pred-{}.jsonl", std::process::id()));
+    std::fs::write(&pred_path, pred_lines).unwrap();
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval/score.py"))
+        .args(["--json", "--gold"])
+        .arg(&gold_path)
+        .arg("--pred")
+        .arg(&pred_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = scorer.finish();
+    for (mode, summary) in [("strict", &ours.strict), ("partial", &ours.partial)] {
+        let r = &reference[mode];
+        assert!((r["micro"]["f1"].as_f64().unwrap() - summary.micro.f1).abs() < 1e-9, "{mode} micro F1");
+        assert!((r["macro"]["f1"].as_f64().unwrap() - summary.macro_f1).abs() < 1e-9, "{mode} macro F1");
+        for (label, m) in &summary.per_label {
+            assert_eq!(r["per_label"][label]["tp"].as_u64().unwrap() as usize, m.tp, "{mode} {label}");
+        }
+    }
+    let f1 = covered.finish().strict.micro.f1;
+    println!("recognizers, strict micro-F1 over the labels they cover: {f1:.3}");
+    assert!(f1 >= 0.95, "recognizer F1 {f1}");
+}
