@@ -23,7 +23,10 @@ pub fn windows(text: &str, max: usize, overlap: usize) -> Vec<Range<usize>> {
         }
         // Back up by `overlap`, then forward to the next word start, but always progress.
         let back = floor_boundary(text, end.saturating_sub(overlap).max(start + 1));
-        let next = text[back..end].find(char::is_whitespace).map(|i| back + i + 1).unwrap_or(end);
+        let next = text[back..end]
+            .find(char::is_whitespace)
+            .map(|i| back + i + 1)
+            .unwrap_or(end);
         start = ceil_boundary(text, next.clamp(start + 1, end));
     }
     out
@@ -34,7 +37,10 @@ pub fn windows(text: &str, max: usize, overlap: usize) -> Vec<Range<usize>> {
 fn cut_point(text: &str, start: usize, end: usize) -> usize {
     let from = floor_boundary(text, start + (end - start) * 2 / 3);
     let tail = &text[from..end];
-    let sentence = tail.rmatch_indices(['\n', '.', '!', '?', ';']).map(|(i, m)| from + i + m.len()).next();
+    let sentence = tail
+        .rmatch_indices(['\n', '.', '!', '?', ';'])
+        .map(|(i, m)| from + i + m.len())
+        .next();
     let space = tail.rfind(char::is_whitespace).map(|i| from + i + 1);
     sentence.or(space).map(|e| ceil_boundary(text, e)).unwrap_or(end)
 }

@@ -83,7 +83,11 @@ enum State {
     Label(String),
     /// `ends`: byte offsets in the document right after each occurrence of `typed`
     /// (`None` before the first span token).
-    Span { label: usize, typed: String, ends: Option<Vec<usize>> },
+    Span {
+        label: usize,
+        typed: String,
+        ends: Option<Vec<usize>>,
+    },
 }
 
 /// Decodes the answer after the prompt whose last hidden state is `hidden`, calling
@@ -131,10 +135,16 @@ pub fn decode(
                     for (id, s) in &grammar.span_tokens {
                         let new_ends: Vec<usize> = match ends {
                             None => match s.strip_prefix(' ') {
-                                Some(r) if !r.is_empty() => occurrences(text, r).into_iter().map(|i| i + r.len()).collect(),
+                                Some(r) if !r.is_empty() => {
+                                    occurrences(text, r).into_iter().map(|i| i + r.len()).collect()
+                                }
                                 _ => continue,
                             },
-                            Some(ends) => ends.iter().filter(|&&e| text[e..].starts_with(s.as_str())).map(|e| e + s.len()).collect(),
+                            Some(ends) => ends
+                                .iter()
+                                .filter(|&&e| text[e..].starts_with(s.as_str()))
+                                .map(|e| e + s.len())
+                                .collect(),
                         };
                         if !new_ends.is_empty() {
                             let piece = if ends.is_none() { s[1..].to_string() } else { s.clone() };
@@ -159,17 +169,30 @@ pub fn decode(
         state = match (state, step) {
             (_, Step::Finish) => break,
             (State::Label(_), Step::Label(t)) => State::Label(t),
-            (State::Label(_), Step::LabelDone(label)) => State::Span { label, typed: String::new(), ends: None },
+            (State::Label(_), Step::LabelDone(label)) => State::Span {
+                label,
+                typed: String::new(),
+                ends: None,
+            },
             (State::Span { label, mut typed, .. }, Step::Span(piece, ends)) => {
                 typed.push_str(&piece);
-                State::Span { label, typed, ends: Some(ends) }
+                State::Span {
+                    label,
+                    typed,
+                    ends: Some(ends),
+                }
             }
             (State::Span { label, typed, ends }, step @ (Step::EndLine | Step::EndLineAndList)) => {
                 let len = typed.len();
                 let starts = ends.unwrap_or_default().into_iter().map(|e| e - len).collect();
                 let score = (logprob / n_line_tokens as f32).exp();
                 (logprob, n_line_tokens) = (0.0, 0);
-                let go_on = on_line(Line { label, text: typed, starts, score });
+                let go_on = on_line(Line {
+                    label,
+                    text: typed,
+                    starts,
+                    score,
+                });
                 finished = !go_on || matches!(step, Step::EndLineAndList);
                 State::Label(String::new())
             }

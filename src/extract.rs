@@ -52,11 +52,16 @@ impl Extractor {
     pub fn extract(&mut self, text: &str, schema: &Schema, mut on_entity: impl FnMut(&Entity)) -> Result<Extraction> {
         schema.validate()?;
         if text.len() > MAX_TEXT_BYTES {
-            return Err(Error::InputTooLarge { bytes: text.len(), max: MAX_TEXT_BYTES });
+            return Err(Error::InputTooLarge {
+                bytes: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
         }
         let mut found: Vec<Entity> = Vec::new();
         let mut accept = |e: Entity, found: &mut Vec<Entity>| {
-            let duplicate = found.iter().any(|f| f.start == e.start && f.end == e.end && f.label == e.label);
+            let duplicate = found
+                .iter()
+                .any(|f| f.start == e.start && f.end == e.end && f.label == e.label);
             if !duplicate && found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
                 on_entity(&e);
                 found.push(e);
@@ -65,10 +70,17 @@ impl Extractor {
         for e in pattern_entities(text, schema) {
             accept(e, &mut found);
         }
-        let windows = if text.trim().is_empty() { Vec::new() } else { chunk::windows(text, WINDOW_BYTES, WINDOW_OVERLAP) };
+        let windows = if text.trim().is_empty() {
+            Vec::new()
+        } else {
+            chunk::windows(text, WINDOW_BYTES, WINDOW_OVERLAP)
+        };
         if windows.is_empty() {
             found.sort_by_key(|e| e.start);
-            return Ok(Extraction { entities: found, windows });
+            return Ok(Extraction {
+                entities: found,
+                windows,
+            });
         }
         let snapshot = self.prefix(schema)?;
         let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
@@ -102,7 +114,10 @@ impl Extractor {
             })?;
         }
         found.sort_by_key(|e| e.start);
-        Ok(Extraction { entities: found, windows })
+        Ok(Extraction {
+            entities: found,
+            windows,
+        })
     }
 
     /// The KV cache after the schema prefix, computed once per schema.
@@ -125,13 +140,20 @@ impl Extractor {
 
 /// Entities from the recognizers that the schema's types name.
 pub fn pattern_entities(text: &str, schema: &Schema) -> Vec<Entity> {
-    let wanted: Vec<(Recognizer, &str)> =
-        schema.labels.iter().filter_map(|t| t.recognizer.map(|r| (r, t.label.as_str()))).collect();
+    let wanted: Vec<(Recognizer, &str)> = schema
+        .labels
+        .iter()
+        .filter_map(|t| t.recognizer.map(|r| (r, t.label.as_str())))
+        .collect();
     let recs: Vec<Recognizer> = wanted.iter().map(|w| w.0).collect();
     recognizers::find_all(text, &recs)
         .into_iter()
         .map(|m| Entity {
-            label: wanted.iter().find(|w| w.0 == m.recognizer).map(|w| w.1.to_string()).unwrap_or_default(),
+            label: wanted
+                .iter()
+                .find(|w| w.0 == m.recognizer)
+                .map(|w| w.1.to_string())
+                .unwrap_or_default(),
             start: m.start,
             end: m.end,
             text: text[m.start..m.end].to_string(),
@@ -154,6 +176,11 @@ fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]
         let inside_end = word(chunk[..e].chars().next_back()) && word(chunk[e..].chars().next());
         !inside_start && !inside_end && !used.iter().any(|u| u.0 == line.label && u.1 == s && u.2 == e)
     };
-    let spans: Vec<(usize, usize)> = line.starts.iter().map(|&s| (s + lead, s + lead + len)).filter(fits).collect();
+    let spans: Vec<(usize, usize)> = line
+        .starts
+        .iter()
+        .map(|&s| (s + lead, s + lead + len))
+        .filter(fits)
+        .collect();
     spans.iter().find(|s| s.0 >= cursor).or(spans.first()).copied()
 }

@@ -16,6 +16,7 @@ pub mod gguf;
 pub mod model;
 pub mod prompt;
 pub mod recognizers;
+pub mod redact;
 pub mod schema;
 pub mod spans;
 pub mod tokenizer;

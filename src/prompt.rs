@@ -30,7 +30,11 @@ pub fn prefix(schema: &Schema) -> String {
             line
         })
         .collect();
-    let rules = if schema.span_rules.trim().is_empty() { "mark the shortest span that names the thing." } else { schema.span_rules.trim() };
+    let rules = if schema.span_rules.trim().is_empty() {
+        "mark the shortest span that names the thing."
+    } else {
+        schema.span_rules.trim()
+    };
     GUIDELINES
         .replace("{description}", schema.description.trim())
         .replace("{span_rules}", rules)
@@ -42,8 +46,12 @@ pub fn prefix(schema: &Schema) -> String {
 /// One worked example assembled from the types' own examples, to show the answer format
 /// (a base model follows a shown format far better than a described one).
 fn worked_example(schema: &Schema) -> String {
-    let picked: Vec<(&str, &str)> =
-        schema.labels.iter().filter_map(|t| t.examples.first().map(|e| (t.label.as_str(), e.as_str()))).take(6).collect();
+    let picked: Vec<(&str, &str)> = schema
+        .labels
+        .iter()
+        .filter_map(|t| t.examples.first().map(|e| (t.label.as_str(), e.as_str())))
+        .take(6)
+        .collect();
     if picked.is_empty() {
         return String::new();
     }

@@ -352,7 +352,15 @@ mod tests {
         ] {
             assert_eq!(found(Recognizer::Phone, &format!("call {p} today")), [p], "{p}");
         }
-        for not in ["zip 70651", "in 1977", "order 1234567", "v1.2.3", "at 7873 216 Menzies Street", "zip 90010-170", "When: 2005-07-21 18:19:22"] {
+        for not in [
+            "zip 70651",
+            "in 1977",
+            "order 1234567",
+            "v1.2.3",
+            "at 7873 216 Menzies Street",
+            "zip 90010-170",
+            "When: 2005-07-21 18:19:22",
+        ] {
             assert!(found(Recognizer::Phone, not).is_empty(), "{not}");
         }
     }

@@ -5,7 +5,10 @@ use js_sys::{Function, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::extract::Extractor;
 use crate::gguf::ByteSource;
+use crate::schema::Schema;
+use crate::spans::{Entity, OffsetMap, Source, Unit};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -35,14 +38,46 @@ impl ByteSource for JsBytes {
     }
 }
 
+/// The engine: a loaded model, ready to generate and to extract.
 #[wasm_bindgen]
-pub struct Engine(crate::Engine);
+pub struct Engine(Extractor);
+
+/// An entity as JavaScript sees it: offsets in UTF-16 code units (`String.prototype.slice`).
+#[derive(serde::Serialize)]
+struct JsEntity<'a> {
+    label: &'a str,
+    start: usize,
+    end: usize,
+    text: &'a str,
+    score: f32,
+    source: Source,
+}
+
+fn js_entity<'a>(map: &OffsetMap, e: &'a Entity) -> JsEntity<'a> {
+    let u16 = |b| map.convert(b, Unit::Bytes, Unit::Utf16).unwrap_or(0);
+    JsEntity {
+        label: &e.label,
+        start: u16(e.start),
+        end: u16(e.end),
+        text: &e.text,
+        score: e.score,
+        source: e.source,
+    }
+}
+
+fn to_js<T: serde::Serialize>(v: &T) -> std::result::Result<JsValue, JsValue> {
+    // Plain objects, not Maps, for serde_json::Value and structs alike.
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| js_error(Error::Compute(e.to_string())))
+}
 
 #[wasm_bindgen]
 impl Engine {
     /// Loads a GGUF model from its bytes.
     pub fn load(bytes: Uint8Array) -> std::result::Result<Engine, JsValue> {
-        crate::Engine::load(&JsBytes(bytes)).map(Engine).map_err(js_error)
+        crate::Engine::load(&JsBytes(bytes))
+            .map(|e| Engine(Extractor::new(e)))
+            .map_err(js_error)
     }
 
     /// Which compute backend runs the model: `"cpu"` (SIMD128) for now.
@@ -53,12 +88,12 @@ impl Engine {
     /// The model's name from its metadata.
     #[wasm_bindgen(js_name = modelName)]
     pub fn model_name(&self) -> String {
-        self.0.name.clone()
+        self.0.engine.name.clone()
     }
 
     /// Token ids of `text` as user text (no BOS, never control tokens).
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
-        self.0.tokenizer.encode(text)
+        self.0.engine.tokenizer.encode(text)
     }
 
     /// Greedy generation. `on_token(id, text)` is called for every new token; returns
@@ -71,6 +106,7 @@ impl Engine {
     ) -> std::result::Result<JsValue, JsValue> {
         let generation = self
             .0
+            .engine
             .generate(prompt, max_tokens, |id, piece| {
                 if let Some(f) = &on_token {
                     // A throwing callback must not abort generation.
@@ -78,6 +114,30 @@ impl Engine {
                 }
             })
             .map_err(js_error)?;
-        serde_wasm_bindgen::to_value(&generation).map_err(|e| js_error(Error::Compute(e.to_string())))
+        to_js(&generation)
+    }
+
+    /// Extracts the entities of `schema` (JSON) from `text`. `on_entity(entity)` sees each
+    /// entity as soon as it is final; returns `{entities, windows}`, offsets in UTF-16 units.
+    pub fn extract(
+        &mut self,
+        text: &str,
+        schema: &str,
+        on_entity: Option<Function>,
+    ) -> std::result::Result<JsValue, JsValue> {
+        let schema = Schema::from_json(schema).map_err(js_error)?;
+        let map = OffsetMap::new(text);
+        let r = self
+            .0
+            .extract(text, &schema, |e| {
+                if let (Some(f), Ok(v)) = (&on_entity, to_js(&js_entity(&map, e))) {
+                    let _ = f.call1(&JsValue::NULL, &v);
+                }
+            })
+            .map_err(js_error)?;
+        let entities: Vec<JsEntity> = r.entities.iter().map(|e| js_entity(&map, e)).collect();
+        let u16 = |b| map.convert(b, Unit::Bytes, Unit::Utf16).unwrap_or(0);
+        let windows: Vec<[usize; 2]> = r.windows.iter().map(|w| [u16(w.start), u16(w.end)]).collect();
+        to_js(&serde_json::json!({ "entities": entities, "windows": windows }))
     }
 }

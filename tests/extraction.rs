@@ -9,19 +9,31 @@ use std::process::Command;
 
 use anote_ner::eval::{Scorer, Span};
 use anote_ner::extract::{pattern_entities, Extractor};
+use anote_ner::model::{KvCache, KvSnapshot, LanguageModel};
 use anote_ner::schema::Schema;
 use anote_ner::spans::{OffsetMap, Source, Unit};
-use anote_ner::model::{KvCache, KvSnapshot, LanguageModel};
 use anote_ner::Engine;
 use common::TinyGemma;
 
 fn tiny_extractor() -> Extractor {
-    Extractor::new(Engine::load(TinyGemma { context: 8192, ..Default::default() }.bytes().as_slice()).unwrap())
+    Extractor::new(
+        Engine::load(
+            TinyGemma {
+                context: 8192,
+                ..Default::default()
+            }
+            .bytes()
+            .as_slice(),
+        )
+        .unwrap(),
+    )
 }
 
 fn tiny_schema() -> Schema {
-    Schema::from_json(r#"{"labels": [{"label": "ab", "description": "a"}, {"label": "cd"}, {"label": "e", "examples": ["bad"]}]}"#)
-        .unwrap()
+    Schema::from_json(
+        r#"{"labels": [{"label": "ab", "description": "a"}, {"label": "cd"}, {"label": "e", "examples": ["bad"]}]}"#,
+    )
+    .unwrap()
 }
 
 /// A language model whose logits are pseudo-random: it drives the decoder down arbitrary
@@ -41,7 +53,10 @@ impl LanguageModel for RandomLm {
     }
     fn logits_for(&self, hidden: &[f32], ids: &[u32]) -> anote_ner::Result<Vec<f32>> {
         let h = hidden[0] as u64;
-        Ok(ids.iter().map(|&i| ((self.seed ^ (h * 7919) ^ (i as u64 * 104729)).wrapping_mul(0x9E3779B97F4A7C15) >> 40) as f32).collect())
+        Ok(ids
+            .iter()
+            .map(|&i| ((self.seed ^ (h * 7919) ^ (i as u64 * 104729)).wrapping_mul(0x9E3779B97F4A7C15) >> 40) as f32)
+            .collect())
     }
     fn position(&self) -> usize {
         self.cache.len()
@@ -66,9 +81,17 @@ impl LanguageModel for RandomLm {
 #[test]
 fn every_entity_is_grounded_whatever_the_model_decodes() {
     let tiny = Engine::load(TinyGemma::default().bytes().as_slice()).unwrap();
-    let mut x = Extractor::new(Engine { model: Box::new(RandomLm { cache: KvCache::new(0, 1), seed: 3 }), ..tiny });
+    let mut x = Extractor::new(Engine {
+        model: Box::new(RandomLm {
+            cache: KvCache::new(0, 1),
+            seed: 3,
+        }),
+        ..tiny
+    });
     let schema = tiny_schema();
-    let pool = ["a", "b", "c", "d", "e", "o", "s", " ", "é", "<", ">", "abc", " ab", "😀", "東", "\n", ":", "e\u{301}", "ab cd"];
+    let pool = [
+        "a", "b", "c", "d", "e", "o", "s", " ", "é", "<", ">", "abc", " ab", "😀", "東", "\n", ":", "e\u{301}", "ab cd",
+    ];
     let mut seed = 11u64;
     let mut total = 0;
     for _ in 0..40 {
@@ -82,7 +105,10 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
         let mut streamed = Vec::new();
         let r = x.extract(&text, &schema, |e| streamed.push(e.clone())).unwrap();
         streamed.sort_by_key(|e| e.start);
-        assert_eq!(streamed, r.entities, "the stream (in discovery order) and the result differ");
+        assert_eq!(
+            streamed, r.entities,
+            "the stream (in discovery order) and the result differ"
+        );
         let map = OffsetMap::new(&text);
         for e in &r.entities {
             total += 1;
@@ -90,7 +116,10 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
             assert_eq!(&text[e.start..e.end], e.text, "span does not match the text");
             assert!(!e.text.trim().is_empty() && e.text.trim() == e.text);
             for unit in [Unit::CodePoints, Unit::Utf16] {
-                let (s, t) = (map.convert(e.start, Unit::Bytes, unit).unwrap(), map.convert(e.end, Unit::Bytes, unit).unwrap());
+                let (s, t) = (
+                    map.convert(e.start, Unit::Bytes, unit).unwrap(),
+                    map.convert(e.end, Unit::Bytes, unit).unwrap(),
+                );
                 assert_eq!(map.convert(s, unit, Unit::Bytes), Some(e.start));
                 assert_eq!(map.convert(t, unit, Unit::Bytes), Some(e.end));
             }
@@ -100,7 +129,10 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
         }
         assert_eq!(r.windows.first().map(|w| w.start), Some(0));
     }
-    assert!(total > 0, "the random model never produced an entity: the test would prove nothing");
+    assert!(
+        total > 0,
+        "the random model never produced an entity: the test would prove nothing"
+    );
 }
 
 #[test]
@@ -134,7 +166,10 @@ fn bad_input_is_an_error_or_a_correct_result() {
     let r = x.extract(&long, &schema, |_| {}).unwrap();
     assert!(r.windows.len() > 1);
     assert_eq!(r.windows.last().unwrap().end, long.len());
-    let bad = Schema { labels: vec![], ..tiny_schema() };
+    let bad = Schema {
+        labels: vec![],
+        ..tiny_schema()
+    };
     assert_eq!(x.extract("abc", &bad, |_| {}).unwrap_err().code(), "invalid_schema");
 }
 
@@ -142,13 +177,21 @@ fn bad_input_is_an_error_or_a_correct_result() {
 fn real_model_and_recognizers_on_a_pii_sentence() {
     let file = std::fs::File::open(common::real_model_path()).unwrap();
     let mut x = Extractor::new(Engine::load(&file).unwrap());
-    let text = "Please call Ahmed Khan on +44 20 7946 0018 at the Manchester office, or write to ahmed.khan@example.com.";
+    let text =
+        "Please call Ahmed Khan on +44 20 7946 0018 at the Manchester office, or write to ahmed.khan@example.com.";
     let r = x.extract(text, &Schema::preset("pii").unwrap(), |_| {}).unwrap();
-    let got: Vec<(&str, &str, Source)> = r.entities.iter().map(|e| (e.label.as_str(), e.text.as_str(), e.source)).collect();
+    let got: Vec<(&str, &str, Source)> = r
+        .entities
+        .iter()
+        .map(|e| (e.label.as_str(), e.text.as_str(), e.source))
+        .collect();
     println!("{got:?}");
     assert!(got.contains(&("PHONE_NUMBER", "+44 20 7946 0018", Source::Pattern)));
     assert!(got.contains(&("EMAIL_ADDRESS", "ahmed.khan@example.com", Source::Pattern)));
-    assert!(got.contains(&("PERSON", "Ahmed Khan", Source::Model)), "the model missed the person");
+    assert!(
+        got.contains(&("PERSON", "Ahmed Khan", Source::Model)),
+        "the model missed the person"
+    );
 }
 
 fn spans(v: &serde_json::Value) -> Vec<Span> {
@@ -156,7 +199,13 @@ fn spans(v: &serde_json::Value) -> Vec<Span> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["start"].as_u64().unwrap() as usize, e["end"].as_u64().unwrap() as usize, e["label"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["start"].as_u64().unwrap() as usize,
+                e["end"].as_u64().unwrap() as usize,
+                e["label"].as_str().unwrap().into(),
+            )
+        })
         .collect()
 }
 
@@ -168,7 +217,15 @@ fn recognizer_scores_on_the_pii_dev_set_equal_score_py() {
     let schema = Schema::preset("pii").unwrap();
     let mut scorer = Scorer::default();
     let mut covered = Scorer::default();
-    let covered_labels = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "DOMAIN_NAME"];
+    let covered_labels = [
+        "EMAIL_ADDRESS",
+        "PHONE_NUMBER",
+        "CREDIT_CARD",
+        "IBAN_CODE",
+        "IP_ADDRESS",
+        "US_SSN",
+        "DOMAIN_NAME",
+    ];
     let mut pred_lines = String::new();
     for line in std::fs::read_to_string(&gold_path).unwrap().lines() {
         let doc: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -181,7 +238,12 @@ fn recognizer_scores_on_the_pii_dev_set_equal_score_py() {
             .collect();
         let p = serde_json::json!({"id": doc["id"], "entities": pred});
         scorer.add(&spans(&doc), &spans(&p));
-        let keep = |s: &Vec<Span>| s.iter().filter(|x| covered_labels.contains(&x.2.as_str())).cloned().collect::<Vec<_>>();
+        let keep = |s: &Vec<Span>| {
+            s.iter()
+                .filter(|x| covered_labels.contains(&x.2.as_str()))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         covered.add(&keep(&spans(&doc)), &keep(&spans(&p)));
         pred_lines += &format!("{p}\n");
     }
@@ -200,10 +262,20 @@ fn recognizer_scores_on_the_pii_dev_set_equal_score_py() {
     let ours = scorer.finish();
     for (mode, summary) in [("strict", &ours.strict), ("partial", &ours.partial)] {
         let r = &reference[mode];
-        assert!((r["micro"]["f1"].as_f64().unwrap() - summary.micro.f1).abs() < 1e-9, "{mode} micro F1");
-        assert!((r["macro"]["f1"].as_f64().unwrap() - summary.macro_f1).abs() < 1e-9, "{mode} macro F1");
+        assert!(
+            (r["micro"]["f1"].as_f64().unwrap() - summary.micro.f1).abs() < 1e-9,
+            "{mode} micro F1"
+        );
+        assert!(
+            (r["macro"]["f1"].as_f64().unwrap() - summary.macro_f1).abs() < 1e-9,
+            "{mode} macro F1"
+        );
         for (label, m) in &summary.per_label {
-            assert_eq!(r["per_label"][label]["tp"].as_u64().unwrap() as usize, m.tp, "{mode} {label}");
+            assert_eq!(
+                r["per_label"][label]["tp"].as_u64().unwrap() as usize,
+                m.tp,
+                "{mode} {label}"
+            );
         }
     }
     let f1 = covered.finish().strict.micro.f1;

@@ -16,6 +16,7 @@ export class AnoteClient {
     const p = this.pending.get(key);
     if (!p) return;
     if (msg.type === 'token') return p.onToken?.(msg);
+    if (msg.type === 'entity') return p.onEntity?.(msg.entity);
     this.pending.delete(key);
     if (msg.type === 'error') p.reject(Object.assign(new Error(msg.message), { code: msg.code }));
     else p.resolve(msg.type === 'done' ? msg.result : msg);
@@ -37,6 +38,14 @@ export class AnoteClient {
   load(source) {
     const msg = typeof source === 'string' ? { type: 'load', url: source } : { type: 'load', bytes: source };
     return this.#request('load', msg, {}, typeof source === 'string' ? [] : [source]);
+  }
+
+  /** Entities of `schema` (an object or JSON) in `text`, streamed to `onEntity` as found;
+   *  resolves to `{entities, windows}` with UTF-16 offsets. */
+  extract(text, schema, onEntity) {
+    const id = this.nextId++;
+    const json = typeof schema === 'string' ? schema : JSON.stringify(schema);
+    return this.#request(id, { type: 'extract', id, text, schema: json }, { onEntity });
   }
 
   /** Greedy generation; `onToken({token, text})` sees each new token. */

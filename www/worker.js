@@ -3,9 +3,12 @@
 //   page → worker  {type:'load', url}                     fetch (or read from Cache Storage) and load a GGUF
 //                  {type:'load', bytes}                   load a GGUF from an ArrayBuffer (a local file)
 //                  {type:'generate', id, prompt, maxTokens}
+//                  {type:'extract', id, text, schema}          schema: JSON string
+//                  (cancel: terminate the worker; a wasm call cannot be interrupted mid-way)
 //   worker → page  {type:'progress', phase:'download'|'cache'|'load', loaded, total}
 //                  {type:'ready', backend, model, loadMs, fromCache, bytes, wasmBytes}
 //                  {type:'token', id, token, text}
+//                  {type:'entity', id, entity}                offsets in UTF-16 units
 //                  {type:'done', id, result}          result: Generation + wasmBytes
 //                  {type:'error', id?, code, message}
 import init, { Engine } from './pkg/anote_ner.js';
@@ -91,10 +94,17 @@ async function generate(msg) {
   post({ type: 'done', id: msg.id, result: { ...result, wasmBytes: await wasmBytes() } });
 }
 
+function extract(msg) {
+  if (!engine) throw Object.assign(new Error('no model is loaded'), { code: 'not_loaded' });
+  const result = engine.extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }));
+  post({ type: 'done', id: msg.id, result });
+}
+
 self.onmessage = async ({ data: msg }) => {
   try {
     if (msg.type === 'load') await load(msg);
     else if (msg.type === 'generate') await generate(msg);
+    else if (msg.type === 'extract') extract(msg);
     else throw Object.assign(new Error(`unknown message ${msg.type}`), { code: 'bad_message' });
   } catch (e) {
     fail(msg.id, e);

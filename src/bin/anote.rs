@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use anote_ner::eval::{Scorer, Span};
 use anote_ner::extract::Extractor;
 use anote_ner::gguf::Gguf;
+use anote_ner::redact::{Operator, Redactor};
 use anote_ner::schema::Schema;
 use anote_ner::spans::{Entity, OffsetMap, Unit};
 use anote_ner::tokenizer::Tokenizer;
 use anote_ner::{Engine, Error};
 use clap::{Parser, Subcommand};
+use std::collections::HashMap;
 
 #[derive(Parser)]
 #[command(name = "anote", version, about = "Private entity extraction with a small local LLM")]
@@ -51,6 +53,22 @@ enum Command {
         /// Input text file; `-` or nothing reads stdin
         file: Option<PathBuf>,
     },
+    /// Redact FILE (or stdin): plain text out, or with --jsonl one {"id", "text"} per line in
+    /// and {"id", "text", "replacements"} out (streaming, progress on stderr)
+    Redact {
+        #[command(flatten)]
+        schema: SchemaArg,
+        /// Operator per label, e.g. PERSON=pseudonym PHONE_NUMBER=mask:*:4 EMAIL_ADDRESS=hash:SALT
+        #[arg(long = "op", value_name = "LABEL=OP")]
+        ops: Vec<String>,
+        /// Operator for labels without --op: replace, mask[:C[:N]], hash[:SALT], pseudonym
+        #[arg(long, default_value = "replace")]
+        default_op: String,
+        /// Input and output are JSONL documents
+        #[arg(long)]
+        jsonl: bool,
+        file: Option<PathBuf>,
+    },
     /// Extract over a gold JSONL file and print strict and partial P/R/F1
     Eval {
         /// Gold JSONL: {"id", "text", "entities": [{"start", "end", "label"}]} (code points)
@@ -87,7 +105,9 @@ struct SchemaArg {
 impl SchemaArg {
     fn load(&self) -> Result<Schema, Error> {
         match (&self.schema, &self.preset) {
-            (Some(p), _) => Schema::from_json(&std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?),
+            (Some(p), _) => {
+                Schema::from_json(&std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?)
+            }
             (None, Some(name)) => Schema::preset(name),
             (None, None) => Err(Error::InvalidSchema("give --schema FILE or --preset NAME".into())),
         }
@@ -99,6 +119,14 @@ fn entity_json(text: &str, map: &OffsetMap, e: &Entity) -> serde_json::Value {
     let cp = |b| map.convert(b, Unit::Bytes, Unit::CodePoints).unwrap_or(0);
     serde_json::json!({"start": cp(e.start), "end": cp(e.end), "label": e.label, "text": &text[e.start..e.end],
         "score": e.score, "source": e.source})
+}
+
+/// A file's text, or stdin's for `-` or no file.
+fn read_input(file: Option<PathBuf>) -> Result<String, Error> {
+    match file.filter(|f| f.as_os_str() != "-") {
+        Some(f) => std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{}: {e}", f.display()))),
+        None => std::io::read_to_string(std::io::stdin()).map_err(io),
+    }
 }
 
 fn io(e: impl std::fmt::Display) -> Error {
@@ -116,16 +144,25 @@ fn eval(
 ) -> Result<(), Error> {
     use std::io::Write;
     let gold = std::fs::read_to_string(data).map_err(|e| Error::Io(format!("{}: {e}", data.display())))?;
-    let mut extractor = if patterns_only { None } else { Some(Extractor::new(Engine::load(&open(path)?)?)) };
+    let mut extractor = if patterns_only {
+        None
+    } else {
+        Some(Extractor::new(Engine::load(&open(path)?)?))
+    };
     let mut writer = match out {
         Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(io)?)),
         None => None,
     };
     let mut scorer = Scorer::default();
     let mut latencies = Vec::new();
-    let lines: Vec<&str> = gold.lines().filter(|l| !l.trim().is_empty()).take(limit.unwrap_or(usize::MAX)).collect();
+    let lines: Vec<&str> = gold
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
     for (n, line) in lines.iter().enumerate() {
-        let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Io(format!("{}:{}: {e}", data.display(), n + 1)))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| Error::Io(format!("{}:{}: {e}", data.display(), n + 1)))?;
         let text = doc["text"].as_str().unwrap_or_default();
         let map = OffsetMap::new(text);
         let t0 = std::time::Instant::now();
@@ -136,16 +173,37 @@ fn eval(
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
         let gold_spans: Vec<Span> = doc["entities"]
             .as_array()
-            .map(|a| a.iter().map(|e| (e["start"].as_u64().unwrap_or(0) as usize, e["end"].as_u64().unwrap_or(0) as usize, e["label"].as_str().unwrap_or("").to_string())).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["start"].as_u64().unwrap_or(0) as usize,
+                            e["end"].as_u64().unwrap_or(0) as usize,
+                            e["label"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(text, &map, e)).collect();
         let pred_spans: Vec<Span> = pred
             .iter()
-            .map(|p| (p["start"].as_u64().unwrap_or(0) as usize, p["end"].as_u64().unwrap_or(0) as usize, p["label"].as_str().unwrap_or("").to_string()))
+            .map(|p| {
+                (
+                    p["start"].as_u64().unwrap_or(0) as usize,
+                    p["end"].as_u64().unwrap_or(0) as usize,
+                    p["label"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect();
         scorer.add(&gold_spans, &pred_spans);
         if let Some(w) = &mut writer {
-            writeln!(w, "{}", serde_json::json!({"id": doc["id"], "text": text, "entities": pred})).map_err(io)?;
+            writeln!(
+                w,
+                "{}",
+                serde_json::json!({"id": doc["id"], "text": text, "entities": pred})
+            )
+            .map_err(io)?;
         }
         eprint!("\r{}/{} documents", n + 1, lines.len());
     }
@@ -153,9 +211,15 @@ fn eval(
     let scores = scorer.finish();
     latencies.sort_by(f64::total_cmp);
     let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
-    let p95 = latencies.get((latencies.len() * 95 / 100).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let p95 = latencies
+        .get((latencies.len() * 95 / 100).min(latencies.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0);
     if json {
-        println!("{}", serde_json::json!({"scores": scores, "latency_ms": {"mean": mean, "p95": p95}}));
+        println!(
+            "{}",
+            serde_json::json!({"scores": scores, "latency_ms": {"mean": mean, "p95": p95}})
+        );
     } else {
         print!("{}", scores.table());
         println!("\nper-document latency: mean {mean:.0} ms, p95 {p95:.0} ms");
@@ -226,17 +290,64 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Extract { schema, file } => {
             let schema = schema.load()?;
-            let text = match file.filter(|f| f.as_os_str() != "-") {
-                Some(f) => std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?,
-                None => std::io::read_to_string(std::io::stdin()).map_err(io)?,
-            };
+            let text = read_input(file)?;
             let mut x = Extractor::new(Engine::load(&open(&path)?)?);
             let r = x.extract(&text, &schema, |_| {})?;
             let map = OffsetMap::new(&text);
             let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&text, &map, e)).collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"entities": entities})).map_err(io)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"entities": entities})).map_err(io)?
+            );
         }
-        Command::Eval { data, schema, out, limit, patterns_only, json } => {
+        Command::Redact {
+            schema,
+            ops,
+            default_op,
+            jsonl,
+            file,
+        } => {
+            let schema = schema.load()?;
+            let mut per_label = HashMap::new();
+            for op in &ops {
+                let (label, op) = op
+                    .split_once('=')
+                    .ok_or_else(|| Error::InvalidSchema(format!("--op {op}: expected LABEL=OP")))?;
+                per_label.insert(label.to_string(), op.parse::<Operator>()?);
+            }
+            let mut redactor = Redactor::new(default_op.parse()?, per_label);
+            let input = read_input(file)?;
+            let mut x = Extractor::new(Engine::load(&open(&path)?)?);
+            if !jsonl {
+                let entities = x.extract(&input, &schema, |_| {})?.entities;
+                print!("{}", redactor.redact(&input, &entities).text);
+                return Ok(());
+            }
+            let lines: Vec<&str> = input.lines().filter(|l| !l.trim().is_empty()).collect();
+            for (n, line) in lines.iter().enumerate() {
+                let doc: serde_json::Value =
+                    serde_json::from_str(line).map_err(|e| Error::Io(format!("line {}: {e}", n + 1)))?;
+                let text = doc["text"]
+                    .as_str()
+                    .ok_or_else(|| Error::Io(format!("line {}: no \"text\"", n + 1)))?;
+                let entities = x.extract(text, &schema, |_| {})?.entities;
+                let r = redactor.redact(text, &entities);
+                println!(
+                    "{}",
+                    serde_json::json!({"id": doc["id"], "text": r.text, "replacements": r.replacements})
+                );
+                eprint!("\rredacted {}/{} documents", n + 1, lines.len());
+            }
+            eprintln!();
+        }
+        Command::Eval {
+            data,
+            schema,
+            out,
+            limit,
+            patterns_only,
+            json,
+        } => {
             eval(&path, &data, &schema.load()?, out.as_ref(), limit, patterns_only, json)?;
         }
     }

@@ -100,6 +100,25 @@ await check('bad input gives typed errors and loses nothing', async () => {
   assert.deepEqual(r.tokens, native.tokens.slice(0, 4));
 });
 
+await check('extraction in the worker streams grounded entities with UTF-16 offsets', async () => {
+  const r = await page.evaluate(async () => {
+    const { AnoteClient } = await import('./anote.js');
+    const c = new AnoteClient();
+    await c.load(new URL('models/gemma-3-270m-q4_k_m.gguf', location.href).href);
+    const schema = await (await fetch('presets/pii.json')).json();
+    const text = '😀 Bonjour! Please call Ahmed Khan on +44 20 7946 0018 or write to ahmed.khan@example.com.';
+    const streamed = [];
+    const result = await c.extract(text, schema, (e) => streamed.push(e));
+    return { text, streamed, result, sliced: result.entities.map((e) => text.slice(e.start, e.end)) };
+  });
+  console.log(`     ${JSON.stringify(r.result.entities.map((e) => [e.label, e.text, e.source]))}`);
+  assert.deepEqual(r.sliced, r.result.entities.map((e) => e.text), 'UTF-16 offsets do not slice to the entity text');
+  assert.equal(r.streamed.length, r.result.entities.length);
+  assert.ok(r.result.entities.some((e) => e.label === 'EMAIL_ADDRESS' && e.text === 'ahmed.khan@example.com' && e.source === 'pattern'));
+  assert.ok(r.result.entities.some((e) => e.label === 'PHONE_NUMBER' && e.text === '+44 20 7946 0018'));
+  assert.deepEqual(r.result.windows, [[0, r.text.length]]);
+});
+
 await check('no request leaves the origin, and none carries the prompt', async () => {
   for (const r of requests) {
     assert.equal(new URL(r.url()).origin, origin, `request to ${r.url()}`);

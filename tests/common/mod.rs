@@ -195,7 +195,8 @@ pub fn tiny_vocab() -> (Vec<String>, Vec<f32>, Vec<i32>) {
         "<e",
         "eo",
         "\u{2581}c",
-        "é", ":",
+        "é",
+        ":",
     ];
     toks.extend(normal.iter().map(|t| (t.to_string(), 1)));
     let scores = (0..toks.len()).map(|i| -(i as f32)).collect();

@@ -1,6 +1,7 @@
 //! Build chores for Anote NER, as `cargo xtask <command>` (the wgpu / rust-analyzer way):
 //! everything a fresh machine needs, installed by the project itself.
 
+mod eval;
 mod serve;
 mod setup;
 
@@ -19,6 +20,7 @@ usage: cargo xtask <command>
   test               setup, then fmt, clippy, unit + parity tests, build-web and browser tests
   test-browser       build-web, then only the browser tests
   bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md
+  eval [--limit N]   extraction quality on every dev set in ../shared/eval -> docs/eval.md
 ";
 
 fn main() {
@@ -53,6 +55,19 @@ fn run() -> Result<()> {
             browser_tests(&root)
         }
         Some("bench") => bench(&root),
+        Some("eval") => {
+            let limit = match args.iter().position(|a| a == "--limit") {
+                Some(i) => Some(
+                    args.get(i + 1)
+                        .context("--limit needs a number")?
+                        .parse()
+                        .context("--limit needs a number")?,
+                ),
+                None => None,
+            };
+            setup::all(&root)?;
+            eval::run(&root, limit)
+        }
         _ => {
             eprint!("{USAGE}");
             bail!("unknown command {:?}", args.first().map(String::as_str).unwrap_or(""))

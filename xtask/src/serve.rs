@@ -39,8 +39,9 @@ fn accept(listener: TcpListener, root: PathBuf) {
     }
 }
 
-/// `/models/…` comes from the repository's `models/`; `/bench/…` and `/node_modules/…`
-/// (the wllama anchor) serve the benchmark; everything else comes from `www/`.
+/// `/models/…` comes from the repository's `models/`, `/presets/…` are the built-in
+/// schemas; `/bench/…` and `/node_modules/…` (the wllama anchor) serve the benchmark;
+/// everything else comes from `www/`.
 fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     let path = url_path.split(['?', '#']).next()?;
     if path.split('/').any(|seg| seg == ".." || seg.contains('\\')) {
@@ -49,7 +50,10 @@ fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     let rel = path.trim_start_matches('/');
     let file = if let Some(m) = rel.strip_prefix("models/") {
         root.join("models").join(m)
-    } else if rel.starts_with("node_modules/") || rel.starts_with("bench/") {
+    } else if ["node_modules/", "bench/", "presets/"]
+        .iter()
+        .any(|p| rel.starts_with(p))
+    {
         root.join(rel)
     } else {
         root.join("www").join(if rel.is_empty() { "index.html" } else { rel })
