@@ -4,7 +4,6 @@
 //                  {type:'load', bytes}                   load a GGUF from an ArrayBuffer (a local file)
 //                  {type:'generate', id, prompt, maxTokens}
 //                  {type:'extract', id, text, schema}          schema: JSON string
-//                  (cancel: terminate the worker; a wasm call cannot be interrupted mid-way)
 //   worker → page  {type:'progress', phase:'download'|'cache'|'load', loaded, total}
 //                  {type:'ready', backend, model, loadMs, fromCache, bytes, wasmBytes}
 //                  {type:'token', id, token, text}
