@@ -153,9 +153,9 @@ impl Recognizer {
                 let grouped = main.contains([' ', '-', '.', '(', '+']);
                 let groups: Vec<&str> = main.split([' ', '-', '.']).filter(|g| !g.is_empty()).collect();
                 if groups.len() == 2 && !main.contains(['+', '(']) {
-                    // "7873 216 Menzies Street", "90010-170": house numbers and postcodes.
-                    let word_follows = text[end..].trim_start_matches(' ').starts_with(char::is_alphabetic);
-                    if word_follows || groups[0].len() > 4 || groups[1].len() < 4 {
+                    // "3536 1659 Hoog St", "90010-170": house numbers and postcodes.
+                    let name_follows = text[end..].trim_start_matches(' ').starts_with(char::is_uppercase);
+                    if name_follows || groups[0].len() > 4 || groups[1].len() < 4 {
                         return None;
                     }
                 }

@@ -101,7 +101,7 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
                 pool[(seed >> 33) as usize % pool.len()]
             })
             .collect();
-        let text = words.join(if seed % 3 == 0 { "" } else { " " });
+        let text = words.join(if seed.is_multiple_of(3) { "" } else { " " });
         let mut streamed = Vec::new();
         let r = x.extract(&text, &schema, |e| streamed.push(e.clone())).unwrap();
         streamed.sort_by_key(|e| e.start);
