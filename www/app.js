@@ -39,6 +39,7 @@ async function loadModel() {
     $('progress-text').textContent =
       `${MB(r.bytes)} ${r.fromCache ? 'from the browser cache' : 'downloaded and cached'} · weights ready in ${(r.loadMs / 1000).toFixed(1)} s`;
     $('generate').disabled = false;
+    $('extract').disabled = false;
   } catch (e) {
     setStatus('error', 'Model failed to load');
     showError(e);
@@ -68,6 +69,57 @@ $('generate').addEventListener('click', async () => {
     showError(e);
   } finally {
     $('generate').disabled = false;
+  }
+});
+
+// Renders `text` with the entities as <mark>s. Only text nodes and attributes are
+// created: neither the user's text nor the model's output is ever parsed as HTML.
+function renderHighlights(text, entities) {
+  const box = $('highlighted');
+  box.replaceChildren();
+  let at = 0;
+  for (const e of [...entities].sort((a, b) => a.start - b.start)) {
+    if (e.start < at) continue;
+    box.append(document.createTextNode(text.slice(at, e.start)));
+    const mark = document.createElement('mark');
+    mark.textContent = text.slice(e.start, e.end);
+    Object.assign(mark.dataset, { testid: 'entity', label: e.label, start: e.start, end: e.end, source: e.source });
+    mark.title = `${e.label} · ${e.source} · score ${e.score.toFixed(2)}`;
+    mark.tabIndex = 0;
+    box.append(mark);
+    at = e.end;
+  }
+  box.append(document.createTextNode(text.slice(at)));
+}
+
+$('extract').addEventListener('click', async () => {
+  $('extract').disabled = true;
+  $('error').textContent = '';
+  const text = $('text-input').value;
+  const found = [];
+  $('entities').replaceChildren();
+  $('extract-status').textContent = 'Extracting…';
+  delete $('extract-status').dataset.done;
+  const t0 = performance.now();
+  try {
+    const schema = await (await fetch(`presets/${$('preset').value}.json`)).json();
+    const r = await client.extract(text, schema, (e) => {
+      found.push(e);
+      renderHighlights(text, found); // entities appear as they are decoded
+    });
+    renderHighlights(text, r.entities);
+    for (const e of r.entities) {
+      const li = document.createElement('li');
+      li.textContent = `${e.label}: ${e.text} (${e.source}, ${e.score.toFixed(2)})`;
+      $('entities').append(li);
+    }
+    $('extract-status').textContent = `${r.entities.length} entities in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    $('extract-status').dataset.done = 'true';
+  } catch (e) {
+    $('extract-status').textContent = '';
+    showError(e);
+  } finally {
+    $('extract').disabled = false;
   }
 });
 

@@ -119,10 +119,25 @@ await check('extraction in the worker streams grounded entities with UTF-16 offs
   assert.deepEqual(r.result.windows, [[0, r.text.length]]);
 });
 
-await check('no request leaves the origin, and none carries the prompt', async () => {
+await check('the page highlights entities without ever parsing text as HTML', async () => {
+  const payload = 'Mail <img src=x onerror="window.__xss=1"> to ahmed.khan@example.com now.';
+  await page.fill('[data-testid=text-input]', payload);
+  await page.click('[data-testid=extract]');
+  await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
+  const marks = await page.$$eval('[data-testid=entity]', (ms) => ms.map((m) => ({ label: m.dataset.label, start: +m.dataset.start, end: +m.dataset.end, text: m.textContent })));
+  assert.ok(marks.some((m) => m.label === 'EMAIL_ADDRESS' && m.text === 'ahmed.khan@example.com'));
+  for (const m of marks) assert.equal(payload.slice(m.start, m.end), m.text);
+  assert.equal(await page.$('#highlighted img'), null, 'user text became HTML');
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+});
+
+await check('no request leaves the origin, and none carries user text', async () => {
   for (const r of requests) {
     assert.equal(new URL(r.url()).origin, origin, `request to ${r.url()}`);
-    assert.ok(!r.url().includes('France') && !(r.postData() ?? '').includes('France'), `prompt text in ${r.url()}`);
+    for (const secret of ['France', 'ahmed', 'onerror']) {
+      const carried = [r.url(), r.postData() ?? '', JSON.stringify(r.headers())].some((part) => part.includes(secret));
+      assert.ok(!carried, `user text (${secret}) in a request to ${r.url()}`);
+    }
   }
   assert.deepEqual(problems, []);
 });
