@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::spans::occurrences;
 use crate::tokenizer::Tokenizer;
@@ -93,18 +93,23 @@ enum State {
 /// Decodes the answer after the prompt whose last hidden state is `hidden`, calling
 /// `on_line` for each complete line; stops at the empty line, after `max_tokens`, when
 /// the context is full, or when `on_line` returns false (e.g. a repeated entity).
+/// `cancelled` is asked before every step.
 pub fn decode(
     model: &mut dyn LanguageModel,
     grammar: &Grammar,
     text: &str,
     mut hidden: Vec<f32>,
     max_tokens: usize,
+    cancelled: &dyn Fn() -> bool,
     mut on_line: impl FnMut(Line) -> bool,
 ) -> Result<()> {
     let mut state = State::Label(String::new());
     let mut logprob = 0.0f32;
     let mut n_line_tokens = 0usize;
     for _ in 0..max_tokens {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
         if model.position() + 1 > model.max_context() {
             break;
         }

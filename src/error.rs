@@ -32,6 +32,8 @@ pub enum Error {
     UnknownPreset(String),
     #[error("the text has {bytes} bytes; the limit is {max}: split it into smaller documents")]
     InputTooLarge { bytes: usize, max: usize },
+    #[error("cancelled")]
+    Cancelled,
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("the input needs {needed} tokens but the model context holds {max}")]
@@ -60,6 +62,7 @@ impl Error {
             Error::InvalidSchema(_) => "invalid_schema",
             Error::UnknownPreset(_) => "unknown_preset",
             Error::InputTooLarge { .. } => "input_too_large",
+            Error::Cancelled => "cancelled",
             Error::EmptyPrompt => "empty_prompt",
             Error::ContextOverflow { .. } => "context_overflow",
             Error::BadSnapshot => "bad_snapshot",

@@ -30,6 +30,8 @@ pub const WINDOW_OVERLAP: usize = 200;
 
 pub struct Extractor {
     pub engine: Engine,
+    /// Asked between decoding steps; `true` stops the extraction with [`Error::Cancelled`].
+    pub cancelled: Box<dyn Fn() -> bool>,
     /// The schema prefix whose KV cache is ready to restore.
     cached: Option<(String, KvSnapshot)>,
 }
@@ -44,7 +46,11 @@ pub struct Extraction {
 
 impl Extractor {
     pub fn new(engine: Engine) -> Extractor {
-        Extractor { engine, cached: None }
+        Extractor {
+            engine,
+            cancelled: Box::new(|| false),
+            cached: None,
+        }
     }
 
     /// Extracts every entity of `schema` from `text`; `on_entity` sees each final entity
@@ -94,24 +100,32 @@ impl Extractor {
             let budget = 16 + 4 * chunk.split_whitespace().count();
             let mut cursor = 0;
             let mut used: Vec<(usize, usize, usize)> = Vec::new();
-            decode::decode(model.as_mut(), &grammar, chunk, hidden, budget, |line: Line| {
-                let Some((start, end)) = place(chunk, &line, cursor, &used) else {
-                    return false;
-                };
-                used.push((line.label, start, end));
-                cursor = end;
-                let (start, end) = (w.start + start, w.start + end);
-                let e = Entity {
-                    label: labels[line.label].clone(),
-                    start,
-                    end,
-                    text: text[start..end].to_string(),
-                    score: line.score,
-                    source: Source::Model,
-                };
-                accept(e, &mut found);
-                true
-            })?;
+            decode::decode(
+                model.as_mut(),
+                &grammar,
+                chunk,
+                hidden,
+                budget,
+                &*self.cancelled,
+                |line: Line| {
+                    let Some((start, end)) = place(chunk, &line, cursor, &used) else {
+                        return false;
+                    };
+                    used.push((line.label, start, end));
+                    cursor = end;
+                    let (start, end) = (w.start + start, w.start + end);
+                    let e = Entity {
+                        label: labels[line.label].clone(),
+                        start,
+                        end,
+                        text: text[start..end].to_string(),
+                        score: line.score,
+                        source: Source::Model,
+                    };
+                    accept(e, &mut found);
+                    true
+                },
+            )?;
         }
         found.sort_by_key(|e| e.start);
         Ok(Extraction {

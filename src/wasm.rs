@@ -1,7 +1,7 @@
 //! The browser API: a thin `#[wasm_bindgen]` layer over [`crate::Engine`]. Errors cross as
 //! JS `Error`s with a stable `code` property; nothing here panics.
 
-use js_sys::{Function, Reflect, Uint8Array};
+use js_sys::{Atomics, Function, Int32Array, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{Error, Result};
@@ -119,13 +119,20 @@ impl Engine {
 
     /// Extracts the entities of `schema` (JSON) from `text`. `on_entity(entity)` sees each
     /// entity as soon as it is final; returns `{entities, windows}`, offsets in UTF-16 units.
+    /// `cancel`: an `Int32Array` over a `SharedArrayBuffer`; storing 1 in its first slot
+    /// (from another thread) stops the extraction with the error code `cancelled`.
     pub fn extract(
         &mut self,
         text: &str,
         schema: &str,
         on_entity: Option<Function>,
+        cancel: Option<Int32Array>,
     ) -> std::result::Result<JsValue, JsValue> {
         let schema = Schema::from_json(schema).map_err(js_error)?;
+        self.0.cancelled = match cancel {
+            Some(flag) => Box::new(move || Atomics::load(&flag, 0).is_ok_and(|v| v != 0)),
+            None => Box::new(|| false),
+        };
         let map = OffsetMap::new(text);
         let r = self
             .0

@@ -4,6 +4,7 @@ export class AnoteClient {
   constructor(workerUrl = new URL('./worker.js', import.meta.url)) {
     this.worker = new Worker(workerUrl, { type: 'module' });
     this.pending = new Map();
+    this.cancelFlags = new Map();
     this.nextId = 1;
     this.onprogress = () => {};
     this.worker.onmessage = ({ data }) => this.#receive(data);
@@ -41,11 +42,20 @@ export class AnoteClient {
   }
 
   /** Entities of `schema` (an object or JSON) in `text`, streamed to `onEntity` as found;
-   *  resolves to `{entities, windows}` with UTF-16 offsets. */
+   *  resolves to `{entities, windows}` with UTF-16 offsets. `cancel()` stops it (the promise
+   *  rejects with code `cancelled`); that needs a cross-origin isolated page (COOP/COEP). */
   extract(text, schema, onEntity) {
     const id = this.nextId++;
     const json = typeof schema === 'string' ? schema : JSON.stringify(schema);
-    return this.#request(id, { type: 'extract', id, text, schema: json }, { onEntity });
+    const cancel = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+    this.cancelFlags.set(id, cancel);
+    const done = this.#request(id, { type: 'extract', id, text, schema: json, cancel }, { onEntity });
+    return done.finally(() => this.cancelFlags.delete(id));
+  }
+
+  /** Stops every running extraction. */
+  cancel() {
+    for (const flag of this.cancelFlags.values()) if (flag) Atomics.store(flag, 0, 1);
   }
 
   /** Greedy generation; `onToken({token, text})` sees each new token. */

@@ -3,7 +3,8 @@
 //   page → worker  {type:'load', url}                     fetch (or read from Cache Storage) and load a GGUF
 //                  {type:'load', bytes}                   load a GGUF from an ArrayBuffer (a local file)
 //                  {type:'generate', id, prompt, maxTokens}
-//                  {type:'extract', id, text, schema}          schema: JSON string
+//                  {type:'extract', id, text, schema, cancel?}  schema: JSON string; cancel: Int32Array
+//                                                             on a SharedArrayBuffer, 1 = stop
 //   worker → page  {type:'progress', phase:'download'|'cache'|'load', loaded, total}
 //                  {type:'ready', backend, model, loadMs, fromCache, bytes, wasmBytes}
 //                  {type:'token', id, token, text}
@@ -95,7 +96,7 @@ async function generate(msg) {
 
 function extract(msg) {
   if (!engine) throw Object.assign(new Error('no model is loaded'), { code: 'not_loaded' });
-  const result = engine.extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }));
+  const result = engine.extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel);
   post({ type: 'done', id: msg.id, result });
 }
 

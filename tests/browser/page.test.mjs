@@ -119,6 +119,21 @@ await check('extraction in the worker streams grounded entities with UTF-16 offs
   assert.deepEqual(r.result.windows, [[0, r.text.length]]);
 });
 
+await check('a running extraction can be cancelled', async () => {
+  const r = await page.evaluate(async () => {
+    const { AnoteClient } = await import('./anote.js');
+    const c = new AnoteClient();
+    await c.load(new URL('models/gemma-3-270m-q4_k_m.gguf', location.href).href);
+    const text = 'Angela Merkel met Emmanuel Macron in Berlin. '.repeat(60);
+    const started = performance.now();
+    const p = c.extract(text, '{"labels": [{"label": "PERSON"}]}', () => c.cancel());
+    const code = await p.then(() => 'finished', (e) => e.code);
+    return { code, seconds: (performance.now() - started) / 1000, isolated: crossOriginIsolated };
+  });
+  assert.ok(r.isolated, 'the page is not cross-origin isolated');
+  assert.equal(r.code, 'cancelled');
+});
+
 await check('the page highlights entities without ever parsing text as HTML', async () => {
   const payload = 'Mail <img src=x onerror="window.__xss=1"> to ahmed.khan@example.com now.';
   await page.fill('[data-testid=text-input]', payload);
