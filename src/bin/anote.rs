@@ -332,9 +332,17 @@ fn run(cli: Cli) -> Result<(), Error> {
                     .ok_or_else(|| Error::Io(format!("line {}: no \"text\"", n + 1)))?;
                 let entities = x.extract(text, &schema, |_| {})?.entities;
                 let r = redactor.redact(text, &entities);
+                // Offsets of the original text, in code points like every JSONL file here.
+                let map = OffsetMap::new(text);
+                let cp = |b| map.convert(b, Unit::Bytes, Unit::CodePoints).unwrap_or(0);
+                let replacements: Vec<serde_json::Value> = r
+                    .replacements
+                    .iter()
+                    .map(|x| serde_json::json!({"label": x.label, "start": cp(x.start), "end": cp(x.end), "original": x.original, "replacement": x.replacement}))
+                    .collect();
                 println!(
                     "{}",
-                    serde_json::json!({"id": doc["id"], "text": r.text, "replacements": r.replacements})
+                    serde_json::json!({"id": doc["id"], "text": r.text, "replacements": replacements})
                 );
                 eprint!("\rredacted {}/{} documents", n + 1, lines.len());
             }
