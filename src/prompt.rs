@@ -7,10 +7,9 @@
 //! (empty line)
 //! ```
 //!
-//! The fine-tuning data is rendered by this same code, so training and inference agree.
+//! Fine-tuning data must be rendered by this same code, so that training and inference agree.
 
 use crate::schema::Schema;
-use crate::tokenizer::Tokenizer;
 
 const GUIDELINES: &str = include_str!("prompts/guidelines.txt");
 
@@ -63,12 +62,6 @@ fn worked_example(schema: &Schema) -> String {
 /// The per-document part; the answer starts right after it.
 pub fn document(text: &str) -> String {
     format!("{text}\nEntities:\n")
-}
-
-/// Token ids of the cached prefix (with BOS) and of a document. They are encoded
-/// separately so that the prefix's KV cache is valid for every document.
-pub fn encode(tok: &Tokenizer, schema: &Schema, text: &str) -> (Vec<u32>, Vec<u32>) {
-    (tok.encode_prompt(&prefix(schema)), tok.encode(&document(text)))
 }
 
 #[cfg(test)]

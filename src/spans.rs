@@ -79,26 +79,6 @@ pub fn occurrences(text: &str, needle: &str) -> Vec<usize> {
     out
 }
 
-/// Overlaps are resolved so that every character carries at most one label: the longer
-/// span wins, then the higher score, then the earlier one. Returns the kept entities in
-/// text order.
-pub fn resolve_overlaps(mut entities: Vec<Entity>) -> Vec<Entity> {
-    entities.sort_by(|a, b| {
-        (b.end - b.start)
-            .cmp(&(a.end - a.start))
-            .then(b.score.total_cmp(&a.score))
-            .then(a.start.cmp(&b.start))
-    });
-    let mut kept: Vec<Entity> = Vec::new();
-    for e in entities {
-        if kept.iter().all(|k| e.end <= k.start || e.start >= k.end) {
-            kept.push(e);
-        }
-    }
-    kept.sort_by_key(|e| (e.start, e.end));
-    kept
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,24 +123,8 @@ mod tests {
     }
 
     #[test]
-    fn occurrences_and_overlap_resolution() {
+    fn occurrences_include_overlapping_ones() {
         assert_eq!(occurrences("aaa", "aa"), [0, 1]);
         assert_eq!(occurrences("x東x東", "東"), [1, 5]);
-        let e = |label: &str, start, end, score| Entity {
-            label: label.into(),
-            start,
-            end,
-            text: String::new(),
-            score,
-            source: Source::Model,
-        };
-        let kept = resolve_overlaps(vec![
-            e("A", 0, 4, 0.9),
-            e("B", 2, 10, 0.5),
-            e("C", 10, 12, 0.1),
-            e("D", 10, 12, 0.8),
-        ]);
-        let labels: Vec<&str> = kept.iter().map(|k| k.label.as_str()).collect();
-        assert_eq!(labels, ["B", "D"]);
     }
 }
