@@ -37,7 +37,7 @@ async function loadModel() {
     $('backend').textContent = r.backend === 'webgpu' ? 'WebGPU' : 'CPU SIMD';
     $('backend').dataset.backend = r.backend;
     $('progress-text').textContent =
-      `${MB(r.bytes)} ${r.fromCache ? 'from the browser cache' : 'downloaded and cached'} · weights ready in ${(r.loadMs / 1000).toFixed(1)} s`;
+      `${MB(r.bytes)} ${r.fromCache ? 'from the browser cache' : r.cached ? 'downloaded and cached' : 'downloaded (not cached: the page is not in a secure context)'} · weights ready in ${(r.loadMs / 1000).toFixed(1)} s`;
     $('generate').disabled = false;
     $('extract').disabled = false;
   } catch (e) {

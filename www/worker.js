@@ -6,7 +6,7 @@
 //                  {type:'extract', id, text, schema, cancel?}  schema: JSON string; cancel: Int32Array
 //                                                             on a SharedArrayBuffer, 1 = stop
 //   worker → page  {type:'progress', phase:'download'|'cache'|'load', loaded, total}
-//                  {type:'ready', backend, model, loadMs, fromCache, bytes, wasmBytes}
+//                  {type:'ready', backend, model, loadMs, fromCache, cached, bytes, wasmBytes}
 //                  {type:'token', id, token, text}
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
 //                  {type:'done', id, result}          result: Generation + wasmBytes
@@ -52,13 +52,22 @@ async function readAll(response, phase) {
 // The model is cached in Cache Storage under its URL, so a reload reads it from disk. A
 // download streams straight into the cache (counting bytes for the progress bar), then
 // is read back once: the file is never held twice in memory.
+async function fetchOk(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw Object.assign(new Error(`cannot fetch ${url}: HTTP ${response.status}`), { code: 'fetch_failed' });
+  return response;
+}
+
 async function fetchModel(url) {
+  if (!self.caches) {
+    // Cache Storage exists only in secure contexts (https, localhost): load without caching.
+    return { bytes: await readAll(await fetchOk(url), 'download'), fromCache: false };
+  }
   const cache = await caches.open(MODEL_CACHE);
   let hit = await cache.match(url);
   const fromCache = Boolean(hit);
   if (!hit) {
-    const response = await fetch(url);
-    if (!response.ok) throw Object.assign(new Error(`cannot fetch ${url}: HTTP ${response.status}`), { code: 'fetch_failed' });
+    const response = await fetchOk(url);
     const total = Number(response.headers.get('content-length')) || 0;
     let loaded = 0, lastPost = 0;
     const counter = new TransformStream({
@@ -85,7 +94,7 @@ async function load(msg) {
   const t0 = performance.now();
   engine = Engine.load(bytes);
   const loadMs = performance.now() - t0;
-  post({ type: 'ready', backend: engine.backend(), model: engine.modelName(), loadMs, fromCache, bytes: bytes.length, wasmBytes: await wasmBytes() });
+  post({ type: 'ready', backend: engine.backend(), model: engine.modelName(), loadMs, fromCache, cached: Boolean(self.caches), bytes: bytes.length, wasmBytes: await wasmBytes() });
 }
 
 async function generate(msg) {
