@@ -2,7 +2,9 @@
 //! the text is — natively, or in the browser through WebAssembly.
 //!
 //! Data flows one way: [`gguf`] bytes → [`tokenizer`] + [`model`] (ops in [`backend`]) →
-//! [`engine`]. The browser API lives in `wasm` and is a thin layer over [`engine`].
+//! [`engine`]; then text + [`schema`] → [`extract`] ([`recognizers`], [`chunk`], [`prompt`],
+//! [`decode`], offsets in [`spans`]) → entities → [`redact`] or [`eval`]. The browser API
+//! lives in `wasm`, a thin layer over [`extract::Extractor`]; the CLI is `bin/anote.rs`.
 
 pub mod backend;
 pub mod chunk;
@@ -25,6 +27,9 @@ mod wasm;
 
 pub use engine::{Engine, Generation};
 pub use error::{Error, Result};
+pub use extract::{Extraction, Extractor};
+pub use schema::Schema;
+pub use spans::Entity;
 
 /// File name of the default model inside `models/` (see `models/manifest.json`).
 pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
