@@ -74,18 +74,18 @@ impl Recognizer {
             ),
             Recognizer::IpAddress => (
                 2,
-                r"(?i)\b(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})",
+                r"(?i)\b(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})",
             ),
-            Recognizer::Iban => (3, r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
-            Recognizer::CreditCard => (4, r"\b\d(?:[ -]?\d){11,18}\b"),
-            Recognizer::UsSsn => (5, r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"),
+            Recognizer::Iban => (3, r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"),
+            Recognizer::CreditCard => (4, r"\b[0-9](?:[ -]?[0-9]){11,18}\b"),
+            Recognizer::UsSsn => (5, r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b"),
             Recognizer::Date => (
                 6,
-                r"(?i)\b(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,? \d{4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4})\b",
+                r"(?i)\b(?:[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2})?)?|[0-9]{1,2}[./-][0-9]{1,2}[./-][0-9]{2,4}|[0-9]{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,? [0-9]{4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? [0-9]{1,2}(?:st|nd|rd|th)?,? [0-9]{4})\b",
             ),
             Recognizer::Phone => (
                 7,
-                r"(?i)(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]?\d{1,5}){0,6}(?: ?(?:x|ext\.? ?)\d{1,5})?",
+                r"(?i)(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,5}(?:[ .-]?[0-9]{1,5}){0,6}(?: ?(?:x|ext\.? ?)[0-9]{1,5})?",
             ),
         };
         regex(&CELLS[i], p)
@@ -434,6 +434,21 @@ mod tests {
             found(Recognizer::Date, "on 2023-02-14, 14 February 2023 or March 3, 2022"),
             ["2023-02-14", "14 February 2023", "March 3, 2022"]
         );
+    }
+
+    #[test]
+    fn non_ascii_digits_and_odd_unicode_never_panic() {
+        // Regex `\d` would match these (Unicode digits); the patterns use [0-9].
+        for text in [
+            "١٢٣-٤٥-٦٧٨٩",
+            "１２３-４５-６７８９",
+            "call ٠٤١٢ ٣٤٥ ٦٧٨",
+            "𝟏𝟐𝟑.𝟒.𝟓.𝟔",
+            "e\u{301}@x.fr 😀 DE89\u{200b}3704",
+        ] {
+            let _ = find_all(text, &ALL);
+        }
+        assert!(find_all("١٢٣-٤٥-٦٧٨٩", &ALL).is_empty());
     }
 
     #[test]
