@@ -71,8 +71,9 @@ impl Config {
         Ok(c)
     }
 
+    /// Without a sliding window (0 in the GGUF, as llama.cpp reads it) every layer is global.
     fn is_global(&self, layer: usize) -> bool {
-        (layer + 1).is_multiple_of(self.global_every)
+        self.window == 0 || (layer + 1).is_multiple_of(self.global_every)
     }
 }
 
