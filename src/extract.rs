@@ -64,11 +64,10 @@ impl Extractor {
             });
         }
         let mut found: Vec<Entity> = Vec::new();
+        // Spans are never empty, so "overlaps an accepted one" also drops the same span
+        // found again in the next window.
         let mut accept = |e: Entity, found: &mut Vec<Entity>| {
-            let duplicate = found
-                .iter()
-                .any(|f| f.start == e.start && f.end == e.end && f.label == e.label);
-            if !duplicate && found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
+            if found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
                 on_entity(&e);
                 found.push(e);
             }

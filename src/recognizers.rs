@@ -358,6 +358,7 @@ mod tests {
             "order 1234567",
             "v1.2.3",
             "at 7873 216 Menzies Street",
+            "at 3536 1659 Hoog St",
             "zip 90010-170",
             "When: 2005-07-21 18:19:22",
         ] {

@@ -58,6 +58,12 @@ impl OffsetMap {
         }
     }
 
+    /// A byte range on char boundaries (as every entity's is) in `unit`.
+    pub fn span(&self, start: usize, end: usize, unit: Unit) -> (usize, usize) {
+        let to = |b| self.convert(b, Unit::Bytes, unit).unwrap_or(0);
+        (to(start), to(end))
+    }
+
     /// `offset` in `from` units as `to` units; `None` if it is not on a char boundary.
     pub fn convert(&self, offset: usize, from: Unit, to: Unit) -> Option<usize> {
         let i = self.marks.binary_search_by_key(&offset, |m| Self::get(m, from)).ok()?;

@@ -54,11 +54,11 @@ struct JsEntity<'a> {
 }
 
 fn js_entity<'a>(map: &OffsetMap, e: &'a Entity) -> JsEntity<'a> {
-    let u16 = |b| map.convert(b, Unit::Bytes, Unit::Utf16).unwrap_or(0);
+    let (start, end) = map.span(e.start, e.end, Unit::Utf16);
     JsEntity {
         label: &e.label,
-        start: u16(e.start),
-        end: u16(e.end),
+        start,
+        end,
         text: &e.text,
         score: e.score,
         source: e.source,
@@ -143,8 +143,11 @@ impl Engine {
             })
             .map_err(js_error)?;
         let entities: Vec<JsEntity> = r.entities.iter().map(|e| js_entity(&map, e)).collect();
-        let u16 = |b| map.convert(b, Unit::Bytes, Unit::Utf16).unwrap_or(0);
-        let windows: Vec<[usize; 2]> = r.windows.iter().map(|w| [u16(w.start), u16(w.end)]).collect();
+        let windows: Vec<(usize, usize)> = r
+            .windows
+            .iter()
+            .map(|w| map.span(w.start, w.end, Unit::Utf16))
+            .collect();
         to_js(&serde_json::json!({ "entities": entities, "windows": windows }))
     }
 }

@@ -115,10 +115,9 @@ impl SchemaArg {
 }
 
 /// An entity with code-point offsets, as in the eval JSONL files.
-fn entity_json(text: &str, map: &OffsetMap, e: &Entity) -> serde_json::Value {
-    let cp = |b| map.convert(b, Unit::Bytes, Unit::CodePoints).unwrap_or(0);
-    serde_json::json!({"start": cp(e.start), "end": cp(e.end), "label": e.label, "text": &text[e.start..e.end],
-        "score": e.score, "source": e.source})
+fn entity_json(map: &OffsetMap, e: &Entity) -> serde_json::Value {
+    let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
+    serde_json::json!({"start": start, "end": end, "label": e.label, "text": e.text, "score": e.score, "source": e.source})
 }
 
 /// A file's text, or stdin's for `-` or no file.
@@ -185,19 +184,16 @@ fn eval(
                     .collect()
             })
             .unwrap_or_default();
-        let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(text, &map, e)).collect();
-        let pred_spans: Vec<Span> = pred
+        let pred_spans: Vec<Span> = entities
             .iter()
-            .map(|p| {
-                (
-                    p["start"].as_u64().unwrap_or(0) as usize,
-                    p["end"].as_u64().unwrap_or(0) as usize,
-                    p["label"].as_str().unwrap_or("").to_string(),
-                )
+            .map(|e| {
+                let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
+                (start, end, e.label.clone())
             })
             .collect();
         scorer.add(&gold_spans, &pred_spans);
         if let Some(w) = &mut writer {
+            let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(&map, e)).collect();
             writeln!(
                 w,
                 "{}",
@@ -294,7 +290,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let mut x = Extractor::new(Engine::load(&open(&path)?)?);
             let r = x.extract(&text, &schema, |_| {})?;
             let map = OffsetMap::new(&text);
-            let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&text, &map, e)).collect();
+            let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"entities": entities})).map_err(io)?
@@ -334,11 +330,14 @@ fn run(cli: Cli) -> Result<(), Error> {
                 let r = redactor.redact(text, &entities);
                 // Offsets of the original text, in code points like every JSONL file here.
                 let map = OffsetMap::new(text);
-                let cp = |b| map.convert(b, Unit::Bytes, Unit::CodePoints).unwrap_or(0);
                 let replacements: Vec<serde_json::Value> = r
                     .replacements
                     .iter()
-                    .map(|x| serde_json::json!({"label": x.label, "start": cp(x.start), "end": cp(x.end), "original": x.original, "replacement": x.replacement}))
+                    .map(|x| {
+                        let (start, end) = map.span(x.start, x.end, Unit::CodePoints);
+                        serde_json::json!({"label": x.label, "start": start, "end": end, "original": x.original,
+                            "replacement": x.replacement})
+                    })
                     .collect();
                 println!(
                     "{}",

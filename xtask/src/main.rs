@@ -37,14 +37,7 @@ fn run() -> Result<()> {
         Some("setup") => setup::all(&root),
         Some("build-web") => build_web(&root),
         Some("serve") => {
-            let port = match args.iter().position(|a| a == "--port") {
-                Some(i) => args
-                    .get(i + 1)
-                    .context("--port needs a number")?
-                    .parse()
-                    .context("--port needs a number")?,
-                None => 8080,
-            };
+            let port = number_flag(&args, "--port")?.unwrap_or(8080);
             setup::all(&root)?;
             build_web(&root)?;
             serve::serve_forever(&root, port)
@@ -56,15 +49,7 @@ fn run() -> Result<()> {
         }
         Some("bench") => bench(&root),
         Some("eval") => {
-            let limit = match args.iter().position(|a| a == "--limit") {
-                Some(i) => Some(
-                    args.get(i + 1)
-                        .context("--limit needs a number")?
-                        .parse()
-                        .context("--limit needs a number")?,
-                ),
-                None => None,
-            };
+            let limit = number_flag(&args, "--limit")?;
             setup::all(&root)?;
             eval::run(&root, limit)
         }
@@ -72,6 +57,17 @@ fn run() -> Result<()> {
             eprint!("{USAGE}");
             bail!("unknown command {:?}", args.first().map(String::as_str).unwrap_or(""))
         }
+    }
+}
+
+/// The number after `flag` in `args`, if the flag is there.
+fn number_flag<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => {
+            let value = args.get(i + 1).and_then(|v| v.parse().ok());
+            value.map(Some).with_context(|| format!("{flag} needs a number"))
+        }
+        None => Ok(None),
     }
 }
 

@@ -14,8 +14,7 @@ pub struct Server {
 
 /// Serves on 127.0.0.1:`port` (0: any free port) from a background thread.
 pub fn spawn(root: &Path, port: u16) -> Result<Server> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let listener = bind(port)?;
     let port = listener.local_addr()?.port();
     let root = root.to_path_buf();
     std::thread::spawn(move || accept(listener, root));
@@ -23,11 +22,14 @@ pub fn spawn(root: &Path, port: u16) -> Result<Server> {
 }
 
 pub fn serve_forever(root: &Path, port: u16) -> Result<()> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let listener = bind(port)?;
     println!("xtask: serving the page on http://127.0.0.1:{port}/  (Ctrl-C to stop)");
     accept(listener, root.to_path_buf());
     Ok(())
+}
+
+fn bind(port: u16) -> Result<TcpListener> {
+    TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("cannot listen on 127.0.0.1:{port}"))
 }
 
 fn accept(listener: TcpListener, root: PathBuf) {
