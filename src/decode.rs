@@ -4,6 +4,10 @@
 //! its tokenization, so a span the model spells with other tokens still decodes; and it
 //! asks the model for the logits of the allowed tokens only (a few hundred rows of the
 //! 262k-row LM head).
+//!
+//! A span may cross a line of the document (postal addresses do): inside an answer line it
+//! is spelled with a space where the document has a line break, so the grammar matches
+//! against the document with `\r`/`\n` read as spaces (same byte length, same offsets).
 
 use std::collections::HashMap;
 
@@ -31,6 +35,8 @@ pub struct Line {
 /// Tokens worth considering: those whose text occurs in the document (optionally with a
 /// leading space, as a span's first token has), and those that spell labels.
 pub struct Grammar {
+    /// The document with line breaks read as spaces.
+    text: String,
     options: Vec<String>,
     label_tokens: Vec<(u32, String)>,
     span_tokens: Vec<(u32, String)>,
@@ -61,15 +67,17 @@ fn substrings_as_tokens(tok: &Tokenizer, text: &str, with_space: bool, out: &mut
 
 impl Grammar {
     pub fn new(tok: &Tokenizer, labels: &[String], text: &str) -> Grammar {
+        let text = one_line(text);
         let options: Vec<String> = labels.iter().map(|l| format!("{l}:")).collect();
         let mut label_tokens = HashMap::new();
         for o in &options {
             substrings_as_tokens(tok, o, false, &mut label_tokens);
         }
         let mut span_tokens = HashMap::new();
-        substrings_as_tokens(tok, text, true, &mut span_tokens);
+        substrings_as_tokens(tok, &text, true, &mut span_tokens);
         let newline = tok.lookup("\n").expect("SentencePiece vocabularies spell newline");
         Grammar {
+            text,
             options,
             label_tokens: label_tokens.into_iter().collect(),
             span_tokens: span_tokens.into_iter().collect(),
@@ -97,12 +105,12 @@ enum State {
 pub fn decode(
     model: &mut dyn LanguageModel,
     grammar: &Grammar,
-    text: &str,
     mut hidden: Vec<f32>,
     max_tokens: usize,
     cancelled: &dyn Fn() -> bool,
     mut on_line: impl FnMut(Line) -> bool,
 ) -> Result<()> {
+    let text = grammar.text.as_str();
     let mut state = State::Label(String::new());
     let mut logprob = 0.0f32;
     let mut n_line_tokens = 0usize;
@@ -139,11 +147,12 @@ pub fn decode(
                 if typed.len() < MAX_SPAN_BYTES {
                     for (id, s) in &grammar.span_tokens {
                         let new_ends: Vec<usize> = match ends {
+                            // The first token carries the space after the colon; a bare
+                            // space (before a digit, say) lets the span start anywhere.
                             None => match s.strip_prefix(' ') {
-                                Some(r) if !r.is_empty() => {
-                                    occurrences(text, r).into_iter().map(|i| i + r.len()).collect()
-                                }
-                                _ => continue,
+                                Some("") => text.char_indices().map(|(i, _)| i).collect(),
+                                Some(r) => occurrences(text, r).into_iter().map(|i| i + r.len()).collect(),
+                                None => continue,
                             },
                             Some(ends) => ends
                                 .iter()
@@ -209,6 +218,25 @@ pub fn decode(
         hidden = model.forward_hidden(&[token])?;
     }
     Ok(())
+}
+
+/// The document as the grammar reads it: line breaks as spaces.
+pub fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+/// The tokens of a complete answer, spelled as the grammar spells it (label tokens, then
+/// the span after a space, one line each, an empty line to end): what fine-tuning teaches
+/// the model to emit. Spans are given as they appear in the document.
+pub fn answer_tokens(tok: &Tokenizer, lines: &[(&str, &str)]) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for (label, span) in lines {
+        ids.extend(tok.encode(&format!("{label}:")));
+        ids.extend(tok.encode(&format!(" {}", one_line(span))));
+        ids.extend(tok.encode("\n"));
+    }
+    ids.extend(tok.encode("\n"));
+    ids
 }
 
 enum Step {

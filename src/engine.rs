@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
-use crate::model::{self, LanguageModel};
+use crate::model::{self, Adapter, LanguageModel};
 use crate::tokenizer::Tokenizer;
 
 pub struct Engine {
@@ -10,6 +10,10 @@ pub struct Engine {
     pub model: Box<dyn LanguageModel>,
     pub architecture: String,
     pub name: String,
+    /// Identifies the base weights for adapters ([`model::fingerprint`]).
+    pub fingerprint: String,
+    /// sha256 of the adapter in use, if any.
+    pub adapter: Option<String>,
 }
 
 /// What one generation produced, with timings for the tokens/s figures.
@@ -43,7 +47,25 @@ impl Engine {
             model,
             architecture,
             name,
+            fingerprint: model::fingerprint(&g, src)?,
+            adapter: None,
         })
+    }
+
+    /// Applies a fine-tuning adapter (`None`: back to the base model). An adapter trained
+    /// on other base weights is refused.
+    pub fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
+        if let Some(a) = adapter {
+            if a.base_fingerprint != self.fingerprint {
+                return Err(Error::BadAdapter(format!(
+                    "it was trained on a base model with fingerprint {}, this one is {}",
+                    a.base_fingerprint, self.fingerprint
+                )));
+            }
+        }
+        self.model.set_adapter(adapter)?;
+        self.adapter = adapter.map(|a| a.sha256.clone());
+        Ok(())
     }
 
     /// Greedy continuation of `prompt` (BOS added when the model wants it). `on_token`

@@ -26,6 +26,10 @@ pub enum Error {
     Metadata { key: String, expected: &'static str },
     #[error("the GGUF file is malformed: {0}")]
     Malformed(String),
+    #[error("the adapter does not fit this model: {0}")]
+    BadAdapter(String),
+    #[error("bad gold data: {0}")]
+    BadGold(String),
     #[error("invalid schema: {0}")]
     InvalidSchema(String),
     #[error("unknown preset {0}")]
@@ -58,6 +62,8 @@ impl Error {
             Error::MissingTensor(_) => "missing_tensor",
             Error::TensorShape { .. } => "tensor_shape",
             Error::Metadata { .. } => "bad_metadata",
+            Error::BadAdapter(_) => "bad_adapter",
+            Error::BadGold(_) => "bad_gold",
             Error::Malformed(_) => "malformed_gguf",
             Error::InvalidSchema(_) => "invalid_schema",
             Error::UnknownPreset(_) => "unknown_preset",

@@ -32,8 +32,8 @@ pub struct Extractor {
     pub engine: Engine,
     /// Asked between decoding steps; `true` stops the extraction with [`Error::Cancelled`].
     pub cancelled: Box<dyn Fn() -> bool>,
-    /// The schema prefix whose KV cache is ready to restore.
-    cached: Option<(String, KvSnapshot)>,
+    /// The schema prefix (and the adapter it ran with) whose KV cache is ready to restore.
+    cached: Option<(String, Option<String>, KvSnapshot)>,
 }
 
 /// What one extraction produced.
@@ -102,7 +102,6 @@ impl Extractor {
             decode::decode(
                 model.as_mut(),
                 &grammar,
-                chunk,
                 hidden,
                 budget,
                 &*self.cancelled,
@@ -136,8 +135,8 @@ impl Extractor {
     /// The KV cache after the schema prefix, computed once per schema.
     fn prefix(&mut self, schema: &Schema) -> Result<KvSnapshot> {
         let text = prompt::prefix(schema);
-        if let Some((cached, snap)) = &self.cached {
-            if *cached == text {
+        if let Some((cached, adapter, snap)) = &self.cached {
+            if *cached == text && *adapter == self.engine.adapter {
                 return Ok(snap.clone());
             }
         }
@@ -146,7 +145,7 @@ impl Extractor {
         model.truncate(0);
         model.forward_hidden(&ids)?;
         let snap = model.snapshot();
-        self.cached = Some((text, snap.clone()));
+        self.cached = Some((text, self.engine.adapter.clone(), snap.clone()));
         Ok(snap)
     }
 }

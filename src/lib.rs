@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod extract;
+pub mod finetune;
 pub mod gguf;
 pub mod model;
 pub mod prompt;
@@ -33,3 +34,13 @@ pub use spans::Entity;
 
 /// File name of the default model inside `models/` (see `models/manifest.json`).
 pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// `models/manifest.json`, built in: the shipped adapter is checked against its sha256.
+const MANIFEST: &str = include_str!("../models/manifest.json");
+
+/// File name and sha256 of the fine-tuning adapter shipped in `models/`.
+pub fn default_adapter() -> Option<(String, String)> {
+    let m: serde_json::Value = serde_json::from_str(MANIFEST).ok()?;
+    let a = &m["adapter"];
+    Some((a["file"].as_str()?.to_string(), a["sha256"].as_str()?.to_string()))
+}

@@ -39,7 +39,8 @@ pub fn prefix(schema: &Schema) -> String {
         .replace("{span_rules}", rules)
         .replace("{types}", &types.join("\n"))
         + &worked_example(schema)
-        + "\nText:\n"
+        + "\n"
+        + NEXT_TEXT
 }
 
 /// One worked example assembled from the types' own examples, to show the answer format
@@ -58,6 +59,9 @@ fn worked_example(schema: &Schema) -> String {
     let answer: String = picked.iter().map(|(l, e)| format!("{l}: {e}\n")).collect();
     format!("\nText:\n{}.\nEntities:\n{answer}\n", text.join(", "))
 }
+
+/// What separates a finished answer from the next document when several share a prefix.
+pub const NEXT_TEXT: &str = "Text:\n";
 
 /// The per-document part; the answer starts right after it.
 pub fn document(text: &str) -> String {

@@ -148,6 +148,10 @@ impl Recognizer {
                 if after == Some(':') {
                     return None; // a time of day follows: this is a timestamp
                 }
+                // "2024-01-02", "12.03.1999": date-shaped, whichever types the schema asks for.
+                if Recognizer::Date.pattern().find(s).is_some_and(|d| d.len() == s.len()) {
+                    return None;
+                }
                 let main = s.split(['x', 'X']).next().unwrap_or(s);
                 let digits = main.chars().filter(char::is_ascii_digit).count();
                 let grouped = main.contains([' ', '-', '.', '(', '+']);
@@ -361,6 +365,8 @@ mod tests {
             "at 3536 1659 Hoog St",
             "zip 90010-170",
             "When: 2005-07-21 18:19:22",
+            "on 2024-01-02.",
+            "on 12.03.1999",
         ] {
             assert!(found(Recognizer::Phone, not).is_empty(), "{not}");
         }

@@ -4,9 +4,14 @@
 use js_sys::{Atomics, Function, Int32Array, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
+use std::collections::HashMap;
+
 use crate::error::{Error, Result};
+use crate::eval::Span;
 use crate::extract::Extractor;
 use crate::gguf::ByteSource;
+use crate::model::Adapter;
+use crate::redact::{Operator, Redactor};
 use crate::schema::Schema;
 use crate::spans::{Entity, OffsetMap, Source, Unit};
 
@@ -80,6 +85,26 @@ impl Engine {
             .map_err(js_error)
     }
 
+    /// Applies a fine-tuning adapter file (safetensors), checked against `sha256` when
+    /// given and against the model's fingerprint; no bytes: back to the base model.
+    #[wasm_bindgen(js_name = setAdapter)]
+    pub fn set_adapter(
+        &mut self,
+        bytes: Option<Uint8Array>,
+        sha256: Option<String>,
+    ) -> std::result::Result<(), JsValue> {
+        let adapter = match bytes {
+            Some(b) => Some(Adapter::from_bytes(&b.to_vec(), sha256.as_deref()).map_err(js_error)?),
+            None => None,
+        };
+        self.0.engine.set_adapter(adapter.as_ref()).map_err(js_error)
+    }
+
+    /// sha256 of the adapter in use, or `undefined` for the base model.
+    pub fn adapter(&self) -> Option<String> {
+        self.0.engine.adapter.clone()
+    }
+
     /// Which compute backend runs the model: `"cpu"` (SIMD128) for now.
     pub fn backend(&self) -> String {
         "cpu".into()
@@ -149,5 +174,98 @@ impl Engine {
             .map(|w| map.span(w.start, w.end, Unit::Utf16))
             .collect();
         to_js(&serde_json::json!({ "entities": entities, "windows": windows }))
+    }
+}
+
+/// The adapter shipped with this build: `{file, sha256}` (under `models/`), or `undefined`.
+#[wasm_bindgen(js_name = defaultAdapter)]
+pub fn default_adapter() -> std::result::Result<JsValue, JsValue> {
+    match crate::default_adapter() {
+        Some((file, sha256)) => to_js(&serde_json::json!({ "file": file, "sha256": sha256 })),
+        None => Ok(JsValue::UNDEFINED),
+    }
+}
+
+/// An entity as JavaScript hands it back for redaction (UTF-16 offsets).
+#[derive(serde::Deserialize)]
+struct JsSpan {
+    label: String,
+    start: usize,
+    end: usize,
+}
+
+/// Redacts `text` given its entities (UTF-16 offsets, as `extract` returns them) and
+/// `operators`, a map from label to operator (`replace`, `mask:*:4`, `hash:SALT`,
+/// `pseudonym`; the key `*` for every other label). Returns `{text, replacements}`, the
+/// replacements' offsets in UTF-16 units of the original text.
+#[wasm_bindgen]
+pub fn redact(text: &str, entities: JsValue, operators: JsValue) -> std::result::Result<JsValue, JsValue> {
+    let bad = |e: serde_wasm_bindgen::Error| js_error(Error::InvalidSchema(e.to_string()));
+    let spans: Vec<JsSpan> = serde_wasm_bindgen::from_value(entities).map_err(bad)?;
+    let ops: HashMap<String, String> = serde_wasm_bindgen::from_value(operators).map_err(bad)?;
+    let mut per_label = HashMap::new();
+    for (label, op) in &ops {
+        per_label.insert(label.clone(), op.parse::<Operator>().map_err(js_error)?);
+    }
+    let default = per_label.remove("*").unwrap_or(Operator::Replace);
+    let map = OffsetMap::new(text);
+    let byte = |i: usize| map.convert(i, Unit::Utf16, Unit::Bytes);
+    let mut entities = Vec::new();
+    for s in spans {
+        let (Some(start), Some(end)) = (byte(s.start), byte(s.end)) else {
+            return Err(js_error(Error::InvalidSchema(format!(
+                "entity {}..{} is not on character boundaries of the text",
+                s.start, s.end
+            ))));
+        };
+        entities.push(Entity {
+            text: text.get(start..end).unwrap_or_default().to_string(),
+            label: s.label,
+            start,
+            end,
+            score: 1.0,
+            source: Source::Model,
+        });
+    }
+    entities.sort_by_key(|e| e.start);
+    let mut r = Redactor::new(default, per_label).redact(text, &entities);
+    for rep in &mut r.replacements {
+        (rep.start, rep.end) = map.span(rep.start, rep.end, Unit::Utf16);
+    }
+    to_js(&r)
+}
+
+/// Checks a schema (JSON) as extraction would; throws the typed error (`invalid_schema`).
+#[wasm_bindgen(js_name = validateSchema)]
+pub fn validate_schema(schema: &str) -> std::result::Result<(), JsValue> {
+    Schema::from_json(schema).and_then(|s| s.validate()).map_err(js_error)
+}
+
+/// Strict and partial P/R/F1 over documents, as `anote eval` and `score.py` compute them.
+/// Spans are `{start, end, label}` in any one unit (the eval files use code points).
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct Scorer(crate::eval::Scorer);
+
+#[wasm_bindgen]
+impl Scorer {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Scorer {
+        Scorer::default()
+    }
+
+    pub fn add(&mut self, gold: JsValue, pred: JsValue) -> std::result::Result<(), JsValue> {
+        let spans = |v: JsValue| -> std::result::Result<Vec<Span>, JsValue> {
+            let v: Vec<JsSpan> =
+                serde_wasm_bindgen::from_value(v).map_err(|e| js_error(Error::BadGold(e.to_string())))?;
+            Ok(v.into_iter().map(|s| (s.start, s.end, s.label)).collect())
+        };
+        self.0.add(&spans(gold)?, &spans(pred)?);
+        Ok(())
+    }
+
+    /// `{documents, strict, partial}`, each with `per_label`, `micro` and `macro_f1`.
+    pub fn finish(&self) -> std::result::Result<JsValue, JsValue> {
+        to_js(&self.0.finish())
     }
 }

@@ -7,11 +7,14 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use anote_ner::decode::{self, Grammar};
 use anote_ner::eval::{Scorer, Span};
 use anote_ner::extract::{pattern_entities, Extractor};
-use anote_ner::model::{KvCache, KvSnapshot, LanguageModel};
+use anote_ner::gguf::Gguf;
+use anote_ner::model::{Adapter, KvCache, KvSnapshot, LanguageModel};
 use anote_ner::schema::Schema;
 use anote_ner::spans::{OffsetMap, Source, Unit};
+use anote_ner::tokenizer::Tokenizer;
 use anote_ner::Engine;
 use common::TinyGemma;
 
@@ -36,14 +39,43 @@ fn tiny_schema() -> Schema {
     .unwrap()
 }
 
-/// A language model whose logits are pseudo-random: it drives the decoder down arbitrary
-/// grammar paths, which is what the grounding guarantees must survive.
-struct RandomLm {
+/// A stand-in language model whose logits for the allowed tokens come from `score(position,
+/// ids)`: it drives the decoder down chosen grammar paths (the decoder is what is tested).
+struct ScriptedLm {
     cache: KvCache,
-    seed: u64,
+    score: Box<dyn Fn(usize, &[u32]) -> Vec<f32>>,
 }
 
-impl LanguageModel for RandomLm {
+impl ScriptedLm {
+    fn new(score: impl Fn(usize, &[u32]) -> Vec<f32> + 'static) -> ScriptedLm {
+        ScriptedLm {
+            cache: KvCache::new(0, 1),
+            score: Box::new(score),
+        }
+    }
+
+    /// Pseudo-random logits: arbitrary grammar paths, which the grounding guarantees must survive.
+    fn random(seed: u64) -> ScriptedLm {
+        ScriptedLm::new(move |pos, ids| {
+            ids.iter()
+                .map(|&i| {
+                    ((seed ^ (pos as u64 * 7919) ^ (i as u64 * 104729)).wrapping_mul(0x9E3779B97F4A7C15) >> 40) as f32
+                })
+                .collect()
+        })
+    }
+
+    /// Wants `script[k]` as the k-th token after position `first`, and checks the grammar allows it.
+    fn teacher(script: Vec<u32>, first: usize) -> ScriptedLm {
+        ScriptedLm::new(move |pos, ids| {
+            let want = script[pos - first];
+            assert!(ids.contains(&want), "the grammar forbids the taught token {want}");
+            ids.iter().map(|&i| if i == want { 1.0 } else { 0.0 }).collect()
+        })
+    }
+}
+
+impl LanguageModel for ScriptedLm {
     fn forward_hidden(&mut self, tokens: &[u32]) -> anote_ner::Result<Vec<f32>> {
         self.cache.advance(tokens.len());
         Ok(vec![self.cache.len() as f32])
@@ -52,11 +84,7 @@ impl LanguageModel for RandomLm {
         unreachable!("extraction asks for the allowed tokens only")
     }
     fn logits_for(&self, hidden: &[f32], ids: &[u32]) -> anote_ner::Result<Vec<f32>> {
-        let h = hidden[0] as u64;
-        Ok(ids
-            .iter()
-            .map(|&i| ((self.seed ^ (h * 7919) ^ (i as u64 * 104729)).wrapping_mul(0x9E3779B97F4A7C15) >> 40) as f32)
-            .collect())
+        Ok((self.score)(hidden[0] as usize, ids))
     }
     fn position(&self) -> usize {
         self.cache.len()
@@ -65,7 +93,7 @@ impl LanguageModel for RandomLm {
         8192
     }
     fn vocab_size(&self) -> usize {
-        300
+        262_144
     }
     fn truncate(&mut self, position: usize) {
         self.cache.truncate(position)
@@ -76,16 +104,16 @@ impl LanguageModel for RandomLm {
     fn restore(&mut self, s: &KvSnapshot) -> anote_ner::Result<()> {
         self.cache.restore(s)
     }
+    fn set_adapter(&mut self, _: Option<&Adapter>) -> anote_ner::Result<()> {
+        unreachable!("no adapter in these tests")
+    }
 }
 
 #[test]
 fn every_entity_is_grounded_whatever_the_model_decodes() {
     let tiny = Engine::load(TinyGemma::default().bytes().as_slice()).unwrap();
     let mut x = Extractor::new(Engine {
-        model: Box::new(RandomLm {
-            cache: KvCache::new(0, 1),
-            seed: 3,
-        }),
+        model: Box::new(ScriptedLm::random(3)),
         ..tiny
     });
     let schema = tiny_schema();
@@ -133,6 +161,44 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
         total > 0,
         "the random model never produced an entity: the test would prove nothing"
     );
+}
+
+#[test]
+fn the_grammar_admits_every_answer_fine_tuning_teaches() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let text = "Ahmed Khan (42) moved on 2024-01-02 to 12 Oak St\nLeeds LS1 4AP, tel +44 20 7946 0018 😀 東京.";
+    let gold = [
+        ("PERSON", "Ahmed Khan"),
+        ("AGE", "42"),
+        ("DATE", "2024-01-02"),
+        ("ADDRESS", "12 Oak St\nLeeds LS1 4AP"),
+        ("PHONE", "+44 20 7946 0018"),
+        ("CITY", "東京"),
+    ];
+    let labels: Vec<String> = ["ADDRESS", "AGE", "CITY", "DATE", "PERSON", "PHONE"]
+        .map(String::from)
+        .to_vec();
+    let script = decode::answer_tokens(&tok, &gold);
+    let taught = script.len();
+    let mut model = ScriptedLm::teacher(script, 5);
+    let hidden = model.forward_hidden(&[0; 5]).unwrap();
+    let grammar = Grammar::new(&tok, &labels, text);
+    let mut lines = Vec::new();
+    decode::decode(&mut model, &grammar, hidden, 200, &|| false, |l| {
+        lines.push(l);
+        true
+    })
+    .unwrap();
+    assert_eq!(lines.len(), gold.len());
+    for (line, (label, span)) in lines.iter().zip(gold) {
+        assert_eq!(labels[line.label], label);
+        let start = text.find(span).unwrap();
+        assert_eq!(line.starts, [start], "{span}");
+        assert_eq!(&text[start..start + line.text.len()], span);
+    }
+    // The final empty line ends decoding without being fed back.
+    assert_eq!(model.position(), 5 + taught - 1, "decoding stopped early");
 }
 
 #[test]

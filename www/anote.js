@@ -1,5 +1,6 @@
-// A small client for the engine worker, shared by the page and (later) the widget.
+// A small client for the engine worker, shared by the page and the widget (widget.js).
 // Every request returns a Promise; progress and streamed tokens arrive through callbacks.
+// The protocol is defined at the top of worker.js.
 export class AnoteClient {
   constructor(workerUrl = new URL('./worker.js', import.meta.url)) {
     this.worker = new Worker(workerUrl, { type: 'module' });
@@ -12,10 +13,11 @@ export class AnoteClient {
   }
 
   #receive(msg) {
-    if (msg.type === 'progress') return this.onprogress(msg);
+    if (msg.type === 'progress' && msg.id === undefined) return this.onprogress(msg);
     const key = msg.id ?? 'load';
     const p = this.pending.get(key);
     if (!p) return;
+    if (msg.type === 'progress') return p.onProgress?.(msg);
     if (msg.type === 'token') return p.onToken?.(msg);
     if (msg.type === 'entity') return p.onEntity?.(msg.entity);
     this.pending.delete(key);
@@ -35,10 +37,44 @@ export class AnoteClient {
     });
   }
 
-  /** Loads a model from a URL (cached in Cache Storage) or from an ArrayBuffer. */
-  load(source) {
-    const msg = typeof source === 'string' ? { type: 'load', url: source } : { type: 'load', bytes: source };
+  /** Loads a model from a URL (cached in Cache Storage) or from an ArrayBuffer. With a
+   *  URL, the shipped fine-tuning adapter is applied unless `{adapter: false}`. */
+  load(source, { adapter = true } = {}) {
+    const msg = typeof source === 'string' ? { type: 'load', url: source, adapter } : { type: 'load', bytes: source };
     return this.#request('load', msg, {}, typeof source === 'string' ? [] : [source]);
+  }
+
+  #call(type, fields, extra) {
+    const id = this.nextId++;
+    return this.#request(id, { type, id, ...fields }, extra);
+  }
+
+  /** Switches the shipped adapter on or off; resolves to `{adapter}` (its sha256 or null). */
+  setAdapter(enabled) {
+    return this.#call('adapter', { enabled });
+  }
+
+  /** Redacts `text`: `entities` as `extract` returns them, `operators` maps labels (or `*`)
+   *  to `replace`, `mask[:C[:N]]`, `hash[:SALT]` or `pseudonym`. Resolves to
+   *  `{text, replacements}`. Needs no model. */
+  redact(text, entities, operators) {
+    return this.#call('redact', { text, entities: entities.map(({ label, start, end }) => ({ label, start, end })), operators });
+  }
+
+  /** Resolves if the schema is valid; rejects with code `invalid_schema` and the reason. */
+  validate(schema) {
+    return this.#call('validate', { schema: typeof schema === 'string' ? schema : JSON.stringify(schema) });
+  }
+
+  /** Extracts over a gold JSONL file and scores it; `onProgress({loaded, total})`. Resolves
+   *  to `{scores, broken, predictions}` (code-point offsets). */
+  evaluate(gold, schema, onProgress) {
+    const json = typeof schema === 'string' ? schema : JSON.stringify(schema);
+    const cancel = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+    const id = this.nextId++;
+    this.cancelFlags.set(id, cancel);
+    const done = this.#request(id, { type: 'evaluate', id, gold, schema: json, cancel }, { onProgress });
+    return done.finally(() => this.cancelFlags.delete(id));
   }
 
   /** Entities of `schema` (an object or JSON) in `text`, streamed to `onEntity` as found;

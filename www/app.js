@@ -1,20 +1,32 @@
 import { AnoteClient } from './anote.js';
+import { SchemaEditor } from './schema-editor.js';
+import { asJsonlRecord, download, renderHighlights, renderLegend } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const MODEL_URL = params.get('model') ?? 'models/gemma-3-270m-q4_k_m.gguf';
+const DEFAULT_MODEL = 'models/gemma-3-270m-q4_k_m.gguf';
+const MODEL_CACHE = 'anote-models-v1';
 const MB = (n) => (n / 1e6).toFixed(1) + ' MB';
+
+// The app shell is cached by a service worker so the page works offline after a visit.
+if ('serviceWorker' in navigator && isSecureContext) navigator.serviceWorker.register('sw.js').catch(() => {});
 
 const client = new AnoteClient();
 let started = performance.now();
+let lastText = '';
+let entities = [];
+let sortKey = 'start';
+let sortDir = 1;
+
+function showError(e) {
+  $('error').textContent = e ? `${e.message} [${e.code ?? 'error'}]` : '';
+}
+
+// ---- Model --------------------------------------------------------------------------
 
 function setStatus(state, text) {
   $('model-status').dataset.state = state;
   $('model-status').textContent = text;
-}
-
-function showError(e) {
-  $('error').textContent = `${e.message} [${e.code ?? 'error'}]`;
 }
 
 client.onprogress = ({ phase, loaded, total }) => {
@@ -28,33 +40,305 @@ client.onprogress = ({ phase, loaded, total }) => {
     : `${verb}: ${MB(loaded)} of ${MB(total)} (${pct}%) · ${MB(loaded / Math.max(secs, 0.001))}/s`;
 };
 
-async function loadModel() {
+async function showCache() {
+  if (!self.caches) return void ($('cache-info').textContent = 'No browser cache outside a secure context.');
+  const cache = await caches.open(MODEL_CACHE);
+  let bytes = 0;
+  const keys = await cache.keys();
+  for (const k of keys) bytes += (await (await cache.match(k)).blob()).size;
+  $('cache-info').textContent = `Model cache: ${keys.length} file(s), ${MB(bytes)}`;
+}
+
+async function loadModel(source, label) {
   started = performance.now();
   setStatus('loading', 'Loading…');
+  for (const b of ['generate', 'extract', 'evaluate']) $(b).disabled = true;
+  showError(null);
   try {
-    const r = await client.load(new URL(MODEL_URL, location.href).href);
+    const r = await client.load(source, { adapter: $('adapter').checked });
     setStatus('ready', `${r.model} ready`);
+    const wanted = params.get('backend');
     $('backend').textContent = r.backend === 'webgpu' ? 'WebGPU' : 'CPU SIMD';
     $('backend').dataset.backend = r.backend;
-    $('progress-text').textContent =
-      `${MB(r.bytes)} ${r.fromCache ? 'from the browser cache' : r.cached ? 'downloaded and cached' : 'downloaded (not cached: the page is not in a secure context)'} · weights ready in ${(r.loadMs / 1000).toFixed(1)} s`;
-    $('generate').disabled = false;
-    $('extract').disabled = false;
+    $('backend').title = wanted && wanted !== r.backend ? `${wanted} was asked for but is not available: running on ${r.backend}` : 'Compute backend';
+    $('adapter').disabled = typeof source !== 'string';
+    $('adapter').checked = Boolean(r.adapter);
+    $('progress-text').textContent = `${label ?? ''}${MB(r.bytes)} ${r.fromCache ? 'from the browser cache' : r.cached ? 'downloaded and cached' : 'loaded (not cached)'} · weights ready in ${(r.loadMs / 1000).toFixed(1)} s`;
+    for (const b of ['generate', 'extract', 'evaluate']) $(b).disabled = false;
   } catch (e) {
     setStatus('error', 'Model failed to load');
     showError(e);
   }
+  showCache();
 }
+
+$('adapter').addEventListener('change', async () => {
+  try {
+    const r = await client.setAdapter($('adapter').checked);
+    $('adapter').checked = Boolean(r.adapter);
+  } catch (e) {
+    showError(e);
+  }
+});
+$('model-file').addEventListener('change', async () => {
+  const f = $('model-file').files[0];
+  if (f) loadModel(await f.arrayBuffer(), `${f.name}: `);
+});
+$('model-url-load').addEventListener('click', () => {
+  const url = $('model-url').value.trim();
+  if (url) loadModel(new URL(url, location.href).href);
+});
+$('backend-choice').value = params.get('backend') ?? '';
+$('backend-choice').addEventListener('change', () => {
+  const v = $('backend-choice').value;
+  if (v) params.set('backend', v); else params.delete('backend');
+  location.search = params.toString();
+});
+$('cache-clear').addEventListener('click', async () => {
+  await caches.delete(MODEL_CACHE);
+  showCache();
+});
+
+// ---- Schema -------------------------------------------------------------------------
+
+let validateTimer;
+const editor = new SchemaEditor({
+  rows: $('schema-rows'),
+  description: $('schema-description'),
+  rules: $('schema-rules'),
+  error: $('schema-error'),
+  onChange: (schema) => {
+    clearTimeout(validateTimer);
+    validateTimer = setTimeout(() => validate(schema), 200);
+  },
+});
+
+async function validate(schema) {
+  try {
+    await client.validate(schema);
+    editor.showError('');
+    return true;
+  } catch (e) {
+    editor.showError(e.message);
+    return false;
+  }
+}
+
+async function loadPreset(id) {
+  editor.set(await (await fetch(`presets/${id}.json`)).json());
+}
+
+for (const p of await (await fetch('presets/index.json')).json()) $('preset').append(new Option(p.name, p.id));
+$('preset').addEventListener('change', () => loadPreset($('preset').value));
+if (!editor.restore()) await loadPreset('pii');
+$('schema-add').addEventListener('click', () => editor.add());
+$('schema-export').addEventListener('click', () => download('schema.json', JSON.stringify(editor.schema, null, 2), 'application/json'));
+$('schema-import').addEventListener('change', async () => {
+  const f = $('schema-import').files[0];
+  if (!f) return;
+  let schema;
+  try {
+    schema = JSON.parse(await f.text());
+    await client.validate(schema);
+  } catch (e) {
+    editor.showError(`${f.name} was not imported: ${e.message}`);
+    return;
+  }
+  editor.set(schema);
+});
+
+// ---- Text and results ---------------------------------------------------------------
+
+async function readTextFile(f) {
+  const text = await f.text();
+  if (!f.name.endsWith('.jsonl')) return text;
+  // A JSONL corpus: the documents' texts, one paragraph each.
+  return text.split('\n').filter((l) => l.trim()).map((l) => {
+    try { return JSON.parse(l).text ?? ''; } catch { return ''; }
+  }).filter(Boolean).join('\n\n');
+}
+$('text-file').addEventListener('change', async () => {
+  const f = $('text-file').files[0];
+  if (f) $('text-input').value = await readTextFile(f);
+});
+$('text-input').addEventListener('dragover', (e) => e.preventDefault());
+$('text-input').addEventListener('drop', async (e) => {
+  const f = e.dataTransfer.files[0];
+  if (!f) return;
+  e.preventDefault();
+  $('text-input').value = await readTextFile(f);
+});
+
+// The threshold applies to everything (view, exports, redaction); the type filter to the view.
+function kept() {
+  const min = Number($('threshold').value);
+  return entities.filter((e) => e.score >= min);
+}
+
+function visible() {
+  const type = $('filter').value;
+  return kept().filter((e) => !type || e.label === type);
+}
+
+function renderResults() {
+  const shown = visible();
+  renderHighlights($('highlighted'), lastText, shown, (l) => editor.guideline(l));
+  renderLegend($('legend'), [...new Set(entities.map((e) => e.label))].sort());
+  const rows = [...shown].sort((a, b) => (a[sortKey] > b[sortKey] ? 1 : a[sortKey] < b[sortKey] ? -1 : 0) * sortDir);
+  $('entity-rows').replaceChildren(...rows.map((e) => {
+    const tr = document.createElement('tr');
+    for (const v of [`${e.start}–${e.end}`, e.label, e.text, e.score.toFixed(2), e.source]) {
+      const td = document.createElement('td');
+      td.textContent = v;
+      tr.append(td);
+    }
+    return tr;
+  }));
+  const labels = [...new Set(entities.map((e) => e.label))].sort();
+  const current = $('filter').value;
+  $('filter').replaceChildren(new Option('all', ''), ...labels.map((l) => new Option(l, l, false, l === current)));
+  renderOperators(labels);
+  redactNow();
+}
+
+for (const b of document.querySelectorAll('button.sort')) {
+  b.addEventListener('click', () => {
+    sortDir = sortKey === b.dataset.key ? -sortDir : 1;
+    sortKey = b.dataset.key;
+    renderResults();
+  });
+}
+$('threshold').addEventListener('input', () => {
+  $('threshold-value').value = Number($('threshold').value).toFixed(2);
+  renderResults();
+});
+$('filter').addEventListener('change', renderResults);
+$('export-json').addEventListener('click', () => download('entities.json', JSON.stringify(asJsonlRecord(lastText, kept()), null, 2), 'application/json'));
+$('export-jsonl').addEventListener('click', () => download('entities.jsonl', JSON.stringify(asJsonlRecord(lastText, kept())) + '\n', 'application/jsonl'));
+
+$('extract').addEventListener('click', async () => {
+  if (!(await validate(editor.schema))) return;
+  $('extract').disabled = true;
+  $('cancel').disabled = false;
+  showError(null);
+  lastText = $('text-input').value;
+  entities = [];
+  renderResults();
+  $('extract-status').textContent = 'Extracting…';
+  delete $('extract-status').dataset.done;
+  const t0 = performance.now();
+  try {
+    const r = await client.extract(lastText, editor.schema, (e) => {
+      entities.push(e);
+      renderResults(); // entities appear as they are decoded
+    });
+    entities = r.entities;
+    renderResults();
+    $('extract-status').textContent = `${r.entities.length} entities in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    $('extract-status').dataset.done = 'true';
+  } catch (e) {
+    $('extract-status').textContent = e.code === 'cancelled' ? 'Cancelled.' : '';
+    $('extract-status').dataset.done = e.code ?? 'error';
+    if (e.code !== 'cancelled') showError(e);
+  } finally {
+    $('extract').disabled = false;
+    $('cancel').disabled = true;
+  }
+});
+$('cancel').addEventListener('click', () => client.cancel());
+
+// ---- Redaction ----------------------------------------------------------------------
+
+const OPERATORS = [['replace', '<LABEL>'], ['mask', 'mask ****'], ['mask:*:4', 'mask, keep last 4'], ['hash', 'SHA-256 hash'], ['pseudonym', 'pseudonym']];
+const chosen = new Map();
+let redaction = { text: '', replacements: [] };
+
+function renderOperators(labels) {
+  $('operators').replaceChildren(...labels.map((l) => {
+    const row = document.createElement('label');
+    row.className = 'inline';
+    const sel = document.createElement('select');
+    sel.dataset.testid = 'operator';
+    sel.dataset.label = l;
+    for (const [v, t] of OPERATORS) sel.append(new Option(t, v, false, (chosen.get(l) ?? 'replace') === v));
+    sel.addEventListener('change', () => { chosen.set(l, sel.value); redactNow(); });
+    row.append(document.createTextNode(l + ' '), sel);
+    return row;
+  }));
+}
+
+async function redactNow() {
+  const salt = $('salt').value;
+  const ops = Object.fromEntries([...chosen].map(([l, op]) => [l, op === 'hash' ? `hash:${salt}` : op]));
+  try {
+    redaction = await client.redact(lastText, kept(), ops);
+    $('redacted').textContent = redaction.text;
+  } catch (e) {
+    showError(e);
+  }
+}
+$('salt').addEventListener('input', redactNow);
+$('redacted-copy').addEventListener('click', () => navigator.clipboard.writeText(redaction.text));
+$('redacted-download').addEventListener('click', () => download('redacted.txt', redaction.text));
+$('mapping-download').addEventListener('click', () => download('mapping.json', JSON.stringify(redaction.replacements, null, 2), 'application/json'));
+
+// ---- Evaluate -----------------------------------------------------------------------
+
+$('evaluate').addEventListener('click', async () => {
+  const f = $('gold-file').files[0];
+  if (!f) return void ($('eval-status').textContent = 'Choose a gold JSONL file first.');
+  $('evaluate').disabled = true;
+  delete $('eval-status').dataset.done;
+  $('eval-status').textContent = 'Evaluating…';
+  try {
+    const r = await client.evaluate(await f.text(), editor.schema, ({ loaded, total }) => {
+      $('eval-progress').max = total;
+      $('eval-progress').value = loaded;
+      $('eval-status').textContent = `${loaded} of ${total} documents`;
+    });
+    renderScores(r.scores);
+    const broken = r.broken.map((b) => `line ${b.line} (${b.message})`).join('; ');
+    $('eval-status').textContent = `${r.scores.documents} documents scored` + (broken ? ` · skipped broken ${broken}` : '');
+    $('eval-status').dataset.done = 'true';
+    $('eval-status').dataset.microF1 = r.scores.strict.micro.f1.toFixed(4);
+  } catch (e) {
+    $('eval-status').textContent = '';
+    showError(e);
+  } finally {
+    $('evaluate').disabled = false;
+  }
+});
+
+function renderScores(s) {
+  const row = (cells, head = false) => {
+    const tr = document.createElement('tr');
+    for (const c of cells) {
+      const td = document.createElement(head ? 'th' : 'td');
+      td.textContent = c;
+      tr.append(td);
+    }
+    return tr;
+  };
+  const f = (x) => x.toFixed(3);
+  const rows = [row(['label', 'gold', 'pred', 'strict P', 'strict R', 'strict F1', 'partial F1'], true)];
+  for (const [label, st] of Object.entries(s.strict.per_label)) {
+    rows.push(row([label, st.n_gold, st.n_pred, f(st.precision), f(st.recall), f(st.f1), f(s.partial.per_label[label].f1)]));
+  }
+  const m = s.strict.micro;
+  rows.push(row(['micro', m.n_gold, m.n_pred, f(m.precision), f(m.recall), f(m.f1), f(s.partial.micro.f1)]));
+  rows.push(row(['macro F1', '', '', '', '', f(s.strict.macro_f1), f(s.partial.macro_f1)]));
+  $('eval-rows').replaceChildren(...rows);
+}
+
+// ---- Try the model ------------------------------------------------------------------
 
 $('generate').addEventListener('click', async () => {
   $('generate').disabled = true;
-  $('error').textContent = '';
+  showError(null);
   $('output').textContent = '';
   $('stats').textContent = 'Generating…';
-  const tokens = [];
   try {
-    const r = await client.generate($('prompt').value, Number($('max-tokens').value), ({ token, text }) => {
-      tokens.push(token);
+    const r = await client.generate($('prompt').value, Number($('max-tokens').value), ({ text }) => {
       $('output').textContent += text; // textContent: model output is never parsed as HTML
     });
     $('output').textContent = r.text;
@@ -72,55 +356,4 @@ $('generate').addEventListener('click', async () => {
   }
 });
 
-// Renders `text` with the entities as <mark>s. Only text nodes and attributes are
-// created: neither the user's text nor the model's output is ever parsed as HTML.
-function renderHighlights(text, entities) {
-  const box = $('highlighted');
-  box.replaceChildren();
-  let at = 0;
-  for (const e of [...entities].sort((a, b) => a.start - b.start)) {
-    if (e.start < at) continue;
-    box.append(document.createTextNode(text.slice(at, e.start)));
-    const mark = document.createElement('mark');
-    mark.textContent = text.slice(e.start, e.end);
-    Object.assign(mark.dataset, { testid: 'entity', label: e.label, start: e.start, end: e.end, source: e.source });
-    mark.title = `${e.label} · ${e.source} · score ${e.score.toFixed(2)}`;
-    mark.tabIndex = 0;
-    box.append(mark);
-    at = e.end;
-  }
-  box.append(document.createTextNode(text.slice(at)));
-}
-
-$('extract').addEventListener('click', async () => {
-  $('extract').disabled = true;
-  $('error').textContent = '';
-  const text = $('text-input').value;
-  const found = [];
-  $('entities').replaceChildren();
-  $('extract-status').textContent = 'Extracting…';
-  delete $('extract-status').dataset.done;
-  const t0 = performance.now();
-  try {
-    const schema = await (await fetch(`presets/${$('preset').value}.json`)).json();
-    const r = await client.extract(text, schema, (e) => {
-      found.push(e);
-      renderHighlights(text, found); // entities appear as they are decoded
-    });
-    renderHighlights(text, r.entities);
-    for (const e of r.entities) {
-      const li = document.createElement('li');
-      li.textContent = `${e.label}: ${e.text} (${e.source}, ${e.score.toFixed(2)})`;
-      $('entities').append(li);
-    }
-    $('extract-status').textContent = `${r.entities.length} entities in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
-    $('extract-status').dataset.done = 'true';
-  } catch (e) {
-    $('extract-status').textContent = '';
-    showError(e);
-  } finally {
-    $('extract').disabled = false;
-  }
-});
-
-loadModel();
+loadModel(new URL(params.get('model') ?? DEFAULT_MODEL, location.href).href);

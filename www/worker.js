@@ -1,20 +1,27 @@
 // The engine's Web Worker: owns the wasm module and the model, so the page never blocks.
 // Protocol (the only place it is defined; anote.js speaks it for the page):
-//   page → worker  {type:'load', url}                     fetch (or read from Cache Storage) and load a GGUF
+//   page → worker  {type:'load', url, adapter?}           fetch (or read from Cache Storage) and load a GGUF;
+//                                                         adapter (default true): apply the shipped fine-tuning
+//                                                         adapter when the model is the base it was trained on
 //                  {type:'load', bytes}                   load a GGUF from an ArrayBuffer (a local file)
+//                  {type:'adapter', id, enabled}          switch the shipped adapter on or off
 //                  {type:'generate', id, prompt, maxTokens}
 //                  {type:'extract', id, text, schema, cancel?}  schema: JSON string; cancel: Int32Array
 //                                                             on a SharedArrayBuffer, 1 = stop
-//   worker → page  {type:'progress', phase:'download'|'cache'|'load', loaded, total}
-//                  {type:'ready', backend, model, loadMs, fromCache, cached, bytes, wasmBytes}
+//                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets)
+//                  {type:'redact', id, text, entities, operators}
+//                  {type:'validate', id, schema}
+//   worker → page  {type:'progress', phase:'download'|'cache'|'load'|'evaluate', loaded, total}
+//                  {type:'ready', backend, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
 //                  {type:'token', id, token, text}
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
-//                  {type:'done', id, result}          result: Generation + wasmBytes
+//                  {type:'done', id, result}
 //                  {type:'error', id?, code, message}
-import init, { Engine } from './pkg/anote_ner.js';
+import init, { Engine, Scorer, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
 
 const MODEL_CACHE = 'anote-models-v1';
 let engine = null;
+let adapterBytes = null; // the shipped adapter, once fetched (7.6 MB)
 const ready = init();
 // Linear memory never shrinks, so its size is the engine's peak (what the benchmark reports).
 const wasmBytes = async () => (await ready).memory.buffer.byteLength;
@@ -85,6 +92,22 @@ async function fetchModel(url) {
   return { bytes: await readAll(hit, 'cache'), fromCache };
 }
 
+// The shipped adapter sits next to the default model; it is cached like the model and
+// checked against the sha256 built into the engine.
+async function applyAdapter(modelUrl) {
+  const shipped = defaultAdapter();
+  if (!shipped) return;
+  if (!adapterBytes) adapterBytes = (await fetchModel(new URL(shipped.file, modelUrl).href)).bytes;
+  try {
+    engine.setAdapter(adapterBytes, shipped.sha256);
+  } catch (e) {
+    if (e.code !== 'bad_adapter' || !/fingerprint/.test(e.message)) throw e;
+    // Another base model: the adapter does not apply, and the model runs as it is.
+  }
+}
+
+let modelUrl = null;
+
 async function load(msg) {
   await ready;
   engine?.free();
@@ -93,19 +116,68 @@ async function load(msg) {
   post({ type: 'progress', phase: 'load', loaded: 0, total: bytes.length });
   const t0 = performance.now();
   engine = Engine.load(bytes);
+  modelUrl = msg.url ?? null;
+  if (modelUrl && msg.adapter !== false) await applyAdapter(modelUrl);
   const loadMs = performance.now() - t0;
-  post({ type: 'ready', backend: engine.backend(), model: engine.modelName(), loadMs, fromCache, cached: Boolean(self.caches), bytes: bytes.length, wasmBytes: await wasmBytes() });
+  post({ type: 'ready', backend: engine.backend(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(self.caches), bytes: bytes.length, wasmBytes: await wasmBytes() });
+}
+
+function loaded() {
+  if (!engine) throw Object.assign(new Error('no model is loaded'), { code: 'not_loaded' });
+  return engine;
+}
+
+async function setAdapter(msg) {
+  if (msg.enabled && modelUrl) await applyAdapter(modelUrl);
+  else loaded().setAdapter(undefined, undefined);
+  post({ type: 'done', id: msg.id, result: { adapter: loaded().adapter() ?? null } });
+}
+
+// UTF-16 offset → code-point offset in `text` (the eval files count code points).
+function codePoints(text, i) {
+  let n = 0;
+  for (let k = 0; k < i; k++) {
+    const c = text.charCodeAt(k);
+    if (c < 0xdc00 || c > 0xdfff) n++;
+  }
+  return n;
+}
+
+// Scores the engine on a gold JSONL file, as `anote eval` does; broken lines are listed,
+// and the rest is still scored.
+function evaluate(msg) {
+  const lines = msg.gold.split('\n').map((l, i) => [i + 1, l]).filter(([, l]) => l.trim());
+  const scorer = new Scorer();
+  const broken = [];
+  const predictions = [];
+  let done = 0;
+  for (const [n, line] of lines) {
+    let doc;
+    try {
+      doc = JSON.parse(line);
+      if (typeof doc?.text !== 'string') throw new Error('needs a "text" string');
+    } catch (e) {
+      broken.push({ line: n, message: e.message });
+      continue;
+    }
+    const { entities } = loaded().extract(doc.text, msg.schema, undefined, msg.cancel);
+    const pred = entities.map((e) => ({ start: codePoints(doc.text, e.start), end: codePoints(doc.text, e.end), label: e.label }));
+    scorer.add((doc.entities ?? []).map(({ start, end, label }) => ({ start, end, label })), pred);
+    predictions.push({ id: doc.id, text: doc.text, entities: pred });
+    post({ type: 'progress', id: msg.id, phase: 'evaluate', loaded: ++done, total: lines.length });
+  }
+  const scores = scorer.finish();
+  scorer.free();
+  post({ type: 'done', id: msg.id, result: { scores, broken, predictions } });
 }
 
 async function generate(msg) {
-  if (!engine) throw Object.assign(new Error('no model is loaded'), { code: 'not_loaded' });
-  const result = engine.generate(msg.prompt, msg.maxTokens, (token, text) => post({ type: 'token', id: msg.id, token, text }));
+  const result = loaded().generate(msg.prompt, msg.maxTokens, (token, text) => post({ type: 'token', id: msg.id, token, text }));
   post({ type: 'done', id: msg.id, result: { ...result, wasmBytes: await wasmBytes() } });
 }
 
 function extract(msg) {
-  if (!engine) throw Object.assign(new Error('no model is loaded'), { code: 'not_loaded' });
-  const result = engine.extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel);
+  const result = loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel);
   post({ type: 'done', id: msg.id, result });
 }
 
@@ -114,6 +186,16 @@ self.onmessage = async ({ data: msg }) => {
     if (msg.type === 'load') await load(msg);
     else if (msg.type === 'generate') await generate(msg);
     else if (msg.type === 'extract') extract(msg);
+    else if (msg.type === 'evaluate') evaluate(msg);
+    else if (msg.type === 'adapter') await setAdapter(msg);
+    else if (msg.type === 'redact') {
+      await ready;
+      post({ type: 'done', id: msg.id, result: redact(msg.text, msg.entities, msg.operators) });
+    } else if (msg.type === 'validate') {
+      await ready;
+      validateSchema(msg.schema);
+      post({ type: 'done', id: msg.id, result: true });
+    }
     else throw Object.assign(new Error(`unknown message ${msg.type}`), { code: 'bad_message' });
   } catch (e) {
     fail(msg.id, e);

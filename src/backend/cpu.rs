@@ -8,11 +8,14 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 use crate::error::Result;
+use crate::model::adapter::LowRank;
 
-/// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`.
+/// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`, plus an optional low-rank
+/// adapter beside it.
 pub struct Linear {
     weight: QMatMul,
     rows: Arc<QTensor>,
+    pub lora: Option<Arc<LowRank>>,
     pub out_dim: usize,
     pub in_dim: usize,
 }
@@ -23,6 +26,7 @@ impl Linear {
         Ok(Linear {
             weight: QMatMul::from_arc(q.clone())?,
             rows: q,
+            lora: None,
             out_dim,
             in_dim,
         })
@@ -42,7 +46,11 @@ impl Linear {
     /// `rows × in` → `rows × out`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let x = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-        Ok(self.weight.forward(&x)?.flatten_all()?.to_vec1::<f32>()?)
+        let mut y = self.weight.forward(&x)?;
+        if let Some(lora) = &self.lora {
+            y = (y + lora.forward(&x)?)?;
+        }
+        Ok(y.flatten_all()?.to_vec1::<f32>()?)
     }
 }
 

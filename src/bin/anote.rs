@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anote_ner::eval::{Scorer, Span};
 use anote_ner::extract::Extractor;
+use anote_ner::finetune;
 use anote_ner::gguf::Gguf;
+use anote_ner::model::Adapter;
 use anote_ner::redact::{Operator, Redactor};
 use anote_ner::schema::Schema;
 use anote_ner::spans::{Entity, OffsetMap, Unit};
@@ -20,6 +22,10 @@ struct Cli {
     /// GGUF model file [default: $ANOTE_MODEL, else the default model in models/]
     #[arg(long, global = true)]
     model: Option<PathBuf>,
+    /// Fine-tuning adapter: a safetensors file, `none` for the base model, or `default`
+    /// (the one shipped in models/, when the model is the base it was trained on)
+    #[arg(long, global = true, default_value = "default")]
+    adapter: String,
     /// CPU threads for the matrix kernels [default: physical cores]
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -89,6 +95,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fine-tuning data: JSONL {"schema", "docs": [{"text", "entities"}]} in, JSONL
+    /// {"ids", "answers"} out (token ids of prompt and answers, as the extractor spells them)
+    RenderTraining { file: Option<PathBuf> },
 }
 
 #[derive(clap::Args)]
@@ -132,36 +141,43 @@ fn io(e: impl std::fmt::Display) -> Error {
     Error::Io(e.to_string())
 }
 
+/// Scores `extractor` (or, without one, the pattern recognizers alone) on a gold file.
 fn eval(
-    path: &PathBuf,
+    mut extractor: Option<Extractor>,
     data: &PathBuf,
     schema: &Schema,
     out: Option<&PathBuf>,
     limit: Option<usize>,
-    patterns_only: bool,
     json: bool,
 ) -> Result<(), Error> {
     use std::io::Write;
     let gold = std::fs::read_to_string(data).map_err(|e| Error::Io(format!("{}: {e}", data.display())))?;
-    let mut extractor = if patterns_only {
-        None
-    } else {
-        Some(Extractor::new(Engine::load(&open(path)?)?))
-    };
     let mut writer = match out {
         Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(io)?)),
         None => None,
     };
     let mut scorer = Scorer::default();
     let mut latencies = Vec::new();
-    let lines: Vec<&str> = gold
+    let lines: Vec<(usize, &str)> = gold
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
         .take(limit.unwrap_or(usize::MAX))
         .collect();
-    for (n, line) in lines.iter().enumerate() {
-        let doc: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| Error::Io(format!("{}:{}: {e}", data.display(), n + 1)))?;
+    // A broken line is reported and skipped; the rest is still scored.
+    let mut broken = Vec::new();
+    for (n, (line_no, line)) in lines.iter().enumerate() {
+        let doc: serde_json::Value = match serde_json::from_str(line) {
+            Ok(d @ serde_json::Value::Object(_)) if d["text"].is_string() => d,
+            Ok(_) => {
+                broken.push(serde_json::json!({"line": line_no + 1, "message": "needs a \"text\" string"}));
+                continue;
+            }
+            Err(e) => {
+                broken.push(serde_json::json!({"line": line_no + 1, "message": e.to_string()}));
+                continue;
+            }
+        };
         let text = doc["text"].as_str().unwrap_or_default();
         let map = OffsetMap::new(text);
         let t0 = std::time::Instant::now();
@@ -211,10 +227,18 @@ fn eval(
         .get((latencies.len() * 95 / 100).min(latencies.len().saturating_sub(1)))
         .copied()
         .unwrap_or(0.0);
+    for b in &broken {
+        eprintln!(
+            "{}:{}: skipped: {}",
+            data.display(),
+            b["line"],
+            b["message"].as_str().unwrap_or("")
+        );
+    }
     if json {
         println!(
             "{}",
-            serde_json::json!({"scores": scores, "latency_ms": {"mean": mean, "p95": p95}})
+            serde_json::json!({"scores": scores, "latency_ms": {"mean": mean, "p95": p95}, "broken": broken})
         );
     } else {
         print!("{}", scores.table());
@@ -223,17 +247,41 @@ fn eval(
     Ok(())
 }
 
-fn default_model() -> PathBuf {
-    if let Some(p) = std::env::var_os("ANOTE_MODEL") {
-        return p.into();
-    }
-    let local = PathBuf::from("models").join(anote_ner::DEFAULT_MODEL_FILE);
+/// `models/<file>`: in the working directory if there, else in the source tree.
+fn in_models(file: &str) -> PathBuf {
+    let local = PathBuf::from("models").join(file);
     if local.exists() {
         return local;
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(anote_ner::DEFAULT_MODEL_FILE)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(file)
+}
+
+fn default_model() -> PathBuf {
+    match std::env::var_os("ANOTE_MODEL") {
+        Some(p) => p.into(),
+        None => in_models(anote_ner::DEFAULT_MODEL_FILE),
+    }
+}
+
+/// Loads the model and applies the adapter `choice` names (see `--adapter`).
+fn load_engine(path: &PathBuf, choice: &str) -> Result<Engine, Error> {
+    let mut engine = Engine::load(&open(path)?)?;
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())));
+    match choice {
+        "none" => {}
+        "default" => {
+            if let Some((file, sha256)) = anote_ner::default_adapter() {
+                let adapter = Adapter::from_bytes(&read(&in_models(&file))?, Some(&sha256))?;
+                if adapter.base_fingerprint == engine.fingerprint {
+                    engine.set_adapter(Some(&adapter))?;
+                } else {
+                    eprintln!("note: the shipped adapter was trained on another base model; running without it");
+                }
+            }
+        }
+        path => engine.set_adapter(Some(&Adapter::from_bytes(&read(&PathBuf::from(path))?, None)?))?,
+    }
+    Ok(engine)
 }
 
 fn open(path: &PathBuf) -> Result<std::fs::File, Error> {
@@ -252,6 +300,21 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
     let path = cli.model.unwrap_or_else(default_model);
     match cli.command {
+        Command::RenderTraining { file } => {
+            use std::io::Write;
+            let tokenizer = Tokenizer::from_gguf(&Gguf::parse(&open(&path)?)?)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for (n, line) in read_input(file)?
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let example: finetune::Example =
+                    serde_json::from_str(line).map_err(|e| Error::BadGold(format!("line {}: {e}", n + 1)))?;
+                let seq = finetune::render(&tokenizer, &example)?;
+                writeln!(out, "{}", serde_json::to_string(&seq).map_err(io)?).map_err(io)?;
+            }
+        }
         Command::Tokenize { ids, text } => {
             let tokenizer = Tokenizer::from_gguf(&Gguf::parse(&open(&path)?)?)?;
             let tokens = tokenizer.encode(&text);
@@ -270,7 +333,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             max_tokens,
             json,
         } => {
-            let mut engine = Engine::load(&open(&path)?)?;
+            let mut engine = load_engine(&path, &cli.adapter)?;
             let g = engine.generate(&prompt, max_tokens, |_, piece| {
                 if !json {
                     use std::io::Write;
@@ -287,7 +350,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Extract { schema, file } => {
             let schema = schema.load()?;
             let text = read_input(file)?;
-            let mut x = Extractor::new(Engine::load(&open(&path)?)?);
+            let mut x = Extractor::new(load_engine(&path, &cli.adapter)?);
             let r = x.extract(&text, &schema, |_| {})?;
             let map = OffsetMap::new(&text);
             let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
@@ -313,7 +376,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             let mut redactor = Redactor::new(default_op.parse()?, per_label);
             let input = read_input(file)?;
-            let mut x = Extractor::new(Engine::load(&open(&path)?)?);
+            let mut x = Extractor::new(load_engine(&path, &cli.adapter)?);
             if !jsonl {
                 let entities = x.extract(&input, &schema, |_| {})?.entities;
                 print!("{}", redactor.redact(&input, &entities).text);
@@ -355,7 +418,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             patterns_only,
             json,
         } => {
-            eval(&path, &data, &schema.load()?, out.as_ref(), limit, patterns_only, json)?;
+            let extractor = match patterns_only {
+                true => None,
+                false => Some(Extractor::new(load_engine(&path, &cli.adapter)?)),
+            };
+            eval(extractor, &data, &schema.load()?, out.as_ref(), limit, json)?;
         }
     }
     Ok(())

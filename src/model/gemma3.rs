@@ -16,6 +16,7 @@ use super::{load_qtensor, load_vector, KvCache, KvSnapshot, LanguageModel, MAX_C
 use crate::backend::cpu::{self, AttentionShape, Linear};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
+use crate::model::adapter::Adapter;
 
 /// Unless the GGUF says otherwise, every sixth layer attends globally and the others use
 /// the sliding window (llama.cpp's default swa pattern for gemma3).
@@ -91,6 +92,24 @@ struct Layer {
     up: Linear,
     down: Linear,
     post_ffn_norm: Vec<f32>,
+}
+
+impl Layer {
+    /// The adaptable projections, in the order of `set_adapter`'s names.
+    fn projections(&self) -> [&Linear; 7] {
+        [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down]
+    }
+    fn projections_mut(&mut self) -> [&mut Linear; 7] {
+        [
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.o,
+            &mut self.gate,
+            &mut self.up,
+            &mut self.down,
+        ]
+    }
 }
 
 pub struct Gemma3 {
@@ -241,4 +260,44 @@ impl LanguageModel for Gemma3 {
     fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()> {
         self.cache.restore(snapshot)
     }
+    fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
+        const STEMS: [&str; 7] = [
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
+        ];
+        // Everything is checked before anything changes, so a refused adapter leaves the
+        // model as it was.
+        let mut pairs = Vec::new();
+        if let Some(a) = adapter {
+            if let Some(stray) = a.stems().find(|s| !is_projection(s, self.layers.len(), &STEMS)) {
+                return Err(Error::BadAdapter(format!("this model has no weight {stray}")));
+            }
+            for (i, l) in self.layers.iter().enumerate() {
+                for (stem, linear) in STEMS.iter().zip(l.projections()) {
+                    pairs.push(a.pair(&format!("blk.{i}.{stem}"), linear.out_dim, linear.in_dim)?);
+                }
+            }
+        }
+        let mut pairs = pairs.into_iter();
+        for l in &mut self.layers {
+            for linear in l.projections_mut() {
+                linear.lora = pairs.next().flatten();
+            }
+        }
+        self.cache.truncate(0);
+        Ok(())
+    }
+}
+
+/// Whether `stem` names a projection `set_adapter` adapts in a model of `layers` layers.
+fn is_projection(stem: &str, layers: usize, names: &[&str]) -> bool {
+    let Some((layer, name)) = stem.strip_prefix("blk.").and_then(|s| s.split_once('.')) else {
+        return false;
+    };
+    layer.parse::<usize>().is_ok_and(|i| i < layers) && names.contains(&name)
 }

@@ -1,6 +1,7 @@
 //! Language models, one module per architecture, dispatched on `general.architecture`.
 //! Each model owns its weights and a [`KvCache`]; prompts and schemas are not its business.
 
+pub mod adapter;
 pub mod gemma3;
 mod kv_cache;
 
@@ -9,7 +10,9 @@ use std::sync::Arc;
 use candle_core::quantized::k_quants::{self as kq, GgmlType};
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::Device;
+use sha2::{Digest, Sha256};
 
+pub use adapter::Adapter;
 pub use kv_cache::{KvCache, KvSnapshot};
 
 use crate::backend::cpu;
@@ -43,6 +46,26 @@ pub trait LanguageModel {
     /// A copy of the cache, to resume from later (a schema prompt shared by many documents).
     fn snapshot(&self) -> KvSnapshot;
     fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()>;
+    /// Puts a low-rank adapter beside the weights it names (`None` removes it) and clears
+    /// the cache, whose keys and values the old weights made.
+    fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()>;
+}
+
+/// Tensors whose raw bytes identify a base model for [`fingerprint`]: small, and
+/// different in any fine-tune or other quantization of it.
+pub const FINGERPRINT_TENSORS: [&str; 2] = ["output_norm.weight", "blk.0.attn_q.weight"];
+
+/// What an adapter must have been trained on: sha256 over the raw bytes of
+/// [`FINGERPRINT_TENSORS`] (`train/train.py` computes the same).
+pub fn fingerprint<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<String> {
+    let mut h = Sha256::new();
+    for name in FINGERPRINT_TENSORS {
+        let info = g.tensor(name)?;
+        let mut bytes = vec![0u8; info.size];
+        src.read_into(info.offset, &mut bytes)?;
+        h.update(&bytes);
+    }
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// Loads the model the GGUF describes.

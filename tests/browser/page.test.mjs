@@ -8,10 +8,13 @@ import { launch, modelState, generateInPage } from './chromium.mjs';
 const url = process.env.ANOTE_URL;
 const prompt = process.env.ANOTE_PROMPT;
 const native = JSON.parse(process.env.ANOTE_NATIVE);
+const gold = process.env.ANOTE_GOLD; // a small gold JSONL file, with one broken line
+const nativeEval = JSON.parse(process.env.ANOTE_NATIVE_EVAL); // `anote eval --json` on it
 const origin = new URL(url).origin;
 
 const browser = await launch();
-const page = await browser.newPage();
+const context = await browser.newContext();
+const page = await context.newPage();
 const requests = [];
 page.on('request', (r) => requests.push(r));
 const problems = [];
@@ -146,10 +149,124 @@ await check('the page highlights entities without ever parsing text as HTML', as
   assert.equal(await page.evaluate(() => window.__xss), undefined);
 });
 
+await check('the schema editor starts on the PII preset, validates inline, imports, and persists', async () => {
+  assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 17);
+  await page.click('[data-testid=schema-add]');
+  const labels = await page.$$('[data-testid=schema-label]');
+  await labels[labels.length - 1].fill('PERSON'); // a duplicate label
+  await page.waitForFunction(() => /duplicate|PERSON/i.test(document.querySelector('[data-testid=schema-error]').textContent));
+  await page.click('[data-testid=schema-row]:last-child button[title^=remove]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=schema-error]').textContent === '');
+  await page.setInputFiles('[data-testid=schema-import]', { name: 'bad.json', mimeType: 'application/json', buffer: Buffer.from('{"labels": []}') });
+  await page.waitForFunction(() => /bad\.json was not imported/.test(document.querySelector('[data-testid=schema-error]').textContent));
+  await page.setInputFiles('[data-testid=schema-import]', { name: 'people.json', mimeType: 'application/json', buffer: Buffer.from('{"labels": [{"label": "PERSON", "description": "A name."}, {"label": "EMAIL", "recognizer": "email"}]}') });
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 2);
+  await page.reload();
+  await modelState(page);
+  assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 2, 'the schema did not survive a reload');
+  await page.selectOption('[data-testid=preset]', 'pii');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 17);
+});
+
+await check('extract shows a legend, a table, a threshold, and redacts live with the chosen operators', async () => {
+  const text = 'Write to ahmed.khan@example.com or call +44 20 7946 0018.';
+  await page.fill('[data-testid=text-input]', text);
+  await page.click('[data-testid=extract]');
+  await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
+  assert.match(await page.textContent('[data-testid=legend]'), /EMAIL_ADDRESS/);
+  const rows = await page.$$eval('#entity-rows tr', (r) => r.length);
+  assert.equal(rows, await page.$$eval('[data-testid=entity]', (m) => m.length));
+  await page.waitForFunction(() => document.querySelector('[data-testid=redacted]').textContent.includes('<EMAIL_ADDRESS>'));
+  assert.ok(!(await page.textContent('[data-testid=redacted]')).includes('ahmed.khan@example.com'));
+  await page.selectOption('[data-testid=operator][data-label=PHONE_NUMBER]', 'mask:*:4');
+  await page.waitForFunction(() => document.querySelector('[data-testid=redacted]').textContent.includes('************0018'));
+  await page.fill('[data-testid=threshold]', '1'); // nothing scores above 1: the view empties
+  await page.dispatchEvent('[data-testid=threshold]', 'input');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=entity]').length === 0);
+  await page.fill('[data-testid=threshold]', '0');
+  await page.dispatchEvent('[data-testid=threshold]', 'input');
+});
+
+await check('empty text finds nothing, and a 1 MB paste is refused with a clear error', async () => {
+  await page.fill('[data-testid=text-input]', '   ');
+  await page.click('[data-testid=extract]');
+  await page.waitForSelector('[data-testid=extract-status][data-done=true]');
+  assert.match(await page.textContent('[data-testid=extract-status]'), /^0 entities/);
+  await page.fill('[data-testid=text-input]', 'x'.repeat(1 << 20));
+  await page.click('[data-testid=extract]');
+  await page.waitForFunction(() => /input_too_large/.test(document.querySelector('[data-testid=error]').textContent));
+});
+
+await check('the evaluate tab scores a gold file like `anote eval`, skipping its broken line', async () => {
+  await page.setInputFiles('[data-testid=gold-file]', gold);
+  await page.click('[data-testid=evaluate]');
+  await page.waitForSelector('[data-testid=eval-status][data-done=true]', { timeout: 600_000 });
+  const status = await page.textContent('[data-testid=eval-status]');
+  assert.match(status, /3 documents scored/);
+  assert.deepEqual(nativeEval.broken.map((b) => b.line), [3]);
+  assert.match(status, /line 3/);
+  const f1 = Number(await page.getAttribute('[data-testid=eval-status]', 'data-micro-f1'));
+  assert.equal(f1.toFixed(4), nativeEval.scores.strict.micro.f1.toFixed(4));
+});
+
+await check('a model that is not a GGUF and a URL that 404s are refused, and the default loads again', async () => {
+  await page.setInputFiles('[data-testid=model-file]', { name: 'notes.gguf', mimeType: 'application/octet-stream', buffer: Buffer.from('hello, not a model') });
+  await page.waitForFunction(() => /not_gguf/.test(document.querySelector('[data-testid=error]').textContent));
+  assert.equal(await modelState(page), 'error');
+  await page.click('details summary');
+  await page.fill('[data-testid=model-url]', 'models/missing.gguf');
+  await page.click('[data-testid=model-url-load]');
+  await page.waitForFunction(() => /fetch_failed/.test(document.querySelector('[data-testid=error]').textContent));
+  await page.reload();
+  assert.equal(await modelState(page), 'ready');
+});
+
+await check('the embedded widget redacts in a plain page', async () => {
+  const w = await context.newPage();
+  w.on('pageerror', (e) => problems.push(String(e)));
+  await w.goto(new URL('embed.html', url).href);
+  await w.waitForFunction(() => {
+    const el = document.querySelector('anote-extractor');
+    return el?.shadowRoot && !el.shadowRoot.querySelector('[data-testid=widget-extract]').disabled;
+  }, null, { timeout: 600_000 });
+  await w.fill('anote-extractor >> [data-testid=widget-input]', 'Send it to ahmed.khan@example.com today.');
+  await w.click('anote-extractor >> [data-testid=widget-extract]');
+  await w.waitForFunction(() => /EMAIL_ADDRESS/.test(document.querySelector('anote-extractor').shadowRoot.querySelector('[data-testid=widget-output]').textContent), null, { timeout: 600_000 });
+  assert.ok(!(await w.textContent('anote-extractor >> [data-testid=widget-output]')).includes('ahmed.khan'));
+  await w.close();
+});
+
+await check('offline after the first visit: the app, the engine and the model work with no network', async () => {
+  await page.reload(); // the service worker now controls the page and has the shell cached
+  assert.equal(await modelState(page), 'ready');
+  await context.setOffline(true);
+  try {
+    await page.reload();
+    assert.equal(await modelState(page), 'ready', await page.textContent('[data-testid=error]'));
+    await page.fill('[data-testid=text-input]', 'Offline, write to ahmed.khan@example.com.');
+    await page.click('[data-testid=extract]');
+    await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
+    assert.ok(await page.$('[data-testid=entity][data-label=EMAIL_ADDRESS]'));
+  } finally {
+    await context.setOffline(false);
+  }
+});
+
+await check('only the schema is stored: localStorage holds one key, Cache Storage only files', async () => {
+  const stored = await page.evaluate(async () => ({
+    local: Object.keys(localStorage),
+    caches: await caches.keys(),
+    cached: (await Promise.all((await caches.keys()).map(async (k) => (await (await caches.open(k)).keys()).map((r) => new URL(r.url).pathname)))).flat(),
+  }));
+  assert.deepEqual(stored.local, ['anote-schema-v1']);
+  assert.deepEqual(stored.caches.sort(), ['anote-models-v1', 'anote-shell-v1']);
+  for (const p of stored.cached) assert.ok(!/ahmed|Offline/.test(p), `cached ${p}`);
+});
+
 await check('no request leaves the origin, and none carries user text', async () => {
   for (const r of requests) {
     assert.equal(new URL(r.url()).origin, origin, `request to ${r.url()}`);
-    for (const secret of ['France', 'ahmed', 'onerror']) {
+    for (const secret of ['France', 'ahmed', 'onerror', 'Olga', 'Offline']) {
       const carried = [r.url(), r.postData() ?? '', JSON.stringify(r.headers())].some((part) => part.includes(secret));
       assert.ok(!carried, `user text (${secret}) in a request to ${r.url()}`);
     }

@@ -4,6 +4,7 @@
 mod eval;
 mod serve;
 mod setup;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +22,8 @@ usage: cargo xtask <command>
   test-browser       build-web, then only the browser tests
   bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md
   eval [--limit N]   extraction quality on every dev set in ../shared/eval -> docs/eval.md
+  train [--minutes M] [--examples N]
+                     fine-tune the LoRA adapter on CPU (default 115 minutes) -> models/
 ";
 
 fn main() {
@@ -52,6 +55,12 @@ fn run() -> Result<()> {
             let limit = number_flag(&args, "--limit")?;
             setup::all(&root)?;
             eval::run(&root, limit)
+        }
+        Some("train") => {
+            setup::all(&root)?;
+            let minutes = number_flag(&args, "--minutes")?.unwrap_or(115.0);
+            let examples = number_flag(&args, "--examples")?.unwrap_or(6000);
+            train::run(&root, minutes, examples)
         }
         _ => {
             eprint!("{USAGE}");
@@ -205,6 +214,16 @@ fn native_greedy(root: &Path, prompt: &str, max_tokens: usize) -> Result<String>
 fn browser_tests(root: &Path) -> Result<()> {
     let prompt = "The capital of France is";
     let expected = native_greedy(root, prompt, 16)?;
+    // The page's evaluate tab must give `anote eval`'s numbers on the same file.
+    let gold = root.join("tests/fixtures/gold_small.jsonl");
+    let native_eval = output(
+        "test: native eval reference",
+        cargo()
+            .current_dir(root)
+            .args(["run", "--quiet", "--release", "--bin", "anote", "--"])
+            .args(["eval", "--json", "--preset", "pii", "--data"])
+            .arg(&gold),
+    )?;
     let server = serve::spawn(root, 0)?;
     run_step(
         "test: browser (headless Chromium)",
@@ -213,7 +232,9 @@ fn browser_tests(root: &Path) -> Result<()> {
             .arg("tests/browser/page.test.mjs")
             .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
             .env("ANOTE_PROMPT", prompt)
-            .env("ANOTE_NATIVE", expected),
+            .env("ANOTE_NATIVE", expected)
+            .env("ANOTE_GOLD", &gold)
+            .env("ANOTE_NATIVE_EVAL", native_eval.trim()),
     )
 }
 

@@ -165,7 +165,7 @@ fn manifest(root: &Path) -> Result<Manifest> {
     })
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -177,6 +177,11 @@ fn sha256_file(path: &Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The default model's file name (under models/).
+pub fn default_model_file(root: &Path) -> Result<String> {
+    Ok(manifest(root)?.file)
 }
 
 /// The default model, from PyPI: five wheels, four data chunks, one checksum.

@@ -1,0 +1,198 @@
+"""LoRA fine-tune of the base GGUF on rendered training sequences (CPU, bf16 autocast).
+
+Reads `anote render-training` output ({"ids", "answers"} per line), trains low-rank
+adapters on the seven projections of every layer with the loss on answer tokens only,
+stops at a wall-clock budget, checkpoints (and resumes), logs the loss per step, and
+exports the adapter as f16 safetensors named after the GGUF tensors it modifies.
+
+Speed choices (measured in shared/research/spike-finetune.md): bf16 autocast (1.65x),
+the tied 262k-row LM head applied at answer positions only, right padding with no
+attention mask (exact under a causal mask), no dropout.
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+TARGETS = {  # HF module -> GGUF tensor stem
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+FINGERPRINT_TENSORS = ["output_norm.weight", "blk.0.attn_q.weight"]
+
+
+class LoRA(torch.nn.Module):
+    def __init__(self, base, rank, alpha):
+        super().__init__()
+        self.base = base
+        self.scale = alpha / rank
+        self.a = torch.nn.Parameter(torch.empty(rank, base.in_features))
+        self.b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+        torch.nn.init.kaiming_uniform_(self.a, a=math.sqrt(5))
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.a.t() @ self.b.t()) * self.scale
+
+
+def fingerprint(gguf_path):
+    """What the adapter was trained on: sha256 over the raw bytes of two base tensors
+    (the engine checks the same bytes at load)."""
+    from gguf import GGUFReader
+
+    r = GGUFReader(gguf_path)
+    h = hashlib.sha256()
+    by_name = {t.name: t for t in r.tensors}
+    for n in FINGERPRINT_TENSORS:
+        h.update(by_name[n].data.tobytes())
+    return h.hexdigest()
+
+
+def batches(seqs, batch, rng):
+    """Length-bucketed batches: shuffle, sort pools of 16 batches by length."""
+    order = list(range(len(seqs)))
+    rng.shuffle(order)
+    pool = batch * 16
+    for i in range(0, len(order), pool):
+        chunk = sorted(order[i : i + pool], key=lambda j: len(seqs[j]["ids"]))
+        group = [chunk[k : k + batch] for k in range(0, len(chunk), batch)]
+        rng.shuffle(group)
+        yield from group
+
+
+def loss_of(model, seqs, device="cpu"):
+    width = max(len(s["ids"]) for s in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for b, s in enumerate(seqs):
+        ids[b, : len(s["ids"])] = torch.tensor(s["ids"])
+        for r in s["answers"]:
+            for p in range(r["start"], r["end"]):
+                rows.append(b)
+                cols.append(p - 1)
+                targets.append(s["ids"][p])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = model.model(input_ids=ids).last_hidden_state
+        picked = hidden[torch.tensor(rows), torch.tensor(cols)]
+        logits = picked @ model.model.embed_tokens.weight.t()
+    return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets)), len(targets)
+
+
+def export(model, path, rank, meta):
+    tensors = {}
+    for i, layer in enumerate(model.model.layers):
+        for mod, stem in TARGETS.items():
+            lora = layer.get_submodule(mod)
+            # The scale is folded into B, so the engine adds x·Aᵀ·Bᵀ as is.
+            tensors[f"blk.{i}.{stem}.lora_a"] = lora.a.detach().to(torch.float16).contiguous()
+            tensors[f"blk.{i}.{stem}.lora_b"] = (lora.b.detach() * lora.scale).to(torch.float16).contiguous()
+    save_file(tensors, str(path), metadata={k: str(v) for k, v in meta.items()})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True, help="rendered sequences (JSONL)")
+    ap.add_argument("--out", required=True, help="working folder: checkpoint, log")
+    ap.add_argument("--adapter", required=True, help="where to write the f16 safetensors")
+    ap.add_argument("--minutes", type=float, default=90)
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--alpha", type=float, default=32)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from transformers import AutoModelForCausalLM
+
+    model_dir, model_file = os.path.split(os.path.abspath(a.model))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=model_file, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    model.requires_grad_(False)
+    for layer in model.model.layers:
+        for mod in TARGETS:
+            parent, name = mod.split(".")
+            holder = layer.get_submodule(parent)
+            setattr(holder, name, LoRA(getattr(holder, name), a.rank, a.alpha))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
+
+    seqs = [json.loads(l) for l in open(a.data)]
+    ckpt = out / "checkpoint.pt"
+    state = {"step": 0, "seconds": 0.0, "epoch": 0, "batch": 0}
+    if ckpt.exists():
+        c = torch.load(ckpt)
+        model.load_state_dict(c["lora"], strict=False)
+        opt.load_state_dict(c["opt"])
+        state = c["state"]
+        print(f"resumed at step {state['step']} ({state['seconds']:.0f} s trained)", flush=True)
+    budget = 0 if a.export_only else a.minutes * 60
+    log = open(out / "log.jsonl", "a")
+    last_save = time.time()
+    t_start = time.time() - state["seconds"]
+    done = False
+    while not done:
+        rng = random.Random(a.seed + state["epoch"])
+        for k, group in enumerate(batches(seqs, a.batch, rng)):
+            if k < state["batch"]:
+                continue
+            elapsed = time.time() - t_start
+            if elapsed >= budget:
+                done = True
+                break
+            warm = min(1.0, (state["step"] + 1) / 20)
+            cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
+            for g in opt.param_groups:
+                g["lr"] = a.lr * warm * cosine
+            t0 = time.time()
+            loss, n = loss_of(model, [seqs[j] for j in group])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            state["step"] += 1
+            state["batch"] = k + 1
+            state["seconds"] = time.time() - t_start
+            tokens = sum(len(seqs[j]["ids"]) for j in group)
+            rec = {"step": state["step"], "loss": round(loss.item(), 4), "answer_tokens": n,
+                   "tokens_per_s": round(tokens / (time.time() - t0), 1), "lr": g["lr"],
+                   "seconds": round(state["seconds"], 1)}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            if state["step"] % 10 == 0:
+                print(rec, flush=True)
+            if time.time() - last_save > 600:
+                lora = {k: v for k, v in model.state_dict().items() if k.endswith((".a", ".b"))}
+                torch.save({"lora": lora, "opt": opt.state_dict(), "state": state}, ckpt)
+                last_save = time.time()
+        else:
+            state["epoch"] += 1
+            state["batch"] = 0
+    if not a.export_only:
+        lora = {k: v for k, v in model.state_dict().items() if k.endswith((".a", ".b"))}
+        torch.save({"lora": lora, "opt": opt.state_dict(), "state": state}, ckpt)
+    meta = {"format": "anote-lora-v1", "base_fingerprint": fingerprint(a.model), "rank": a.rank,
+            "alpha": a.alpha, "steps": state["step"], "train_seconds": round(state["seconds"])}
+    export(model, a.adapter, a.rank, meta)
+    print("wrote", a.adapter, meta, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+// Types for widget.js, the embeddable API.
+
+/** An entity; offsets are UTF-16 code units (`text.slice(start, end) === entity.text`). */
+export interface Entity {
+  label: string;
+  start: number;
+  end: number;
+  text: string;
+  /** Mean probability of the entity's tokens (model) or the validator's confidence (pattern). */
+  score: number;
+  source: 'model' | 'pattern';
+}
+
+export interface EntityType {
+  label: string;
+  description?: string;
+  examples?: string[];
+  counter_examples?: string[];
+  recognizer?: 'email' | 'phone' | 'credit_card' | 'iban' | 'ip_address' | 'url' | 'us_ssn' | 'date';
+}
+
+export interface Schema {
+  description?: string;
+  span_rules?: string;
+  labels: EntityType[];
+}
+
+export interface LoadInfo {
+  backend: 'cpu' | 'webgpu';
+  model: string;
+  /** sha256 of the fine-tuning adapter in use, or null. */
+  adapter: string | null;
+  loadMs: number;
+  fromCache: boolean;
+  bytes: number;
+}
+
+export interface Progress {
+  phase: 'download' | 'cache' | 'load';
+  loaded: number;
+  total: number;
+}
+
+export interface Redaction {
+  text: string;
+  replacements: { label: string; start: number; end: number; original: string; replacement: string }[];
+}
+
+/** `replace`, `mask`, `mask:C:N`, `hash:SALT` or `pseudonym`, per label; `*` for the rest. */
+export type Operators = Record<string, string>;
+
+/** Errors carry a stable `code` (e.g. `invalid_schema`, `not_gguf`, `cancelled`). */
+export interface AnoteError extends Error {
+  code: string;
+}
+
+export declare const DEFAULT_MODEL: string;
+
+export declare class Anote extends EventTarget {
+  load(model?: string | ArrayBuffer, options?: { adapter?: boolean }): Promise<LoadInfo>;
+  extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][] }>;
+  redact(text: string, entities: Entity[], operators?: Operators): Promise<Redaction>;
+  cancel(): void;
+  addEventListener(type: 'progress', listener: (e: CustomEvent<Progress>) => void): void;
+  addEventListener(type: 'ready', listener: (e: CustomEvent<LoadInfo>) => void): void;
+  addEventListener(type: 'entity', listener: (e: CustomEvent<Entity>) => void): void;
+}
+
+/** `<anote-extractor model="…" schema="URL or inline JSON" mode="highlight|redact">`; fires `entities`. */
+export declare class AnoteExtractor extends HTMLElement {
+  readonly ready: Promise<void>;
+}

@@ -1,0 +1,64 @@
+// Rendering shared by the page and the widget. Only text nodes and attributes are ever
+// created from the user's text or the model's output: nothing is parsed as HTML.
+
+/** A stable colour per label (hue from a string hash), readable on white. */
+export function colorOf(label) {
+  let h = 0;
+  for (const c of label) h = (h * 31 + c.codePointAt(0)) >>> 0;
+  return `hsl(${h % 360} 85% 80%)`;
+}
+
+/** `text` with `entities` (UTF-16 offsets) as focusable <mark>s; `guideline(label)` goes
+ *  into each mark's tooltip. */
+export function renderHighlights(box, text, entities, guideline = () => '') {
+  box.replaceChildren();
+  let at = 0;
+  for (const e of [...entities].sort((a, b) => a.start - b.start)) {
+    if (e.start < at) continue;
+    box.append(document.createTextNode(text.slice(at, e.start)));
+    const mark = document.createElement('mark');
+    mark.textContent = text.slice(e.start, e.end);
+    Object.assign(mark.dataset, { testid: 'entity', label: e.label, start: e.start, end: e.end, source: e.source });
+    mark.style.background = colorOf(e.label);
+    const g = guideline(e.label);
+    mark.title = `${e.label} · ${e.source} · score ${e.score.toFixed(2)}${g ? '\n' + g : ''}`;
+    mark.setAttribute('aria-label', `${e.label}: ${mark.textContent}, score ${e.score.toFixed(2)}, ${e.source}`);
+    mark.tabIndex = 0;
+    box.append(mark);
+    at = e.end;
+  }
+  box.append(document.createTextNode(text.slice(at)));
+}
+
+/** One swatch per label. */
+export function renderLegend(box, labels) {
+  box.replaceChildren(...labels.map((l) => {
+    const s = document.createElement('span');
+    s.className = 'swatch';
+    s.style.background = colorOf(l);
+    s.textContent = l;
+    return s;
+  }));
+}
+
+/** UTF-16 offset → code-point offset (the JSONL files count code points). */
+export function codePoints(text, i) {
+  return [...text.slice(0, i)].length;
+}
+
+/** Entities as the eval JSONL line: `{text, entities}` with code-point offsets. */
+export function asJsonlRecord(text, entities, id) {
+  const ents = entities.map((e) => ({
+    start: codePoints(text, e.start), end: codePoints(text, e.end), label: e.label, text: e.text, score: e.score, source: e.source,
+  }));
+  return { ...(id === undefined ? {} : { id }), text, entities: ents };
+}
+
+/** Offers `content` as a file download (a local blob: nothing leaves the machine). */
+export function download(name, content, type = 'text/plain') {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([content], { type }));
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}

@@ -1,0 +1,110 @@
+// The embeddable extractor: an ES-module API and the <anote-extractor> custom element.
+//
+//   import { Anote } from './widget.js';
+//   const anote = new Anote();                 // one engine worker
+//   anote.addEventListener('progress', (e) => console.log(e.detail));
+//   await anote.load();                        // default model + adapter (cached after the first visit)
+//   const { entities } = await anote.extract(text, schema);   // UTF-16 offsets
+//   const { text: safe } = await anote.redact(text, entities, { '*': 'replace' });
+//
+//   <anote-extractor model="models/gemma-3-270m-q4_k_m.gguf" schema="presets/pii.json" mode="redact"></anote-extractor>
+//
+// Types: anote.d.ts. Nothing the user types leaves the page: the engine runs in a worker.
+import { AnoteClient } from './anote.js';
+import { renderHighlights } from './view.js';
+
+const HERE = new URL('.', import.meta.url);
+export const DEFAULT_MODEL = new URL('models/gemma-3-270m-q4_k_m.gguf', HERE).href;
+
+export class Anote extends EventTarget {
+  #client = new AnoteClient(new URL('worker.js', HERE));
+
+  constructor() {
+    super();
+    this.#client.onprogress = (p) => this.dispatchEvent(new CustomEvent('progress', { detail: p }));
+  }
+
+  /** Loads a GGUF (URL or ArrayBuffer; default: the shipped model with its adapter). */
+  async load(model = DEFAULT_MODEL, options = {}) {
+    const info = await this.#client.load(typeof model === 'string' ? new URL(model, location.href).href : model, options);
+    this.dispatchEvent(new CustomEvent('ready', { detail: info }));
+    return info;
+  }
+
+  /** Entities of `schema` (object or JSON) in `text`; an `entity` event per entity as it is found. */
+  extract(text, schema) {
+    return this.#client.extract(text, schema, (e) => this.dispatchEvent(new CustomEvent('entity', { detail: e })));
+  }
+
+  redact(text, entities, operators = { '*': 'replace' }) {
+    return this.#client.redact(text, entities, operators);
+  }
+
+  cancel() {
+    this.#client.cancel();
+  }
+}
+
+/** `<anote-extractor model schema mode>`: a text box, an Extract button and the result
+ *  (highlights, or redacted text with mode="redact"). `schema`: a URL or inline JSON. */
+export class AnoteExtractor extends HTMLElement {
+  static observedAttributes = ['model', 'schema', 'mode'];
+  #anote = new Anote();
+  #loaded = null;
+
+  connectedCallback() {
+    if (this.shadowRoot) return;
+    const root = this.attachShadow({ mode: 'open' });
+    const style = document.createElement('link');
+    style.rel = 'stylesheet';
+    style.href = new URL('widget.css', HERE).href;
+    const status = Object.assign(document.createElement('div'), { className: 'status' });
+    status.dataset.testid = 'widget-status';
+    const input = Object.assign(document.createElement('textarea'), { rows: 4 });
+    input.dataset.testid = 'widget-input';
+    input.setAttribute('aria-label', 'Text to analyse');
+    const button = Object.assign(document.createElement('button'), { textContent: 'Extract', disabled: true });
+    button.dataset.testid = 'widget-extract';
+    const out = Object.assign(document.createElement('div'), { className: 'out' });
+    out.dataset.testid = 'widget-output';
+    root.append(style, status, input, button, out);
+    this.#anote.addEventListener('progress', ({ detail: p }) => {
+      status.textContent = p.total ? `Loading model… ${Math.floor((100 * p.loaded) / p.total)}%` : 'Loading model…';
+    });
+    this.#loaded = this.#anote.load(this.getAttribute('model') ?? DEFAULT_MODEL).then(
+      (info) => { status.textContent = `${info.model} ready (runs in this tab)`; button.disabled = false; },
+      (e) => { status.textContent = `Model failed to load: ${e.message}`; },
+    );
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      status.textContent = 'Extracting…';
+      try {
+        const text = input.value;
+        const { entities } = await this.#anote.extract(text, await this.#schema());
+        if (this.getAttribute('mode') === 'redact') {
+          out.textContent = (await this.#anote.redact(text, entities)).text;
+        } else {
+          renderHighlights(out, text, entities);
+        }
+        status.textContent = `${entities.length} entities`;
+        this.dispatchEvent(new CustomEvent('entities', { detail: entities }));
+      } catch (e) {
+        status.textContent = `Error: ${e.message}`;
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  /** Resolves once the model is ready. */
+  get ready() {
+    return this.#loaded;
+  }
+
+  async #schema() {
+    const s = this.getAttribute('schema') ?? new URL('presets/pii.json', HERE).href;
+    return s.trim().startsWith('{') ? s : (await fetch(new URL(s, location.href))).text();
+  }
+}
+
+customElements.define('anote-extractor', AnoteExtractor);

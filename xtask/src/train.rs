@@ -1,0 +1,92 @@
+//! `cargo xtask train [--minutes M] [--examples N]`: the fine-tuning recipe, end to end on
+//! CPU. A pinned Python environment (train/requirements.txt) in target/train-venv; training
+//! examples from ../shared/train (never the eval sets, never CrossNER) varied by
+//! train/make_examples.py; token ids rendered by `anote render-training`, i.e. by the
+//! extractor's own prompt code; LoRA training with checkpoints (an interrupted run resumes)
+//! and a loss log; the adapter copied to models/ with its sha256 written to the manifest.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::{run_step, setup, target_dir};
+
+pub fn run(root: &Path, minutes: f64, examples: usize) -> Result<()> {
+    let work = target_dir(root).join("train");
+    std::fs::create_dir_all(&work)?;
+    let venv = target_dir(root).join("train-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run_step("train: venv", Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    run_step(
+        "train: python packages",
+        Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(root.join("train/requirements.txt")),
+    )?;
+    let examples_file = work.join("examples.jsonl");
+    run_step(
+        "train: examples",
+        Command::new(&python)
+            .arg(root.join("train/make_examples.py"))
+            .arg("--examples")
+            .arg(examples.to_string())
+            .arg("--out")
+            .arg(&examples_file),
+    )?;
+    run_step(
+        "train: build anote",
+        crate::cargo()
+            .current_dir(root)
+            .args(["build", "--release", "--bin", "anote"]),
+    )?;
+    let model = root.join("models").join(setup::default_model_file(root)?);
+    let sequences = work.join("sequences.jsonl");
+    run_step(
+        "train: render",
+        Command::new(target_dir(root).join("release/anote"))
+            .arg("--model")
+            .arg(&model)
+            .arg("render-training")
+            .arg(&examples_file)
+            .stdout(Stdio::from(std::fs::File::create(&sequences)?)),
+    )?;
+    let adapter = work.join("run/adapter.safetensors");
+    run_step(
+        "train: LoRA",
+        Command::new(&python)
+            .arg(root.join("train/train.py"))
+            .arg("--model")
+            .arg(&model)
+            .arg("--data")
+            .arg(&sequences)
+            .arg("--out")
+            .arg(work.join("run"))
+            .arg("--adapter")
+            .arg(&adapter)
+            .args(["--minutes", &minutes.to_string(), "--lr", "3e-4"])
+            // Passive OpenMP threads: spinning ones stall badly on a shared 2-core machine.
+            .env("OMP_WAIT_POLICY", "PASSIVE"),
+    )?;
+    ship(root, &adapter)
+}
+
+/// Copies the adapter into models/ and records its size and sha256 in the manifest.
+pub fn ship(root: &Path, adapter: &Path) -> Result<()> {
+    let file = "anote-ner-lora.safetensors";
+    let dest = root.join("models").join(file);
+    std::fs::copy(adapter, &dest).with_context(|| format!("copying {}", adapter.display()))?;
+    let path = root.join("models/manifest.json");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    m["adapter"] = serde_json::json!({
+        "name": "Anote NER schema-following LoRA for Gemma 3 270M (see models/README.md)",
+        "file": file,
+        "size": std::fs::metadata(&dest)?.len(),
+        "sha256": setup::sha256_file(&dest)?,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&m)? + "\n")?;
+    println!("xtask: [train] wrote models/{file} and its sha256 to models/manifest.json");
+    Ok(())
+}
