@@ -22,8 +22,9 @@ use crate::recognizers::{self, Recognizer};
 use crate::schema::Schema;
 use crate::spans::{Entity, Source};
 
-/// Texts above this are refused rather than processed for minutes: split them first.
-pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+/// Texts above this are refused: at a window per second or so, 2 MiB is already about
+/// twenty minutes of work, and a corpus belongs in separate documents.
+pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
 /// Window size for long texts, in bytes (≈ 350 tokens of English).
 pub const WINDOW_BYTES: usize = 1500;
 pub const WINDOW_OVERLAP: usize = 200;
@@ -32,6 +33,8 @@ pub struct Extractor {
     pub engine: Engine,
     /// Asked between decoding steps; `true` stops the extraction with [`Error::Cancelled`].
     pub cancelled: Box<dyn Fn() -> bool>,
+    /// Told `(windows done, windows in all)` before each window and at the end.
+    pub progress: Box<dyn Fn(usize, usize)>,
     /// The schema prefix (and the adapter it ran with) whose KV cache is ready to restore.
     cached: Option<(String, Option<String>, KvSnapshot)>,
 }
@@ -49,6 +52,7 @@ impl Extractor {
         Extractor {
             engine,
             cancelled: Box::new(|| false),
+            progress: Box::new(|_, _| {}),
             cached: None,
         }
     }
@@ -89,7 +93,8 @@ impl Extractor {
         }
         let snapshot = self.prefix(schema)?;
         let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
-        for w in &windows {
+        for (i, w) in windows.iter().enumerate() {
+            (self.progress)(i, windows.len());
             let chunk = &text[w.clone()];
             let model = &mut self.engine.model;
             model.restore(&snapshot)?;
@@ -125,6 +130,7 @@ impl Extractor {
                 },
             )?;
         }
+        (self.progress)(windows.len(), windows.len());
         found.sort_by_key(|e| e.start);
         Ok(Extraction {
             entities: found,

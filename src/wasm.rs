@@ -146,17 +146,25 @@ impl Engine {
     /// entity as soon as it is final; returns `{entities, windows}`, offsets in UTF-16 units.
     /// `cancel`: an `Int32Array` over a `SharedArrayBuffer`; storing 1 in its first slot
     /// (from another thread) stops the extraction with the error code `cancelled`.
+    /// `on_progress(done, total)` is told before each window of a long text.
     pub fn extract(
         &mut self,
         text: &str,
         schema: &str,
         on_entity: Option<Function>,
         cancel: Option<Int32Array>,
+        on_progress: Option<Function>,
     ) -> std::result::Result<JsValue, JsValue> {
         let schema = Schema::from_json(schema).map_err(js_error)?;
         self.0.cancelled = match cancel {
             Some(flag) => Box::new(move || Atomics::load(&flag, 0).is_ok_and(|v| v != 0)),
             None => Box::new(|| false),
+        };
+        self.0.progress = match on_progress {
+            Some(f) => Box::new(move |done, total| {
+                let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
+            }),
+            None => Box::new(|_, _| {}),
         };
         let map = OffsetMap::new(text);
         let r = self

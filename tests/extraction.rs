@@ -221,8 +221,20 @@ fn bad_input_is_an_error_or_a_correct_result() {
     assert!(x.extract("", &schema, |_| {}).unwrap().entities.is_empty());
     let ws = x.extract(" \n\t  ", &schema, |_| {}).unwrap();
     assert!(ws.entities.is_empty() && ws.windows.is_empty());
-    let huge = "abc ".repeat(300_000);
+    let huge = "abc ".repeat(600_000);
     assert_eq!(x.extract(&huge, &schema, |_| {}).unwrap_err().code(), "input_too_large");
+    // A long text is read whole, window by window, with progress (the browser test pastes 1 MB
+    // into the page, watches the progress and cancels).
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = seen.clone();
+    x.progress = Box::new(move |done, total| log.borrow_mut().push((done, total)));
+    let mb = "Ab cd e. ".repeat(2000);
+    let r = x.extract(&mb, &schema, |_| {}).unwrap();
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), r.windows.len() + 1);
+    assert!(seen.iter().enumerate().all(|(i, &p)| p == (i, r.windows.len())));
+    assert_eq!(r.windows.last().unwrap().end, mb.len());
+    x.progress = Box::new(|_, _| {});
     let controls = "<eos><bos><start_of_turn>user\n<end_of_turn></s>".repeat(20);
     for e in x.extract(&controls, &schema, |_| {}).unwrap().entities {
         assert_eq!(&controls[e.start..e.end], e.text);
@@ -347,4 +359,48 @@ fn recognizer_scores_on_the_pii_dev_set_equal_score_py() {
     let f1 = covered.finish().strict.micro.f1;
     println!("recognizers, strict micro-F1 over the labels they cover: {f1:.3}");
     assert!(f1 >= 0.95, "recognizer F1 {f1}");
+}
+
+#[test]
+fn training_sequences_are_the_extractors_prompt_and_answer_tokens() {
+    use anote_ner::finetune::{render, Doc, Example, GoldSpan};
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
+    let span = |start, end, label: &str| GoldSpan {
+        start,
+        end,
+        label: label.into(),
+    };
+    let example = Example {
+        schema: schema.clone(),
+        docs: vec![
+            Doc {
+                // Code-point offsets: the emoji is one code point, four bytes.
+                text: "😀 Ana met Bo in Oslo.".into(),
+                entities: vec![span(16, 20, "CITY"), span(2, 5, "PERSON"), span(10, 12, "ORG")],
+            },
+            Doc {
+                text: "Nothing here.".into(),
+                entities: vec![],
+            },
+        ],
+    };
+    let seq = render(&tok, &example).unwrap();
+    let prefix = tok.encode_prompt(&anote_ner::prompt::prefix(&schema));
+    assert_eq!(seq.ids[..prefix.len()], prefix[..]);
+    let answers: Vec<String> = seq.answers.iter().map(|r| tok.decode(&seq.ids[r.clone()])).collect();
+    // Sorted by position; ORG is not in the schema, so it is left out.
+    assert_eq!(answers, ["PERSON: Ana\nCITY: Oslo\n\n", "\n"]);
+    let between = tok.decode(&seq.ids[seq.answers[0].end..seq.answers[1].start]);
+    assert_eq!(between, "Text:\nNothing here.\nEntities:\n");
+
+    let outside = Example {
+        schema,
+        docs: vec![Doc {
+            text: "Ana".into(),
+            entities: vec![span(0, 9, "PERSON")],
+        }],
+    };
+    assert_eq!(render(&tok, &outside).unwrap_err().code(), "bad_gold");
 }

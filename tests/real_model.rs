@@ -106,3 +106,68 @@ fn greedy_tokens_equal_llama_cpp() {
         "only {identical} prompts gave llama.cpp's 32 greedy tokens"
     );
 }
+
+/// Strict micro-F1 of `x` on a gold JSONL fixture with `schema`.
+fn fixture_f1(x: &mut anote_ner::Extractor, name: &str, schema: &anote_ner::Schema) -> f64 {
+    use anote_ner::spans::{OffsetMap, Unit};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let mut scorer = anote_ner::eval::Scorer::default();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let doc: Value = serde_json::from_str(line).unwrap();
+        let text = doc["text"].as_str().unwrap();
+        let map = OffsetMap::new(text);
+        let gold: Vec<anote_ner::eval::Span> = doc["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let n = |k: &str| e[k].as_u64().unwrap() as usize;
+                (n("start"), n("end"), e["label"].as_str().unwrap().to_string())
+            })
+            .collect();
+        let pred: Vec<anote_ner::eval::Span> = x
+            .extract(text, schema, |_| {})
+            .unwrap()
+            .entities
+            .iter()
+            .map(|e| {
+                let (s, t) = map.span(e.start, e.end, Unit::CodePoints);
+                (s, t, e.label.clone())
+            })
+            .collect();
+        scorer.add(&gold, &pred);
+    }
+    scorer.finish().strict.micro.f1
+}
+
+#[test]
+fn the_shipped_adapter_is_verified_and_improves_extraction() {
+    use anote_ner::model::Adapter;
+    let (file, sha256) = anote_ner::default_adapter().expect("models/manifest.json lists the adapter");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(file);
+    let bytes = std::fs::read(&path).unwrap();
+    let mut corrupt = bytes.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    assert_eq!(
+        Adapter::from_bytes(&corrupt, Some(&sha256)).err().unwrap().code(),
+        "bad_adapter"
+    );
+    let adapter = Adapter::from_bytes(&bytes, Some(&sha256)).unwrap();
+
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let mut x = anote_ner::Extractor::new(Engine::load(&file).unwrap());
+    let schema = anote_ner::Schema::preset("conll").unwrap();
+    let base = fixture_f1(&mut x, "adapter_direction.jsonl", &schema);
+    x.engine.set_adapter(Some(&adapter)).unwrap();
+    let tuned = fixture_f1(&mut x, "adapter_direction.jsonl", &schema);
+    println!("strict micro-F1 on tests/fixtures/adapter_direction.jsonl: base {base:.3}, fine-tuned {tuned:.3}");
+    assert!(
+        tuned >= base + 0.2,
+        "the adapter did not help: base {base:.3}, fine-tuned {tuned:.3}"
+    );
+}

@@ -78,14 +78,15 @@ export class AnoteClient {
   }
 
   /** Entities of `schema` (an object or JSON) in `text`, streamed to `onEntity` as found;
-   *  resolves to `{entities, windows}` with UTF-16 offsets. `cancel()` stops it (the promise
-   *  rejects with code `cancelled`); that needs a cross-origin isolated page (COOP/COEP). */
-  extract(text, schema, onEntity) {
+   *  `onProgress({loaded, total})` counts windows of a long text. Resolves to
+   *  `{entities, windows}` with UTF-16 offsets. `cancel()` stops it (the promise rejects
+   *  with code `cancelled`); that needs a cross-origin isolated page (COOP/COEP). */
+  extract(text, schema, onEntity, onProgress) {
     const id = this.nextId++;
     const json = typeof schema === 'string' ? schema : JSON.stringify(schema);
     const cancel = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
     this.cancelFlags.set(id, cancel);
-    const done = this.#request(id, { type: 'extract', id, text, schema: json, cancel }, { onEntity });
+    const done = this.#request(id, { type: 'extract', id, text, schema: json, cancel }, { onEntity, onProgress });
     return done.finally(() => this.cancelFlags.delete(id));
   }
 

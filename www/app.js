@@ -1,6 +1,6 @@
 import { AnoteClient } from './anote.js';
 import { SchemaEditor } from './schema-editor.js';
-import { asJsonlRecord, download, renderHighlights, renderLegend } from './view.js';
+import { asJsonlRecord, countEntities, download, renderHighlights, renderLegend } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -217,6 +217,7 @@ $('export-json').addEventListener('click', () => download('entities.json', JSON.
 $('export-jsonl').addEventListener('click', () => download('entities.jsonl', JSON.stringify(asJsonlRecord(lastText, kept())) + '\n', 'application/jsonl'));
 
 $('extract').addEventListener('click', async () => {
+  delete $('extract-status').dataset.done;
   if (!(await validate(editor.schema))) return;
   $('extract').disabled = true;
   $('cancel').disabled = false;
@@ -225,16 +226,17 @@ $('extract').addEventListener('click', async () => {
   entities = [];
   renderResults();
   $('extract-status').textContent = 'Extracting…';
-  delete $('extract-status').dataset.done;
   const t0 = performance.now();
   try {
     const r = await client.extract(lastText, editor.schema, (e) => {
       entities.push(e);
       renderResults(); // entities appear as they are decoded
+    }, ({ loaded, total }) => {
+      if (total > 1) $('extract-status').textContent = `Extracting… window ${Math.min(loaded + 1, total)} of ${total}`;
     });
     entities = r.entities;
     renderResults();
-    $('extract-status').textContent = `${r.entities.length} entities in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    $('extract-status').textContent = `${countEntities(r.entities.length)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     $('extract-status').dataset.done = 'true';
   } catch (e) {
     $('extract-status').textContent = e.code === 'cancelled' ? 'Cancelled.' : '';

@@ -41,6 +41,9 @@ export function renderLegend(box, labels) {
   }));
 }
 
+/** "1 entity", "3 entities". */
+export const countEntities = (n) => `${n} ${n === 1 ? 'entity' : 'entities'}`;
+
 /** UTF-16 offset → code-point offset (the JSONL files count code points). */
 export function codePoints(text, i) {
   return [...text.slice(0, i)].length;

@@ -11,7 +11,7 @@
 //
 // Types: anote.d.ts. Nothing the user types leaves the page: the engine runs in a worker.
 import { AnoteClient } from './anote.js';
-import { renderHighlights } from './view.js';
+import { countEntities, renderHighlights } from './view.js';
 
 const HERE = new URL('.', import.meta.url);
 export const DEFAULT_MODEL = new URL('models/gemma-3-270m-q4_k_m.gguf', HERE).href;
@@ -86,7 +86,7 @@ export class AnoteExtractor extends HTMLElement {
         } else {
           renderHighlights(out, text, entities);
         }
-        status.textContent = `${entities.length} entities`;
+        status.textContent = countEntities(entities.length);
         this.dispatchEvent(new CustomEvent('entities', { detail: entities }));
       } catch (e) {
         status.textContent = `Error: ${e.message}`;

@@ -11,7 +11,8 @@
 //                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets)
 //                  {type:'redact', id, text, entities, operators}
 //                  {type:'validate', id, schema}
-//   worker → page  {type:'progress', phase:'download'|'cache'|'load'|'evaluate', loaded, total}
+//   worker → page  {type:'progress', id?, phase:'download'|'cache'|'load'|'extract'|'evaluate', loaded, total}
+//                                                         (with an id: windows of an extraction, documents of an evaluation)
 //                  {type:'ready', backend, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
 //                  {type:'token', id, token, text}
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
@@ -160,7 +161,7 @@ function evaluate(msg) {
       broken.push({ line: n, message: e.message });
       continue;
     }
-    const { entities } = loaded().extract(doc.text, msg.schema, undefined, msg.cancel);
+    const { entities } = loaded().extract(doc.text, msg.schema, undefined, msg.cancel, undefined);
     const pred = entities.map((e) => ({ start: codePoints(doc.text, e.start), end: codePoints(doc.text, e.end), label: e.label }));
     scorer.add((doc.entities ?? []).map(({ start, end, label }) => ({ start, end, label })), pred);
     predictions.push({ id: doc.id, text: doc.text, entities: pred });
@@ -177,7 +178,8 @@ async function generate(msg) {
 }
 
 function extract(msg) {
-  const result = loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel);
+  const progress = (loaded, total) => post({ type: 'progress', id: msg.id, phase: 'extract', loaded, total });
+  const result = loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel, progress);
   post({ type: 'done', id: msg.id, result });
 }
 

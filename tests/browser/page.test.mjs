@@ -9,8 +9,15 @@ const url = process.env.ANOTE_URL;
 const prompt = process.env.ANOTE_PROMPT;
 const native = JSON.parse(process.env.ANOTE_NATIVE);
 const gold = process.env.ANOTE_GOLD; // a small gold JSONL file, with one broken line
+const direction = process.env.ANOTE_ADAPTER_GOLD; // sentences the base model gets wrong more often
 const nativeEval = JSON.parse(process.env.ANOTE_NATIVE_EVAL); // `anote eval --json` on it
 const origin = new URL(url).origin;
+const shots = process.env.ANOTE_SCREENSHOTS; // a folder for screenshots of the main views, if set
+const shoot = async (p, name, selector) => {
+  if (!shots) return;
+  const target = selector ? p.locator(selector) : p;
+  await target.screenshot({ path: `${shots}/${name}.png`, ...(selector ? {} : { fullPage: true }) });
+};
 
 const browser = await launch();
 const context = await browser.newContext();
@@ -180,6 +187,9 @@ await check('extract shows a legend, a table, a threshold, and redacts live with
   assert.ok(!(await page.textContent('[data-testid=redacted]')).includes('ahmed.khan@example.com'));
   await page.selectOption('[data-testid=operator][data-label=PHONE_NUMBER]', 'mask:*:4');
   await page.waitForFunction(() => document.querySelector('[data-testid=redacted]').textContent.includes('************0018'));
+  await shoot(page, 'page', null);
+  await shoot(page, 'results', 'section[aria-labelledby=extract-h]');
+  await shoot(page, 'redact', 'section[aria-labelledby=redact-h]');
   await page.fill('[data-testid=threshold]', '1'); // nothing scores above 1: the view empties
   await page.dispatchEvent('[data-testid=threshold]', 'input');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=entity]').length === 0);
@@ -187,12 +197,20 @@ await check('extract shows a legend, a table, a threshold, and redacts live with
   await page.dispatchEvent('[data-testid=threshold]', 'input');
 });
 
-await check('empty text finds nothing, and a 1 MB paste is refused with a clear error', async () => {
+await check('empty text finds nothing; a 1 MB paste shows progress, keeps the page responsive and cancels', async () => {
   await page.fill('[data-testid=text-input]', '   ');
   await page.click('[data-testid=extract]');
   await page.waitForSelector('[data-testid=extract-status][data-done=true]');
-  assert.match(await page.textContent('[data-testid=extract-status]'), /^0 entities/);
-  await page.fill('[data-testid=text-input]', 'x'.repeat(1 << 20));
+  assert.match(await page.textContent('[data-testid=extract-status]'), /^0 entities in/);
+  await page.fill('[data-testid=text-input]', 'Maria Lopez wrote to Peter from Leeds. '.repeat(27000));
+  await page.click('[data-testid=extract]');
+  await page.waitForFunction(() => /window \d+ of \d+/.test(document.querySelector('[data-testid=extract-status]').textContent), null, { timeout: 120_000 });
+  const t0 = Date.now();
+  await page.selectOption('[data-testid=filter]', ''); // the page still answers while the worker works
+  assert.ok(Date.now() - t0 < 2000, 'the page did not respond while extracting');
+  await page.click('[data-testid=cancel]');
+  await page.waitForSelector('[data-testid=extract-status][data-done=cancelled]', { timeout: 120_000 });
+  await page.fill('[data-testid=text-input]', 'x'.repeat(3 << 20));
   await page.click('[data-testid=extract]');
   await page.waitForFunction(() => /input_too_large/.test(document.querySelector('[data-testid=error]').textContent));
 });
@@ -207,6 +225,30 @@ await check('the evaluate tab scores a gold file like `anote eval`, skipping its
   assert.match(status, /line 3/);
   const f1 = Number(await page.getAttribute('[data-testid=eval-status]', 'data-micro-f1'));
   assert.equal(f1.toFixed(4), nativeEval.scores.strict.micro.f1.toFixed(4));
+  await shoot(page, 'evaluate', 'section[aria-labelledby=eval-h]');
+});
+
+await check('the shipped adapter is on by default, and switching it off makes extraction worse', async () => {
+  assert.ok(await page.isChecked('[data-testid=adapter-toggle]'), 'the adapter is not applied');
+  const evaluate = async () => {
+    await page.evaluate(() => { delete document.querySelector('[data-testid=eval-status]').dataset.done; });
+    await page.setInputFiles('[data-testid=gold-file]', direction);
+    await page.click('[data-testid=evaluate]');
+    await page.waitForSelector('[data-testid=eval-status][data-done=true]', { timeout: 600_000 });
+    return Number(await page.getAttribute('[data-testid=eval-status]', 'data-micro-f1'));
+  };
+  await page.selectOption('[data-testid=preset]', 'conll');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 4);
+  const tuned = await evaluate();
+  await page.uncheck('[data-testid=adapter-toggle]');
+  await page.waitForFunction(() => !document.querySelector('[data-testid=adapter-toggle]').checked);
+  const base = await evaluate();
+  await page.check('[data-testid=adapter-toggle]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=adapter-toggle]').checked);
+  console.log(`     strict micro-F1 on adapter_direction.jsonl: fine-tuned ${tuned}, base ${base}`);
+  assert.ok(tuned >= base + 0.2, `fine-tuned ${tuned} vs base ${base}`);
+  await page.selectOption('[data-testid=preset]', 'pii');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 17);
 });
 
 await check('a model that is not a GGUF and a URL that 404s are refused, and the default loads again', async () => {
@@ -233,6 +275,7 @@ await check('the embedded widget redacts in a plain page', async () => {
   await w.click('anote-extractor >> [data-testid=widget-extract]');
   await w.waitForFunction(() => /EMAIL_ADDRESS/.test(document.querySelector('anote-extractor').shadowRoot.querySelector('[data-testid=widget-output]').textContent), null, { timeout: 600_000 });
   assert.ok(!(await w.textContent('anote-extractor >> [data-testid=widget-output]')).includes('ahmed.khan'));
+  await shoot(w, 'widget', null);
   await w.close();
 });
 

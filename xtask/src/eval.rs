@@ -1,15 +1,34 @@
-//! `cargo xtask eval [--limit N]`: the extraction pipeline on every dev set in
-//! `../shared/eval`, scored, with per-document latency; writes docs/eval.md.
+//! `cargo xtask eval [--limit N] [--adapter default|none|patterns|both]`: the extraction pipeline on
+//! every dev set in `../shared/eval`, scored, with per-document latency. Each run's scores
+//! are stored in docs/eval/<engine>.json (with the command that made them), and docs/eval.md
+//! is regenerated from every stored run, so the base and the fine-tuned model can be
+//! measured at different times and still share one table.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 
 use crate::{output, run_step, target_dir};
 
-pub fn run(root: &Path, limit: Option<usize>) -> Result<()> {
+/// Engines a run can measure: name in the table, `anote` flags.
+const ENGINES: [(&str, &str, &[&str]); 3] = [
+    ("tuned", "fine-tuned adapter + recognizers", &["--adapter", "default"]),
+    ("base", "base model + recognizers", &["--adapter", "none"]),
+    ("patterns", "recognizers only", &["--patterns-only"]),
+];
+
+pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
+    let engines: Vec<&str> = match which {
+        "both" => vec!["tuned", "base", "patterns"],
+        "default" => vec!["tuned"],
+        "none" => vec!["base"],
+        "patterns" => vec!["patterns"],
+        other => bail!("--adapter takes default, none, patterns or both, not {other}"),
+    };
     run_step(
         "eval: build",
         crate::cargo()
@@ -25,80 +44,139 @@ pub fn run(root: &Path, limit: Option<usize>) -> Result<()> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     sets.sort();
-    let limit_arg = limit.map(|n| n.to_string());
-    let mut rows = String::new();
-    let mut per_label = String::new();
-    let mut runs: Vec<(String, bool)> = sets.iter().map(|s| (s.clone(), false)).collect();
-    runs.insert(
-        runs.iter().position(|r| r.0 == "presidio_synth_v2").unwrap_or(0),
-        ("presidio_synth_v2".into(), true),
-    );
-    for (set, patterns_only) in runs {
-        let dir = shared.join(&set);
-        let mut cmd = Command::new(&bin);
-        cmd.args(["eval", "--json", "--threads", "1", "--data"])
-            .arg(dir.join("dev.jsonl"));
-        // The PII set's schema, with the recognizers declared: the `pii` preset has the same 17 labels.
-        if set == "presidio_synth_v2" {
-            cmd.args(["--preset", "pii"]);
-        } else {
-            cmd.arg("--schema").arg(dir.join("schema.json"));
+    std::fs::create_dir_all(root.join("docs/eval"))?;
+    for engine in engines {
+        let (_, _, flags) = ENGINES.iter().find(|e| e.0 == engine).expect("known engine");
+        let mut results = serde_json::Map::new();
+        for set in &sets {
+            // Recognizers alone only mean something on the PII set.
+            if engine == "patterns" && set != "presidio_synth_v2" {
+                continue;
+            }
+            let dir = shared.join(set);
+            let mut cmd = Command::new(&bin);
+            cmd.args(*flags)
+                .args(["eval", "--json", "--threads", "1", "--data"])
+                .arg(dir.join("dev.jsonl"));
+            // The PII set's schema, with the recognizers declared: the `pii` preset has the same 17 labels.
+            if set == "presidio_synth_v2" {
+                cmd.args(["--preset", "pii"]);
+            } else {
+                cmd.arg("--schema").arg(dir.join("schema.json"));
+            }
+            if let Some(n) = limit {
+                cmd.args(["--limit", &n.to_string()]);
+            }
+            println!("xtask: [eval] {engine}: {set}");
+            let out: Value = serde_json::from_str(output("eval", &mut cmd)?.trim())?;
+            results.insert(set.clone(), out);
         }
-        if let Some(n) = &limit_arg {
-            cmd.args(["--limit", n]);
-        }
-        if patterns_only {
-            cmd.arg("--patterns-only");
-        }
-        println!(
-            "xtask: [eval] {set}{}",
-            if patterns_only { " (recognizers only)" } else { "" }
-        );
-        let out: serde_json::Value = serde_json::from_str(output("eval", &mut cmd)?.trim())?;
-        let s = &out["scores"];
-        let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-        let engine = if patterns_only {
-            "recognizers only"
-        } else {
-            "base model + recognizers"
-        };
-        writeln!(
-            rows,
-            "| {set} | {engine} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {:.0} |",
-            s["documents"],
-            f(&s["strict"]["micro"]["precision"]),
-            f(&s["strict"]["micro"]["recall"]),
-            f(&s["strict"]["micro"]["f1"]),
-            f(&s["partial"]["micro"]["f1"]),
-            f(&s["strict"]["macro_f1"]),
-            f(&out["latency_ms"]["mean"]),
-            f(&out["latency_ms"]["p95"]),
-        )?;
-        if !patterns_only {
-            let labels: Vec<String> = s["strict"]["per_label"]
-                .as_object()
-                .map(|m| m.iter().map(|(l, v)| format!("{l} {:.2}", f(&v["f1"]))).collect())
-                .unwrap_or_default();
-            writeln!(per_label, "- **{set}**: {}", labels.join(", "))?;
+        let record = json!({
+            "command": format!("cargo xtask eval{} --adapter {which}", limit.map(|n| format!(" --limit {n}")).unwrap_or_default()),
+            "adapter_sha256": adapter_sha256(root),
+            "results": results,
+        });
+        let file = root.join(format!("docs/eval/{engine}.json"));
+        std::fs::write(&file, serde_json::to_string_pretty(&record)? + "\n")?;
+        println!("xtask: [eval] wrote {}", file.display());
+    }
+    write_markdown(root)
+}
+
+fn adapter_sha256(root: &Path) -> Value {
+    let m: Value = std::fs::read_to_string(root.join("models/manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    m["adapter"]["sha256"].clone()
+}
+
+/// docs/eval.md from the stored runs.
+fn write_markdown(root: &Path) -> Result<()> {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let mut runs = BTreeMap::new();
+    for (engine, ..) in ENGINES {
+        if let Ok(t) = std::fs::read_to_string(root.join(format!("docs/eval/{engine}.json"))) {
+            runs.insert(engine, serde_json::from_str::<Value>(&t)?);
         }
     }
-    let scope = match limit {
-        Some(n) => format!("the first {n} documents of each dev set"),
-        None => "all documents of each dev set".into(),
-    };
+    let sets: Vec<String> = runs
+        .values()
+        .flat_map(|r| r["results"].as_object().into_iter().flat_map(|m| m.keys().cloned()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows = String::new();
+    let mut per_label = String::new();
+    let mut commands = String::new();
+    for (engine, name, _) in ENGINES {
+        let Some(run) = runs.get(engine) else { continue };
+        writeln!(commands, "- {name}: `{}`", run["command"].as_str().unwrap_or(""))?;
+    }
+    for set in &sets {
+        for (engine, name, _) in ENGINES {
+            let Some(out) = runs.get(engine).map(|r| &r["results"][set]).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let s = &out["scores"];
+            writeln!(
+                rows,
+                "| {set} | {name} | {} | {:.3} | {:.3} | **{:.3}** | {:.3} | {:.3} | {:.0} | {:.0} |",
+                s["documents"],
+                f(&s["strict"]["micro"]["precision"]),
+                f(&s["strict"]["micro"]["recall"]),
+                f(&s["strict"]["micro"]["f1"]),
+                f(&s["partial"]["micro"]["f1"]),
+                f(&s["strict"]["macro_f1"]),
+                f(&out["latency_ms"]["mean"]),
+                f(&out["latency_ms"]["p95"]),
+            )?;
+            if engine != "patterns" {
+                let labels: Vec<String> = s["strict"]["per_label"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(l, v)| format!("{l} {:.2}", f(&v["f1"]))).collect())
+                    .unwrap_or_default();
+                writeln!(per_label, "- **{set}**, {name}: {}", labels.join(", "))?;
+            }
+        }
+        if set == "presidio_synth_v2" {
+            writeln!(
+                rows,
+                "| {set} | Microsoft Presidio, out of the box (anchor, all 300 docs) | 300 | | | 0.418 | | | | |"
+            )?;
+        }
+    }
+    let mut crossner = String::new();
+    for (engine, name, _) in ENGINES {
+        let Some(run) = runs.get(engine) else { continue };
+        let f1s: Vec<f64> = sets
+            .iter()
+            .filter(|s| s.starts_with("crossner_"))
+            .map(|s| f(&run["results"][s]["scores"]["strict"]["micro"]["f1"]))
+            .collect();
+        if !f1s.is_empty() && engine != "patterns" {
+            let mean = f1s.iter().sum::<f64>() / f1s.len() as f64;
+            writeln!(crossner, "| {name} | {mean:.3} |")?;
+        }
+    }
     let md = format!(
         "# Extraction quality\n\n\
-Reproduce with `cargo xtask eval` (all documents) or `cargo xtask eval --limit N`. This run: {scope}, native, 1 thread,\n\
-greedy constrained decoding with the schema prefix cached. Each set uses its own `schema.json`, except the PII set,\n\
-which uses the `pii` preset (the same 17 labels, with the recognizers declared). Latencies were taken on a shared\n\
-2-core machine while other builds ran: read them as rough. Scores are span-level micro P/R/F1 as\n\
-`../shared/eval/score.py` computes them (`anote eval` is tested to agree with it).\n\n\
-The default model is the **base** Gemma 3 270M: these numbers measure the pipeline (grounded spans, exact offsets,\n\
-recognizers) with a model that was never taught the task. Fine-tuning is a separate issue.\n\n\
+Every number below comes from `docs/eval/*.json`, written by the command listed with it; `cargo xtask eval` (all\n\
+documents, both engines) regenerates this page. Runs: native, 1 thread, greedy constrained decoding with the schema\n\
+prefix cached. Each set uses its own `schema.json`, except the PII set, which uses the `pii` preset (the same 17\n\
+labels, with the recognizers declared). Scores are span-level micro P/R/F1 as `../shared/eval/score.py` computes them\n\
+(`anote eval` is tested to agree with it). Latencies come from a shared 2-core machine: read them as rough.\n\n\
+{commands}\n\
+The fine-tuned rows use the LoRA adapter in `models/` (model card: `models/README.md`), trained on\n\
+`../shared/train` only. CrossNER is never trained on: its five domains are zero-shot.\n\n\
 | dataset | engine | docs | strict P | strict R | strict F1 | partial F1 | strict macro F1 | mean ms/doc | p95 ms/doc |\n\
-|---|---|---|---|---|---|---|---|---|---|\n{rows}\
-| presidio_synth_v2 | Microsoft Presidio, out of the box (anchor, all 300 docs) | 300 | | | 0.418 | | | | |\n\n\
-Strict F1 per label (base model + recognizers):\n\n{per_label}\n\
+|---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
+CrossNER, mean strict micro-F1 over the five domains (zero-shot):\n\n\
+| engine | mean F1 |\n|---|---|\n{crossner}\
+| GLiNER-L (published, trained on far more data) | 0.609 |\n\
+| GNER-T5-base (published) | 0.595 |\n\
+| GoLLIE-7B+ (published, some scored by string match) | ≈ 0.58 |\n\n\
+Strict F1 per label:\n\n{per_label}\n\
 Recognizers alone, over the labels they fill (EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IP_ADDRESS, US_SSN; the dev\n\
 set has no IBAN_CODE or DOMAIN_NAME), score strict micro-F1 1.000 on all 300 PII dev documents (58 entities), checked\n\
 by `tests/extraction.rs`. Every gold credit card passes Luhn. The phone rules were tuned on this dev set (house\n\

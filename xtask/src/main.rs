@@ -21,7 +21,9 @@ usage: cargo xtask <command>
   test               setup, then fmt, clippy, unit + parity tests, build-web and browser tests
   test-browser       build-web, then only the browser tests
   bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md
-  eval [--limit N]   extraction quality on every dev set in ../shared/eval -> docs/eval.md
+  eval [--limit N] [--adapter default|none|patterns|both]
+                     extraction quality on every dev set in ../shared/eval, fine-tuned and/or
+                     base model -> docs/eval/*.json and docs/eval.md
   train [--minutes M] [--examples N]
                      fine-tune the LoRA adapter on CPU (default 115 minutes) -> models/
 ";
@@ -53,8 +55,13 @@ fn run() -> Result<()> {
         Some("bench") => bench(&root),
         Some("eval") => {
             let limit = number_flag(&args, "--limit")?;
+            let adapter = args
+                .iter()
+                .position(|a| a == "--adapter")
+                .and_then(|i| args.get(i + 1))
+                .map_or("both", String::as_str);
             setup::all(&root)?;
-            eval::run(&root, limit)
+            eval::run(&root, limit, adapter)
         }
         Some("train") => {
             setup::all(&root)?;
@@ -224,6 +231,8 @@ fn browser_tests(root: &Path) -> Result<()> {
             .args(["eval", "--json", "--preset", "pii", "--data"])
             .arg(&gold),
     )?;
+    let screenshots = target_dir(root).join("screenshots");
+    std::fs::create_dir_all(&screenshots)?;
     let server = serve::spawn(root, 0)?;
     run_step(
         "test: browser (headless Chromium)",
@@ -234,6 +243,11 @@ fn browser_tests(root: &Path) -> Result<()> {
             .env("ANOTE_PROMPT", prompt)
             .env("ANOTE_NATIVE", expected)
             .env("ANOTE_GOLD", &gold)
+            .env(
+                "ANOTE_ADAPTER_GOLD",
+                root.join("tests/fixtures/adapter_direction.jsonl"),
+            )
+            .env("ANOTE_SCREENSHOTS", screenshots)
             .env("ANOTE_NATIVE_EVAL", native_eval.trim()),
     )
 }
