@@ -43,8 +43,11 @@ fn tiny_schema() -> Schema {
 /// ids)`: it drives the decoder down chosen grammar paths (the decoder is what is tested).
 struct ScriptedLm {
     cache: KvCache,
-    score: Box<dyn Fn(usize, &[u32]) -> Vec<f32>>,
+    score: Box<Scores>,
 }
+
+/// Logits for the allowed `ids` at a position.
+type Scores = dyn Fn(usize, &[u32]) -> Vec<f32>;
 
 impl ScriptedLm {
     fn new(score: impl Fn(usize, &[u32]) -> Vec<f32> + 'static) -> ScriptedLm {
