@@ -37,7 +37,7 @@ function nativeOurs(threads, adapter = 'default') {
     runs.push({ prompt_tokens: g.prompt_tokens, prefill_tok_s: g.prompt_tokens / g.prefill_ms * 1000,
       decode_steps: g.decode_steps, decode_tok_s: g.decode_steps / g.decode_ms * 1000 });
   }
-  return summarize(adapter === 'none' ? 'anote (ours), base model' : 'anote (ours)', 'native', threads, { runs }, peak);
+  return summarize('anote (ours)', 'native', threads, { runs }, peak, adapter === 'none' ? 'base model, no adapter' : 'with the adapter');
 }
 
 // Per-document extraction (schema prefix cached) on the first PII dev documents, 1 thread.
@@ -76,6 +76,34 @@ function rendererPeak(ancestorPid) {
   return peak;
 }
 
+// Per-document extraction in the browser: ours, then wllama on the same prompts with
+// answers of the same length (bench/documents.html).
+async function documentsInBrowser(docs, schema) {
+  const browser = await launch();
+  try {
+    const run = async (engine, input) => {
+      const page = await browser.newPage();
+      await page.goto(new URL(`bench/documents.html?engine=${engine}`, url).href);
+      await page.evaluate((d) => { window.__docs = d; }, { docs: input, schema });
+      await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 900_000, polling: 500 });
+      const res = await page.evaluate(() => window.__result);
+      if (res.error) throw new Error(`${engine}: ${res.error}`);
+      await page.close();
+      return res;
+    };
+    const ours = await run('anote', docs.map((text) => ({ text })));
+    const anchor = await run('wllama', docs.map((text, i) => ({ text, tokens: ours.tokens[i] })));
+    return { ours, anchor };
+  } finally {
+    await browser.close();
+  }
+}
+
+const stats = (ms) => {
+  const s = [...ms].sort((a, b) => a - b);
+  return { mean: s.reduce((a, b) => a + b, 0) / s.length, p95: s[Math.min(s.length - 1, Math.floor(s.length * 0.95))] };
+};
+
 async function inBrowser(page_, engine, note) {
   const browser = await launch();
   try {
@@ -99,8 +127,13 @@ const extractTuned = nativeExtraction('default');
 const extractBase = nativeExtraction('none');
 const cpp = llamaPython ? [nativeLlamaCpp(1), nativeLlamaCpp(2)] : null;
 const wasm = await inBrowser('bench/anote.html', 'anote (ours), wasm SIMD128',
-  (r) => `wasm linear memory (its peak) ${(r.wasm_bytes / 1e6).toFixed(0)} MB`);
+  (r) => `with the adapter; wasm linear memory (its peak) ${(r.wasm_bytes / 1e6).toFixed(0)} MB`);
 const wl = await inBrowser('bench/wllama.html?threads=1', 'wllama 3.13.0 (llama.cpp, wasm)', () => '');
+const BROWSER_DOCS = 20;
+const docs = readFileSync(PII_DEV, 'utf8').split('\n').filter(Boolean).slice(0, BROWSER_DOCS).map((l) => JSON.parse(l).text);
+const perDoc = await documentsInBrowser(docs, readFileSync('presets/pii.json', 'utf8'));
+const oursDoc = stats(perDoc.ours.ms);
+const anchorDoc = stats(perDoc.anchor.ms);
 const after = load();
 
 const mb = (b) => (b ? `${(b / 1e6).toFixed(0)} MB` : '—');
@@ -143,6 +176,18 @@ Per-document extraction, native, 1 thread, schema prefix cached: the first ${EXT
 |---|---|---|
 | fine-tuned adapter (default) | ${extractTuned.mean.toFixed(0)} | ${extractTuned.p95.toFixed(0)} |
 | base model | ${extractBase.mean.toFixed(0)} | ${extractBase.p95.toFixed(0)} |
+
+In the browser (headless Chromium, 1 thread), the first ${BROWSER_DOCS} of those documents: ours is the whole extraction
+(with the adapter); wllama gets the same prompt (\`extractionPrompt\`, its prompt cache on, so the schema prefix is
+reused as ours is) and decodes an unconstrained greedy answer of as many tokens as ours decoded for that document
+(mean ${(perDoc.ours.tokens.reduce((a, b) => a + b, 0) / BROWSER_DOCS).toFixed(1)} tokens).
+
+| engine | mean ms/doc | p95 ms/doc |
+|---|---|---|
+| anote (ours), wasm SIMD128 | ${oursDoc.mean.toFixed(0)} | ${oursDoc.p95.toFixed(0)} |
+| wllama 3.13.0, same prompt and answer length | ${anchorDoc.mean.toFixed(0)} | ${anchorDoc.p95.toFixed(0)} |
+
+Per document, wllama takes ${ratio(anchorDoc.mean, oursDoc.mean)} our time.
 
 With the adapter, a document takes ${ratio(extractTuned.mean, extractBase.mean)} the time of the base model. The two decode different
 answers (the base model rambles until its token budget; the tuned one stops), so this ratio mixes the adapter's cost

@@ -101,7 +101,7 @@ enum State {
 /// Decodes the answer after the prompt whose last hidden state is `hidden`, calling
 /// `on_line` for each complete line; stops at the empty line, after `max_tokens`, when
 /// the context is full, or when `on_line` returns false (e.g. a repeated entity).
-/// `cancelled` is asked before every step.
+/// `cancelled` is asked before every step. Returns how many tokens were decoded.
 pub fn decode(
     model: &mut dyn LanguageModel,
     grammar: &Grammar,
@@ -109,8 +109,9 @@ pub fn decode(
     max_tokens: usize,
     cancelled: &dyn Fn() -> bool,
     mut on_line: impl FnMut(Line) -> bool,
-) -> Result<()> {
+) -> Result<usize> {
     let text = grammar.text.as_str();
+    let mut decoded = 0;
     let mut state = State::Label(String::new());
     let mut logprob = 0.0f32;
     let mut n_line_tokens = 0usize;
@@ -179,6 +180,7 @@ pub fn decode(
         logprob += logits[best] - log_z;
         n_line_tokens += 1;
         let (token, step) = allowed.swap_remove(best);
+        decoded += 1;
         let mut finished = false;
         state = match (state, step) {
             (_, Step::Finish) => break,
@@ -217,7 +219,7 @@ pub fn decode(
         }
         hidden = model.forward_hidden(&[token])?;
     }
-    Ok(())
+    Ok(decoded)
 }
 
 /// The document as the grammar reads it: line breaks as spaces.

@@ -45,6 +45,8 @@ pub struct Extraction {
     pub entities: Vec<Entity>,
     /// Byte ranges of the text that the model read (all of it, in overlapping windows).
     pub windows: Vec<Range<usize>>,
+    /// Answer tokens the model decoded, over all windows (the cost of an extraction).
+    pub decoded_tokens: usize,
 }
 
 impl Extractor {
@@ -89,10 +91,12 @@ impl Extractor {
             return Ok(Extraction {
                 entities: found,
                 windows,
+                decoded_tokens: 0,
             });
         }
         let snapshot = self.prefix(schema)?;
         let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
+        let mut decoded_tokens = 0;
         for (i, w) in windows.iter().enumerate() {
             (self.progress)(i, windows.len());
             let chunk = &text[w.clone()];
@@ -104,7 +108,7 @@ impl Extractor {
             let budget = 16 + 4 * chunk.split_whitespace().count();
             let mut cursor = 0;
             let mut used: Vec<(usize, usize, usize)> = Vec::new();
-            decode::decode(
+            decoded_tokens += decode::decode(
                 model.as_mut(),
                 &grammar,
                 hidden,
@@ -135,6 +139,7 @@ impl Extractor {
         Ok(Extraction {
             entities: found,
             windows,
+            decoded_tokens,
         })
     }
 

@@ -143,7 +143,8 @@ impl Engine {
     }
 
     /// Extracts the entities of `schema` (JSON) from `text`. `on_entity(entity)` sees each
-    /// entity as soon as it is final; returns `{entities, windows}`, offsets in UTF-16 units.
+    /// entity as soon as it is final; returns `{entities, windows, decoded_tokens}`, offsets in
+    /// UTF-16 units.
     /// `cancel`: an `Int32Array` over a `SharedArrayBuffer`; storing 1 in its first slot
     /// (from another thread) stops the extraction with the error code `cancelled`.
     /// `on_progress(done, total)` is told before each window of a long text.
@@ -181,7 +182,7 @@ impl Engine {
             .iter()
             .map(|w| map.span(w.start, w.end, Unit::Utf16))
             .collect();
-        to_js(&serde_json::json!({ "entities": entities, "windows": windows }))
+        to_js(&serde_json::json!({ "entities": entities, "windows": windows, "decoded_tokens": r.decoded_tokens }))
     }
 }
 
@@ -241,6 +242,14 @@ pub fn redact(text: &str, entities: JsValue, operators: JsValue) -> std::result:
         (rep.start, rep.end) = map.span(rep.start, rep.end, Unit::Utf16);
     }
     to_js(&r)
+}
+
+/// The prompt extraction gives the model for `text` (one window) and `schema` (JSON): the
+/// schema prefix, then the document. For anchors that run the same prompt elsewhere.
+#[wasm_bindgen(js_name = extractionPrompt)]
+pub fn extraction_prompt(schema: &str, text: &str) -> std::result::Result<String, JsValue> {
+    let schema = Schema::from_json(schema).map_err(js_error)?;
+    Ok(crate::prompt::prefix(&schema) + &crate::prompt::document(text))
 }
 
 /// Checks a schema (JSON) as extraction would; throws the typed error (`invalid_schema`).

@@ -188,11 +188,12 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
     let hidden = model.forward_hidden(&[0; 5]).unwrap();
     let grammar = Grammar::new(&tok, &labels, text);
     let mut lines = Vec::new();
-    decode::decode(&mut model, &grammar, hidden, 200, &|| false, |l| {
+    let decoded = decode::decode(&mut model, &grammar, hidden, 200, &|| false, |l| {
         lines.push(l);
         true
     })
     .unwrap();
+    assert_eq!(decoded, taught);
     assert_eq!(lines.len(), gold.len());
     for (line, (label, span)) in lines.iter().zip(gold) {
         assert_eq!(labels[line.label], label);

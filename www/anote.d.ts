@@ -58,7 +58,7 @@ export declare const DEFAULT_MODEL: string;
 
 export declare class Anote extends EventTarget {
   load(model?: string | ArrayBuffer, options?: { adapter?: boolean }): Promise<LoadInfo>;
-  extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][] }>;
+  extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;
   redact(text: string, entities: Entity[], operators?: Operators): Promise<Redaction>;
   cancel(): void;
   addEventListener(type: 'progress', listener: (e: CustomEvent<Progress>) => void): void;

@@ -94,16 +94,17 @@ async function fetchModel(url) {
 }
 
 // The shipped adapter sits next to the default model; it is cached like the model and
-// checked against the sha256 built into the engine.
+// checked against the sha256 built into the engine. A model it was not trained on (or one
+// served without it) runs as it is.
 async function applyAdapter(modelUrl) {
   const shipped = defaultAdapter();
   if (!shipped) return;
-  if (!adapterBytes) adapterBytes = (await fetchModel(new URL(shipped.file, modelUrl).href)).bytes;
   try {
+    if (!adapterBytes) adapterBytes = (await fetchModel(new URL(shipped.file, modelUrl).href)).bytes;
     engine.setAdapter(adapterBytes, shipped.sha256);
   } catch (e) {
-    if (e.code !== 'bad_adapter' || !/fingerprint/.test(e.message)) throw e;
-    // Another base model: the adapter does not apply, and the model runs as it is.
+    const foreign = e.code === 'bad_adapter' && /fingerprint/.test(e.message);
+    if (!foreign && e.code !== 'fetch_failed') throw e;
   }
 }
 

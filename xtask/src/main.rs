@@ -24,8 +24,9 @@ usage: cargo xtask <command>
   eval [--limit N] [--adapter default|none|patterns|both]
                      extraction quality on every dev set in ../shared/eval, fine-tuned and/or
                      base model -> docs/eval/*.json and docs/eval.md
-  train [--minutes M] [--examples N]
-                     fine-tune the LoRA adapter on CPU (default 115 minutes) -> models/
+  train [--minutes M] [--examples N] [--ship-only]
+                     fine-tune the LoRA adapter on CPU (default 115 minutes) -> models/;
+                     --ship-only copies the last run's adapter to models/ (after an interrupted run)
 ";
 
 fn main() {
@@ -62,6 +63,9 @@ fn run() -> Result<()> {
                 .map_or("both", String::as_str);
             setup::all(&root)?;
             eval::run(&root, limit, adapter)
+        }
+        Some("train") if args.iter().any(|a| a == "--ship-only") => {
+            train::ship(&root, &target_dir(&root).join("train/run/adapter.safetensors"))
         }
         Some("train") => {
             setup::all(&root)?;

@@ -53,7 +53,7 @@ pub fn run(root: &Path, minutes: f64, examples: usize) -> Result<()> {
             .arg(&examples_file)
             .stdout(Stdio::from(std::fs::File::create(&sequences)?)),
     )?;
-    let adapter = work.join("run/adapter.safetensors");
+    let adapter = work.join("run/adapter.safetensors"); // main.rs's --ship-only reads it here
     run_step(
         "train: LoRA",
         Command::new(&python)
