@@ -201,7 +201,7 @@ fn test(root: &Path) -> Result<()> {
     browser_tests(root)
 }
 
-/// Greedy ids of the native engine for `prompt`, the reference for the browser test.
+/// Greedy ids of the native base model for `prompt`, the reference for the browser test.
 fn native_greedy(root: &Path, prompt: &str, max_tokens: usize) -> Result<String> {
     let json = output(
         "test: native reference",
@@ -214,6 +214,8 @@ fn native_greedy(root: &Path, prompt: &str, max_tokens: usize) -> Result<String>
                 "--bin",
                 "anote",
                 "--",
+                "--adapter",
+                "none",
                 "generate",
                 "--json",
             ])
