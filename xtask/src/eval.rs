@@ -55,8 +55,9 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
             }
             let dir = shared.join(set);
             let mut cmd = Command::new(&bin);
-            cmd.args(*flags)
-                .args(["eval", "--json", "--threads", "1", "--data"])
+            cmd.args(["eval", "--json", "--threads", "1"])
+                .args(*flags)
+                .arg("--data")
                 .arg(dir.join("dev.jsonl"));
             // The PII set's schema, with the recognizers declared: the `pii` preset has the same 17 labels.
             if set == "presidio_synth_v2" {
