@@ -189,7 +189,7 @@ await check('the schema editor starts on the PII preset, validates inline, impor
 });
 
 await check('extract shows a legend, a table, a threshold, and redacts live with the chosen operators', async () => {
-  const text = 'Write to ahmed.khan@example.com or call +44 20 7946 0018.';
+  const text = 'Maria Lopez from Leeds asked us to write to ahmed.khan@example.com or call +44 20 7946 0018.';
   await page.fill('[data-testid=text-input]', text);
   await page.click('[data-testid=extract]');
   await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
