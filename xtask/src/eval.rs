@@ -169,7 +169,9 @@ labels, with the recognizers declared). Scores are span-level micro P/R/F1 as `.
 (`anote eval` is tested to agree with it). Latencies come from a shared 2-core machine: read them as rough.\n\n\
 {commands}\n\
 The fine-tuned rows use the LoRA adapter in `models/` (model card: `models/README.md`), trained on\n\
-`../shared/train` only. CrossNER is never trained on: its five domains are zero-shot.\n\n\
+`../shared/train` only. CrossNER is never trained on: its five domains are zero-shot. Not measured: a comparison of\n\
+prompt formats (lines, JSON, inline tags). The adapter is trained on the one format the constrained decoder reads\n\
+(`LABEL: span` lines), so on the product's model other formats would only measure the absence of training.\n\n\
 | dataset | engine | docs | strict P | strict R | strict F1 | partial F1 | strict macro F1 | mean ms/doc | p95 ms/doc |\n\
 |---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
 CrossNER, mean strict micro-F1 over the five domains (zero-shot):\n\n\
