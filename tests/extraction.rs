@@ -276,21 +276,6 @@ fn real_model_and_recognizers_on_a_pii_sentence() {
     );
 }
 
-fn spans(v: &serde_json::Value) -> Vec<Span> {
-    v["entities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["start"].as_u64().unwrap() as usize,
-                e["end"].as_u64().unwrap() as usize,
-                e["label"].as_str().unwrap().into(),
-            )
-        })
-        .collect()
-}
-
 /// Recognizers on the PII dev set: scored by our scorer and by `score.py`, which must agree,
 /// and strict micro-F1 ≥ 0.95 over the labels they cover.
 #[test]
@@ -319,14 +304,14 @@ fn recognizer_scores_on_the_pii_dev_set_equal_score_py() {
             .map(|e| serde_json::json!({"start": cp(e.start), "end": cp(e.end), "label": e.label}))
             .collect();
         let p = serde_json::json!({"id": doc["id"], "entities": pred});
-        scorer.add(&spans(&doc), &spans(&p));
+        scorer.add(&common::gold_spans(&doc), &common::gold_spans(&p));
         let keep = |s: &Vec<Span>| {
             s.iter()
                 .filter(|x| covered_labels.contains(&x.2.as_str()))
                 .cloned()
                 .collect::<Vec<_>>()
         };
-        covered.add(&keep(&spans(&doc)), &keep(&spans(&p)));
+        covered.add(&keep(&common::gold_spans(&doc)), &keep(&common::gold_spans(&p)));
         pred_lines += &format!("{p}\n");
     }
     let pred_path = std::env::temp_dir().join(format!("anote-pred-{}.jsonl", std::process::id()));

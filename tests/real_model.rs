@@ -118,15 +118,7 @@ fn fixture_f1(x: &mut anote_ner::Extractor, name: &str, schema: &anote_ner::Sche
         let doc: Value = serde_json::from_str(line).unwrap();
         let text = doc["text"].as_str().unwrap();
         let map = OffsetMap::new(text);
-        let gold: Vec<anote_ner::eval::Span> = doc["entities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                let n = |k: &str| e[k].as_u64().unwrap() as usize;
-                (n("start"), n("end"), e["label"].as_str().unwrap().to_string())
-            })
-            .collect();
+        let gold = common::gold_spans(&doc);
         let pred: Vec<anote_ner::eval::Span> = x
             .extract(text, schema, |_| {})
             .unwrap()

@@ -19,6 +19,7 @@
 //                  {type:'done', id, result}
 //                  {type:'error', id?, code, message}
 import init, { Engine, Scorer, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
+import { codePoints } from './view.js';
 
 const MODEL_CACHE = 'anote-models-v1';
 let engine = null;
@@ -133,16 +134,6 @@ async function setAdapter(msg) {
   if (msg.enabled && modelUrl) await applyAdapter(modelUrl);
   else loaded().setAdapter(undefined, undefined);
   post({ type: 'done', id: msg.id, result: { adapter: loaded().adapter() ?? null } });
-}
-
-// UTF-16 offset → code-point offset in `text` (the eval files count code points).
-function codePoints(text, i) {
-  let n = 0;
-  for (let k = 0; k < i; k++) {
-    const c = text.charCodeAt(k);
-    if (c < 0xdc00 || c > 0xdfff) n++;
-  }
-  return n;
 }
 
 // Scores the engine on a gold JSONL file, as `anote eval` does; broken lines are listed,

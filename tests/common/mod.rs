@@ -16,6 +16,23 @@ pub fn real_model_path() -> PathBuf {
     p
 }
 
+/// The `entities` of an eval-format JSONL document as scorer spans (code points); a
+/// malformed entity fails the test.
+pub fn gold_spans(doc: &serde_json::Value) -> Vec<anote_ner::eval::Span> {
+    doc["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["start"].as_u64().unwrap() as usize,
+                e["end"].as_u64().unwrap() as usize,
+                e["label"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
