@@ -102,7 +102,7 @@ enum State {
 /// `on_line` for each complete line; stops at the empty line, after `max_tokens`, when
 /// the context is full, or when `on_line` returns false (e.g. a repeated entity).
 /// `cancelled` is asked before every step. Returns how many tokens were decoded.
-pub fn decode(
+pub async fn decode(
     model: &mut dyn LanguageModel,
     grammar: &Grammar,
     mut hidden: Vec<f32>,
@@ -173,7 +173,7 @@ pub fn decode(
             break;
         }
         let ids: Vec<u32> = allowed.iter().map(|a| a.0).collect();
-        let logits = model.logits_for(&hidden, &ids)?;
+        let logits = model.logits_for(&hidden, &ids).await?;
         let best = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
         let max = logits[best];
         let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
@@ -217,7 +217,7 @@ pub fn decode(
         if finished {
             break;
         }
-        hidden = model.forward_hidden(&[token])?;
+        hidden = model.forward_hidden(&[token]).await?;
     }
     Ok(decoded)
 }

@@ -1,5 +1,8 @@
 //! A loaded model with its tokenizer: what the CLI and the wasm API drive.
 
+use std::rc::Rc;
+
+use crate::backend::webgpu::Gpu;
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
 use crate::model::{self, Adapter, LanguageModel};
@@ -31,8 +34,17 @@ pub struct Generation {
 }
 
 impl Engine {
-    /// Parses and loads a GGUF model from any byte source.
+    /// Parses and loads a GGUF model from any byte source, on the CPU.
     pub fn load<S: ByteSource + ?Sized>(src: &S) -> Result<Engine> {
+        Engine::load_on(src, None)
+    }
+
+    /// As [`Engine::load`], on `gpu` (see [`crate::backend::webgpu::Gpu::new`]).
+    pub fn load_webgpu<S: ByteSource + ?Sized>(src: &S, gpu: Rc<Gpu>) -> Result<Engine> {
+        Engine::load_on(src, Some(gpu))
+    }
+
+    fn load_on<S: ByteSource + ?Sized>(src: &S, gpu: Option<Rc<Gpu>>) -> Result<Engine> {
         let g = Gguf::parse(src)?;
         let architecture = g.architecture()?.to_string();
         // Check the architecture before the tokenizer, so an unsupported model says so.
@@ -40,7 +52,10 @@ impl Engine {
             return Err(Error::UnsupportedArchitecture(architecture));
         }
         let tokenizer = Tokenizer::from_gguf(&g)?;
-        let model = model::load(&g, src)?;
+        let model = match gpu {
+            Some(gpu) => model::load_webgpu(gpu, &g, src)?,
+            None => model::load(&g, src)?,
+        };
         let name = g.str("general.name").unwrap_or(&architecture).to_string();
         Ok(Engine {
             tokenizer,
@@ -71,7 +86,7 @@ impl Engine {
     /// Greedy continuation of `prompt` (BOS added when the model wants it). `on_token`
     /// sees each new token id and the text it completes (possibly empty while a
     /// multi-byte character is still being assembled from byte tokens).
-    pub fn generate(
+    pub async fn generate(
         &mut self,
         prompt: &str,
         max_tokens: usize,
@@ -90,7 +105,7 @@ impl Engine {
         }
         self.model.truncate(0);
         let t0 = crate::clock::now_ms();
-        let mut logits = self.model.forward(&ids)?;
+        let mut logits = self.model.forward(&ids).await?;
         let t1 = crate::clock::now_ms();
         let mut tokens = Vec::new();
         let mut pending = Vec::new();
@@ -109,7 +124,7 @@ impl Engine {
             text.push_str(&piece);
             on_token(next, &piece);
             if tokens.len() < max_tokens {
-                logits = self.model.forward(&[next])?;
+                logits = self.model.forward(&[next]).await?;
                 decode_steps += 1;
             }
         }

@@ -46,6 +46,8 @@ pub enum Error {
     BadSnapshot,
     #[error("model computation failed: {0}")]
     Compute(String),
+    #[error("WebGPU is unavailable or failed: {0}")]
+    Gpu(String),
     #[error("I/O error: {0}")]
     Io(String),
 }
@@ -73,6 +75,7 @@ impl Error {
             Error::ContextOverflow { .. } => "context_overflow",
             Error::BadSnapshot => "bad_snapshot",
             Error::Compute(_) => "compute",
+            Error::Gpu(_) => "gpu",
             Error::Io(_) => "io",
         }
     }

@@ -61,7 +61,12 @@ impl Extractor {
 
     /// Extracts every entity of `schema` from `text`; `on_entity` sees each final entity
     /// as soon as it is known.
-    pub fn extract(&mut self, text: &str, schema: &Schema, mut on_entity: impl FnMut(&Entity)) -> Result<Extraction> {
+    pub async fn extract(
+        &mut self,
+        text: &str,
+        schema: &Schema,
+        mut on_entity: impl FnMut(&Entity),
+    ) -> Result<Extraction> {
         schema.validate()?;
         if text.len() > MAX_TEXT_BYTES {
             return Err(Error::InputTooLarge {
@@ -94,7 +99,7 @@ impl Extractor {
                 decoded_tokens: 0,
             });
         }
-        let snapshot = self.prefix(schema)?;
+        let snapshot = self.prefix(schema).await?;
         let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
         let mut decoded_tokens = 0;
         for (i, w) in windows.iter().enumerate() {
@@ -103,7 +108,7 @@ impl Extractor {
             let model = &mut self.engine.model;
             model.restore(&snapshot)?;
             let doc = self.engine.tokenizer.encode(&prompt::document(chunk));
-            let hidden = model.forward_hidden(&doc)?;
+            let hidden = model.forward_hidden(&doc).await?;
             let grammar = Grammar::new(&self.engine.tokenizer, &labels, chunk);
             let budget = 16 + 4 * chunk.split_whitespace().count();
             let mut cursor = 0;
@@ -132,7 +137,8 @@ impl Extractor {
                     accept(e, &mut found);
                     true
                 },
-            )?;
+            )
+            .await?;
         }
         (self.progress)(windows.len(), windows.len());
         found.sort_by_key(|e| e.start);
@@ -144,7 +150,7 @@ impl Extractor {
     }
 
     /// The KV cache after the schema prefix, computed once per schema.
-    fn prefix(&mut self, schema: &Schema) -> Result<KvSnapshot> {
+    async fn prefix(&mut self, schema: &Schema) -> Result<KvSnapshot> {
         let text = prompt::prefix(schema);
         if let Some((cached, adapter, snap)) = &self.cached {
             if *cached == text && *adapter == self.engine.adapter {
@@ -154,7 +160,7 @@ impl Extractor {
         let ids = self.engine.tokenizer.encode_prompt(&text);
         let model = &mut self.engine.model;
         model.truncate(0);
-        model.forward_hidden(&ids)?;
+        model.forward_hidden(&ids).await?;
         let snap = model.snapshot();
         self.cached = Some((text, self.engine.adapter.clone(), snap.clone()));
         Ok(snap)

@@ -1,10 +1,15 @@
 //! The browser API: a thin `#[wasm_bindgen]` layer over [`crate::Engine`]. Errors cross as
 //! JS `Error`s with a stable `code` property; nothing here panics.
 
-use js_sys::{Atomics, Function, Int32Array, Reflect, Uint8Array};
+use js_sys::{Atomics, Function, Int32Array, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::backend::webgpu::{Gpu, GpuOptions};
 
 use crate::error::{Error, Result};
 use crate::eval::Span;
@@ -43,9 +48,22 @@ impl ByteSource for JsBytes {
     }
 }
 
-/// The engine: a loaded model, ready to generate and to extract.
+/// The engine: a loaded model, ready to generate and to extract. Compute is async (a
+/// WebGPU readback resolves from the event loop), so `generate` and `extract` return
+/// promises; the worker runs one request at a time.
 #[wasm_bindgen]
-pub struct Engine(Extractor);
+pub struct Engine {
+    x: Rc<RefCell<Extractor>>,
+    /// `webgpu` or `cpu`; fixed at load, like the name, so that asking never waits.
+    backend: &'static str,
+    /// The GPU adapter's name, or why the CPU runs the model instead of WebGPU.
+    device: String,
+    name: String,
+}
+
+fn busy() -> JsValue {
+    js_error(Error::Compute("the engine is busy with another request".into()))
+}
 
 /// An entity as JavaScript sees it: offsets in UTF-16 code units (`String.prototype.slice`).
 #[derive(serde::Serialize)]
@@ -78,68 +96,118 @@ fn to_js<T: serde::Serialize>(v: &T) -> std::result::Result<JsValue, JsValue> {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Loads a GGUF model from its bytes.
-    pub fn load(bytes: Uint8Array) -> std::result::Result<Engine, JsValue> {
-        crate::Engine::load(&JsBytes(bytes))
-            .map(|e| Engine(Extractor::new(e)))
-            .map_err(js_error)
+    /// Loads a GGUF model from its bytes. `backend`: `"webgpu"` or `"auto"` (the default)
+    /// try WebGPU and fall back to the CPU when there is no adapter, a kernel does not
+    /// compile or loading fails (`device` then says why); `"cpu"` skips WebGPU.
+    /// `"webgpu-broken"` injects a kernel that does not compile, to test the fallback.
+    pub async fn load(bytes: Uint8Array, backend: Option<String>) -> std::result::Result<Engine, JsValue> {
+        let src = JsBytes(bytes);
+        let backend = backend.unwrap_or_else(|| "auto".into());
+        let gpu = match backend.as_str() {
+            "cpu" => Err(Error::Gpu("the CPU was asked for".into())),
+            "webgpu" | "auto" => Gpu::new(GpuOptions::default()).await,
+            "webgpu-broken" => Gpu::new(GpuOptions { broken_kernel: true }).await,
+            other => {
+                return Err(js_error(Error::Gpu(format!(
+                    "unknown backend {other:?}: cpu, webgpu or auto"
+                ))))
+            }
+        };
+        let (engine, device) = match gpu {
+            Ok(gpu) => {
+                let name = gpu.adapter.clone();
+                match crate::Engine::load_webgpu(&src, Rc::new(gpu)) {
+                    Ok(e) => (e, name),
+                    // A model error (not a GGUF, truncated…) is the same on the CPU: say it.
+                    Err(e) if e.code() != "gpu" => return Err(js_error(e)),
+                    Err(e) => (
+                        crate::Engine::load(&src).map_err(js_error)?,
+                        format!("CPU fallback: {e}"),
+                    ),
+                }
+            }
+            Err(e) => (crate::Engine::load(&src).map_err(js_error)?, format!("CPU: {e}")),
+        };
+        Ok(Engine {
+            backend: engine.model.backend(),
+            name: engine.name.clone(),
+            x: Rc::new(RefCell::new(Extractor::new(engine))),
+            device,
+        })
+    }
+
+    /// Runs `f` on the extractor inside a promise; a second call while one runs is refused,
+    /// which is why `f` may hold the extractor across its awaits.
+    fn run<F, Fut>(&self, f: F) -> Promise
+    where
+        F: FnOnce(Rc<RefCell<Extractor>>) -> Fut + 'static,
+        Fut: std::future::Future<Output = std::result::Result<JsValue, JsValue>> + 'static,
+    {
+        let x = self.x.clone();
+        future_to_promise(async move {
+            if x.try_borrow_mut().is_err() {
+                return Err(busy());
+            }
+            f(x).await
+        })
     }
 
     /// Applies a fine-tuning adapter file (safetensors), checked against `sha256` when
     /// given and against the model's fingerprint; no bytes: back to the base model.
     #[wasm_bindgen(js_name = setAdapter)]
-    pub fn set_adapter(
-        &mut self,
-        bytes: Option<Uint8Array>,
-        sha256: Option<String>,
-    ) -> std::result::Result<(), JsValue> {
+    pub fn set_adapter(&self, bytes: Option<Uint8Array>, sha256: Option<String>) -> std::result::Result<(), JsValue> {
         let adapter = match bytes {
             Some(b) => Some(Adapter::from_bytes(&b.to_vec(), sha256.as_deref()).map_err(js_error)?),
             None => None,
         };
-        self.0.engine.set_adapter(adapter.as_ref()).map_err(js_error)
+        let mut x = self.x.try_borrow_mut().map_err(|_| busy())?;
+        x.engine.set_adapter(adapter.as_ref()).map_err(js_error)
     }
 
     /// sha256 of the adapter in use, or `undefined` for the base model.
-    pub fn adapter(&self) -> Option<String> {
-        self.0.engine.adapter.clone()
+    pub fn adapter(&self) -> std::result::Result<Option<String>, JsValue> {
+        Ok(self.x.try_borrow().map_err(|_| busy())?.engine.adapter.clone())
     }
 
-    /// Which compute backend runs the model: `"cpu"` (SIMD128) for now.
+    /// Which compute backend runs the model: `"webgpu"` or `"cpu"` (SIMD128).
     pub fn backend(&self) -> String {
-        "cpu".into()
+        self.backend.into()
+    }
+
+    /// The GPU adapter's name, or why the CPU runs the model.
+    pub fn device(&self) -> String {
+        self.device.clone()
     }
 
     /// The model's name from its metadata.
     #[wasm_bindgen(js_name = modelName)]
     pub fn model_name(&self) -> String {
-        self.0.engine.name.clone()
+        self.name.clone()
     }
 
     /// Token ids of `text` as user text (no BOS, never control tokens).
-    pub fn tokenize(&self, text: &str) -> Vec<u32> {
-        self.0.engine.tokenizer.encode(text)
+    pub fn tokenize(&self, text: &str) -> std::result::Result<Vec<u32>, JsValue> {
+        Ok(self.x.try_borrow().map_err(|_| busy())?.engine.tokenizer.encode(text))
     }
 
     /// Greedy generation. `on_token(id, text)` is called for every new token; returns
     /// `{text, tokens, prompt_tokens, prefill_ms, decode_ms, stopped_at_eos}`.
-    pub fn generate(
-        &mut self,
-        prompt: &str,
-        max_tokens: usize,
-        on_token: Option<Function>,
-    ) -> std::result::Result<JsValue, JsValue> {
-        let generation = self
-            .0
-            .engine
-            .generate(prompt, max_tokens, |id, piece| {
-                if let Some(f) = &on_token {
-                    // A throwing callback must not abort generation.
-                    let _ = f.call2(&JsValue::NULL, &id.into(), &piece.into());
-                }
-            })
-            .map_err(js_error)?;
-        to_js(&generation)
+    pub fn generate(&self, prompt: String, max_tokens: usize, on_token: Option<Function>) -> Promise {
+        #[allow(clippy::await_holding_refcell_ref)] // see `run`
+        self.run(move |x| async move {
+            let mut x = x.borrow_mut();
+            let generation = x
+                .engine
+                .generate(&prompt, max_tokens, |id, piece| {
+                    if let Some(f) = &on_token {
+                        // A throwing callback must not abort generation.
+                        let _ = f.call2(&JsValue::NULL, &id.into(), &piece.into());
+                    }
+                })
+                .await
+                .map_err(js_error)?;
+            to_js(&generation)
+        })
     }
 
     /// Extracts the entities of `schema` (JSON) from `text`. `on_entity(entity)` sees each
@@ -149,41 +217,56 @@ impl Engine {
     /// (from another thread) stops the extraction with the error code `cancelled`.
     /// `on_progress(done, total)` is told before each window of a long text.
     pub fn extract(
-        &mut self,
-        text: &str,
-        schema: &str,
+        &self,
+        text: String,
+        schema: String,
         on_entity: Option<Function>,
         cancel: Option<Int32Array>,
         on_progress: Option<Function>,
-    ) -> std::result::Result<JsValue, JsValue> {
-        let schema = Schema::from_json(schema).map_err(js_error)?;
-        self.0.cancelled = match cancel {
-            Some(flag) => Box::new(move || Atomics::load(&flag, 0).is_ok_and(|v| v != 0)),
-            None => Box::new(|| false),
-        };
-        self.0.progress = match on_progress {
-            Some(f) => Box::new(move |done, total| {
-                let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
-            }),
-            None => Box::new(|_, _| {}),
-        };
-        let map = OffsetMap::new(text);
-        let r = self
-            .0
-            .extract(text, &schema, |e| {
-                if let (Some(f), Ok(v)) = (&on_entity, to_js(&js_entity(&map, e))) {
-                    let _ = f.call1(&JsValue::NULL, &v);
-                }
-            })
-            .map_err(js_error)?;
-        let entities: Vec<JsEntity> = r.entities.iter().map(|e| js_entity(&map, e)).collect();
-        let windows: Vec<(usize, usize)> = r
-            .windows
-            .iter()
-            .map(|w| map.span(w.start, w.end, Unit::Utf16))
-            .collect();
-        to_js(&serde_json::json!({ "entities": entities, "windows": windows, "decoded_tokens": r.decoded_tokens }))
+    ) -> Promise {
+        #[allow(clippy::await_holding_refcell_ref)] // see `run`
+        self.run(move |x| async move {
+            let mut x = x.borrow_mut();
+            extract(&mut x, &text, &schema, on_entity, cancel, on_progress).await
+        })
     }
+}
+
+async fn extract(
+    x: &mut Extractor,
+    text: &str,
+    schema: &str,
+    on_entity: Option<Function>,
+    cancel: Option<Int32Array>,
+    on_progress: Option<Function>,
+) -> std::result::Result<JsValue, JsValue> {
+    let schema = Schema::from_json(schema).map_err(js_error)?;
+    x.cancelled = match cancel {
+        Some(flag) => Box::new(move || Atomics::load(&flag, 0).is_ok_and(|v| v != 0)),
+        None => Box::new(|| false),
+    };
+    x.progress = match on_progress {
+        Some(f) => Box::new(move |done, total| {
+            let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
+        }),
+        None => Box::new(|_, _| {}),
+    };
+    let map = OffsetMap::new(text);
+    let r = x
+        .extract(text, &schema, |e| {
+            if let (Some(f), Ok(v)) = (&on_entity, to_js(&js_entity(&map, e))) {
+                let _ = f.call1(&JsValue::NULL, &v);
+            }
+        })
+        .await
+        .map_err(js_error)?;
+    let entities: Vec<JsEntity> = r.entities.iter().map(|e| js_entity(&map, e)).collect();
+    let windows: Vec<(usize, usize)> = r
+        .windows
+        .iter()
+        .map(|w| map.span(w.start, w.end, Unit::Utf16))
+        .collect();
+    to_js(&serde_json::json!({ "entities": entities, "windows": windows, "decoded_tokens": r.decoded_tokens }))
 }
 
 /// The adapter shipped with this build: `{file, sha256}` (under `models/`), or `undefined`.
@@ -285,4 +368,16 @@ impl Scorer {
     pub fn finish(&self) -> std::result::Result<JsValue, JsValue> {
         to_js(&self.0.finish())
     }
+}
+
+/// Runs every WebGPU kernel against its CPU twin on this browser's adapter:
+/// `{adapter, checks: [{kernel, case, max_rel_diff, tolerance}]}`; throws code `gpu` when
+/// there is no WebGPU.
+#[wasm_bindgen(js_name = checkKernels)]
+pub async fn check_kernels() -> std::result::Result<JsValue, JsValue> {
+    let gpu = Gpu::new(GpuOptions::default()).await.map_err(js_error)?;
+    let checks = crate::backend::webgpu::check::check_kernels(&gpu)
+        .await
+        .map_err(js_error)?;
+    to_js(&serde_json::json!({ "adapter": gpu.adapter, "checks": checks }))
 }

@@ -4,59 +4,11 @@
 
 mod common;
 
-use std::collections::HashMap;
+use pollster::block_on;
 
 use anote_ner::model::Adapter;
 use anote_ner::{Engine, Error};
-use common::{noise, TinyGemma, FFN, H, HEADS, HEAD_DIM};
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
-
-const RANK: usize = 4;
-
-/// `(stem, out, in)` of every projection the adapter format covers.
-fn projections(layers: usize) -> Vec<(String, usize, usize)> {
-    let q = HEADS * HEAD_DIM;
-    let mut v = Vec::new();
-    for i in 0..layers {
-        for (stem, out, inp) in [
-            ("attn_q", q, H),
-            ("attn_k", HEAD_DIM, H),
-            ("attn_v", HEAD_DIM, H),
-            ("attn_output", H, q),
-            ("ffn_gate", FFN, H),
-            ("ffn_up", FFN, H),
-            ("ffn_down", H, FFN),
-        ] {
-            v.push((format!("blk.{i}.{stem}"), out, inp));
-        }
-    }
-    v
-}
-
-fn f16_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect()
-}
-
-/// An adapter file as `train/train.py` writes it.
-fn adapter_file(fingerprint: &str, pairs: &[(String, usize, usize)], b_scale: f32) -> Vec<u8> {
-    let mut data = Vec::new();
-    for (k, (stem, out, inp)) in pairs.iter().enumerate() {
-        let a = f16_bytes(&noise(RANK * inp, 100 + k as u64, 0.5));
-        let b = f16_bytes(&noise(out * RANK, 900 + k as u64, b_scale));
-        data.push((format!("{stem}.lora_a"), vec![RANK, *inp], a));
-        data.push((format!("{stem}.lora_b"), vec![*out, RANK], b));
-    }
-    let views: Vec<(String, TensorView)> = data
-        .iter()
-        .map(|(n, shape, bytes)| (n.clone(), TensorView::new(Dtype::F16, shape.clone(), bytes).unwrap()))
-        .collect();
-    let meta = HashMap::from([
-        ("format".to_string(), "anote-lora-v1".to_string()),
-        ("base_fingerprint".to_string(), fingerprint.to_string()),
-    ]);
-    safetensors::tensor::serialize(views, Some(meta)).unwrap()
-}
+use common::{adapter_file, max_diff, projections, TinyGemma, H, HEADS, HEAD_DIM, RANK};
 
 fn tiny() -> Engine {
     Engine::load(TinyGemma::default().bytes().as_slice()).unwrap()
@@ -64,11 +16,7 @@ fn tiny() -> Engine {
 
 fn logits(e: &mut Engine) -> Vec<f32> {
     e.model.truncate(0);
-    e.model.forward(&[2, 270, 271, 272]).unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    block_on(e.model.forward(&[2, 270, 271, 272])).unwrap()
 }
 
 #[test]
@@ -87,8 +35,8 @@ fn a_zero_adapter_changes_nothing_a_real_one_changes_the_output_and_comes_off() 
     assert!(max_diff(&base, &tuned) > 0.1, "the adapter did not change the logits");
     // Prefill and token-by-token decoding take the same path through the adapter.
     e.model.truncate(0);
-    e.model.forward(&[2, 270, 271]).unwrap();
-    let stepped = e.model.forward(&[272]).unwrap();
+    block_on(e.model.forward(&[2, 270, 271])).unwrap();
+    let stepped = block_on(e.model.forward(&[272])).unwrap();
     assert!(max_diff(&tuned, &stepped) < 1e-3);
     e.set_adapter(None).unwrap();
     assert_eq!(e.adapter, None);

@@ -4,6 +4,7 @@
 
 mod common;
 
+use pollster::block_on;
 use std::path::Path;
 use std::process::Command;
 
@@ -11,7 +12,7 @@ use anote_ner::decode::{self, Grammar};
 use anote_ner::eval::{Scorer, Span};
 use anote_ner::extract::{pattern_entities, Extractor};
 use anote_ner::gguf::Gguf;
-use anote_ner::model::{Adapter, KvCache, KvSnapshot, LanguageModel};
+use anote_ner::model::{Adapter, Compute, KvCache, KvSnapshot, LanguageModel};
 use anote_ner::schema::Schema;
 use anote_ner::spans::{OffsetMap, Source, Unit};
 use anote_ner::tokenizer::Tokenizer;
@@ -79,15 +80,15 @@ impl ScriptedLm {
 }
 
 impl LanguageModel for ScriptedLm {
-    fn forward_hidden(&mut self, tokens: &[u32]) -> anote_ner::Result<Vec<f32>> {
+    fn forward_hidden<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
         self.cache.advance(tokens.len());
-        Ok(vec![self.cache.len() as f32])
+        Box::pin(std::future::ready(Ok(vec![self.cache.len() as f32])))
     }
-    fn logits(&self, _: &[f32]) -> anote_ner::Result<Vec<f32>> {
+    fn logits<'a>(&'a self, _: &'a [f32]) -> Compute<'a, Vec<f32>> {
         unreachable!("extraction asks for the allowed tokens only")
     }
-    fn logits_for(&self, hidden: &[f32], ids: &[u32]) -> anote_ner::Result<Vec<f32>> {
-        Ok((self.score)(hidden[0] as usize, ids))
+    fn logits_for<'a>(&'a self, hidden: &'a [f32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
+        Box::pin(std::future::ready(Ok((self.score)(hidden[0] as usize, ids))))
     }
     fn position(&self) -> usize {
         self.cache.len()
@@ -109,6 +110,9 @@ impl LanguageModel for ScriptedLm {
     }
     fn set_adapter(&mut self, _: Option<&Adapter>) -> anote_ner::Result<()> {
         unreachable!("no adapter in these tests")
+    }
+    fn backend(&self) -> &'static str {
+        "scripted"
     }
 }
 
@@ -134,7 +138,7 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
             .collect();
         let text = words.join(if seed.is_multiple_of(3) { "" } else { " " });
         let mut streamed = Vec::new();
-        let r = x.extract(&text, &schema, |e| streamed.push(e.clone())).unwrap();
+        let r = block_on(x.extract(&text, &schema, |e| streamed.push(e.clone()))).unwrap();
         streamed.sort_by_key(|e| e.start);
         assert_eq!(
             streamed, r.entities,
@@ -185,13 +189,13 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
     let script = decode::answer_tokens(&tok, &gold);
     let taught = script.len();
     let mut model = ScriptedLm::teacher(script, 5);
-    let hidden = model.forward_hidden(&[0; 5]).unwrap();
+    let hidden = block_on(model.forward_hidden(&[0; 5])).unwrap();
     let grammar = Grammar::new(&tok, &labels, text);
     let mut lines = Vec::new();
-    let decoded = decode::decode(&mut model, &grammar, hidden, 200, &|| false, |l| {
+    let decoded = block_on(decode::decode(&mut model, &grammar, hidden, 200, &|| false, |l| {
         lines.push(l);
         true
-    })
+    }))
     .unwrap();
     assert_eq!(decoded, taught);
     assert_eq!(lines.len(), gold.len());
@@ -210,10 +214,10 @@ fn the_cached_schema_prefix_gives_the_same_result_as_a_fresh_one() {
     let schema = tiny_schema();
     let text = "abc eos bad abc";
     let mut warm = tiny_extractor();
-    let first = warm.extract(text, &schema, |_| {}).unwrap();
-    warm.extract("cab ode", &schema, |_| {}).unwrap();
-    let again = warm.extract(text, &schema, |_| {}).unwrap();
-    let fresh = tiny_extractor().extract(text, &schema, |_| {}).unwrap();
+    let first = block_on(warm.extract(text, &schema, |_| {})).unwrap();
+    block_on(warm.extract("cab ode", &schema, |_| {})).unwrap();
+    let again = block_on(warm.extract(text, &schema, |_| {})).unwrap();
+    let fresh = block_on(tiny_extractor().extract(text, &schema, |_| {})).unwrap();
     assert_eq!(first.entities, again.entities);
     assert_eq!(first.entities, fresh.entities);
 }
@@ -222,37 +226,43 @@ fn the_cached_schema_prefix_gives_the_same_result_as_a_fresh_one() {
 fn bad_input_is_an_error_or_a_correct_result() {
     let mut x = tiny_extractor();
     let schema = tiny_schema();
-    assert!(x.extract("", &schema, |_| {}).unwrap().entities.is_empty());
-    let ws = x.extract(" \n\t  ", &schema, |_| {}).unwrap();
+    assert!(block_on(x.extract("", &schema, |_| {})).unwrap().entities.is_empty());
+    let ws = block_on(x.extract(" \n\t  ", &schema, |_| {})).unwrap();
     assert!(ws.entities.is_empty() && ws.windows.is_empty());
     let huge = "abc ".repeat(600_000);
-    assert_eq!(x.extract(&huge, &schema, |_| {}).unwrap_err().code(), "input_too_large");
+    assert_eq!(
+        block_on(x.extract(&huge, &schema, |_| {})).unwrap_err().code(),
+        "input_too_large"
+    );
     // A long text is read whole, window by window, with progress (the browser test pastes 1 MB
     // into the page, watches the progress and cancels).
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let log = seen.clone();
     x.progress = Box::new(move |done, total| log.borrow_mut().push((done, total)));
     let mb = "Ab cd e. ".repeat(2000);
-    let r = x.extract(&mb, &schema, |_| {}).unwrap();
+    let r = block_on(x.extract(&mb, &schema, |_| {})).unwrap();
     let seen = seen.borrow();
     assert_eq!(seen.len(), r.windows.len() + 1);
     assert!(seen.iter().enumerate().all(|(i, &p)| p == (i, r.windows.len())));
     assert_eq!(r.windows.last().unwrap().end, mb.len());
     x.progress = Box::new(|_, _| {});
     let controls = "<eos><bos><start_of_turn>user\n<end_of_turn></s>".repeat(20);
-    for e in x.extract(&controls, &schema, |_| {}).unwrap().entities {
+    for e in block_on(x.extract(&controls, &schema, |_| {})).unwrap().entities {
         assert_eq!(&controls[e.start..e.end], e.text);
     }
     // A long text is read in overlapping windows that cover all of it.
     let long = "abc bad eos ".repeat(400);
-    let r = x.extract(&long, &schema, |_| {}).unwrap();
+    let r = block_on(x.extract(&long, &schema, |_| {})).unwrap();
     assert!(r.windows.len() > 1);
     assert_eq!(r.windows.last().unwrap().end, long.len());
     let bad = Schema {
         labels: vec![],
         ..tiny_schema()
     };
-    assert_eq!(x.extract("abc", &bad, |_| {}).unwrap_err().code(), "invalid_schema");
+    assert_eq!(
+        block_on(x.extract("abc", &bad, |_| {})).unwrap_err().code(),
+        "invalid_schema"
+    );
 }
 
 #[test]
@@ -261,7 +271,7 @@ fn real_model_and_recognizers_on_a_pii_sentence() {
     let mut x = Extractor::new(Engine::load(&file).unwrap());
     let text =
         "Please call Ahmed Khan on +44 20 7946 0018 at the Manchester office, or write to ahmed.khan@example.com.";
-    let r = x.extract(text, &Schema::preset("pii").unwrap(), |_| {}).unwrap();
+    let r = block_on(x.extract(text, &Schema::preset("pii").unwrap(), |_| {})).unwrap();
     let got: Vec<(&str, &str, Source)> = r
         .entities
         .iter()

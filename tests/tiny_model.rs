@@ -5,15 +5,11 @@ mod common;
 use anote_ner::gguf::Gguf;
 use anote_ner::tokenizer::{TokenKind, Tokenizer};
 use anote_ner::{Engine, Error};
-use common::{GgufWriter, TinyGemma};
+use common::{max_diff, GgufWriter, TinyGemma};
+use pollster::block_on;
 
 fn engine(t: &TinyGemma) -> Engine {
     Engine::load(t.bytes().as_slice()).expect("tiny model loads")
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -21,13 +17,13 @@ fn batched_incremental_and_restored_forwards_agree() {
     let mut e = engine(&TinyGemma::default());
     let tokens: Vec<u32> = (0..20).map(|i| 265 + (i * 7) % 20).collect();
     let m = &mut e.model;
-    let full = m.forward(&tokens).unwrap();
+    let full = block_on(m.forward(&tokens)).unwrap();
     assert_eq!(m.position(), 20);
 
     m.truncate(0);
     let mut step = Vec::new();
     for &t in &tokens {
-        step = m.forward(&[t]).unwrap();
+        step = block_on(m.forward(&[t])).unwrap();
     }
     assert!(
         max_diff(&full, &step) < 1e-3,
@@ -37,13 +33,13 @@ fn batched_incremental_and_restored_forwards_agree() {
 
     // A cached prefix, then a different document, then the prefix restored and resumed.
     m.truncate(0);
-    m.forward(&tokens[..12]).unwrap();
+    block_on(m.forward(&tokens[..12])).unwrap();
     let prefix = m.snapshot();
     assert_eq!(prefix.len(), 12);
-    m.forward(&[275, 276, 277]).unwrap();
+    block_on(m.forward(&[275, 276, 277])).unwrap();
     m.restore(&prefix).unwrap();
     assert_eq!(m.position(), 12);
-    let resumed = m.forward(&tokens[12..]).unwrap();
+    let resumed = block_on(m.forward(&tokens[12..])).unwrap();
     assert!(
         max_diff(&full, &resumed) < 1e-3,
         "restored prefix differs: {}",
@@ -61,17 +57,17 @@ fn sliding_window_hides_tokens_beyond_its_reach() {
     };
     let mut e = engine(&local);
     let mut a: Vec<u32> = (0..12).map(|i| 265 + i % 15).collect();
-    let base = e.model.forward(&a).unwrap();
+    let base = block_on(e.model.forward(&a)).unwrap();
     a[0] = 284;
     e.model.truncate(0);
-    let changed_far = e.model.forward(&a).unwrap();
+    let changed_far = block_on(e.model.forward(&a)).unwrap();
     assert!(
         max_diff(&base, &changed_far) < 1e-5,
         "a token outside the window changed the output"
     );
     a[10] = 284;
     e.model.truncate(0);
-    let changed_near = e.model.forward(&a).unwrap();
+    let changed_near = block_on(e.model.forward(&a)).unwrap();
     assert!(
         max_diff(&base, &changed_near) > 1e-4,
         "a token inside the window had no effect"
@@ -85,10 +81,10 @@ fn sliding_window_hides_tokens_beyond_its_reach() {
     };
     let mut e = engine(&wide);
     let mut a: Vec<u32> = (0..12).map(|i| 265 + i % 15).collect();
-    let base = e.model.forward(&a).unwrap();
+    let base = block_on(e.model.forward(&a)).unwrap();
     a[0] = 284;
     e.model.truncate(0);
-    assert!(max_diff(&base, &e.model.forward(&a).unwrap()) > 1e-4);
+    assert!(max_diff(&base, &block_on(e.model.forward(&a)).unwrap()) > 1e-4);
 }
 
 #[test]
@@ -97,23 +93,26 @@ fn context_overflow_is_an_error_and_keeps_the_cache() {
         context: 16,
         ..Default::default()
     });
-    e.model.forward(&[270; 10]).unwrap();
-    let err = e.model.forward(&[271; 7]).unwrap_err();
+    block_on(e.model.forward(&[270; 10])).unwrap();
+    let err = block_on(e.model.forward(&[271; 7])).unwrap_err();
     assert!(matches!(err, Error::ContextOverflow { needed: 17, max: 16 }), "{err}");
     assert_eq!(e.model.position(), 10);
-    e.model.forward(&[271; 6]).unwrap();
+    block_on(e.model.forward(&[271; 6])).unwrap();
 
-    let err = e.generate("zzzzzzzzzzzzzzzzzzzz", 4, |_, _| {}).unwrap_err();
+    let err = block_on(e.generate("zzzzzzzzzzzzzzzzzzzz", 4, |_, _| {})).unwrap_err();
     assert_eq!(err.code(), "context_overflow");
 }
 
 #[test]
 fn empty_prompt_and_out_of_vocabulary_ids_are_errors() {
     let mut e = engine(&TinyGemma::default());
-    assert_eq!(e.generate("", 4, |_, _| {}).unwrap_err().code(), "empty_prompt");
-    assert_eq!(e.model.forward(&[]).unwrap_err().code(), "empty_prompt");
-    assert_eq!(e.model.forward(&[100_000]).unwrap_err().code(), "compute");
-    let g = e.generate("abc", 5, |_, _| {}).unwrap();
+    assert_eq!(
+        block_on(e.generate("", 4, |_, _| {})).unwrap_err().code(),
+        "empty_prompt"
+    );
+    assert_eq!(block_on(e.model.forward(&[])).unwrap_err().code(), "empty_prompt");
+    assert_eq!(block_on(e.model.forward(&[100_000])).unwrap_err().code(), "compute");
+    let g = block_on(e.generate("abc", 5, |_, _| {})).unwrap();
     assert!(g.tokens.len() <= 5 && g.prompt_tokens == 2);
 }
 

@@ -8,6 +8,7 @@ export class AnoteClient {
     this.cancelFlags = new Map();
     this.nextId = 1;
     this.onprogress = () => {};
+    this.onready = () => {}; // the engine moved (a lost GPU: now on the CPU)
     this.worker.onmessage = ({ data }) => this.#receive(data);
     this.worker.onerror = (e) => this.#rejectAll({ code: 'worker_failed', message: e.message || 'the engine worker failed to start' });
   }
@@ -15,6 +16,7 @@ export class AnoteClient {
   #receive(msg) {
     if (msg.type === 'progress' && msg.id === undefined) return this.onprogress(msg);
     const key = msg.id ?? 'load';
+    if (msg.type === 'ready' && !this.pending.has(key)) return this.onready(msg);
     const p = this.pending.get(key);
     if (!p) return;
     if (msg.type === 'progress') return p.onProgress?.(msg);
@@ -38,10 +40,19 @@ export class AnoteClient {
   }
 
   /** Loads a model from a URL (cached in Cache Storage) or from an ArrayBuffer. With a
-   *  URL, the shipped fine-tuning adapter is applied unless `{adapter: false}`. */
-  load(source, { adapter = true } = {}) {
-    const msg = typeof source === 'string' ? { type: 'load', url: source, adapter } : { type: 'load', bytes: source };
+   *  URL, the shipped fine-tuning adapter is applied unless `{adapter: false}`. `backend`:
+   *  `auto` (WebGPU where the browser has it, else the CPU), `webgpu` or `cpu`. Resolves to
+   *  `{backend, device, model, adapter, …}`; `device` names the GPU, or says why the CPU runs. */
+  load(source, { adapter = true, backend = 'auto' } = {}) {
+    const msg = typeof source === 'string' ? { type: 'load', url: source, adapter, backend } : { type: 'load', bytes: source, backend };
     return this.#request('load', msg, {}, typeof source === 'string' ? [] : [source]);
+  }
+
+  /** Runs every WebGPU kernel against its CPU twin on this browser's adapter. Resolves to
+   *  `{adapter, checks: [{kernel, case, max_rel_diff, tolerance}]}`; rejects with code `gpu`
+   *  when there is no WebGPU. */
+  checkKernels() {
+    return this.#call('check-kernels', {});
   }
 
   #call(type, fields, extra) {

@@ -53,18 +53,23 @@ async function showCache() {
   $('cache-info').textContent = `Model cache: ${keys.length} file(s), ${MB(bytes)}`;
 }
 
+// The badge says where the model runs; its tooltip names the GPU or says why the CPU runs.
+function showBackend(r) {
+  $('backend').textContent = r.backend === 'webgpu' ? 'WebGPU' : 'CPU SIMD';
+  $('backend').dataset.backend = r.backend;
+  $('backend').title = r.device;
+}
+client.onready = showBackend;
+
 async function loadModel(source, label) {
   started = performance.now();
   setStatus('loading', 'Loading…');
   for (const b of ['generate', 'extract', 'evaluate']) $(b).disabled = true;
   showError(null);
   try {
-    const r = await client.load(source, { adapter: $('adapter').checked });
+    const r = await client.load(source, { adapter: $('adapter').checked, backend: params.get('backend') ?? 'auto' });
     setStatus('ready', `${r.model} ready`);
-    const wanted = params.get('backend');
-    $('backend').textContent = r.backend === 'webgpu' ? 'WebGPU' : 'CPU SIMD';
-    $('backend').dataset.backend = r.backend;
-    $('backend').title = wanted && wanted !== r.backend ? `${wanted} was asked for but is not available: running on ${r.backend}` : 'Compute backend';
+    showBackend(r);
     $('adapter').disabled = typeof source !== 'string';
     $('adapter').checked = Boolean(r.adapter);
     $('progress-text').textContent = `${label ?? ''}${MB(r.bytes)} ${r.fromCache ? 'from the browser cache' : r.cached ? 'downloaded and cached' : 'loaded (not cached)'} · weights ready in ${(r.loadMs / 1000).toFixed(1)} s`;

@@ -1,9 +1,11 @@
 // The engine's Web Worker: owns the wasm module and the model, so the page never blocks.
 // Protocol (the only place it is defined; anote.js speaks it for the page):
-//   page → worker  {type:'load', url, adapter?}           fetch (or read from Cache Storage) and load a GGUF;
+//   page → worker  {type:'load', url, adapter?, backend?}  fetch (or read from Cache Storage) and load a GGUF;
 //                                                         adapter (default true): apply the shipped fine-tuning
-//                                                         adapter when the model is the base it was trained on
-//                  {type:'load', bytes}                   load a GGUF from an ArrayBuffer (a local file)
+//                                                         adapter when the model is the base it was trained on;
+//                                                         backend: 'auto' (default) | 'webgpu' | 'cpu'
+//                  {type:'load', bytes, backend?}         load a GGUF from an ArrayBuffer (a local file)
+//                  {type:'check-kernels', id}             every WebGPU kernel against its CPU twin
 //                  {type:'adapter', id, enabled}          switch the shipped adapter on or off
 //                  {type:'generate', id, prompt, maxTokens}
 //                  {type:'extract', id, text, schema, cancel?}  schema: JSON string; cancel: Int32Array
@@ -13,12 +15,13 @@
 //                  {type:'validate', id, schema}
 //   worker → page  {type:'progress', id?, phase:'download'|'cache'|'load'|'extract'|'evaluate', loaded, total}
 //                                                         (with an id: windows of an extraction, documents of an evaluation)
-//                  {type:'ready', backend, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
+//                  {type:'ready', backend, device, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
+//                                                         (sent again if a lost GPU moves the engine to the CPU)
 //                  {type:'token', id, token, text}
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
 //                  {type:'done', id, result}
 //                  {type:'error', id?, code, message}
-import init, { Engine, Scorer, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
+import init, { Engine, Scorer, checkKernels, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
 import { codePoints } from './view.js';
 
 const MODEL_CACHE = 'anote-models-v1';
@@ -110,6 +113,8 @@ async function applyAdapter(modelUrl) {
 }
 
 let modelUrl = null;
+let lastLoad = null; // what to reload on the CPU if the GPU is lost
+let localBytes = null; // a local file's bytes, kept only while the engine runs on the GPU
 
 async function load(msg) {
   await ready;
@@ -118,11 +123,26 @@ async function load(msg) {
   const { bytes, fromCache } = msg.url ? await fetchModel(msg.url) : { bytes: new Uint8Array(msg.bytes), fromCache: false };
   post({ type: 'progress', phase: 'load', loaded: 0, total: bytes.length });
   const t0 = performance.now();
-  engine = Engine.load(bytes);
+  engine = await Engine.load(bytes, msg.backend ?? 'auto');
   modelUrl = msg.url ?? null;
+  lastLoad = { ...msg, bytes: undefined };
+  localBytes = !msg.url && engine.backend() === 'webgpu' ? bytes : null;
   if (modelUrl && msg.adapter !== false) await applyAdapter(modelUrl);
   const loadMs = performance.now() - t0;
-  post({ type: 'ready', backend: engine.backend(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(self.caches), bytes: bytes.length, wasmBytes: await wasmBytes() });
+  post({ type: 'ready', backend: engine.backend(), device: engine.device(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(self.caches), bytes: bytes.length, wasmBytes: await wasmBytes() });
+}
+
+// A GPU that fails mid-run (device lost, out of memory) is reported with code `gpu`: the
+// engine moves to the CPU, tells the page, and runs the request again there.
+async function onGpuLoss(run) {
+  try {
+    return await run();
+  } catch (e) {
+    if (e?.code !== 'gpu' || engine?.backend() !== 'webgpu') throw e;
+    const adapter = engine.adapter() !== undefined;
+    await load({ ...lastLoad, bytes: localBytes?.buffer, backend: 'cpu', adapter });
+    return run();
+  }
 }
 
 function loaded() {
@@ -138,7 +158,7 @@ async function setAdapter(msg) {
 
 // Scores the engine on a gold JSONL file, as `anote eval` does; broken lines are listed,
 // and the rest is still scored.
-function evaluate(msg) {
+async function evaluate(msg) {
   const lines = msg.gold.split('\n').map((l, i) => [i + 1, l]).filter(([, l]) => l.trim());
   const scorer = new Scorer();
   const broken = [];
@@ -153,7 +173,7 @@ function evaluate(msg) {
       broken.push({ line: n, message: e.message });
       continue;
     }
-    const { entities } = loaded().extract(doc.text, msg.schema, undefined, msg.cancel, undefined);
+    const { entities } = await onGpuLoss(() => loaded().extract(doc.text, msg.schema, undefined, msg.cancel, undefined));
     const pred = entities.map((e) => ({ start: codePoints(doc.text, e.start), end: codePoints(doc.text, e.end), label: e.label }));
     scorer.add((doc.entities ?? []).map(({ start, end, label }) => ({ start, end, label })), pred);
     predictions.push({ id: doc.id, text: doc.text, entities: pred });
@@ -165,13 +185,13 @@ function evaluate(msg) {
 }
 
 async function generate(msg) {
-  const result = loaded().generate(msg.prompt, msg.maxTokens, (token, text) => post({ type: 'token', id: msg.id, token, text }));
+  const result = await onGpuLoss(() => loaded().generate(msg.prompt, msg.maxTokens, (token, text) => post({ type: 'token', id: msg.id, token, text })));
   post({ type: 'done', id: msg.id, result: { ...result, wasmBytes: await wasmBytes() } });
 }
 
-function extract(msg) {
+async function extract(msg) {
   const progress = (loaded, total) => post({ type: 'progress', id: msg.id, phase: 'extract', loaded, total });
-  const result = loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel, progress);
+  const result = await onGpuLoss(() => loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel, progress));
   post({ type: 'done', id: msg.id, result });
 }
 
@@ -179,8 +199,12 @@ self.onmessage = async ({ data: msg }) => {
   try {
     if (msg.type === 'load') await load(msg);
     else if (msg.type === 'generate') await generate(msg);
-    else if (msg.type === 'extract') extract(msg);
-    else if (msg.type === 'evaluate') evaluate(msg);
+    else if (msg.type === 'extract') await extract(msg);
+    else if (msg.type === 'evaluate') await evaluate(msg);
+    else if (msg.type === 'check-kernels') {
+      await ready;
+      post({ type: 'done', id: msg.id, result: await checkKernels() });
+    }
     else if (msg.type === 'adapter') await setAdapter(msg);
     else if (msg.type === 'redact') {
       await ready;

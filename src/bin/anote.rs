@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 
+use anote_ner::backend::webgpu::{Gpu, GpuOptions};
 use anote_ner::eval::{Scorer, Span};
 use anote_ner::extract::Extractor;
 use anote_ner::finetune;
@@ -14,6 +16,7 @@ use anote_ner::spans::{Entity, OffsetMap, Unit};
 use anote_ner::tokenizer::Tokenizer;
 use anote_ner::{Engine, Error};
 use clap::{Parser, Subcommand};
+use pollster::block_on;
 use std::collections::HashMap;
 
 #[derive(Parser)]
@@ -29,6 +32,10 @@ struct Cli {
     /// CPU threads for the matrix kernels [default: physical cores]
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Where the model runs: `cpu`, or `webgpu` (wgpu on Vulkan/Metal/DX12; an error if
+    /// there is no GPU adapter)
+    #[arg(long, global = true, default_value = "cpu")]
+    backend: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -182,7 +189,7 @@ fn eval(
         let map = OffsetMap::new(text);
         let t0 = std::time::Instant::now();
         let entities = match &mut extractor {
-            Some(x) => x.extract(text, schema, |_| {})?.entities,
+            Some(x) => block_on(x.extract(text, schema, |_| {}))?.entities,
             None => anote_ner::extract::pattern_entities(text, schema),
         };
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -264,8 +271,17 @@ fn default_model() -> PathBuf {
 }
 
 /// Loads the model and applies the adapter `choice` names (see `--adapter`).
-fn load_engine(path: &PathBuf, choice: &str) -> Result<Engine, Error> {
-    let mut engine = Engine::load(&open(path)?)?;
+fn load_engine(path: &PathBuf, choice: &str, backend: &str) -> Result<Engine, Error> {
+    let file = open(path)?;
+    let mut engine = match backend {
+        "cpu" => Engine::load(&file)?,
+        "webgpu" => {
+            let gpu = block_on(Gpu::new(GpuOptions::default()))?;
+            eprintln!("webgpu: {}", gpu.adapter);
+            Engine::load_webgpu(&file, Rc::new(gpu))?
+        }
+        other => return Err(Error::Gpu(format!("unknown backend {other:?}: cpu or webgpu"))),
+    };
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())));
     match choice {
         "none" => {}
@@ -333,14 +349,14 @@ fn run(cli: Cli) -> Result<(), Error> {
             max_tokens,
             json,
         } => {
-            let mut engine = load_engine(&path, &cli.adapter)?;
-            let g = engine.generate(&prompt, max_tokens, |_, piece| {
+            let mut engine = load_engine(&path, &cli.adapter, &cli.backend)?;
+            let g = block_on(engine.generate(&prompt, max_tokens, |_, piece| {
                 if !json {
                     use std::io::Write;
                     print!("{piece}");
                     let _ = std::io::stdout().flush();
                 }
-            })?;
+            }))?;
             if json {
                 println!("{}", serde_json::to_string(&g).map_err(io)?);
             } else {
@@ -350,8 +366,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Extract { schema, file } => {
             let schema = schema.load()?;
             let text = read_input(file)?;
-            let mut x = Extractor::new(load_engine(&path, &cli.adapter)?);
-            let r = x.extract(&text, &schema, |_| {})?;
+            let mut x = Extractor::new(load_engine(&path, &cli.adapter, &cli.backend)?);
+            let r = block_on(x.extract(&text, &schema, |_| {}))?;
             let map = OffsetMap::new(&text);
             let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
             println!(
@@ -376,9 +392,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             let mut redactor = Redactor::new(default_op.parse()?, per_label);
             let input = read_input(file)?;
-            let mut x = Extractor::new(load_engine(&path, &cli.adapter)?);
+            let mut x = Extractor::new(load_engine(&path, &cli.adapter, &cli.backend)?);
             if !jsonl {
-                let entities = x.extract(&input, &schema, |_| {})?.entities;
+                let entities = block_on(x.extract(&input, &schema, |_| {}))?.entities;
                 print!("{}", redactor.redact(&input, &entities).text);
                 return Ok(());
             }
@@ -389,7 +405,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 let text = doc["text"]
                     .as_str()
                     .ok_or_else(|| Error::Io(format!("line {}: no \"text\"", n + 1)))?;
-                let entities = x.extract(text, &schema, |_| {})?.entities;
+                let entities = block_on(x.extract(text, &schema, |_| {}))?.entities;
                 let r = redactor.redact(text, &entities);
                 // Offsets of the original text, in code points like every JSONL file here.
                 let map = OffsetMap::new(text);
@@ -420,7 +436,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let extractor = match patterns_only {
                 true => None,
-                false => Some(Extractor::new(load_engine(&path, &cli.adapter)?)),
+                false => Some(Extractor::new(load_engine(&path, &cli.adapter, &cli.backend)?)),
             };
             eval(extractor, &data, &schema.load()?, out.as_ref(), limit, json)?;
         }

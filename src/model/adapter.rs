@@ -30,6 +30,16 @@ impl LowRank {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.matmul(&self.a_t)?.matmul(&self.b_t)?)
     }
+
+    pub fn rank(&self) -> usize {
+        self.b_t.dims()[0]
+    }
+
+    /// `A` `[r, in]` and `B` `[out, r]`, row-major: the layout the GPU's matmul reads.
+    pub fn row_major(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let flat = |t: &Tensor| t.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>();
+        Ok((flat(&self.a_t)?, flat(&self.b_t)?))
+    }
 }
 
 pub struct Adapter {

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
-use super::{load_qtensor, load_vector, KvCache, KvSnapshot, LanguageModel, MAX_CONTEXT};
+use super::{check_tokens, load_qtensor, load_vector, Compute, KvCache, KvSnapshot, LanguageModel, MAX_CONTEXT};
 use crate::backend::cpu::{self, AttentionShape, Linear};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
-use crate::model::adapter::Adapter;
+use crate::model::adapter::{Adapter, LowRank};
 
 /// Unless the GGUF says otherwise, every sixth layer attends globally and the others use
 /// the sliding window (llama.cpp's default swa pattern for gemma3).
@@ -42,7 +42,7 @@ pub struct Config {
 }
 
 impl Config {
-    fn from_gguf(g: &Gguf) -> Result<Config> {
+    pub(crate) fn from_gguf(g: &Gguf) -> Result<Config> {
         let key = |k: &str| format!("gemma3.{k}");
         let u = |k: &str| g.u64(&key(k)).map(|v| v as usize);
         let hidden = u("embedding_length")?;
@@ -73,7 +73,7 @@ impl Config {
     }
 
     /// Without a sliding window (0 in the GGUF, as llama.cpp reads it) every layer is global.
-    fn is_global(&self, layer: usize) -> bool {
+    pub(crate) fn is_global(&self, layer: usize) -> bool {
         self.window == 0 || (layer + 1).is_multiple_of(self.global_every)
     }
 }
@@ -95,10 +95,7 @@ struct Layer {
 }
 
 impl Layer {
-    /// The adaptable projections, in the order of `set_adapter`'s names.
-    fn projections(&self) -> [&Linear; 7] {
-        [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down]
-    }
+    /// The adaptable projections, in the order of [`PROJECTIONS`].
     fn projections_mut(&mut self) -> [&mut Linear; 7] {
         [
             &mut self.q,
@@ -211,21 +208,9 @@ impl Gemma3 {
     }
 }
 
-impl LanguageModel for Gemma3 {
-    fn forward_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        if tokens.is_empty() {
-            return Err(Error::EmptyPrompt);
-        }
-        let needed = self.cache.len() + tokens.len();
-        if needed > self.config.context {
-            return Err(Error::ContextOverflow {
-                needed,
-                max: self.config.context,
-            });
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
-            return Err(Error::Compute(format!("token id {bad} is outside the vocabulary")));
-        }
+impl Gemma3 {
+    fn hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        check_tokens(tokens, self.cache.len(), self.config.context, self.config.vocab)?;
         let start = self.cache.len();
         let result = self.hidden_last(tokens);
         if result.is_err() {
@@ -233,13 +218,19 @@ impl LanguageModel for Gemma3 {
         }
         result
     }
+}
 
-    fn logits(&self, hidden: &[f32]) -> Result<Vec<f32>> {
-        self.lm_head.forward(hidden, 1)
+impl LanguageModel for Gemma3 {
+    fn forward_hidden<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
+        Box::pin(std::future::ready(self.hidden(tokens)))
     }
 
-    fn logits_for(&self, hidden: &[f32], ids: &[u32]) -> Result<Vec<f32>> {
-        self.lm_head.forward_rows(hidden, ids)
+    fn logits<'a>(&'a self, hidden: &'a [f32]) -> Compute<'a, Vec<f32>> {
+        Box::pin(std::future::ready(self.lm_head.forward(hidden, 1)))
+    }
+
+    fn logits_for<'a>(&'a self, hidden: &'a [f32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
+        Box::pin(std::future::ready(self.lm_head.forward_rows(hidden, ids)))
     }
 
     fn position(&self) -> usize {
@@ -261,29 +252,12 @@ impl LanguageModel for Gemma3 {
         self.cache.restore(snapshot)
     }
     fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
-        const STEMS: [&str; 7] = [
-            "attn_q",
-            "attn_k",
-            "attn_v",
-            "attn_output",
-            "ffn_gate",
-            "ffn_up",
-            "ffn_down",
-        ];
-        // Everything is checked before anything changes, so a refused adapter leaves the
-        // model as it was.
-        let mut pairs = Vec::new();
-        if let Some(a) = adapter {
-            if let Some(stray) = a.stems().find(|s| !is_projection(s, self.layers.len(), &STEMS)) {
-                return Err(Error::BadAdapter(format!("this model has no weight {stray}")));
-            }
-            for (i, l) in self.layers.iter().enumerate() {
-                for (stem, linear) in STEMS.iter().zip(l.projections()) {
-                    pairs.push(a.pair(&format!("blk.{i}.{stem}"), linear.out_dim, linear.in_dim)?);
-                }
-            }
-        }
-        let mut pairs = pairs.into_iter();
+        let shapes: Vec<[(usize, usize); 7]> = self
+            .layers
+            .iter_mut()
+            .map(|l| l.projections_mut().map(|p| (p.out_dim, p.in_dim)))
+            .collect();
+        let mut pairs = adapter_pairs(adapter, &shapes)?.into_iter();
         for l in &mut self.layers {
             for linear in l.projections_mut() {
                 linear.lora = pairs.next().flatten();
@@ -292,12 +266,48 @@ impl LanguageModel for Gemma3 {
         self.cache.truncate(0);
         Ok(())
     }
+    fn backend(&self) -> &'static str {
+        "cpu"
+    }
 }
 
-/// Whether `stem` names a projection `set_adapter` adapts in a model of `layers` layers.
-fn is_projection(stem: &str, layers: usize, names: &[&str]) -> bool {
+/// The adaptable projections of a layer, as the adapter names them.
+const PROJECTIONS: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+
+/// The adapter's pair for every projection of every layer (`shapes`: `(out, in)` per
+/// projection, in [`PROJECTIONS`] order), checked in full before any model changes, so
+/// that a refused adapter leaves the model as it was.
+pub(crate) fn adapter_pairs(
+    adapter: Option<&Adapter>,
+    shapes: &[[(usize, usize); 7]],
+) -> Result<Vec<Option<Arc<LowRank>>>> {
+    let Some(a) = adapter else {
+        return Ok(vec![None; shapes.len() * PROJECTIONS.len()]);
+    };
+    if let Some(stray) = a.stems().find(|s| !is_projection(s, shapes.len())) {
+        return Err(Error::BadAdapter(format!("this model has no weight {stray}")));
+    }
+    let mut pairs = Vec::new();
+    for (i, layer) in shapes.iter().enumerate() {
+        for (stem, &(out, inp)) in PROJECTIONS.iter().zip(layer) {
+            pairs.push(a.pair(&format!("blk.{i}.{stem}"), out, inp)?);
+        }
+    }
+    Ok(pairs)
+}
+
+/// Whether `stem` names a projection of a model of `layers` layers.
+fn is_projection(stem: &str, layers: usize) -> bool {
     let Some((layer, name)) = stem.strip_prefix("blk.").and_then(|s| s.split_once('.')) else {
         return false;
     };
-    layer.parse::<usize>().is_ok_and(|i| i < layers) && names.contains(&name)
+    layer.parse::<usize>().is_ok_and(|i| i < layers) && PROJECTIONS.contains(&name)
 }

@@ -1,6 +1,7 @@
 //! Keys and values of every layer for the positions seen so far, as plain row-major
 //! `f32`s (`position × kv_heads × head_dim`), so that a prefix can be kept and resumed.
 
+use super::KvSnapshot;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -14,19 +15,6 @@ pub struct KvCache {
     pub layers: Vec<LayerKv>,
     row: usize,
     len: usize,
-}
-
-/// A saved cache: restoring it puts the model back exactly where it was.
-#[derive(Clone, Debug)]
-pub struct KvSnapshot(KvCache);
-
-impl KvSnapshot {
-    pub fn len(&self) -> usize {
-        self.0.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.len == 0
-    }
 }
 
 impl KvCache {
@@ -76,21 +64,22 @@ impl KvCache {
     }
 
     pub fn snapshot(&self) -> KvSnapshot {
-        KvSnapshot(self.clone())
+        KvSnapshot::new(self.len, self.clone())
     }
 
-    pub fn restore(&mut self, s: &KvSnapshot) -> Result<()> {
-        if s.0.row != self.row || s.0.layers.len() != self.layers.len() {
+    pub fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()> {
+        let s: &KvCache = snapshot.state()?;
+        if s.row != self.row || s.layers.len() != self.layers.len() {
             return Err(Error::BadSnapshot);
         }
         // Reuse our allocations: a restore happens once per document.
-        for (dst, src) in self.layers.iter_mut().zip(&s.0.layers) {
+        for (dst, src) in self.layers.iter_mut().zip(&s.layers) {
             dst.k.clear();
             dst.k.extend_from_slice(&src.k);
             dst.v.clear();
             dst.v.extend_from_slice(&src.v);
         }
-        self.len = s.0.len;
+        self.len = s.len;
         Ok(())
     }
 }

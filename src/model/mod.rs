@@ -3,8 +3,12 @@
 
 pub mod adapter;
 pub mod gemma3;
+pub mod gemma3_webgpu;
 mod kv_cache;
+mod snapshot;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use candle_core::quantized::k_quants::{self as kq, GgmlType};
@@ -13,7 +17,8 @@ use candle_core::Device;
 use sha2::{Digest, Sha256};
 
 pub use adapter::Adapter;
-pub use kv_cache::{KvCache, KvSnapshot};
+pub use kv_cache::KvCache;
+pub use snapshot::KvSnapshot;
 
 use crate::backend::cpu;
 use crate::error::{Error, Result};
@@ -23,20 +28,26 @@ use crate::gguf::{ByteSource, Gguf, TensorInfo};
 /// prompts are a schema prefix plus one chunk, and the cache grows on demand up to this.
 pub const MAX_CONTEXT: usize = 8192;
 
+/// A computation whose result may come back later: a GPU readback in the browser
+/// resolves from the event loop. CPU models return ready futures.
+pub type Compute<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + 'a>>;
+
 /// A causal language model with an incremental KV cache.
 pub trait LanguageModel {
     /// Appends `tokens` at the current position and returns the logits after the last one.
     /// Errors (and leaves the cache as it was) if the context would overflow.
-    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        let hidden = self.forward_hidden(tokens)?;
-        self.logits(&hidden)
+    fn forward<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
+        Box::pin(async move {
+            let hidden = self.forward_hidden(tokens).await?;
+            self.logits(&hidden).await
+        })
     }
     /// As [`Self::forward`], but returns the final hidden state (after the output norm).
-    fn forward_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>>;
+    fn forward_hidden<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>>;
     /// All logits for a hidden state.
-    fn logits(&self, hidden: &[f32]) -> Result<Vec<f32>>;
+    fn logits<'a>(&'a self, hidden: &'a [f32]) -> Compute<'a, Vec<f32>>;
     /// The logits of the listed tokens only (constrained decoding).
-    fn logits_for(&self, hidden: &[f32], ids: &[u32]) -> Result<Vec<f32>>;
+    fn logits_for<'a>(&'a self, hidden: &'a [f32], ids: &'a [u32]) -> Compute<'a, Vec<f32>>;
     /// Number of tokens in the cache.
     fn position(&self) -> usize;
     fn max_context(&self) -> usize;
@@ -49,6 +60,23 @@ pub trait LanguageModel {
     /// Puts a low-rank adapter beside the weights it names (`None` removes it) and clears
     /// the cache, whose keys and values the old weights made.
     fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()>;
+    /// Where the forward runs: `cpu` or `webgpu`.
+    fn backend(&self) -> &'static str;
+}
+
+/// The checks every forward makes before touching the cache.
+fn check_tokens(tokens: &[u32], position: usize, context: usize, vocab: usize) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(Error::EmptyPrompt);
+    }
+    let needed = position + tokens.len();
+    if needed > context {
+        return Err(Error::ContextOverflow { needed, max: context });
+    }
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::Compute(format!("token id {bad} is outside the vocabulary")));
+    }
+    Ok(())
 }
 
 /// Tensors whose raw bytes identify a base model for [`fingerprint`]: small, and
@@ -68,10 +96,22 @@ pub fn fingerprint<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<String> 
     Ok(format!("{:x}", h.finalize()))
 }
 
-/// Loads the model the GGUF describes.
+/// Loads the model the GGUF describes, on the CPU.
 pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Box<dyn LanguageModel>> {
     match g.architecture()? {
         "gemma3" => Ok(Box::new(gemma3::Gemma3::load(g, src)?)),
+        other => Err(Error::UnsupportedArchitecture(other.to_string())),
+    }
+}
+
+/// Loads the model the GGUF describes onto `gpu`.
+pub fn load_webgpu<S: ByteSource + ?Sized>(
+    gpu: std::rc::Rc<crate::backend::webgpu::Gpu>,
+    g: &Gguf,
+    src: &S,
+) -> Result<Box<dyn LanguageModel>> {
+    match g.architecture()? {
+        "gemma3" => Ok(Box::new(gemma3_webgpu::Gemma3Gpu::load(gpu, g, src)?)),
         other => Err(Error::UnsupportedArchitecture(other.to_string())),
     }
 }

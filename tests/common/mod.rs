@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use std::collections::HashMap;
 
 /// The default model, fetched by `cargo xtask setup`.
 pub fn real_model_path() -> PathBuf {
@@ -154,16 +157,14 @@ impl GgufWriter {
     }
 }
 
-/// Deterministic pseudo-random numbers in [-scale, scale].
-pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
+/// Largest element-wise difference of two equally long vectors.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Deterministic pseudo-random numbers in [-scale, scale].
+pub use anote_ner::backend::webgpu::check::noise;
 
 pub struct TinyGemma {
     pub layers: usize,
@@ -291,4 +292,51 @@ impl TinyGemma {
     pub fn bytes(&self) -> Vec<u8> {
         self.writer().bytes()
     }
+}
+
+/// Rank of the test adapters.
+pub const RANK: usize = 4;
+
+/// `(stem, out, in)` of every projection the adapter format covers.
+pub fn projections(layers: usize) -> Vec<(String, usize, usize)> {
+    let q = HEADS * HEAD_DIM;
+    let mut v = Vec::new();
+    for i in 0..layers {
+        for (stem, out, inp) in [
+            ("attn_q", q, H),
+            ("attn_k", HEAD_DIM, H),
+            ("attn_v", HEAD_DIM, H),
+            ("attn_output", H, q),
+            ("ffn_gate", FFN, H),
+            ("ffn_up", FFN, H),
+            ("ffn_down", H, FFN),
+        ] {
+            v.push((format!("blk.{i}.{stem}"), out, inp));
+        }
+    }
+    v
+}
+
+fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect()
+}
+
+/// An adapter file as `train/train.py` writes it.
+pub fn adapter_file(fingerprint: &str, pairs: &[(String, usize, usize)], b_scale: f32) -> Vec<u8> {
+    let mut data = Vec::new();
+    for (k, (stem, out, inp)) in pairs.iter().enumerate() {
+        let a = f16_bytes(&noise(RANK * inp, 100 + k as u64, 0.5));
+        let b = f16_bytes(&noise(out * RANK, 900 + k as u64, b_scale));
+        data.push((format!("{stem}.lora_a"), vec![RANK, *inp], a));
+        data.push((format!("{stem}.lora_b"), vec![*out, RANK], b));
+    }
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, shape, bytes)| (n.clone(), TensorView::new(Dtype::F16, shape.clone(), bytes).unwrap()))
+        .collect();
+    let meta = HashMap::from([
+        ("format".to_string(), "anote-lora-v1".to_string()),
+        ("base_fingerprint".to_string(), fingerprint.to_string()),
+    ]);
+    safetensors::tensor::serialize(views, Some(meta)).unwrap()
 }

@@ -14,7 +14,7 @@ use crate::{output, run_step};
 pub fn all(root: &Path) -> Result<()> {
     wasm_target()?;
     wasm_bindgen_cli(root)?;
-    chromium()?;
+    system_packages()?;
     node_packages(root)?;
     default_model(root)?;
     Ok(())
@@ -84,10 +84,24 @@ fn wasm_bindgen_cli(root: &Path) -> Result<()> {
     )
 }
 
-fn chromium() -> Result<()> {
-    let step = "Chromium";
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
-        done(step, "chromium and chromium-driver already installed");
+/// Debian packages: Chromium and its driver for the browser tests, and Mesa's Vulkan
+/// drivers, whose lavapipe (software Vulkan) gives the native WebGPU tests an adapter on
+/// machines without a GPU.
+fn system_packages() -> Result<()> {
+    let step = "Debian packages";
+    let lavapipe = || {
+        std::fs::read_dir("/usr/share/vulkan/icd.d")
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd"))
+            })
+            .unwrap_or(false)
+    };
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() && lavapipe() {
+        done(
+            step,
+            "chromium, chromium-driver and mesa-vulkan-drivers already installed",
+        );
         return Ok(());
     }
     let root_user = output(step, Command::new("id").arg("-u"))?.trim() == "0";
@@ -114,6 +128,7 @@ fn chromium() -> Result<()> {
             "chromium",
             "chromium-driver",
             "fonts-liberation",
+            "mesa-vulkan-drivers",
         ]),
     )
 }

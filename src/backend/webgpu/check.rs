@@ -1,0 +1,253 @@
+//! Every WGSL kernel against its CPU twin, on pseudo-random inputs and odd shapes (rows
+//! that are not multiples of the workgroup, matrices split into chunks, positions past
+//! a 64-key tile, sliding windows, grouped-query heads). One implementation, run natively
+//! by `tests/webgpu.rs` and in the browser by the page test (`Engine.checkKernels`), so
+//! the same comparison holds on Vulkan and on the browser's WebGPU.
+
+use super::{rope_table, Gpu, GpuMatrix, Groups, Kernel, Q8Rows};
+use crate::backend::cpu::{self, AttentionShape};
+use crate::error::Result;
+
+/// One comparison: the largest difference, relative to the largest reference value.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelCheck {
+    pub kernel: &'static str,
+    pub case: String,
+    pub max_rel_diff: f32,
+    pub tolerance: f32,
+}
+
+impl KernelCheck {
+    pub fn passed(&self) -> bool {
+        self.max_rel_diff <= self.tolerance
+    }
+}
+
+/// f32 reductions in another order differ in the last bits; 1e-5 of the largest value is
+/// far below anything a wrong index or a missed term would produce.
+const TOL: f32 = 1e-5;
+
+/// Deterministic pseudo-random numbers in `[-scale, scale]` (also the tests' weights).
+pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn compare(kernel: Kernel, case: String, gpu: &[f32], cpu: &[f32]) -> KernelCheck {
+    let scale = cpu.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let diff = match gpu.len() == cpu.len() {
+        true => gpu.iter().zip(cpu).fold(0f32, |m, (a, b)| m.max((a - b).abs())),
+        false => f32::INFINITY,
+    };
+    KernelCheck {
+        kernel: kernel_name(kernel),
+        case,
+        // NaN compares false everywhere; make it fail.
+        max_rel_diff: if diff.is_nan() { f32::INFINITY } else { diff / scale },
+        tolerance: TOL,
+    }
+}
+
+fn kernel_name(k: Kernel) -> &'static str {
+    match k {
+        Kernel::EmbedQ8 => "embed_q8",
+        Kernel::MatmulQ8 => "matmul_q8",
+        Kernel::MatmulF32 => "matmul_f32",
+        Kernel::RmsNorm => "rms_norm",
+        Kernel::Rope => "rope",
+        Kernel::Attention => "attention",
+        Kernel::GeluMul => "gelu_mul",
+    }
+}
+
+/// Runs one kernel over uploaded `inputs` and an output initialised to `out`.
+async fn run(
+    gpu: &Gpu,
+    kernel: Kernel,
+    params: &[u32],
+    inputs: &[&[f32]],
+    out: &[f32],
+    groups: Groups,
+) -> Result<Vec<f32>> {
+    let bufs: Vec<wgpu::Buffer> = inputs.iter().map(|d| gpu.upload(d)).collect();
+    let out_buf = gpu.upload(out);
+    let mut refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+    refs.push(&out_buf);
+    let mut enc = gpu.encoder();
+    gpu.dispatch(&mut enc, kernel, params, &refs, groups);
+    gpu.read(enc, &out_buf, out.len()).await
+}
+
+fn naive_matmul(w: &[f32], x: &[f32], rows: usize, cols: usize, tokens: usize) -> Vec<f32> {
+    (0..tokens * rows)
+        .map(|i| cpu::dot(&w[(i % rows) * cols..][..cols], &x[(i / rows) * cols..][..cols]))
+        .collect()
+}
+
+/// All the comparisons; the caller asserts (or reports) [`KernelCheck::passed`].
+pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
+    let mut out = Vec::new();
+
+    // Q8 matmul: 37 rows in chunks of 10 (the last one short), three tokens; accumulate;
+    // and the indexed rows of the constrained LM head, picked across chunks.
+    let (rows, cols, tokens) = (37, 96, 5);
+    let q = Q8Rows::quantize(&noise(rows * cols, 1, 1.0));
+    let x = noise(tokens * cols, 2, 1.0);
+    let want = naive_matmul(&q.dequantize(), &x, rows, cols, tokens);
+    let m = GpuMatrix::upload_in_chunks(gpu, &q, rows, cols, 10 * cols)?;
+    let xb = gpu.upload(&x);
+    let y = gpu.upload(&vec![0.5f32; tokens * rows]);
+    let mut enc = gpu.encoder();
+    m.matmul(gpu, &mut enc, &xb, tokens, None, &y, false);
+    let got = gpu.read(enc, &y, tokens * rows).await?;
+    out.push(compare(
+        Kernel::MatmulQ8,
+        "37×96 in 4 chunks, 5 tokens".into(),
+        &got,
+        &want,
+    ));
+    let mut enc = gpu.encoder();
+    m.matmul(gpu, &mut enc, &xb, tokens, None, &y, true);
+    let twice: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
+    let got = gpu.read(enc, &y, tokens * rows).await?;
+    out.push(compare(Kernel::MatmulQ8, "accumulate".into(), &got, &twice));
+    let ids = [36u32, 0, 11, 9, 10, 20];
+    let (idb, picked_buf) = (gpu.upload(&ids), gpu.zeros(ids.len()));
+    let mut enc = gpu.encoder();
+    m.matmul(gpu, &mut enc, &xb, 1, Some((&idb, ids.len())), &picked_buf, false);
+    let got = gpu.read(enc, &picked_buf, ids.len()).await?;
+    let picked: Vec<f32> = ids.iter().map(|&i| want[i as usize]).collect();
+    out.push(compare(
+        Kernel::MatmulQ8,
+        "listed rows across chunks".into(),
+        &got,
+        &picked,
+    ));
+
+    // Embedding rows from three chunks, times Gemma's scale.
+    let (rows, cols) = (23, 64);
+    let q = Q8Rows::quantize(&noise(rows * cols, 4, 1.0));
+    let w = q.dequantize();
+    let m = GpuMatrix::upload_in_chunks(gpu, &q, rows, cols, 8 * cols)?;
+    let ids = [22u32, 0, 7, 8, 15, 16];
+    let (idb, y) = (gpu.upload(&ids), gpu.zeros(ids.len() * cols));
+    let mut enc = gpu.encoder();
+    m.embed(gpu, &mut enc, &idb, ids.len(), 8.0, &y);
+    let want: Vec<f32> = ids
+        .iter()
+        .flat_map(|&i| w[i as usize * cols..][..cols].iter().map(|v| v * 8.0))
+        .collect();
+    let got = gpu.read(enc, &y, want.len()).await?;
+    out.push(compare(Kernel::EmbedQ8, "6 ids over 3 chunks".into(), &got, &want));
+
+    // The LoRA matmul.
+    let (rows, cols, tokens) = (19, 16, 5);
+    let (w, x) = (noise(rows * cols, 5, 1.0), noise(tokens * cols, 6, 1.0));
+    let params = [rows as u32, cols as u32, tokens as u32, 0];
+    let groups = Groups::cover(rows * tokens, 64, 1);
+    let got = run(
+        gpu,
+        Kernel::MatmulF32,
+        &params,
+        &[&w, &x],
+        &vec![0.0; rows * tokens],
+        groups,
+    )
+    .await?;
+    out.push(compare(
+        Kernel::MatmulF32,
+        "19×16, 5 tokens".into(),
+        &got,
+        &naive_matmul(&w, &x, rows, cols, tokens),
+    ));
+
+    // RMSNorm, plain and into the residual stream.
+    for (dim, rows) in [(100, 3), (640, 2), (32, 9)] {
+        let (x, w) = (noise(dim * rows, 7, 3.0), noise(dim, 8, 1.0));
+        let mut want = x.clone();
+        cpu::rms_norm(&mut want, &w, 1e-6);
+        let groups = Groups::cover(rows, 64, 1);
+        let params = [dim as u32, rows as u32, 1e-6f32.to_bits(), 0];
+        let got = run(gpu, Kernel::RmsNorm, &params, &[&x, &w], &vec![0.0; x.len()], groups).await?;
+        out.push(compare(Kernel::RmsNorm, format!("{rows}×{dim}"), &got, &want));
+        let base = noise(dim * rows, 9, 1.0);
+        let mut summed = base.clone();
+        cpu::add_in_place(&mut summed, &want);
+        let params = [dim as u32, rows as u32, 1e-6f32.to_bits(), 1];
+        let got = run(gpu, Kernel::RmsNorm, &params, &[&x, &w], &base, groups).await?;
+        out.push(compare(
+            Kernel::RmsNorm,
+            format!("{rows}×{dim} + residual"),
+            &got,
+            &summed,
+        ));
+    }
+
+    // RoPE at a large position (the table is computed in f64 like the CPU's angles).
+    let (heads, hd, tokens, first) = (3, 16, 4, 7000);
+    let x = noise(tokens * heads * hd, 10, 1.0);
+    let mut want = x.clone();
+    cpu::rope(&mut want, heads, hd, first, 1_000_000.0);
+    let table = rope_table(tokens, hd, first, 1_000_000.0);
+    let params = [heads as u32, hd as u32, tokens as u32];
+    let groups = Groups::cover(tokens * heads * hd / 2, 64, 1);
+    let got = run(gpu, Kernel::Rope, &params, &[&table], &x, groups).await?;
+    out.push(compare(Kernel::Rope, "positions 7000…7003".into(), &got, &want));
+
+    // Attention: grouped-query heads, an odd head size, 75 positions (two key tiles).
+    let (heads, kv_heads, hd, seq, first) = (4, 2, 40, 5, 70);
+    let positions = first + seq;
+    let q = noise(seq * heads * hd, 11, 1.0);
+    let k = noise(positions * kv_heads * hd, 12, 1.0);
+    let v = noise(positions * kv_heads * hd, 13, 1.0);
+    for window in [None, Some(33), Some(1)] {
+        let shape = AttentionShape {
+            heads,
+            kv_heads,
+            head_dim: hd,
+            window,
+            scale: 0.3,
+        };
+        let want = cpu::attention(&q, &k, &v, first, &shape);
+        let params = [
+            heads as u32,
+            kv_heads as u32,
+            hd as u32,
+            first as u32,
+            window.unwrap_or(0) as u32,
+            0.3f32.to_bits(),
+        ];
+        let groups = Groups::Grid(heads as u32, seq as u32, 1);
+        let got = run(
+            gpu,
+            Kernel::Attention,
+            &params,
+            &[&q, &k, &v],
+            &vec![0.0; q.len()],
+            groups,
+        )
+        .await?;
+        out.push(compare(
+            Kernel::Attention,
+            format!("4/2 heads, window {window:?}"),
+            &got,
+            &want,
+        ));
+    }
+
+    // GeGLU, including arguments where a naive tanh overflows.
+    let mut gate = noise(1000, 14, 4.0);
+    gate.extend([30.0, -30.0, 0.0]);
+    let up = noise(gate.len(), 15, 1.0);
+    let mut want = gate.clone();
+    cpu::gelu_mul(&mut want, &up);
+    let groups = Groups::cover(gate.len(), 64, 1);
+    let got = run(gpu, Kernel::GeluMul, &[gate.len() as u32], &[&up], &gate, groups).await?;
+    out.push(compare(Kernel::GeluMul, "1003 values".into(), &got, &want));
+    Ok(out)
+}

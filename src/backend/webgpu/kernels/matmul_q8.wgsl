@@ -1,0 +1,81 @@
+// y[t, o] (+)= Σ_i x[t, i] · W[o, i] for a Q8_0 matrix W (one chunk of its rows).
+// W is stored GPU-friendly: int8 values packed four to a u32, row-major, and one f32
+// scale per 32-value block. One invocation computes one output row for up to TOKENS
+// tokens, so one unpacked weight feeds several products (prefill reads each weight once
+// per TOKENS tokens). No workgroup memory and no barriers: software adapters (SwiftShader,
+// lavapipe) run barrier-free kernels many times faster, and the row loop reads 16-byte
+// vectors.
+// Indexed mode computes only the rows listed in `ids` (the constrained LM head): output k
+// is row ids[k], written by the chunk that holds that row.
+
+struct Params {
+    rows: u32,      // rows in this chunk
+    cols: u32,      // input width (a multiple of 32)
+    row0: u32,      // first row of this chunk in the whole matrix
+    outputs: u32,   // outputs per token: all rows, or the number of ids
+    indexed: u32,
+    accumulate: u32,
+    first: u32,     // first output this dispatch covers (a chunk's row0 without ids)
+    tokens: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> scales: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> ids: array<u32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+const TOKENS: u32 = 4u;
+
+fn unpack(word: u32) -> vec4<f32> {
+    let w = bitcast<i32>(word);
+    return vec4<f32>(f32((w << 24u) >> 24u), f32((w << 16u) >> 24u), f32((w << 8u) >> 24u), f32(w >> 24u));
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let k = p.first + (wid.x + wid.y * nwg.x) * 64u + lid.x;
+    if (k >= p.outputs) {
+        return;
+    }
+    var row = k;
+    if (p.indexed == 1u) {
+        row = ids[k];
+    }
+    if (row < p.row0 || row >= p.row0 + p.rows) {
+        return;
+    }
+    let r = row - p.row0;
+    let t0 = wid.z * TOKENS;
+    let n = min(TOKENS, p.tokens - t0);
+    let blocks = p.cols / 32u;
+    let xrow = p.cols / 4u; // vec4s per token
+    var sum = vec4<f32>(0.0);
+    for (var b = 0u; b < blocks; b++) {
+        let q0 = (r * blocks + b) * 2u; // two vec4<u32> (32 int8) per block
+        let lo = qs[q0];
+        let hi = qs[q0 + 1u];
+        let w = array<vec4<f32>, 8>(unpack(lo.x), unpack(lo.y), unpack(lo.z), unpack(lo.w),
+                                    unpack(hi.x), unpack(hi.y), unpack(hi.z), unpack(hi.w));
+        var s = vec4<f32>(0.0);
+        for (var tt = 0u; tt < n; tt++) {
+            let x0 = (t0 + tt) * xrow + b * 8u;
+            var acc = 0.0;
+            for (var j = 0u; j < 8u; j++) {
+                acc += dot(w[j], x[x0 + j]);
+            }
+            s[tt] = acc;
+        }
+        sum += s * scales[r * blocks + b];
+    }
+    for (var tt = 0u; tt < n; tt++) {
+        let o = (t0 + tt) * p.outputs + k;
+        if (p.accumulate == 1u) {
+            y[o] += sum[tt];
+        } else {
+            y[o] = sum[tt];
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! WebGPU compute through wgpu: WebGPU in the browser, Vulkan/Metal/DX12 natively.
+//!
+//! One WGSL file per op in `kernels/`, each with a CPU twin in [`crate::backend::cpu`] and a
+//! test comparing the two (`tests/webgpu.rs` natively, the page's self-test in the browser).
+//! Quantized weights are repacked once at load into one GPU-friendly format (int8 in u32
+//! words plus an f32 scale per 32 values: Q8_0 with the scale widened), split into
+//! chunks where a matrix exceeds the adapter's largest storage binding.
+
+pub mod check;
+mod readback;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+
+/// The kernels a forward pass needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    EmbedQ8,
+    MatmulQ8,
+    MatmulF32,
+    RmsNorm,
+    Rope,
+    Attention,
+    GeluMul,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 7] = [
+        Kernel::EmbedQ8,
+        Kernel::MatmulQ8,
+        Kernel::MatmulF32,
+        Kernel::RmsNorm,
+        Kernel::Rope,
+        Kernel::Attention,
+        Kernel::GeluMul,
+    ];
+
+    fn source(self) -> &'static str {
+        match self {
+            Kernel::EmbedQ8 => include_str!("kernels/embed_q8.wgsl"),
+            Kernel::MatmulQ8 => include_str!("kernels/matmul_q8.wgsl"),
+            Kernel::MatmulF32 => include_str!("kernels/matmul_f32.wgsl"),
+            Kernel::RmsNorm => include_str!("kernels/rms_norm.wgsl"),
+            Kernel::Rope => include_str!("kernels/rope.wgsl"),
+            Kernel::Attention => include_str!("kernels/attention.wgsl"),
+            Kernel::GeluMul => include_str!("kernels/gelu_mul.wgsl"),
+        }
+    }
+}
+
+/// Largest head dimension the attention kernel handles (four dims per thread, 64 threads).
+pub const MAX_HEAD_DIM: usize = 256;
+/// Tokens one matmul workgroup serves (`TOKENS` in matmul_q8.wgsl).
+const MATMUL_TOKENS: usize = 4;
+/// Most workgroups in one dispatch dimension (WebGPU's default limit).
+const MAX_GROUPS: u32 = 65_535;
+
+/// How to open the GPU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GpuOptions {
+    /// Compile one kernel with a syntax error: the fallback test's forced failure.
+    pub broken_kernel: bool,
+}
+
+/// A device with the kernels compiled.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    /// The adapter's name and driver, for the backend badge and the benchmarks.
+    pub adapter: String,
+    /// Largest storage buffer a kernel may bind, in bytes.
+    pub max_binding: u64,
+    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gpu {
+    /// The first high-performance adapter, with every kernel compiled. Any failure (no
+    /// WebGPU, no adapter, a kernel the driver rejects) is [`Error::Gpu`], and the caller
+    /// falls back to the CPU.
+    pub async fn new(options: GpuOptions) -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("no WebGPU adapter: {e}")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("anote"),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("no device: {e}")))?;
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |_, _| flag.store(true, std::sync::atomic::Ordering::Relaxed));
+        // Errors are caught by scopes where they can happen; anything else is reported, not
+        // a panic (wgpu's default handler panics).
+        device.on_uncaptured_error(Arc::new(|e| warn(&format!("webgpu: {e}"))));
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut pipelines = HashMap::new();
+        for k in Kernel::ALL {
+            let source = match options.broken_kernel && k == Kernel::GeluMul {
+                true => format!("{} this is not WGSL", k.source()),
+                false => k.source().to_string(),
+            };
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&format!("{k:?}")),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&format!("{k:?}")),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            pipelines.insert(k, pipeline);
+        }
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("a kernel did not compile: {e}")));
+        }
+        let name = match info.driver_info.is_empty() {
+            true => info.name.clone(),
+            false => format!("{} ({})", info.name, info.driver_info),
+        };
+        Ok(Gpu {
+            device,
+            queue,
+            adapter: name,
+            max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+            pipelines,
+            lost,
+        })
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn upload<T: bytemuck::Pod>(&self, data: &[T]) -> wgpu::Buffer {
+        // A zero-sized binding is invalid: empty data gets one padding word.
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let padded;
+        let contents = if bytes.is_empty() {
+            padded = [0u8; 4];
+            &padded[..]
+        } else {
+            bytes
+        };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// A zeroed storage buffer of `len` f32s.
+    pub fn zeros(&self, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&Default::default())
+    }
+
+    /// Records one kernel: `params` (u32 words, f32s as bits) at binding 0, then `buffers`
+    /// at bindings 1…, over `groups` workgroups (spread over two dimensions when needed).
+    pub fn dispatch(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        kernel: Kernel,
+        params: &[u32],
+        buffers: &[&wgpu::Buffer],
+        groups: Groups,
+    ) {
+        let mut words = params.to_vec();
+        words.resize(params.len().div_ceil(4).max(1) * 4, 0); // uniforms are 16-byte sized
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let pipeline = &self.pipelines[&kernel];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32 + 1,
+            resource: b.as_entire_binding(),
+        }));
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let (x, y, z) = groups.dims();
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// Submits `enc` after copying `len` f32s of `buf` out, and returns them.
+    pub async fn read(&self, mut enc: wgpu::CommandEncoder, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let size = (len.max(1) * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        readback::map(&self.device, &staging).await?;
+        if self.is_lost() {
+            return Err(Error::Gpu("the GPU device was lost".into()));
+        }
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading back a buffer: {e}")))?;
+        let out = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+fn warn(message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    web_sys::console::warn_1(&message.into());
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{message}");
+}
+
+/// How many workgroups a dispatch needs: `n` in all, or a 2-D grid `(n, rows)`.
+#[derive(Clone, Copy, Debug)]
+pub enum Groups {
+    /// `n` workgroups, laid out as `x × y` with `x ≤ 65535`; kernels rebuild the index
+    /// from `workgroup_id.x + workgroup_id.y · num_workgroups.x`.
+    Linear(u32, u32),
+    Grid(u32, u32, u32),
+}
+
+impl Groups {
+    /// Enough workgroups of `size` threads for `items` items, `z` times.
+    pub fn cover(items: usize, size: usize, z: usize) -> Groups {
+        Groups::Linear(items.div_ceil(size).max(1) as u32, z as u32)
+    }
+
+    fn dims(self) -> (u32, u32, u32) {
+        match self {
+            Groups::Linear(n, z) => {
+                let x = n.min(MAX_GROUPS);
+                (x, n.div_ceil(x), z)
+            }
+            Groups::Grid(x, y, z) => (x, y, z),
+        }
+    }
+}
+
+/// A weight matrix `[rows, cols]` on the GPU in the kernels' Q8 layout, in row chunks
+/// that each fit one storage binding.
+pub struct GpuMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    chunks: Vec<Chunk>,
+}
+
+struct Chunk {
+    row0: usize,
+    rows: usize,
+    qs: wgpu::Buffer,
+    scales: wgpu::Buffer,
+}
+
+/// A matrix in the kernels' layout, on the CPU: int8 values four to a `u32` (little end
+/// first) and one f32 scale per 32 values.
+pub struct Q8Rows {
+    pub qs: Vec<u32>,
+    pub scales: Vec<f32>,
+}
+
+impl Q8Rows {
+    /// Q8_0 blocks are taken exactly (f16 scale widened); other types are dequantized and
+    /// quantized to 8 bits per 32 values, as ggml's `quantize_row_q8_0` does.
+    pub fn from_qtensor(q: &QTensor) -> Result<Q8Rows> {
+        if q.dtype() == GgmlDType::Q8_0 {
+            let raw = q.data()?;
+            let blocks = raw.len() / 34;
+            let mut out = Q8Rows {
+                qs: Vec::with_capacity(blocks * 8),
+                scales: Vec::with_capacity(blocks),
+            };
+            for b in raw.chunks_exact(34) {
+                out.scales.push(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
+                out.qs.extend(
+                    b[2..]
+                        .chunks_exact(4)
+                        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+                );
+            }
+            return Ok(out);
+        }
+        let dense = q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Q8Rows::quantize(&dense))
+    }
+
+    pub fn quantize(values: &[f32]) -> Q8Rows {
+        let mut out = Q8Rows {
+            qs: Vec::with_capacity(values.len() / 4),
+            scales: Vec::with_capacity(values.len() / 32),
+        };
+        for block in values.chunks_exact(32) {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            out.scales.push(d);
+            for w in block.chunks_exact(4) {
+                let b = [0, 1, 2, 3].map(|i| (w[i] * inv).round() as i8 as u8);
+                out.qs.push(u32::from_le_bytes(b));
+            }
+        }
+        out
+    }
+
+    /// The values these rows hold (the CPU twin of the kernels' dequantization).
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.qs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| {
+                let d = self.scales[i / 8];
+                w.to_le_bytes().map(|b| b as i8 as f32 * d)
+            })
+            .collect()
+    }
+}
+
+impl GpuMatrix {
+    pub fn upload(gpu: &Gpu, q: &Q8Rows, rows: usize, cols: usize) -> Result<GpuMatrix> {
+        GpuMatrix::upload_in_chunks(gpu, q, rows, cols, gpu.max_binding as usize)
+    }
+
+    /// As [`Self::upload`], with chunks of at most `max_bytes` of int8 values (the tests
+    /// use small chunks to cover the split that the 262k-row embedding needs).
+    pub fn upload_in_chunks(gpu: &Gpu, q: &Q8Rows, rows: usize, cols: usize, max_bytes: usize) -> Result<GpuMatrix> {
+        if !cols.is_multiple_of(32) || q.qs.len() * 4 != rows * cols {
+            return Err(Error::Gpu(format!("a {rows}×{cols} matrix does not fit the Q8 layout")));
+        }
+        let per_chunk = (max_bytes / cols).clamp(1, rows.max(1));
+        let chunks = (0..rows)
+            .step_by(per_chunk)
+            .map(|row0| {
+                let n = per_chunk.min(rows - row0);
+                Chunk {
+                    row0,
+                    rows: n,
+                    qs: gpu.upload(&q.qs[row0 * cols / 4..(row0 + n) * cols / 4]),
+                    scales: gpu.upload(&q.scales[row0 * cols / 32..(row0 + n) * cols / 32]),
+                }
+            })
+            .collect();
+        Ok(GpuMatrix { rows, cols, chunks })
+    }
+
+    pub fn from_qtensor(gpu: &Gpu, q: &QTensor) -> Result<GpuMatrix> {
+        let (rows, cols) = q.shape().dims2()?;
+        GpuMatrix::upload(gpu, &Q8Rows::from_qtensor(q)?, rows, cols)
+    }
+
+    /// Records `y (+)= x · Wᵀ` for `tokens` rows of `x`; with `ids`, only those rows of W
+    /// (`y` is then `tokens × ids.len()`).
+    pub fn matmul(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        tokens: usize,
+        ids: Option<(&wgpu::Buffer, usize)>,
+        y: &wgpu::Buffer,
+        accumulate: bool,
+    ) {
+        let dummy;
+        let (id_buf, outputs, indexed) = match ids {
+            Some((b, n)) => (b, n, 1),
+            None => {
+                dummy = gpu.upload(&[0u32]);
+                (&dummy, self.rows, 0)
+            }
+        };
+        for c in &self.chunks {
+            // Without ids a chunk's outputs are its own rows; with ids every chunk scans them all.
+            let (first, count) = match indexed {
+                1 => (0, outputs),
+                _ => (c.row0, c.rows),
+            };
+            let params = [
+                c.rows as u32,
+                self.cols as u32,
+                c.row0 as u32,
+                outputs as u32,
+                indexed,
+                accumulate as u32,
+                first as u32,
+                tokens as u32,
+            ];
+            let groups = count.div_ceil(64);
+            gpu.dispatch(
+                enc,
+                Kernel::MatmulQ8,
+                &params,
+                &[&c.qs, &c.scales, x, id_buf, y],
+                Groups::Linear(groups as u32, tokens.div_ceil(MATMUL_TOKENS) as u32),
+            );
+        }
+    }
+
+    /// Records the embedding lookup of `ids` (`tokens` of them), times `scale`, into `y`.
+    pub fn embed(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        ids: &wgpu::Buffer,
+        tokens: usize,
+        scale: f32,
+        y: &wgpu::Buffer,
+    ) {
+        for c in &self.chunks {
+            let params = [
+                tokens as u32,
+                self.cols as u32,
+                c.row0 as u32,
+                c.rows as u32,
+                scale.to_bits(),
+            ];
+            gpu.dispatch(
+                enc,
+                Kernel::EmbedQ8,
+                &params,
+                &[&c.qs, &c.scales, ids, y],
+                Groups::cover(tokens * self.cols, 64, 1),
+            );
+        }
+    }
+}
+
+/// `(cos, sin)` for every position in `first..first+tokens` and every rotated pair, in
+/// f64 as the CPU's RoPE computes them: the table the RoPE kernel reads.
+pub fn rope_table(tokens: usize, head_dim: usize, first: usize, base: f32) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut out = Vec::with_capacity(tokens * half * 2);
+    for t in 0..tokens {
+        for i in 0..half {
+            let freq = (base as f64).powf(-2.0 * i as f64 / head_dim as f64);
+            let (s, c) = ((first + t) as f64 * freq).sin_cos();
+            out.extend([c as f32, s as f32]);
+        }
+    }
+    out
+}
