@@ -25,27 +25,35 @@ function summarize(engine, where, threads, res, peakBytes, note = '') {
   return row;
 }
 
-function nativeOurs(threads, adapter = 'default') {
+// The GPU the native WebGPU rows ran on (the CLI names it on stderr).
+let nativeAdapter = '';
+
+function nativeOurs(threads, adapter = 'default', backend = 'cpu') {
   const runs = [];
   let peak = 0;
   for (const i of [1, 2]) {
-    const p = spawnSync('/usr/bin/time', ['-f', '%M', bin, '--adapter', adapter, 'generate', '--json', '--threads', String(threads),
-      '--prompt', `Run ${i}. ${prompt}`, '--max-tokens', String(NTOK)], { encoding: 'utf8' });
+    const p = spawnSync('/usr/bin/time', ['-f', '%M', bin, '--adapter', adapter, '--backend', backend, 'generate', '--json',
+      '--threads', String(threads), '--prompt', `Run ${i}. ${prompt}`, '--max-tokens', String(NTOK)], { encoding: 'utf8' });
     if (p.status !== 0) throw new Error(`anote failed: ${p.stderr}`);
     const g = JSON.parse(p.stdout);
-    peak = Math.max(peak, 1024 * Number(p.stderr.trim().split('\n').pop()));
+    const err = p.stderr.trim().split('\n');
+    nativeAdapter = err.find((l) => l.startsWith('webgpu: '))?.slice(8) ?? nativeAdapter;
+    peak = Math.max(peak, 1024 * Number(err.pop()));
     runs.push({ prompt_tokens: g.prompt_tokens, prefill_tok_s: g.prompt_tokens / g.prefill_ms * 1000,
       decode_steps: g.decode_steps, decode_tok_s: g.decode_steps / g.decode_ms * 1000 });
   }
-  return summarize('anote (ours)', 'native', threads, { runs }, peak, adapter === 'none' ? 'base model, no adapter' : 'with the adapter');
+  const what = adapter === 'none' ? 'base model, no adapter' : 'with the adapter';
+  const engine = backend === 'webgpu' ? 'anote (ours), WebGPU' : 'anote (ours)';
+  const where = backend === 'webgpu' ? `native, wgpu on ${nativeAdapter}` : 'native';
+  return summarize(engine, where, threads, { runs }, peak, what);
 }
 
 // Per-document extraction (schema prefix cached) on the first PII dev documents, 1 thread.
 const PII_DEV = '../shared/eval/presidio_synth_v2/dev.jsonl';
 const EXTRACT_DOCS = 50;
-function nativeExtraction(adapter) {
-  const p = spawnSync(bin, ['--adapter', adapter, 'eval', '--json', '--threads', '1', '--preset', 'pii',
-    '--data', PII_DEV, '--limit', String(EXTRACT_DOCS)], { encoding: 'utf8' });
+function nativeExtraction(adapter, backend = 'cpu', docs = EXTRACT_DOCS) {
+  const p = spawnSync(bin, ['--adapter', adapter, '--backend', backend, 'eval', '--json', '--threads', '1', '--preset', 'pii',
+    '--data', PII_DEV, '--limit', String(docs)], { encoding: 'utf8' });
   if (p.status !== 0) throw new Error(`anote eval failed: ${p.stderr}`);
   const r = JSON.parse(p.stdout);
   console.log(JSON.stringify({ adapter, ...r.latency_ms }));
@@ -125,10 +133,18 @@ const ours2 = nativeOurs(2);
 const base1 = nativeOurs(1, 'none');
 const extractTuned = nativeExtraction('default');
 const extractBase = nativeExtraction('none');
+// WebGPU natively: a software adapter (lavapipe) where the machine has no GPU, so fewer
+// documents; the per-document means stay comparable because the prefix is cached.
+const GPU_DOCS = 10;
+const gpu1 = nativeOurs(1, 'default', 'webgpu');
+const extractGpu = nativeExtraction('default', 'webgpu', GPU_DOCS);
+const extractCpuFew = nativeExtraction('default', 'cpu', GPU_DOCS);
 const cpp = llamaPython ? [nativeLlamaCpp(1), nativeLlamaCpp(2)] : null;
 const wasm = await inBrowser('bench/anote.html', 'anote (ours), wasm SIMD128',
   (r) => `with the adapter; wasm linear memory (its peak) ${(r.wasm_bytes / 1e6).toFixed(0)} MB`);
 const wl = await inBrowser('bench/wllama.html?threads=1', 'wllama 3.13.0 (llama.cpp, wasm)', () => '');
+const webgpu = await inBrowser('bench/anote.html?backend=webgpu&ntok=16', 'anote (ours), WebGPU',
+  (r) => `with the adapter; ${r.backend === 'webgpu' ? `on ${r.device}` : `fell back: ${r.device}`}; 16 tokens`);
 const BROWSER_DOCS = 20;
 const docs = readFileSync(PII_DEV, 'utf8').split('\n').filter(Boolean).slice(0, BROWSER_DOCS).map((l) => JSON.parse(l).text);
 const perDoc = await documentsInBrowser(docs, readFileSync('presets/pii.json', 'utf8'));
@@ -143,6 +159,8 @@ const table = rows.map((r) => `| ${r.engine} | ${r.where} | ${r.threads} | ${r.p
 const ratios = [
   `| native, 1 thread: with adapter / base model | ${ratio(ours1.prefill, base1.prefill)} | ${ratio(ours1.decode, base1.decode)} | ${ratio(ours1.peakBytes, base1.peakBytes)} |`,
   `| wasm, 1 thread: ours / wllama | ${ratio(wasm.row.prefill, wl.row.prefill)} | ${ratio(wasm.row.decode, wl.row.decode)} | ${ratio(wasm.row.peakBytes, wl.row.peakBytes)} |`,
+  `| native: WebGPU (${nativeAdapter}) / CPU 1 thread | ${ratio(gpu1.prefill, ours1.prefill)} | ${ratio(gpu1.decode, ours1.decode)} | ${ratio(gpu1.peakBytes, ours1.peakBytes)} |`,
+  `| browser: WebGPU (${webgpu.res.device}) / wasm SIMD128 | ${ratio(webgpu.row.prefill, wasm.row.prefill)} | ${ratio(webgpu.row.decode, wasm.row.decode)} | — |`,
   ...(cpp ? [
     `| native, 1 thread: ours / llama.cpp | ${ratio(ours1.prefill, cpp[0].prefill)} | ${ratio(ours1.decode, cpp[0].decode)} | ${ratio(ours1.peakBytes, cpp[0].peakBytes)} |`,
     `| native, 2 threads: ours / llama.cpp | ${ratio(ours2.prefill, cpp[1].prefill)} | ${ratio(ours2.decode, cpp[1].decode)} | ${ratio(ours2.peakBytes, cpp[1].peakBytes)} |`,
@@ -176,6 +194,17 @@ Per-document extraction, native, 1 thread, schema prefix cached: the first ${EXT
 |---|---|---|
 | fine-tuned adapter (default) | ${extractTuned.mean.toFixed(0)} | ${extractTuned.p95.toFixed(0)} |
 | base model | ${extractBase.mean.toFixed(0)} | ${extractBase.p95.toFixed(0)} |
+
+The same with the adapter on the first ${GPU_DOCS} documents, CPU against WebGPU (wgpu on ${nativeAdapter}):
+
+| backend | mean ms/doc | p95 ms/doc |
+|---|---|---|
+| CPU, 1 thread | ${extractCpuFew.mean.toFixed(0)} | ${extractCpuFew.p95.toFixed(0)} |
+| WebGPU | ${extractGpu.mean.toFixed(0)} | ${extractGpu.p95.toFixed(0)} |
+
+A software adapter (lavapipe natively, SwiftShader in Chromium: what this machine has) emulates the GPU on the same
+CPU cores, so its WebGPU rows show that the backend runs, not how fast it is on a GPU; \`cargo xtask bench\` on a
+machine with a GPU fills the same rows with that GPU's figures.
 
 In the browser (headless Chromium, 1 thread), the first ${BROWSER_DOCS} of those documents: ours is the whole extraction
 (with the adapter); wllama gets the same prompt (\`extractionPrompt\`, its prompt cache on, so the schema prefix is

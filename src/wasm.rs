@@ -61,6 +61,12 @@ pub struct Engine {
     name: String,
 }
 
+/// What an explicit `webgpu` asks for: any adapter, software or not.
+const SOFTWARE_TOO: GpuOptions = GpuOptions {
+    allow_software: true,
+    broken_kernel: false,
+};
+
 fn busy() -> JsValue {
     js_error(Error::Compute("the engine is busy with another request".into()))
 }
@@ -96,17 +102,25 @@ fn to_js<T: serde::Serialize>(v: &T) -> std::result::Result<JsValue, JsValue> {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Loads a GGUF model from its bytes. `backend`: `"webgpu"` or `"auto"` (the default)
-    /// try WebGPU and fall back to the CPU when there is no adapter, a kernel does not
-    /// compile or loading fails (`device` then says why); `"cpu"` skips WebGPU.
-    /// `"webgpu-broken"` injects a kernel that does not compile, to test the fallback.
+    /// Loads a GGUF model from its bytes. `backend`: `"auto"` (the default) uses a hardware
+    /// WebGPU adapter; `"webgpu"` any adapter, software renderers too; both fall back to
+    /// the CPU when there is none, a kernel does not compile or loading fails (`device`
+    /// then says why). `"cpu"` skips WebGPU. `"webgpu-broken"` injects a kernel that does
+    /// not compile, to test the fallback.
     pub async fn load(bytes: Uint8Array, backend: Option<String>) -> std::result::Result<Engine, JsValue> {
         let src = JsBytes(bytes);
         let backend = backend.unwrap_or_else(|| "auto".into());
         let gpu = match backend.as_str() {
             "cpu" => Err(Error::Gpu("the CPU was asked for".into())),
-            "webgpu" | "auto" => Gpu::new(GpuOptions::default()).await,
-            "webgpu-broken" => Gpu::new(GpuOptions { broken_kernel: true }).await,
+            "auto" => Gpu::new(GpuOptions::default()).await,
+            "webgpu" => Gpu::new(SOFTWARE_TOO).await,
+            "webgpu-broken" => {
+                let broken = GpuOptions {
+                    broken_kernel: true,
+                    ..SOFTWARE_TOO
+                };
+                Gpu::new(broken).await
+            }
             other => {
                 return Err(js_error(Error::Gpu(format!(
                     "unknown backend {other:?}: cpu, webgpu or auto"
@@ -375,7 +389,7 @@ impl Scorer {
 /// there is no WebGPU.
 #[wasm_bindgen(js_name = checkKernels)]
 pub async fn check_kernels() -> std::result::Result<JsValue, JsValue> {
-    let gpu = Gpu::new(GpuOptions::default()).await.map_err(js_error)?;
+    let gpu = Gpu::new(SOFTWARE_TOO).await.map_err(js_error)?;
     let checks = crate::backend::webgpu::check::check_kernels(&gpu)
         .await
         .map_err(js_error)?;

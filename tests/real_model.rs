@@ -139,7 +139,11 @@ fn greedy_tokens_equal_llama_cpp() {
 #[test]
 fn greedy_tokens_on_webgpu_equal_llama_cpp_and_the_cpu() {
     let file = std::fs::File::open(common::real_model_path()).unwrap();
-    let gpu = block_on(Gpu::new(GpuOptions::default())).expect("no WebGPU adapter (cargo xtask setup)");
+    let gpu = block_on(Gpu::new(GpuOptions {
+        allow_software: true,
+        ..Default::default()
+    }))
+    .expect("no WebGPU adapter (cargo xtask setup)");
     println!("adapter: {}", gpu.adapter);
     let on_gpu = greedy_parity(&mut Engine::load_webgpu(&file, Rc::new(gpu)).unwrap(), 24, 1);
     let mut cpu = Engine::load(&file).unwrap();
@@ -185,14 +189,19 @@ fn fixture_f1(x: &mut anote_ner::Extractor, name: &str, schema: &anote_ner::Sche
     scorer.finish().strict.micro.f1
 }
 
-#[test]
-fn the_shipped_adapter_is_verified_and_improves_extraction() {
-    use anote_ner::model::Adapter;
+/// The shipped adapter's bytes and the sha256 the manifest gives for them.
+fn shipped_adapter() -> (Vec<u8>, String) {
     let (file, sha256) = anote_ner::default_adapter().expect("models/manifest.json lists the adapter");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(file);
-    let bytes = std::fs::read(&path).unwrap();
+    (std::fs::read(&path).unwrap(), sha256)
+}
+
+#[test]
+fn the_shipped_adapter_is_verified_and_improves_extraction() {
+    use anote_ner::model::Adapter;
+    let (bytes, sha256) = shipped_adapter();
     let mut corrupt = bytes.clone();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 1;
@@ -213,4 +222,46 @@ fn the_shipped_adapter_is_verified_and_improves_extraction() {
         tuned >= base + 0.2,
         "the adapter did not help: base {base:.3}, fine-tuned {tuned:.3}"
     );
+}
+
+/// The extraction engine on the GPU finds the CPU's entities on PII documents (the shipped
+/// adapter on, as the product runs).
+#[test]
+fn extraction_on_webgpu_finds_the_cpus_entities() {
+    use anote_ner::model::Adapter;
+    let (bytes, sha256) = shipped_adapter();
+    let adapter = Adapter::from_bytes(&bytes, Some(&sha256)).unwrap();
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let gpu = block_on(Gpu::new(GpuOptions {
+        allow_software: true,
+        ..Default::default()
+    }))
+    .expect("no WebGPU adapter (cargo xtask setup)");
+    let mut engines = [
+        Engine::load(&file).unwrap(),
+        Engine::load_webgpu(&file, Rc::new(gpu)).unwrap(),
+    ]
+    .map(|mut e| {
+        e.set_adapter(Some(&adapter)).unwrap();
+        anote_ner::Extractor::new(e)
+    });
+    let schema = anote_ner::Schema::preset("pii").unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gold_small.jsonl");
+    let mut found = 0;
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let Ok(doc) = serde_json::from_str::<Value>(line) else {
+            continue; // the fixture's deliberately broken line
+        };
+        let text = doc["text"].as_str().unwrap();
+        let [cpu, gpu] = engines.each_mut().map(|x| {
+            let r = block_on(x.extract(text, &schema, |_| {})).unwrap();
+            let spans: Vec<(String, usize, usize)> =
+                r.entities.iter().map(|e| (e.label.clone(), e.start, e.end)).collect();
+            spans
+        });
+        println!("{} entities: cpu {cpu:?}", cpu.len());
+        assert_eq!(gpu, cpu, "the GPU found other entities in {text:?}");
+        found += cpu.len();
+    }
+    assert!(found >= 5, "too few entities to compare ({found})");
 }

@@ -18,8 +18,11 @@ use common::{adapter_file, max_diff, noise, projections, TinyGemma};
 use pollster::block_on;
 
 fn gpu() -> Gpu {
-    block_on(Gpu::new(GpuOptions::default()))
-        .expect("no WebGPU adapter: `cargo xtask setup` installs Mesa's software Vulkan driver")
+    block_on(Gpu::new(GpuOptions {
+        allow_software: true,
+        ..Default::default()
+    }))
+    .expect("no WebGPU adapter: `cargo xtask setup` installs Mesa's software Vulkan driver")
 }
 
 #[test]
@@ -62,9 +65,12 @@ fn q8_repack_keeps_q8_0_exact_and_q4_k_close() {
 
 #[test]
 fn a_kernel_that_does_not_compile_is_a_typed_error() {
-    let err = block_on(Gpu::new(GpuOptions { broken_kernel: true }))
-        .err()
-        .expect("a broken kernel compiled");
+    let err = block_on(Gpu::new(GpuOptions {
+        allow_software: true,
+        broken_kernel: true,
+    }))
+    .err()
+    .expect("a broken kernel compiled");
     assert_eq!(err.code(), "gpu", "{err}");
 }
 
@@ -125,4 +131,14 @@ fn tiny_model_with_an_adapter_on_the_gpu_matches_the_cpu() {
     gpu_e.set_adapter(None).unwrap();
     let base = block_on(gpu_e.model.forward(&prompt)).unwrap();
     assert!(max_diff(&base, &a) > 0.1, "removing the adapter changed nothing");
+}
+
+#[test]
+fn automatic_selection_refuses_a_software_adapter() {
+    let any = gpu();
+    let auto = block_on(Gpu::new(GpuOptions::default()));
+    match any.adapter.contains("software") {
+        true => assert_eq!(auto.err().expect("a software adapter was chosen").code(), "gpu"),
+        false => assert!(auto.is_ok(), "a hardware adapter was refused"),
+    }
 }

@@ -27,6 +27,8 @@ export interface Schema {
 
 export interface LoadInfo {
   backend: 'cpu' | 'webgpu';
+  /** The GPU adapter's name, or why the CPU runs the model. */
+  device: string;
   model: string;
   /** sha256 of the fine-tuning adapter in use, or null. */
   adapter: string | null;
@@ -57,7 +59,8 @@ export interface AnoteError extends Error {
 export declare const DEFAULT_MODEL: string;
 
 export declare class Anote extends EventTarget {
-  load(model?: string | ArrayBuffer, options?: { adapter?: boolean }): Promise<LoadInfo>;
+  /** `backend`: 'auto' (default: a hardware WebGPU adapter, else the CPU), 'webgpu' (any adapter) or 'cpu'. */
+  load(model?: string | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;
   extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;
   redact(text: string, entities: Entity[], operators?: Operators): Promise<Redaction>;
   cancel(): void;

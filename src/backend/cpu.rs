@@ -45,12 +45,12 @@ impl Linear {
 
     /// `rows × in` → `rows × out`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let x = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-        let mut y = self.weight.forward(&x)?;
+        let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
+        let mut y = self.weight.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
         if let Some(lora) = &self.lora {
-            y = (y + lora.forward(&x)?)?;
+            lora.add_to(x, &mut y);
         }
-        Ok(y.flatten_all()?.to_vec1::<f32>()?)
+        Ok(y)
     }
 }
 

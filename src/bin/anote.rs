@@ -276,7 +276,10 @@ fn load_engine(path: &PathBuf, choice: &str, backend: &str) -> Result<Engine, Er
     let mut engine = match backend {
         "cpu" => Engine::load(&file)?,
         "webgpu" => {
-            let gpu = block_on(Gpu::new(GpuOptions::default()))?;
+            let gpu = block_on(Gpu::new(GpuOptions {
+                allow_software: true,
+                ..Default::default()
+            }))?;
             eprintln!("webgpu: {}", gpu.adapter);
             Engine::load_webgpu(&file, Rc::new(gpu))?
         }

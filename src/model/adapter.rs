@@ -11,34 +11,46 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
 use safetensors::SafeTensors;
 use sha2::{Digest, Sha256};
 
+use crate::backend::cpu::dot;
 use crate::error::{Error, Result};
 
 pub const FORMAT: &str = "anote-lora-v1";
 
-/// One adapted projection: `Aᵀ` `[in, r]` and `Bᵀ` `[r, out]`, in f32 for the matmul.
+/// One adapted projection, row-major f32: `A` `[r, in]`, `B` `[out, r]`.
 pub struct LowRank {
-    a_t: Tensor,
-    b_t: Tensor,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    rank: usize,
+    in_dim: usize,
+    out_dim: usize,
 }
 
 impl LowRank {
-    /// `x` `[rows, in]` → the correction `[rows, out]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.a_t)?.matmul(&self.b_t)?)
+    /// `y += (x·Aᵀ)·Bᵀ` for every row of `x` (`rows × in`; `y` is `rows × out`). Plain
+    /// dot products: per row this is r·(in+out) multiply-adds, too little to be worth a
+    /// tensor library's per-call overhead (that overhead cost 12-21 % of a token).
+    pub fn add_to(&self, x: &[f32], y: &mut [f32]) {
+        let mut mid = vec![0f32; self.rank];
+        for (xr, yr) in x.chunks_exact(self.in_dim).zip(y.chunks_exact_mut(self.out_dim)) {
+            for (m, a) in mid.iter_mut().zip(self.a.chunks_exact(self.in_dim)) {
+                *m = dot(a, xr);
+            }
+            for (yo, b) in yr.iter_mut().zip(self.b.chunks_exact(self.rank)) {
+                *yo += dot(b, &mid);
+            }
+        }
     }
 
     pub fn rank(&self) -> usize {
-        self.b_t.dims()[0]
+        self.rank
     }
 
-    /// `A` `[r, in]` and `B` `[out, r]`, row-major: the layout the GPU's matmul reads.
-    pub fn row_major(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        let flat = |t: &Tensor| t.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>();
-        Ok((flat(&self.a_t)?, flat(&self.b_t)?))
+    /// `A` `[r, in]` and `B` `[out, r]`, row-major (what the GPU's matmul reads).
+    pub fn matrices(&self) -> (&[f32], &[f32]) {
+        (&self.a, &self.b)
     }
 }
 
@@ -73,22 +85,21 @@ impl Adapter {
             .cloned()
             .ok_or_else(|| Error::BadAdapter("no base_fingerprint in the metadata".into()))?;
         let file = SafeTensors::deserialize(bytes).map_err(bad)?;
-        let mut halves: HashMap<String, (Option<Tensor>, Option<Tensor>)> = HashMap::new();
+        // Per stem: A `(values, [r, in])` and B `(values, [out, r])`.
+        type Half = Option<(Vec<f32>, [usize; 2])>;
+        let mut halves: HashMap<String, (Half, Half)> = HashMap::new();
         let mut rank = 0;
         for (name, view) in file.tensors() {
             let (stem, part) = name
                 .rsplit_once('.')
                 .filter(|(_, p)| *p == "lora_a" || *p == "lora_b")
                 .ok_or_else(|| Error::BadAdapter(format!("unexpected tensor {name}")))?;
-            let t = match view.dtype() {
-                safetensors::Dtype::F16 => {
-                    let v: Vec<half::f16> = view
-                        .data()
-                        .chunks_exact(2)
-                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
-                        .collect();
-                    Tensor::from_vec(v, view.shape(), &Device::Cpu)?.to_dtype(DType::F32)?
-                }
+            let values: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
                 other => return Err(Error::BadAdapter(format!("tensor {name} is {other:?}, expected F16"))),
             };
             let [rows, cols] = view.shape() else {
@@ -96,19 +107,25 @@ impl Adapter {
             };
             rank = if part == "lora_a" { *rows } else { *cols };
             let slot = halves.entry(stem.to_string()).or_default();
-            // Stored transposed, so the forward is two plain matmuls.
-            let t = t.t()?.contiguous()?;
+            let half = Some((values, [*rows, *cols]));
             if part == "lora_a" {
-                slot.0 = Some(t)
+                slot.0 = half
             } else {
-                slot.1 = Some(t)
+                slot.1 = half
             }
         }
         let mut pairs = HashMap::new();
         for (stem, halves) in halves {
             match halves {
-                (Some(a_t), Some(b_t)) if a_t.dim(1)? == b_t.dim(0)? => {
-                    pairs.insert(stem, Arc::new(LowRank { a_t, b_t }));
+                (Some((a, [r, in_dim])), Some((b, [out_dim, rb]))) if r == rb => {
+                    let pair = LowRank {
+                        a,
+                        b,
+                        rank: r,
+                        in_dim,
+                        out_dim,
+                    };
+                    pairs.insert(stem, Arc::new(pair));
                 }
                 _ => return Err(Error::BadAdapter(format!("{stem} needs lora_a and lora_b of one rank"))),
             }
@@ -129,11 +146,10 @@ impl Adapter {
         let Some(p) = self.pairs.get(stem) else {
             return Ok(None);
         };
-        if p.a_t.dim(0)? != in_dim || p.b_t.dim(1)? != out_dim {
+        if p.in_dim != in_dim || p.out_dim != out_dim {
             return Err(Error::BadAdapter(format!(
                 "{stem} is {}×{} in the adapter but {out_dim}×{in_dim} in the model",
-                p.b_t.dim(1)?,
-                p.a_t.dim(0)?
+                p.out_dim, p.in_dim
             )));
         }
         Ok(Some(p.clone()))

@@ -404,8 +404,8 @@ impl LanguageModel for Gemma3Gpu {
             for linear in l.projections_mut() {
                 linear.lora = match pairs.next().flatten() {
                     Some(p) => {
-                        let (a, b) = p.row_major()?;
-                        Some((self.gpu.upload(&a), self.gpu.upload(&b), p.rank()))
+                        let (a, b) = p.matrices();
+                        Some((self.gpu.upload(a), self.gpu.upload(b), p.rank()))
                     }
                     None => None,
                 };

@@ -6,8 +6,11 @@ import { chromium } from 'playwright-core';
 export const FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'];
 
-export async function launch() {
-  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: FLAGS });
+/** Headless Chromium; `webgpu: false` leaves WebGPU off (Debian's build exposes it only
+ *  with --enable-unsafe-webgpu, and then only SwiftShader, a software adapter). */
+export async function launch({ webgpu = true } = {}) {
+  const args = webgpu ? FLAGS : FLAGS.filter((f) => f !== '--enable-unsafe-webgpu');
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
 }
 
 /** Waits until the page's model is ready (or failed); returns the status element's state. */

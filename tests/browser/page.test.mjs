@@ -69,11 +69,12 @@ function tinyGguf(arch, truncated) {
 
 await page.goto(url);
 
-await check('the default model loads in the worker, downloaded with progress', async () => {
+await check('the default model loads in the worker, downloaded with progress, on the CPU: the only WebGPU adapter is software', async () => {
   assert.equal(await modelState(page), 'ready', await page.textContent('[data-testid=error]'));
   assert.match(await page.textContent('[data-testid=progress-text]'), /downloaded and cached/);
   assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
   assert.equal(await page.textContent('[data-testid=backend]'), 'CPU SIMD');
+  assert.match(await page.getAttribute('[data-testid=backend]', 'title'), /software renderer/);
 });
 
 await check('greedy tokens in the browser equal the native engine', async () => {
@@ -317,6 +318,56 @@ await check('only the schema is stored: localStorage holds one key, Cache Storag
   assert.deepEqual(stored.local, ['anote-schema-v1']);
   assert.deepEqual(stored.caches.sort(), ['anote-models-v1', 'anote-shell-v1']);
   for (const p of stored.cached) assert.ok(!/ahmed|Offline/.test(p), `cached ${p}`);
+});
+
+// ---- WebGPU: SwiftShader, the software adapter Chromium has here (slow, so short runs) ----
+
+await check('every WebGPU kernel matches its CPU twin on the browser adapter', async () => {
+  const r = await page.evaluate(async () => {
+    const { AnoteClient } = await import('./anote.js');
+    const c = new AnoteClient();
+    try { return await c.checkKernels(); } finally { c.worker.terminate(); }
+  });
+  console.log(`     adapter: ${r.adapter}; largest relative difference ${Math.max(...r.checks.map((c) => c.max_rel_diff)).toExponential(1)}`);
+  assert.deepEqual(r.checks.filter((c) => !(c.max_rel_diff <= c.tolerance)), []);
+  assert.equal(r.checks.length, 16);
+});
+
+await check('asked for WebGPU, the page runs on it and generates the native greedy tokens', async () => {
+  const g = await context.newPage();
+  g.on('pageerror', (e) => problems.push(String(e)));
+  await g.goto(`${url}?backend=webgpu`);
+  assert.equal(await modelState(g), 'ready', await g.textContent('[data-testid=error]'));
+  assert.equal(await g.getAttribute('[data-testid=backend]', 'data-backend'), 'webgpu');
+  assert.equal(await g.textContent('[data-testid=backend]'), 'WebGPU');
+  await useAdapter(g, false);
+  // Ten steps: the eleventh is a near tie (0.003 logits) between 8-bit and 4-bit weights.
+  const r = await generateInPage(g, prompt, 10);
+  console.log(`     webgpu: ${JSON.stringify(r.text)} · ${r.stats}`);
+  assert.deepEqual(r.tokens, native.tokens.slice(0, 10));
+  await g.close();
+});
+
+await check('a WebGPU kernel that does not compile: the page falls back to the CPU and says why', async () => {
+  const g = await context.newPage();
+  await g.goto(`${url}?backend=webgpu-broken`);
+  assert.equal(await modelState(g), 'ready');
+  assert.equal(await g.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
+  assert.match(await g.getAttribute('[data-testid=backend]', 'title'), /did not compile/);
+  await g.close();
+});
+
+await check('a browser without WebGPU runs on the CPU and says why', async () => {
+  const plain = await launch({ webgpu: false });
+  try {
+    const g = await plain.newPage();
+    await g.goto(url);
+    assert.equal(await modelState(g), 'ready');
+    assert.equal(await g.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
+    assert.match(await g.getAttribute('[data-testid=backend]', 'title'), /no WebGPU/);
+  } finally {
+    await plain.close();
+  }
 });
 
 await check('no request leaves the origin, and none carries user text', async () => {

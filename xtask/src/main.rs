@@ -193,9 +193,11 @@ fn test(root: &Path) -> Result<()> {
             "warnings",
         ]),
     )?;
+    // The test profile (opt-level 3, no LTO): one fat-LTO link per test binary would cost
+    // minutes on two cores, and the tests run the real model, so they must be optimised.
     run_step(
         "test: native tests",
-        cargo().current_dir(root).args(["test", "--release", "--workspace"]),
+        cargo().current_dir(root).args(["test", "--workspace"]),
     )?;
     build_web(root)?;
     browser_tests(root)

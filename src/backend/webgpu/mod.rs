@@ -57,13 +57,16 @@ impl Kernel {
 /// Largest head dimension the attention kernel handles (four dims per thread, 64 threads).
 pub const MAX_HEAD_DIM: usize = 256;
 /// Tokens one matmul workgroup serves (`TOKENS` in matmul_q8.wgsl).
-const MATMUL_TOKENS: usize = 4;
+const MATMUL_TOKENS: usize = 8;
 /// Most workgroups in one dispatch dimension (WebGPU's default limit).
 const MAX_GROUPS: u32 = 65_535;
 
 /// How to open the GPU.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GpuOptions {
+    /// Accept a software adapter (SwiftShader, lavapipe). Automatic selection does not:
+    /// the CPU SIMD path is faster than a GPU emulated on the same cores.
+    pub allow_software: bool,
     /// Compile one kernel with a syntax error: the fallback test's forced failure.
     pub broken_kernel: bool,
 }
@@ -85,6 +88,10 @@ impl Gpu {
     /// WebGPU, no adapter, a kernel the driver rejects) is [`Error::Gpu`], and the caller
     /// falls back to the CPU.
     pub async fn new(options: GpuOptions) -> Result<Gpu> {
+        #[cfg(target_arch = "wasm32")]
+        if !wgpu::util::is_browser_webgpu_supported().await {
+            return Err(Error::Gpu("this browser has no WebGPU".into()));
+        }
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -94,6 +101,12 @@ impl Gpu {
             .await
             .map_err(|e| Error::Gpu(format!("no WebGPU adapter: {e}")))?;
         let info = adapter.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu && !options.allow_software {
+            return Err(Error::Gpu(format!(
+                "the only WebGPU adapter is a software renderer ({}); the CPU SIMD path is faster",
+                adapter_name(&info)
+            )));
+        }
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -133,14 +146,10 @@ impl Gpu {
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("a kernel did not compile: {e}")));
         }
-        let name = match info.driver_info.is_empty() {
-            true => info.name.clone(),
-            false => format!("{} ({})", info.name, info.driver_info),
-        };
         Ok(Gpu {
             device,
             queue,
-            adapter: name,
+            adapter: adapter_name(&info),
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
             pipelines,
             lost,
@@ -244,6 +253,25 @@ impl Gpu {
         drop(view);
         staging.unmap();
         Ok(out)
+    }
+}
+
+/// The adapter's name, driver and whether it is a software renderer; browsers may hide
+/// the name and the driver.
+fn adapter_name(info: &wgpu::AdapterInfo) -> String {
+    let name = if info.name.is_empty() {
+        "unnamed adapter"
+    } else {
+        &info.name
+    };
+    let software = (info.device_type == wgpu::DeviceType::Cpu).then_some("software");
+    let notes: Vec<&str> = [Some(info.driver_info.as_str()).filter(|d| !d.is_empty()), software]
+        .into_iter()
+        .flatten()
+        .collect();
+    match notes.is_empty() {
+        true => name.to_string(),
+        false => format!("{name} ({})", notes.join(", ")),
     }
 }
 

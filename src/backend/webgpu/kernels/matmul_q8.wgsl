@@ -26,7 +26,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> ids: array<u32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-const TOKENS: u32 = 4u;
+const TOKENS: u32 = 8u;
 
 fn unpack(word: u32) -> vec4<f32> {
     let w = bitcast<i32>(word);
@@ -52,23 +52,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n = min(TOKENS, p.tokens - t0);
     let blocks = p.cols / 32u;
     let xrow = p.cols / 4u; // vec4s per token
-    var sum = vec4<f32>(0.0);
+    var sum = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for (var b = 0u; b < blocks; b++) {
         let q0 = (r * blocks + b) * 2u; // two vec4<u32> (32 int8) per block
         let lo = qs[q0];
         let hi = qs[q0 + 1u];
         let w = array<vec4<f32>, 8>(unpack(lo.x), unpack(lo.y), unpack(lo.z), unpack(lo.w),
                                     unpack(hi.x), unpack(hi.y), unpack(hi.z), unpack(hi.w));
-        var s = vec4<f32>(0.0);
+        let d = scales[r * blocks + b];
         for (var tt = 0u; tt < n; tt++) {
             let x0 = (t0 + tt) * xrow + b * 8u;
             var acc = 0.0;
             for (var j = 0u; j < 8u; j++) {
                 acc += dot(w[j], x[x0 + j]);
             }
-            s[tt] = acc;
+            sum[tt] += acc * d;
         }
-        sum += s * scales[r * blocks + b];
     }
     for (var tt = 0u; tt < n; tt++) {
         let o = (t0 + tt) * p.outputs + k;
