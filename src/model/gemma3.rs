@@ -78,25 +78,54 @@ impl Config {
     }
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    q_norm: Vec<f32>,
-    k_norm: Vec<f32>,
-    o: Linear,
-    post_attn_norm: Vec<f32>,
-    ffn_norm: Vec<f32>,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-    post_ffn_norm: Vec<f32>,
+/// One transformer block's weights: `L` a projection, `N` a norm vector (on the CPU a
+/// [`Linear`] and a `Vec<f32>`; on the GPU their buffers).
+pub(crate) struct Layer<L, N> {
+    pub attn_norm: N,
+    pub q: L,
+    pub k: L,
+    pub v: L,
+    pub q_norm: N,
+    pub k_norm: N,
+    pub o: L,
+    pub post_attn_norm: N,
+    pub ffn_norm: N,
+    pub gate: L,
+    pub up: L,
+    pub down: L,
+    pub post_ffn_norm: N,
 }
 
-impl Layer {
+impl<L, N> Layer<L, N> {
+    /// Layer `i`'s tensors by their GGUF names and shapes, through `mat(name, out, in)`
+    /// and `vec(name, len)`.
+    pub(crate) fn load(
+        c: &Config,
+        i: usize,
+        mat: impl Fn(String, usize, usize) -> Result<L>,
+        vec: impl Fn(String, usize) -> Result<N>,
+    ) -> Result<Self> {
+        let (h, q_dim, kv_dim) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        Ok(Layer {
+            attn_norm: vec(n("attn_norm"), h)?,
+            q: mat(n("attn_q"), q_dim, h)?,
+            k: mat(n("attn_k"), kv_dim, h)?,
+            v: mat(n("attn_v"), kv_dim, h)?,
+            q_norm: vec(n("attn_q_norm"), c.head_dim)?,
+            k_norm: vec(n("attn_k_norm"), c.head_dim)?,
+            o: mat(n("attn_output"), h, q_dim)?,
+            post_attn_norm: vec(n("post_attention_norm"), h)?,
+            ffn_norm: vec(n("ffn_norm"), h)?,
+            gate: mat(n("ffn_gate"), c.ffn, h)?,
+            up: mat(n("ffn_up"), c.ffn, h)?,
+            down: mat(n("ffn_down"), h, c.ffn)?,
+            post_ffn_norm: vec(n("post_ffw_norm"), h)?,
+        })
+    }
+
     /// The adaptable projections, in the order of [`PROJECTIONS`].
-    fn projections_mut(&mut self) -> [&mut Linear; 7] {
+    pub(crate) fn projections_mut(&mut self) -> [&mut L; 7] {
         [
             &mut self.q,
             &mut self.k,
@@ -112,7 +141,7 @@ impl Layer {
 pub struct Gemma3 {
     pub config: Config,
     embedding: Arc<QTensor>,
-    layers: Vec<Layer>,
+    layers: Vec<Layer<Linear, Vec<f32>>>,
     output_norm: Vec<f32>,
     lm_head: Linear,
     cache: KvCache,
@@ -121,7 +150,7 @@ pub struct Gemma3 {
 impl Gemma3 {
     pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Gemma3> {
         let c = Config::from_gguf(g)?;
-        let (h, q_dim, kv_dim) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let (h, kv_dim) = (c.hidden, c.kv_heads * c.head_dim);
         let mat = |name: String, out: usize, inp: usize| load_qtensor(g, src, &name, &[out, inp]).and_then(Linear::new);
         let vec = |name: String, len: usize| load_vector(g, src, &name, len);
         let embedding = load_qtensor(g, src, "token_embd.weight", &[c.vocab, h])?;
@@ -129,25 +158,9 @@ impl Gemma3 {
             true => mat("output.weight".into(), c.vocab, h)?,
             false => Linear::new(embedding.clone())?,
         };
-        let mut layers = Vec::with_capacity(c.layers);
-        for i in 0..c.layers {
-            let n = |s: &str| format!("blk.{i}.{s}.weight");
-            layers.push(Layer {
-                attn_norm: vec(n("attn_norm"), h)?,
-                q: mat(n("attn_q"), q_dim, h)?,
-                k: mat(n("attn_k"), kv_dim, h)?,
-                v: mat(n("attn_v"), kv_dim, h)?,
-                q_norm: vec(n("attn_q_norm"), c.head_dim)?,
-                k_norm: vec(n("attn_k_norm"), c.head_dim)?,
-                o: mat(n("attn_output"), h, q_dim)?,
-                post_attn_norm: vec(n("post_attention_norm"), h)?,
-                ffn_norm: vec(n("ffn_norm"), h)?,
-                gate: mat(n("ffn_gate"), c.ffn, h)?,
-                up: mat(n("ffn_up"), c.ffn, h)?,
-                down: mat(n("ffn_down"), h, c.ffn)?,
-                post_ffn_norm: vec(n("post_ffw_norm"), h)?,
-            });
-        }
+        let layers = (0..c.layers)
+            .map(|i| Layer::load(&c, i, mat, vec))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Gemma3 {
             output_norm: vec("output_norm.weight".into(), h)?,
             cache: KvCache::new(c.layers, kv_dim),

@@ -5,9 +5,9 @@
 
 use std::rc::Rc;
 
-use super::gemma3::Config;
+use super::gemma3::{Config, Layer};
 use super::{load_qtensor, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
-use crate::backend::webgpu::{rope_table, Gpu, GpuMatrix, Groups, Kernel, MAX_HEAD_DIM};
+use crate::backend::webgpu::{rope_table, Gpu, GpuMatrix, Groups, Kernel, Out, MAX_HEAD_DIM};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
 
@@ -21,7 +21,7 @@ impl GpuLinear {
     /// Records `y = x · Wᵀ (+ x · Aᵀ · Bᵀ)` for `tokens` rows; returns `y`.
     fn forward(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, tokens: usize) -> wgpu::Buffer {
         let y = gpu.zeros(tokens * self.w.rows);
-        self.w.matmul(gpu, enc, x, tokens, None, &y, false);
+        self.w.matmul(gpu, enc, (x, tokens), None, Out::Write(&y));
         if let Some((a, b, rank)) = &self.lora {
             let mid = gpu.zeros(tokens * rank);
             let dims = |rows: usize, cols: usize, acc: bool| [rows as u32, cols as u32, tokens as u32, acc as u32];
@@ -42,36 +42,6 @@ impl GpuLinear {
             );
         }
         y
-    }
-}
-
-struct GpuLayer {
-    attn_norm: wgpu::Buffer,
-    q: GpuLinear,
-    k: GpuLinear,
-    v: GpuLinear,
-    q_norm: wgpu::Buffer,
-    k_norm: wgpu::Buffer,
-    o: GpuLinear,
-    post_attn_norm: wgpu::Buffer,
-    ffn_norm: wgpu::Buffer,
-    gate: GpuLinear,
-    up: GpuLinear,
-    down: GpuLinear,
-    post_ffn_norm: wgpu::Buffer,
-}
-
-impl GpuLayer {
-    fn projections_mut(&mut self) -> [&mut GpuLinear; 7] {
-        [
-            &mut self.q,
-            &mut self.k,
-            &mut self.v,
-            &mut self.o,
-            &mut self.gate,
-            &mut self.up,
-            &mut self.down,
-        ]
     }
 }
 
@@ -97,7 +67,7 @@ pub struct Gemma3Gpu {
     embedding: GpuMatrix,
     /// `None`: the LM head is the embedding (tied weights).
     output: Option<GpuMatrix>,
-    layers: Vec<GpuLayer>,
+    layers: Vec<Layer<GpuLinear, wgpu::Buffer>>,
     output_norm: wgpu::Buffer,
     kv: GpuKv,
 }
@@ -110,7 +80,7 @@ impl Gemma3Gpu {
                 "the GPU kernels need head_dim ≤ {MAX_HEAD_DIM} and widths that are multiples of 32"
             )));
         }
-        let (h, q_dim, kv_dim) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let (h, kv_dim) = (c.hidden, c.kv_heads * c.head_dim);
         // Each tensor is read, repacked and uploaded on its own, so the CPU never holds
         // more than one of them.
         let mat = |name: String, out: usize, inp: usize| -> Result<GpuMatrix> {
@@ -130,25 +100,9 @@ impl Gemma3Gpu {
             true => Some(mat("output.weight".into(), c.vocab, h)?),
             false => None,
         };
-        let mut layers = Vec::with_capacity(c.layers);
-        for i in 0..c.layers {
-            let n = |s: &str| format!("blk.{i}.{s}.weight");
-            layers.push(GpuLayer {
-                attn_norm: vec(n("attn_norm"), h)?,
-                q: lin(n("attn_q"), q_dim, h)?,
-                k: lin(n("attn_k"), kv_dim, h)?,
-                v: lin(n("attn_v"), kv_dim, h)?,
-                q_norm: vec(n("attn_q_norm"), c.head_dim)?,
-                k_norm: vec(n("attn_k_norm"), c.head_dim)?,
-                o: lin(n("attn_output"), h, q_dim)?,
-                post_attn_norm: vec(n("post_attention_norm"), h)?,
-                ffn_norm: vec(n("ffn_norm"), h)?,
-                gate: lin(n("ffn_gate"), c.ffn, h)?,
-                up: lin(n("ffn_up"), c.ffn, h)?,
-                down: lin(n("ffn_down"), h, c.ffn)?,
-                post_ffn_norm: vec(n("post_ffw_norm"), h)?,
-            });
-        }
+        let layers = (0..c.layers)
+            .map(|i| Layer::load(&c, i, lin, vec))
+            .collect::<Result<Vec<_>>>()?;
         let output_norm = vec("output_norm.weight".into(), h)?;
         let kv = GpuKv {
             k: Vec::new(),
@@ -323,8 +277,13 @@ impl Gemma3Gpu {
             return Ok(Vec::new());
         }
         let y = gpu.zeros(n);
-        self.lm_head()
-            .matmul(gpu, &mut enc, &x, 1, ids.as_ref().map(|(b, n)| (b, *n)), &y, false);
+        self.lm_head().matmul(
+            gpu,
+            &mut enc,
+            (&x, 1),
+            ids.as_ref().map(|(b, n)| (b, *n)),
+            Out::Write(&y),
+        );
         gpu.read(enc, &y, n).await
     }
 }

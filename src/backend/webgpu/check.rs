@@ -4,7 +4,7 @@
 //! by `tests/webgpu.rs` and in the browser by the page test (`Engine.checkKernels`), so
 //! the same comparison holds on Vulkan and on the browser's WebGPU.
 
-use super::{rope_table, Gpu, GpuMatrix, Groups, Kernel, Q8Rows};
+use super::{rope_table, Gpu, GpuMatrix, Groups, Kernel, Out, Q8Rows};
 use crate::backend::cpu::{self, AttentionShape};
 use crate::error::Result;
 
@@ -103,7 +103,7 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let xb = gpu.upload(&x);
     let y = gpu.upload(&vec![0.5f32; tokens * rows]);
     let mut enc = gpu.encoder();
-    m.matmul(gpu, &mut enc, &xb, tokens, None, &y, false);
+    m.matmul(gpu, &mut enc, (&xb, tokens), None, Out::Write(&y));
     let got = gpu.read(enc, &y, tokens * rows).await?;
     out.push(compare(
         Kernel::MatmulQ8,
@@ -112,14 +112,20 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
         &want,
     ));
     let mut enc = gpu.encoder();
-    m.matmul(gpu, &mut enc, &xb, tokens, None, &y, true);
+    m.matmul(gpu, &mut enc, (&xb, tokens), None, Out::Add(&y));
     let twice: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
     let got = gpu.read(enc, &y, tokens * rows).await?;
     out.push(compare(Kernel::MatmulQ8, "accumulate".into(), &got, &twice));
     let ids = [36u32, 0, 11, 9, 10, 20];
     let (idb, picked_buf) = (gpu.upload(&ids), gpu.zeros(ids.len()));
     let mut enc = gpu.encoder();
-    m.matmul(gpu, &mut enc, &xb, 1, Some((&idb, ids.len())), &picked_buf, false);
+    m.matmul(
+        gpu,
+        &mut enc,
+        (&xb, 1),
+        Some((&idb, ids.len())),
+        Out::Write(&picked_buf),
+    );
     let got = gpu.read(enc, &picked_buf, ids.len()).await?;
     let picked: Vec<f32> = ids.iter().map(|&i| want[i as usize]).collect();
     out.push(compare(

@@ -323,6 +323,12 @@ struct Chunk {
     scales: wgpu::Buffer,
 }
 
+/// Where a matmul puts its result.
+pub enum Out<'a> {
+    Write(&'a wgpu::Buffer),
+    Add(&'a wgpu::Buffer),
+}
+
 /// A matrix in the kernels' layout, on the CPU: int8 values four to a `u32` (little end
 /// first) and one f32 scale per 32 values.
 pub struct Q8Rows {
@@ -418,18 +424,20 @@ impl GpuMatrix {
         GpuMatrix::upload(gpu, &Q8Rows::from_qtensor(q)?, rows, cols)
     }
 
-    /// Records `y (+)= x · Wᵀ` for `tokens` rows of `x`; with `ids`, only those rows of W
-    /// (`y` is then `tokens × ids.len()`).
+    /// Records `y = x · Wᵀ` (or `y +=`, [`Out::Add`]) for `tokens` rows of `x`; with
+    /// `ids`, only those rows of W (`y` is then `tokens × ids.len()`).
     pub fn matmul(
         &self,
         gpu: &Gpu,
         enc: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        tokens: usize,
+        (x, tokens): (&wgpu::Buffer, usize),
         ids: Option<(&wgpu::Buffer, usize)>,
-        y: &wgpu::Buffer,
-        accumulate: bool,
+        out: Out,
     ) {
+        let (y, accumulate) = match out {
+            Out::Write(y) => (y, false),
+            Out::Add(y) => (y, true),
+        };
         let dummy;
         let (id_buf, outputs, indexed) = match ids {
             Some((b, n)) => (b, n, 1),
