@@ -197,10 +197,23 @@ fn test(root: &Path) -> Result<()> {
     // minutes on two cores, and the tests run the real model, so they must be optimised.
     run_step(
         "test: native tests",
-        cargo().current_dir(root).args(["test", "--workspace"]),
+        quiet_vulkan(cargo().current_dir(root).args(["test", "--workspace"]))?,
     )?;
     build_web(root)?;
     browser_tests(root)
+}
+
+/// Mesa's Vulkan drivers print an error for every device they open when there is no
+/// `XDG_RUNTIME_DIR` (as on CI machines); a private one keeps the test log readable.
+fn quiet_vulkan(cmd: &mut Command) -> Result<&mut Command> {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("anote-xdg-runtime");
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        cmd.env("XDG_RUNTIME_DIR", dir);
+    }
+    Ok(cmd)
 }
 
 /// Greedy ids of the native base model for `prompt`, the reference for the browser test.
@@ -270,7 +283,7 @@ fn bench(root: &Path) -> Result<()> {
     let server = serve::spawn(root, 0)?;
     run_step(
         "bench",
-        Command::new("node")
+        quiet_vulkan(&mut Command::new("node"))?
             .current_dir(root)
             .arg("bench/bench.mjs")
             .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
