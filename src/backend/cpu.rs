@@ -91,28 +91,36 @@ pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
+/// `(cos, sin)` for every position in `first..first+tokens` and every rotated pair
+/// (`tokens × head_dim/2` pairs), computed in f64: f32 angles drift at large positions.
+/// [`rope`] applies it here; the GPU's RoPE kernel reads it uploaded.
+pub fn rope_table(tokens: usize, head_dim: usize, first: usize, base: f32) -> Vec<f32> {
+    let inv_freq: Vec<f64> = (0..head_dim / 2)
+        .map(|i| (base as f64).powf(-2.0 * i as f64 / head_dim as f64))
+        .collect();
+    let mut out = Vec::with_capacity(tokens * inv_freq.len() * 2);
+    for t in 0..tokens {
+        for f in &inv_freq {
+            let (s, c) = ((first + t) as f64 * f).sin_cos();
+            out.extend([c as f32, s as f32]);
+        }
+    }
+    out
+}
+
 /// Rotary position embedding, NeoX layout (the two halves of each head rotate together).
 /// `x` is `positions.len() × heads × head_dim`.
 pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, first_pos: usize, base: f32) {
     let half = head_dim / 2;
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| (base as f64).powf(-2.0 * i as f64 / head_dim as f64))
-        .collect();
-    for (t, row) in x.chunks_exact_mut(heads * head_dim).enumerate() {
-        let pos = (first_pos + t) as f64;
-        let (sin, cos): (Vec<f32>, Vec<f32>) = inv_freq
-            .iter()
-            .map(|f| {
-                let (s, c) = (pos * f).sin_cos();
-                (s as f32, c as f32)
-            })
-            .unzip();
+    let tokens = x.len() / (heads * head_dim);
+    let table = rope_table(tokens, head_dim, first_pos, base);
+    for (row, cs) in x.chunks_exact_mut(heads * head_dim).zip(table.chunks_exact(half * 2)) {
         for head in row.chunks_exact_mut(head_dim) {
             let (lo, hi) = head.split_at_mut(half);
-            for i in 0..half {
-                let (a, b) = (lo[i], hi[i]);
-                lo[i] = a * cos[i] - b * sin[i];
-                hi[i] = a * sin[i] + b * cos[i];
+            for (i, pair) in cs.chunks_exact(2).enumerate() {
+                let (a, b, cos, sin) = (lo[i], hi[i], pair[0], pair[1]);
+                lo[i] = a * cos - b * sin;
+                hi[i] = a * sin + b * cos;
             }
         }
     }

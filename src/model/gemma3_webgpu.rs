@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use super::gemma3::{Config, Layer};
 use super::{load_qtensor, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
-use crate::backend::webgpu::{rope_table, Gpu, GpuMatrix, Groups, Kernel, Out, MAX_HEAD_DIM};
+use crate::backend::cpu::rope_table;
+use crate::backend::webgpu::{Gpu, GpuMatrix, Groups, Kernel, Out, MAX_HEAD_DIM};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
 

@@ -4,8 +4,8 @@
 //! by `tests/webgpu.rs` and in the browser by the page test (`Engine.checkKernels`), so
 //! the same comparison holds on Vulkan and on the browser's WebGPU.
 
-use super::{rope_table, Gpu, GpuMatrix, Groups, Kernel, Out, Q8Rows};
-use crate::backend::cpu::{self, AttentionShape};
+use super::{Gpu, GpuMatrix, Groups, Kernel, Out, Q8Rows};
+use crate::backend::cpu::{self, rope_table, AttentionShape};
 use crate::error::Result;
 
 /// One comparison: the largest difference, relative to the largest reference value.
@@ -45,23 +45,11 @@ fn compare(kernel: Kernel, case: String, gpu: &[f32], cpu: &[f32]) -> KernelChec
         false => f32::INFINITY,
     };
     KernelCheck {
-        kernel: kernel_name(kernel),
+        kernel: kernel.name(),
         case,
         // NaN compares false everywhere; make it fail.
         max_rel_diff: if diff.is_nan() { f32::INFINITY } else { diff / scale },
         tolerance: TOL,
-    }
-}
-
-fn kernel_name(k: Kernel) -> &'static str {
-    match k {
-        Kernel::EmbedQ8 => "embed_q8",
-        Kernel::MatmulQ8 => "matmul_q8",
-        Kernel::MatmulF32 => "matmul_f32",
-        Kernel::RmsNorm => "rms_norm",
-        Kernel::Rope => "rope",
-        Kernel::Attention => "attention",
-        Kernel::GeluMul => "gelu_mul",
     }
 }
 

@@ -41,6 +41,19 @@ impl Kernel {
         Kernel::GeluMul,
     ];
 
+    /// The kernel's file name (labels, the self-test's report).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::EmbedQ8 => "embed_q8",
+            Kernel::MatmulQ8 => "matmul_q8",
+            Kernel::MatmulF32 => "matmul_f32",
+            Kernel::RmsNorm => "rms_norm",
+            Kernel::Rope => "rope",
+            Kernel::Attention => "attention",
+            Kernel::GeluMul => "gelu_mul",
+        }
+    }
+
     fn source(self) -> &'static str {
         match self {
             Kernel::EmbedQ8 => include_str!("kernels/embed_q8.wgsl"),
@@ -79,7 +92,10 @@ pub struct Gpu {
     pub adapter: String,
     /// Largest storage buffer a kernel may bind, in bytes.
     pub max_binding: u64,
-    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    /// Each kernel's pipeline and the layout of its bind group.
+    pipelines: HashMap<Kernel, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+    /// Bound as `ids` by matmuls over all rows, which never read it.
+    no_ids: wgpu::Buffer,
     lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -130,28 +146,36 @@ impl Gpu {
                 false => k.source().to_string(),
             };
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&format!("{k:?}")),
+                label: Some(k.name()),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&format!("{k:?}")),
+                label: Some(k.name()),
                 layout: None,
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: Default::default(),
                 cache: None,
             });
-            pipelines.insert(k, pipeline);
+            let layout = pipeline.get_bind_group_layout(0);
+            pipelines.insert(k, (pipeline, layout));
         }
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("a kernel did not compile: {e}")));
         }
+        let no_ids = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("no ids"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(Gpu {
             device,
             queue,
             adapter: adapter_name(&info),
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
             pipelines,
+            no_ids,
             lost,
         })
     }
@@ -209,7 +233,7 @@ impl Gpu {
             contents: bytemuck::cast_slice(&words),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let pipeline = &self.pipelines[&kernel];
+        let (pipeline, layout) = &self.pipelines[&kernel];
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: uniform.as_entire_binding(),
@@ -220,7 +244,7 @@ impl Gpu {
         }));
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &pipeline.get_bind_group_layout(0),
+            layout,
             entries: &entries,
         });
         let (x, y, z) = groups.dims();
@@ -438,13 +462,9 @@ impl GpuMatrix {
             Out::Write(y) => (y, false),
             Out::Add(y) => (y, true),
         };
-        let dummy;
         let (id_buf, outputs, indexed) = match ids {
             Some((b, n)) => (b, n, 1),
-            None => {
-                dummy = gpu.upload(&[0u32]);
-                (&dummy, self.rows, 0)
-            }
+            None => (&gpu.no_ids, self.rows, 0),
         };
         for c in &self.chunks {
             // Without ids a chunk's outputs are its own rows; with ids every chunk scans them all.
@@ -500,19 +520,4 @@ impl GpuMatrix {
             );
         }
     }
-}
-
-/// `(cos, sin)` for every position in `first..first+tokens` and every rotated pair, in
-/// f64 as the CPU's RoPE computes them: the table the RoPE kernel reads.
-pub fn rope_table(tokens: usize, head_dim: usize, first: usize, base: f32) -> Vec<f32> {
-    let half = head_dim / 2;
-    let mut out = Vec::with_capacity(tokens * half * 2);
-    for t in 0..tokens {
-        for i in 0..half {
-            let freq = (base as f64).powf(-2.0 * i as f64 / head_dim as f64);
-            let (s, c) = ((first + t) as f64 * freq).sin_cos();
-            out.extend([c as f32, s as f32]);
-        }
-    }
-    out
 }
