@@ -384,6 +384,13 @@ impl Scorer {
     }
 }
 
+/// Runs our CPU matrix kernel (simd128 in this build) against an f32 reference:
+/// `[[case, max_rel_diff]]`; anything above 1e-5 is a bug.
+#[wasm_bindgen(js_name = checkCpuKernels)]
+pub fn check_cpu_kernels() -> std::result::Result<JsValue, JsValue> {
+    to_js(&crate::backend::q8::self_check())
+}
+
 /// Runs every WebGPU kernel against its CPU twin on this browser's adapter:
 /// `{adapter, checks: [{kernel, case, max_rel_diff, tolerance}]}`; throws code `gpu` when
 /// there is no WebGPU.

@@ -9,8 +9,9 @@ mod common;
 
 use std::rc::Rc;
 
+use anote_ner::backend::q8::Q8Rows;
 use anote_ner::backend::webgpu::check::check_kernels;
-use anote_ner::backend::webgpu::{Gpu, GpuOptions, Q8Rows};
+use anote_ner::backend::webgpu::{Gpu, GpuOptions};
 use anote_ner::engine::argmax;
 use anote_ner::model::Adapter;
 use anote_ner::Engine;

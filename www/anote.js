@@ -55,6 +55,12 @@ export class AnoteClient {
     return this.#call('check-kernels', {});
   }
 
+  /** Runs our simd128 CPU matrix kernel against an f32 reference. Resolves to
+   *  `[[case, max_rel_diff]]`; a difference above 1e-5 is a bug. */
+  checkCpuKernels() {
+    return this.#call('check-cpu-kernels', {});
+  }
+
   #call(type, fields, extra) {
     const id = this.nextId++;
     return this.#request(id, { type, id, ...fields }, extra);

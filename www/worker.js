@@ -6,6 +6,7 @@
 //                                                         backend: 'auto' (default) | 'webgpu' | 'cpu'
 //                  {type:'load', bytes, backend?}         load a GGUF from an ArrayBuffer (a local file)
 //                  {type:'check-kernels', id}             every WebGPU kernel against its CPU twin
+//                  {type:'check-cpu-kernels', id}         our simd128 matrix kernel against an f32 reference
 //                  {type:'adapter', id, enabled}          switch the shipped adapter on or off
 //                  {type:'generate', id, prompt, maxTokens}
 //                  {type:'extract', id, text, schema, cancel?}  schema: JSON string; cancel: Int32Array
@@ -21,7 +22,7 @@
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
 //                  {type:'done', id, result}
 //                  {type:'error', id?, code, message}
-import init, { Engine, Scorer, checkKernels, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
+import init, { Engine, Scorer, checkCpuKernels, checkKernels, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
 import { codePoints } from './view.js';
 
 const MODEL_CACHE = 'anote-models-v1';
@@ -204,6 +205,10 @@ self.onmessage = async ({ data: msg }) => {
     else if (msg.type === 'check-kernels') {
       await ready;
       post({ type: 'done', id: msg.id, result: await checkKernels() });
+    }
+    else if (msg.type === 'check-cpu-kernels') {
+      await ready;
+      post({ type: 'done', id: msg.id, result: checkCpuKernels() });
     }
     else if (msg.type === 'adapter') await setAdapter(msg);
     else if (msg.type === 'redact') {

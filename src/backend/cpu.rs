@@ -1,56 +1,102 @@
 //! CPU ops over row-major `f32` slices. The matrix products go through candle's quantized
-//! kernels (AVX2/AVX-512/NEON natively, simd128 in wasm); everything else is small enough
-//! that plain loops, written so that LLVM vectorises them, are as fast and far clearer.
+//! kernels (AVX2/AVX-512/NEON natively, simd128 in wasm), except Q8_0 ones in wasm, which
+//! use ours ([`crate::backend::q8`]); everything else is small enough that plain loops,
+//! written so that LLVM vectorises them, are as fast and far clearer.
 
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
-use crate::error::Result;
+use crate::backend::q8::Q8Rows;
+use crate::error::{Error, Result};
 use crate::model::adapter::LowRank;
 
 /// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`, plus an optional low-rank
 /// adapter beside it.
 pub struct Linear {
-    weight: QMatMul,
-    rows: Arc<QTensor>,
+    weight: Weight,
     pub lora: Option<Arc<LowRank>>,
     pub out_dim: usize,
     pub in_dim: usize,
 }
 
+/// Whose kernels multiply: candle's, or ours on the Q8 layout. In wasm ours take Q8_0
+/// (see [`crate::backend::q8`] for why); natively candle's AVX kernels, threaded, win.
+enum Weight {
+    Candle { matmul: QMatMul, tensor: Arc<QTensor> },
+    Q8(Q8Rows),
+}
+
+/// Whether Q8_0 products run on our kernel ([`Linear::from_q8`]) rather than candle's.
+pub const OWN_Q8_KERNEL: bool = cfg!(target_arch = "wasm32");
+
 impl Linear {
     pub fn new(q: Arc<QTensor>) -> Result<Linear> {
         let (out_dim, in_dim) = q.shape().dims2()?;
         Ok(Linear {
-            weight: QMatMul::from_arc(q.clone())?,
-            rows: q,
+            weight: Weight::Candle {
+                matmul: QMatMul::from_arc(q.clone())?,
+                tensor: q,
+            },
             lora: None,
             out_dim,
             in_dim,
         })
     }
 
-    /// `x · W[id]ᵀ` for the listed output rows only, for one input row: what constrained
-    /// decoding needs from the 262k-row LM head (a few hundred rows instead of all).
-    pub fn forward_rows(&self, x: &[f32], ids: &[u32]) -> Result<Vec<f32>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+    pub fn from_q8(q: Q8Rows, out_dim: usize, in_dim: usize) -> Linear {
+        Linear {
+            weight: Weight::Q8(q),
+            lora: None,
+            out_dim,
+            in_dim,
         }
-        let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
-        let w = self.rows.embedding(&idx)?.flatten_all()?.to_vec1::<f32>()?;
+    }
+
+    /// Rows `ids` of W, dequantized: an embedding lookup when W is the embedding table.
+    pub fn rows(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.check_rows(ids)?;
+        match &self.weight {
+            Weight::Candle { tensor, .. } => {
+                let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
+                Ok(tensor.embedding(&idx)?.flatten_all()?.to_vec1::<f32>()?)
+            }
+            Weight::Q8(q) => Ok(q.dequantize_rows(self.in_dim, ids.iter().map(|&i| i as usize))),
+        }
+    }
+
+    /// `x · W[id]ᵀ` for the listed output rows only, for one input row: what constrained
+    /// decoding needs from the 262k-row LM head (a few hundred rows instead of all). In
+    /// f32 over the dequantized rows: as cheap at this size, and the same on every path.
+    pub fn forward_rows(&self, x: &[f32], ids: &[u32]) -> Result<Vec<f32>> {
+        let w = self.rows(ids)?;
         Ok(w.chunks_exact(self.in_dim).map(|row| dot(row, x)).collect())
     }
 
     /// `rows × in` → `rows × out`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-        let mut y = self.weight.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut y = match &self.weight {
+            Weight::Candle { matmul, .. } => {
+                let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
+                matmul.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?
+            }
+            Weight::Q8(q) => q.matmul(x, self.in_dim),
+        };
         if let Some(lora) = &self.lora {
             lora.add_to(x, &mut y);
         }
         Ok(y)
+    }
+
+    fn check_rows(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&i| i as usize >= self.out_dim) {
+            Some(bad) => Err(Error::Compute(format!(
+                "row {bad} is outside a {}-row matrix",
+                self.out_dim
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,6 +1,19 @@
 //! The operations a forward pass is made of. `cpu` is the reference and the SIMD CPU path
-//! (candle's quantized kernels for the matrix products, plain Rust for the rest); `webgpu`
-//! implements the same ops as WGSL kernels, each tested against its CPU twin.
+//! (candle's quantized kernels for the matrix products, plain Rust for the rest); `q8` is
+//! the 8-bit weight layout of our own kernels (and, in wasm, the CPU's Q8_0 product);
+//! `webgpu` implements the same ops as WGSL kernels, each tested against its CPU twin.
 
 pub mod cpu;
+pub mod q8;
 pub mod webgpu;
+
+/// Deterministic pseudo-random numbers in `[-scale, scale]` (the kernel checks' inputs, and the tests' weights).
+pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}

@@ -19,10 +19,12 @@ use crate::error::{Error, Result};
 
 pub const FORMAT: &str = "anote-lora-v1";
 
-/// One adapted projection, row-major f32: `A` `[r, in]`, `B` `[out, r]`.
+/// One adapted projection, row-major f32: `A` `[r, in]`, and `B` stored transposed,
+/// `Bᵀ` `[r, out]`, so that its product is r long vector updates rather than `out`
+/// dot products of length r (each ending in a horizontal sum).
 pub struct LowRank {
     a: Vec<f32>,
-    b: Vec<f32>,
+    bt: Vec<f32>,
     rank: usize,
     in_dim: usize,
     out_dim: usize,
@@ -30,16 +32,15 @@ pub struct LowRank {
 
 impl LowRank {
     /// `y += (x·Aᵀ)·Bᵀ` for every row of `x` (`rows × in`; `y` is `rows × out`). Plain
-    /// dot products: per row this is r·(in+out) multiply-adds, too little to be worth a
-    /// tensor library's per-call overhead (that overhead cost 12-21 % of a token).
+    /// loops: per row this is r·(in+out) multiply-adds, too little to be worth a tensor
+    /// library's per-call overhead (that overhead cost 12-21 % of a token).
     pub fn add_to(&self, x: &[f32], y: &mut [f32]) {
-        let mut mid = vec![0f32; self.rank];
         for (xr, yr) in x.chunks_exact(self.in_dim).zip(y.chunks_exact_mut(self.out_dim)) {
-            for (m, a) in mid.iter_mut().zip(self.a.chunks_exact(self.in_dim)) {
-                *m = dot(a, xr);
-            }
-            for (yo, b) in yr.iter_mut().zip(self.b.chunks_exact(self.rank)) {
-                *yo += dot(b, &mid);
+            for (a, bt) in self.a.chunks_exact(self.in_dim).zip(self.bt.chunks_exact(self.out_dim)) {
+                let m = dot(a, xr);
+                for (yo, b) in yr.iter_mut().zip(bt) {
+                    *yo += m * b;
+                }
             }
         }
     }
@@ -49,9 +50,16 @@ impl LowRank {
     }
 
     /// `A` `[r, in]` and `B` `[out, r]`, row-major (what the GPU's matmul reads).
-    pub fn matrices(&self) -> (&[f32], &[f32]) {
-        (&self.a, &self.b)
+    pub fn matrices(&self) -> (&[f32], Vec<f32>) {
+        (&self.a, transpose(&self.bt, self.rank, self.out_dim))
     }
+}
+
+/// The transpose of a row-major `rows × cols` matrix.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| m[r * cols + c]))
+        .collect()
 }
 
 pub struct Adapter {
@@ -120,7 +128,7 @@ impl Adapter {
                 (Some((a, [r, in_dim])), Some((b, [out_dim, rb]))) if r == rb => {
                     let pair = LowRank {
                         a,
-                        b,
+                        bt: transpose(&b, out_dim, r),
                         rank: r,
                         in_dim,
                         out_dim,

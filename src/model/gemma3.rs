@@ -9,10 +9,7 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::QTensor;
-use candle_core::{Device, Tensor};
-
-use super::{check_tokens, load_qtensor, load_vector, Compute, KvCache, KvSnapshot, LanguageModel, MAX_CONTEXT};
+use super::{check_tokens, load_linear, load_vector, Compute, KvCache, KvSnapshot, LanguageModel, MAX_CONTEXT};
 use crate::backend::cpu::{self, AttentionShape, Linear};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
@@ -140,10 +137,11 @@ impl<L, N> Layer<L, N> {
 
 pub struct Gemma3 {
     pub config: Config,
-    embedding: Arc<QTensor>,
+    /// The token embedding, and the LM head: one matrix when they are tied (as in Gemma).
+    embedding: Arc<Linear>,
     layers: Vec<Layer<Linear, Vec<f32>>>,
     output_norm: Vec<f32>,
-    lm_head: Linear,
+    lm_head: Arc<Linear>,
     cache: KvCache,
 }
 
@@ -151,12 +149,12 @@ impl Gemma3 {
     pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Gemma3> {
         let c = Config::from_gguf(g)?;
         let (h, kv_dim) = (c.hidden, c.kv_heads * c.head_dim);
-        let mat = |name: String, out: usize, inp: usize| load_qtensor(g, src, &name, &[out, inp]).and_then(Linear::new);
+        let mat = |name: String, out: usize, inp: usize| load_linear(g, src, &name, out, inp);
         let vec = |name: String, len: usize| load_vector(g, src, &name, len);
-        let embedding = load_qtensor(g, src, "token_embd.weight", &[c.vocab, h])?;
+        let embedding = Arc::new(mat("token_embd.weight".into(), c.vocab, h)?);
         let lm_head = match g.tensors.contains_key("output.weight") {
-            true => mat("output.weight".into(), c.vocab, h)?,
-            false => Linear::new(embedding.clone())?,
+            true => Arc::new(mat("output.weight".into(), c.vocab, h)?),
+            false => embedding.clone(),
         };
         let layers = (0..c.layers)
             .map(|i| Layer::load(&c, i, mat, vec))
@@ -176,8 +174,7 @@ impl Gemma3 {
         let c = &self.config;
         let (seq, h, hd) = (tokens.len(), c.hidden, c.head_dim);
         let start = self.cache.len();
-        let ids = Tensor::from_slice(tokens, seq, &Device::Cpu)?;
-        let mut x = self.embedding.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut x = self.embedding.rows(tokens)?;
         cpu::scale_in_place(&mut x, (h as f32).sqrt());
         for (i, l) in self.layers.iter().enumerate() {
             let global = c.is_global(i);

@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use super::gemma3::{Config, Layer};
-use super::{load_qtensor, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
+use super::{load_q8rows, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
 use crate::backend::cpu::rope_table;
 use crate::backend::webgpu::{Gpu, GpuMatrix, Groups, Kernel, Out, MAX_HEAD_DIM};
 use crate::error::{Error, Result};
@@ -85,8 +85,7 @@ impl Gemma3Gpu {
         // Each tensor is read, repacked and uploaded on its own, so the CPU never holds
         // more than one of them.
         let mat = |name: String, out: usize, inp: usize| -> Result<GpuMatrix> {
-            let q = load_qtensor(g, src, &name, &[out, inp])?;
-            GpuMatrix::from_qtensor(&gpu, &q)
+            GpuMatrix::upload(&gpu, &load_q8rows(g, src, &name, &[out, inp])?, out, inp)
         };
         let lin = |name: String, out: usize, inp: usize| -> Result<GpuLinear> {
             Ok(GpuLinear {
@@ -365,7 +364,7 @@ impl LanguageModel for Gemma3Gpu {
                 linear.lora = match pairs.next().flatten() {
                     Some(p) => {
                         let (a, b) = p.matrices();
-                        Some((self.gpu.upload(a), self.gpu.upload(b), p.rank()))
+                        Some((self.gpu.upload(a), self.gpu.upload(&b), p.rank()))
                     }
                     None => None,
                 };

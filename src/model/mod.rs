@@ -20,7 +20,8 @@ pub use adapter::Adapter;
 pub use kv_cache::KvCache;
 pub use snapshot::KvSnapshot;
 
-use crate::backend::cpu;
+use crate::backend::cpu::{self, Linear};
+use crate::backend::q8::Q8Rows;
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf, TensorInfo};
 
@@ -119,14 +120,7 @@ pub fn load_webgpu<S: ByteSource + ?Sized>(
 /// Reads a tensor, checks its shape (outermost dim first) and repacks types that have no
 /// SIMD kernel into Q8_0.
 fn load_qtensor<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[usize]) -> Result<Arc<QTensor>> {
-    let info = g.tensor(name)?;
-    if info.shape() != shape {
-        return Err(Error::TensorShape {
-            name: name.into(),
-            expected: shape.to_vec(),
-            found: info.shape(),
-        });
-    }
+    let info = tensor_of_shape(g, name, shape)?;
     let storage = match info.dtype {
         GgmlDType::F32 => read_blocks::<f32, _>(src, info)?,
         GgmlDType::F16 => read_blocks::<half::f16, _>(src, info)?,
@@ -151,6 +145,50 @@ fn load_qtensor<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[
         q
     };
     Ok(Arc::new(q))
+}
+
+fn tensor_of_shape<'g>(g: &'g Gguf, name: &str, shape: &[usize]) -> Result<&'g TensorInfo> {
+    let info = g.tensor(name)?;
+    if info.shape() != shape {
+        return Err(Error::TensorShape {
+            name: name.into(),
+            expected: shape.to_vec(),
+            found: info.shape(),
+        });
+    }
+    Ok(info)
+}
+
+/// A weight matrix in the Q8 layout of our kernels. Q8_0 is read straight from the source
+/// a slice at a time, so the 178 MB embedding is never held twice; other types go
+/// through a dequantized copy of one matrix.
+fn load_q8rows<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[usize]) -> Result<Q8Rows> {
+    let info = tensor_of_shape(g, name, shape)?;
+    if info.dtype != GgmlDType::Q8_0 {
+        return Q8Rows::from_qtensor(load_qtensor(g, src, name, shape)?.as_ref());
+    }
+    const BLOCK_BYTES: usize = 34;
+    if !info.size.is_multiple_of(BLOCK_BYTES) {
+        return Err(Error::Malformed(format!("{name}: Q8_0 blocks do not tile the tensor")));
+    }
+    let mut rows = Q8Rows::with_capacity(info.size / BLOCK_BYTES);
+    let mut buf = vec![0u8; BLOCK_BYTES * 4096];
+    for start in (0..info.size).step_by(buf.len()) {
+        let chunk = &mut buf[..(info.size - start).min(BLOCK_BYTES * 4096)];
+        src.read_into(info.offset + start as u64, chunk)?;
+        rows.extend_q8_0(chunk);
+    }
+    Ok(rows)
+}
+
+/// A `[out, in]` weight for the CPU backend: on our Q8 kernel where it runs (wasm) for
+/// Q8_0 and the types repacked to it, else on candle's kernels.
+fn load_linear<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, out: usize, inp: usize) -> Result<Linear> {
+    let dtype = g.tensor(name)?.dtype;
+    if cpu::OWN_Q8_KERNEL && (dtype == GgmlDType::Q8_0 || cpu::needs_repack(dtype)) {
+        return Ok(Linear::from_q8(load_q8rows(g, src, name, &[out, inp])?, out, inp));
+    }
+    Linear::new(load_qtensor(g, src, name, &[out, inp])?)
 }
 
 /// Reads a tensor's blocks straight from the source into their final `Vec`, so that

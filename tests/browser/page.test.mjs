@@ -320,6 +320,17 @@ await check('only the schema is stored: localStorage holds one key, Cache Storag
   for (const p of stored.cached) assert.ok(!/ahmed|Offline/.test(p), `cached ${p}`);
 });
 
+await check('the simd128 CPU matrix kernel matches its f32 reference', async () => {
+  const r = await page.evaluate(async () => {
+    const { AnoteClient } = await import('./anote.js');
+    const c = new AnoteClient();
+    try { return await c.checkCpuKernels(); } finally { c.worker.terminate(); }
+  });
+  console.log(`     ${r.map(([c, d]) => `${c}: ${d.toExponential(1)}`).join('; ')}`);
+  assert.equal(r.length, 3);
+  assert.deepEqual(r.filter(([, d]) => !(d <= 1e-5)), []);
+});
+
 // ---- WebGPU: SwiftShader, the software adapter Chromium has here (slow, so short runs) ----
 
 await check('every WebGPU kernel matches its CPU twin on the browser adapter', async () => {

@@ -164,7 +164,7 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Deterministic pseudo-random numbers in [-scale, scale].
-pub use anote_ner::backend::webgpu::check::noise;
+pub use anote_ner::backend::noise;
 
 pub struct TinyGemma {
     pub layers: usize,

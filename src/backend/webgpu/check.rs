@@ -4,8 +4,10 @@
 //! by `tests/webgpu.rs` and in the browser by the page test (`Engine.checkKernels`), so
 //! the same comparison holds on Vulkan and on the browser's WebGPU.
 
-use super::{Gpu, GpuMatrix, Groups, Kernel, Out, Q8Rows};
+use super::{Gpu, GpuMatrix, Groups, Kernel, Out};
 use crate::backend::cpu::{self, rope_table, AttentionShape};
+use crate::backend::noise;
+use crate::backend::q8::Q8Rows;
 use crate::error::Result;
 
 /// One comparison: the largest difference, relative to the largest reference value.
@@ -26,17 +28,6 @@ impl KernelCheck {
 /// f32 reductions in another order differ in the last bits; 1e-5 of the largest value is
 /// far below anything a wrong index or a missed term would produce.
 const TOL: f32 = 1e-5;
-
-/// Deterministic pseudo-random numbers in `[-scale, scale]` (also the tests' weights).
-pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 fn compare(kernel: Kernel, case: String, gpu: &[f32], cpu: &[f32]) -> KernelCheck {
     let scale = cpu.iter().fold(1f32, |m, v| m.max(v.abs()));

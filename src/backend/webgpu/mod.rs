@@ -12,10 +12,9 @@ mod readback;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::Device;
 use wgpu::util::DeviceExt;
 
+use crate::backend::q8::Q8Rows;
 use crate::error::{Error, Result};
 
 /// The kernels a forward pass needs.
@@ -353,69 +352,6 @@ pub enum Out<'a> {
     Add(&'a wgpu::Buffer),
 }
 
-/// A matrix in the kernels' layout, on the CPU: int8 values four to a `u32` (little end
-/// first) and one f32 scale per 32 values.
-pub struct Q8Rows {
-    pub qs: Vec<u32>,
-    pub scales: Vec<f32>,
-}
-
-impl Q8Rows {
-    /// Q8_0 blocks are taken exactly (f16 scale widened); other types are dequantized and
-    /// quantized to 8 bits per 32 values, as ggml's `quantize_row_q8_0` does.
-    pub fn from_qtensor(q: &QTensor) -> Result<Q8Rows> {
-        if q.dtype() == GgmlDType::Q8_0 {
-            let raw = q.data()?;
-            let blocks = raw.len() / 34;
-            let mut out = Q8Rows {
-                qs: Vec::with_capacity(blocks * 8),
-                scales: Vec::with_capacity(blocks),
-            };
-            for b in raw.chunks_exact(34) {
-                out.scales.push(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
-                out.qs.extend(
-                    b[2..]
-                        .chunks_exact(4)
-                        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
-                );
-            }
-            return Ok(out);
-        }
-        let dense = q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(Q8Rows::quantize(&dense))
-    }
-
-    pub fn quantize(values: &[f32]) -> Q8Rows {
-        let mut out = Q8Rows {
-            qs: Vec::with_capacity(values.len() / 4),
-            scales: Vec::with_capacity(values.len() / 32),
-        };
-        for block in values.chunks_exact(32) {
-            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            out.scales.push(d);
-            for w in block.chunks_exact(4) {
-                let b = [0, 1, 2, 3].map(|i| (w[i] * inv).round() as i8 as u8);
-                out.qs.push(u32::from_le_bytes(b));
-            }
-        }
-        out
-    }
-
-    /// The values these rows hold (the CPU twin of the kernels' dequantization).
-    pub fn dequantize(&self) -> Vec<f32> {
-        self.qs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, w)| {
-                let d = self.scales[i / 8];
-                w.to_le_bytes().map(|b| b as i8 as f32 * d)
-            })
-            .collect()
-    }
-}
-
 impl GpuMatrix {
     pub fn upload(gpu: &Gpu, q: &Q8Rows, rows: usize, cols: usize) -> Result<GpuMatrix> {
         GpuMatrix::upload_in_chunks(gpu, q, rows, cols, gpu.max_binding as usize)
@@ -441,11 +377,6 @@ impl GpuMatrix {
             })
             .collect();
         Ok(GpuMatrix { rows, cols, chunks })
-    }
-
-    pub fn from_qtensor(gpu: &Gpu, q: &QTensor) -> Result<GpuMatrix> {
-        let (rows, cols) = q.shape().dims2()?;
-        GpuMatrix::upload(gpu, &Q8Rows::from_qtensor(q)?, rows, cols)
     }
 
     /// Records `y = x · Wᵀ` (or `y +=`, [`Out::Add`]) for `tokens` rows of `x`; with

@@ -1,0 +1,54 @@
+//! Our Q8 CPU kernel (the wasm path for Q8_0 weights) against candle's Q8_0 kernel on
+//! the same matrix: both quantize the activations the same way, so they differ only in
+//! f32 rounding order. In the browser the simd128 build of the same kernel is checked by
+//! the page test (`Engine.checkCpuKernels`, i.e. `q8::self_check`).
+
+use std::sync::Arc;
+
+use anote_ner::backend::cpu::Linear;
+use anote_ner::backend::noise;
+use anote_ner::backend::q8::{self, Q8Rows};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+fn q8_0(rows: usize, cols: usize, seed: u64) -> QTensor {
+    let w = Tensor::from_vec(noise(rows * cols, seed, 1.0), (rows, cols), &Device::Cpu).unwrap();
+    QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()
+}
+
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn q8_kernel_matches_candles_q8_0_kernel() {
+    for (tokens, rows, cols) in [(1, 7, 64), (13, 40, 640), (3, 300, 96)] {
+        let q = q8_0(rows, cols, rows as u64);
+        let ours = Linear::from_q8(Q8Rows::from_qtensor(&q).unwrap(), rows, cols);
+        let candle = Linear::new(Arc::new(q)).unwrap();
+        let x = noise(tokens * cols, 99, 2.0);
+        let d = rel_diff(&ours.forward(&x, tokens).unwrap(), &candle.forward(&x, tokens).unwrap());
+        assert!(d < 1e-5, "{tokens}×{cols} · {rows}×{cols}ᵀ: relative difference {d}");
+
+        let ids = [rows as u32 - 1, 0, 2];
+        assert_eq!(ours.rows(&ids).unwrap(), candle.rows(&ids).unwrap());
+        let one = &x[..cols];
+        assert_eq!(
+            ours.forward_rows(one, &ids).unwrap(),
+            candle.forward_rows(one, &ids).unwrap()
+        );
+        assert!(
+            ours.forward_rows(one, &[rows as u32]).is_err(),
+            "a row past the end is an error"
+        );
+    }
+}
+
+#[test]
+fn q8_self_check_passes() {
+    for (case, d) in q8::self_check() {
+        assert!(d < 1e-5, "{case}: relative difference {d}");
+    }
+}
