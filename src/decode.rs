@@ -98,6 +98,14 @@ enum State {
     },
 }
 
+/// How far decoding runs, and how readily it stops.
+pub struct Limits {
+    pub max_tokens: usize,
+    /// Subtracted from the logit of every step that ends the list: above 0 the model must
+    /// be surer that nothing is left before it stops (more recall, less precision).
+    pub end_penalty: f32,
+}
+
 /// Decodes the answer after the prompt whose last hidden state is `hidden`, calling
 /// `on_line` for each complete line; stops at the empty line, after `max_tokens`, when
 /// the context is full, or when `on_line` returns false (e.g. a repeated entity).
@@ -106,7 +114,7 @@ pub async fn decode(
     model: &mut dyn LanguageModel,
     grammar: &Grammar,
     mut hidden: Vec<f32>,
-    max_tokens: usize,
+    limits: Limits,
     cancelled: &dyn Fn() -> bool,
     mut on_line: impl FnMut(Line) -> bool,
 ) -> Result<usize> {
@@ -115,7 +123,7 @@ pub async fn decode(
     let mut state = State::Label(String::new());
     let mut logprob = 0.0f32;
     let mut n_line_tokens = 0usize;
-    for _ in 0..max_tokens {
+    for _ in 0..limits.max_tokens {
         if cancelled() {
             return Err(Error::Cancelled);
         }
@@ -173,7 +181,12 @@ pub async fn decode(
             break;
         }
         let ids: Vec<u32> = allowed.iter().map(|a| a.0).collect();
-        let logits = model.logits_for(&hidden, &ids).await?;
+        let mut logits = model.logits_for(&hidden, &ids).await?;
+        for (l, (_, step)) in logits.iter_mut().zip(&allowed) {
+            if matches!(step, Step::Finish | Step::EndLineAndList) {
+                *l -= limits.end_penalty;
+            }
+        }
         let best = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
         let max = logits[best];
         let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();

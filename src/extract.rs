@@ -28,6 +28,8 @@ pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
 /// Window size for long texts, in bytes (≈ 350 tokens of English).
 pub const WINDOW_BYTES: usize = 1500;
 pub const WINDOW_OVERLAP: usize = 200;
+/// The default [`decode::Limits::end_penalty`].
+pub const END_PENALTY: f32 = 0.0;
 
 pub struct Extractor {
     pub engine: Engine,
@@ -35,6 +37,8 @@ pub struct Extractor {
     pub cancelled: Box<dyn Fn() -> bool>,
     /// Told `(windows done, windows in all)` before each window and at the end.
     pub progress: Box<dyn Fn(usize, usize)>,
+    /// See [`decode::Limits::end_penalty`]; [`END_PENALTY`] unless set.
+    pub end_penalty: f32,
     /// The schema prefix (and the adapter it ran with) whose KV cache is ready to restore.
     cached: Option<(String, Option<String>, KvSnapshot)>,
 }
@@ -55,6 +59,7 @@ impl Extractor {
             engine,
             cancelled: Box::new(|| false),
             progress: Box::new(|_, _| {}),
+            end_penalty: END_PENALTY,
             cached: None,
         }
     }
@@ -110,14 +115,17 @@ impl Extractor {
             let doc = self.engine.tokenizer.encode(&prompt::document(chunk));
             let hidden = model.forward_hidden(&doc).await?;
             let grammar = Grammar::new(&self.engine.tokenizer, &labels, chunk);
-            let budget = 16 + 4 * chunk.split_whitespace().count();
+            let limits = decode::Limits {
+                max_tokens: 16 + 4 * chunk.split_whitespace().count(),
+                end_penalty: self.end_penalty,
+            };
             let mut cursor = 0;
             let mut used: Vec<(usize, usize, usize)> = Vec::new();
             decoded_tokens += decode::decode(
                 model.as_mut(),
                 &grammar,
                 hidden,
-                budget,
+                limits,
                 &*self.cancelled,
                 |line: Line| {
                     let Some((start, end)) = place(chunk, &line, cursor, &used) else {

@@ -33,17 +33,51 @@ fn js_error(e: Error) -> JsValue {
     err.into()
 }
 
-/// The model file as a JS `Uint8Array`: tensors are copied into wasm memory one at a
-/// time, never the whole file at once.
-struct JsBytes(Uint8Array);
+/// The model file as JS holds it: tensors are copied into wasm memory one at a time,
+/// never the whole file at once.
+enum JsBytes {
+    Array(Uint8Array),
+    /// A Blob (a cached response, a local file) is read a slice at a time, so the renderer
+    /// never holds the whole model file beside the weights in wasm memory. Workers can
+    /// read Blobs synchronously, which the loader needs.
+    Blob(web_sys::Blob, web_sys::FileReaderSync),
+}
+
+impl JsBytes {
+    fn new(source: JsValue) -> Result<JsBytes> {
+        if let Some(blob) = source.dyn_ref::<web_sys::Blob>() {
+            let reader = web_sys::FileReaderSync::new()
+                .map_err(|_| Error::Io("a Blob can be read only in a Web Worker".into()))?;
+            return Ok(JsBytes::Blob(blob.clone(), reader));
+        }
+        match source.dyn_into::<Uint8Array>() {
+            Ok(a) => Ok(JsBytes::Array(a)),
+            Err(_) => Err(Error::Io("a model is a Uint8Array or a Blob".into())),
+        }
+    }
+}
 
 impl ByteSource for JsBytes {
     fn size(&self) -> u64 {
-        self.0.length() as u64
+        match self {
+            JsBytes::Array(a) => a.length() as u64,
+            JsBytes::Blob(b, _) => b.size() as u64,
+        }
     }
     fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let start = offset as u32;
-        self.0.subarray(start, start + buf.len() as u32).copy_to(buf);
+        match self {
+            JsBytes::Array(a) => {
+                let start = offset as u32;
+                a.subarray(start, start + buf.len() as u32).copy_to(buf);
+            }
+            JsBytes::Blob(b, reader) => {
+                let (start, end) = (offset as f64, (offset + buf.len() as u64) as f64);
+                let read = |e: JsValue| Error::Io(format!("reading the model file: {e:?}"));
+                let slice = b.slice_with_f64_and_f64(start, end).map_err(read)?;
+                let data = reader.read_as_array_buffer(&slice).map_err(read)?;
+                Uint8Array::new(&data).copy_to(buf);
+            }
+        }
         Ok(())
     }
 }
@@ -102,13 +136,14 @@ fn to_js<T: serde::Serialize>(v: &T) -> std::result::Result<JsValue, JsValue> {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Loads a GGUF model from its bytes. `backend`: `"auto"` (the default) uses a hardware
+    /// Loads a GGUF model from its bytes (a `Uint8Array`, or a `Blob` read a slice at a
+    /// time). `backend`: `"auto"` (the default) uses a hardware
     /// WebGPU adapter; `"webgpu"` any adapter, software renderers too; both fall back to
     /// the CPU when there is none, a kernel does not compile or loading fails (`device`
     /// then says why). `"cpu"` skips WebGPU. `"webgpu-broken"` injects a kernel that does
     /// not compile, to test the fallback.
-    pub async fn load(bytes: Uint8Array, backend: Option<String>) -> std::result::Result<Engine, JsValue> {
-        let src = JsBytes(bytes);
+    pub async fn load(source: JsValue, backend: Option<String>) -> std::result::Result<Engine, JsValue> {
+        let src = JsBytes::new(source).map_err(js_error)?;
         let backend = backend.unwrap_or_else(|| "auto".into());
         let gpu = match backend.as_str() {
             "cpu" => Err(Error::Gpu("the CPU was asked for".into())),

@@ -192,10 +192,20 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
     let hidden = block_on(model.forward_hidden(&[0; 5])).unwrap();
     let grammar = Grammar::new(&tok, &labels, text);
     let mut lines = Vec::new();
-    let decoded = block_on(decode::decode(&mut model, &grammar, hidden, 200, &|| false, |l| {
-        lines.push(l);
-        true
-    }))
+    let decoded = block_on(decode::decode(
+        &mut model,
+        &grammar,
+        hidden,
+        decode::Limits {
+            max_tokens: 200,
+            end_penalty: 0.0,
+        },
+        &|| false,
+        |l| {
+            lines.push(l);
+            true
+        },
+    ))
     .unwrap();
     assert_eq!(decoded, taught);
     assert_eq!(lines.len(), gold.len());

@@ -60,7 +60,7 @@ export declare const DEFAULT_MODEL: string;
 
 export declare class Anote extends EventTarget {
   /** `backend`: 'auto' (default: a hardware WebGPU adapter, else the CPU), 'webgpu' (any adapter) or 'cpu'. */
-  load(model?: string | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;
+  load(model?: string | Blob | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;
   extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;
   redact(text: string, entities: Entity[], operators?: Operators): Promise<Redaction>;
   cancel(): void;

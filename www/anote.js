@@ -39,13 +39,13 @@ export class AnoteClient {
     });
   }
 
-  /** Loads a model from a URL (cached in Cache Storage) or from an ArrayBuffer. With a
+  /** Loads a model from a URL (cached in Cache Storage), a Blob/File or an ArrayBuffer. With a
    *  URL, the shipped fine-tuning adapter is applied unless `{adapter: false}`. `backend`:
    *  `auto` (WebGPU where the browser has it, else the CPU), `webgpu` or `cpu`. Resolves to
    *  `{backend, device, model, adapter, …}`; `device` names the GPU, or says why the CPU runs. */
   load(source, { adapter = true, backend = 'auto' } = {}) {
     const msg = typeof source === 'string' ? { type: 'load', url: source, adapter, backend } : { type: 'load', bytes: source, backend };
-    return this.#request('load', msg, {}, typeof source === 'string' ? [] : [source]);
+    return this.#request('load', msg, {}, source instanceof ArrayBuffer ? [source] : []);
   }
 
   /** Runs every WebGPU kernel against its CPU twin on this browser's adapter. Resolves to

@@ -91,7 +91,7 @@ $('adapter').addEventListener('change', async () => {
 });
 $('model-file').addEventListener('change', async () => {
   const f = $('model-file').files[0];
-  if (f) loadModel(await f.arrayBuffer(), `${f.name}: `);
+  if (f) loadModel(f, `${f.name}: `);
 });
 $('model-url-load').addEventListener('click', () => {
   const url = $('model-url').value.trim();

@@ -24,7 +24,7 @@ export class Anote extends EventTarget {
     this.#client.onprogress = (p) => this.dispatchEvent(new CustomEvent('progress', { detail: p }));
   }
 
-  /** Loads a GGUF (URL or ArrayBuffer; default: the shipped model with its adapter). */
+  /** Loads a GGUF (URL, Blob/File or ArrayBuffer; default: the shipped model with its adapter). */
   async load(model = DEFAULT_MODEL, options = {}) {
     const info = await this.#client.load(typeof model === 'string' ? new URL(model, location.href).href : model, options);
     this.dispatchEvent(new CustomEvent('ready', { detail: info }));

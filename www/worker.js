@@ -4,7 +4,7 @@
 //                                                         adapter (default true): apply the shipped fine-tuning
 //                                                         adapter when the model is the base it was trained on;
 //                                                         backend: 'auto' (default) | 'webgpu' | 'cpu'
-//                  {type:'load', bytes, backend?}         load a GGUF from an ArrayBuffer (a local file)
+//                  {type:'load', bytes, backend?}         load a GGUF from an ArrayBuffer or a Blob (a local file)
 //                  {type:'check-kernels', id}             every WebGPU kernel against its CPU twin
 //                  {type:'check-cpu-kernels', id}         our simd128 matrix kernel against an f32 reference
 //                  {type:'adapter', id, enabled}          switch the shipped adapter on or off
@@ -63,8 +63,9 @@ async function readAll(response, phase) {
 }
 
 // The model is cached in Cache Storage under its URL, so a reload reads it from disk. A
-// download streams straight into the cache (counting bytes for the progress bar), then
-// is read back once: the file is never held twice in memory.
+// download streams straight into the cache (counting bytes for the progress bar); the
+// engine then reads the cached file as a Blob, a slice at a time, so this worker never
+// holds the whole file in memory beside the weights.
 async function fetchOk(url) {
   const response = await fetch(url);
   if (!response.ok) throw Object.assign(new Error(`cannot fetch ${url}: HTTP ${response.status}`), { code: 'fetch_failed' });
@@ -95,7 +96,7 @@ async function fetchModel(url) {
     post({ type: 'progress', phase: 'download', loaded, total: total || loaded });
     hit = await cache.match(url);
   }
-  return { bytes: await readAll(hit, 'cache'), fromCache };
+  return { bytes: await hit.blob(), fromCache };
 }
 
 // The shipped adapter sits next to the default model; it is cached like the model and
@@ -105,7 +106,10 @@ async function applyAdapter(modelUrl) {
   const shipped = defaultAdapter();
   if (!shipped) return;
   try {
-    if (!adapterBytes) adapterBytes = (await fetchModel(new URL(shipped.file, modelUrl).href)).bytes;
+    if (!adapterBytes) {
+      const { bytes } = await fetchModel(new URL(shipped.file, modelUrl).href);
+      adapterBytes = bytes instanceof Blob ? new Uint8Array(await bytes.arrayBuffer()) : bytes;
+    }
     engine.setAdapter(adapterBytes, shipped.sha256);
   } catch (e) {
     const foreign = e.code === 'bad_adapter' && /fingerprint/.test(e.message);
@@ -115,22 +119,24 @@ async function applyAdapter(modelUrl) {
 
 let modelUrl = null;
 let lastLoad = null; // what to reload on the CPU if the GPU is lost
-let localBytes = null; // a local file's bytes, kept only while the engine runs on the GPU
+let localFile = null; // a local file (Blob or bytes), kept only while the engine runs on the GPU
 
 async function load(msg) {
   await ready;
   engine?.free();
   engine = null;
-  const { bytes, fromCache } = msg.url ? await fetchModel(msg.url) : { bytes: new Uint8Array(msg.bytes), fromCache: false };
-  post({ type: 'progress', phase: 'load', loaded: 0, total: bytes.length });
+  const local = msg.bytes instanceof Blob ? msg.bytes : new Uint8Array(msg.bytes ?? 0);
+  const { bytes, fromCache } = msg.url ? await fetchModel(msg.url) : { bytes: local, fromCache: false };
+  const size = bytes.size ?? bytes.length;
+  post({ type: 'progress', phase: 'load', loaded: 0, total: size });
   const t0 = performance.now();
   engine = await Engine.load(bytes, msg.backend ?? 'auto');
   modelUrl = msg.url ?? null;
   lastLoad = { ...msg, bytes: undefined };
-  localBytes = !msg.url && engine.backend() === 'webgpu' ? bytes : null;
+  localFile = !msg.url && engine.backend() === 'webgpu' ? msg.bytes : null;
   if (modelUrl && msg.adapter !== false) await applyAdapter(modelUrl);
   const loadMs = performance.now() - t0;
-  post({ type: 'ready', backend: engine.backend(), device: engine.device(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(self.caches), bytes: bytes.length, wasmBytes: await wasmBytes() });
+  post({ type: 'ready', backend: engine.backend(), device: engine.device(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(self.caches), bytes: size, wasmBytes: await wasmBytes() });
 }
 
 // A GPU that fails mid-run (device lost, out of memory) is reported with code `gpu`: the
@@ -141,7 +147,7 @@ async function onGpuLoss(run) {
   } catch (e) {
     if (e?.code !== 'gpu' || engine?.backend() !== 'webgpu') throw e;
     const adapter = engine.adapter() !== undefined;
-    await load({ ...lastLoad, bytes: localBytes?.buffer, backend: 'cpu', adapter });
+    await load({ ...lastLoad, bytes: localFile, backend: 'cpu', adapter });
     return run();
   }
 }

@@ -36,6 +36,10 @@ struct Cli {
     /// there is no GPU adapter)
     #[arg(long, global = true, default_value = "cpu")]
     backend: String,
+    /// Extraction: subtracted from the logit of ending the answer (higher: more entities,
+    /// lower precision)
+    #[arg(long, global = true, default_value_t = anote_ner::extract::END_PENALTY)]
+    end_penalty: f32,
     #[command(subcommand)]
     command: Command,
 }
@@ -369,7 +373,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Extract { schema, file } => {
             let schema = schema.load()?;
             let text = read_input(file)?;
-            let mut x = Extractor::new(load_engine(&path, &cli.adapter, &cli.backend)?);
+            let mut x = extractor(&path, &cli.adapter, &cli.backend, cli.end_penalty)?;
             let r = block_on(x.extract(&text, &schema, |_| {}))?;
             let map = OffsetMap::new(&text);
             let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
@@ -395,7 +399,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             let mut redactor = Redactor::new(default_op.parse()?, per_label);
             let input = read_input(file)?;
-            let mut x = Extractor::new(load_engine(&path, &cli.adapter, &cli.backend)?);
+            let mut x = extractor(&path, &cli.adapter, &cli.backend, cli.end_penalty)?;
             if !jsonl {
                 let entities = block_on(x.extract(&input, &schema, |_| {}))?.entities;
                 print!("{}", redactor.redact(&input, &entities).text);
@@ -439,12 +443,18 @@ fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let extractor = match patterns_only {
                 true => None,
-                false => Some(Extractor::new(load_engine(&path, &cli.adapter, &cli.backend)?)),
+                false => Some(extractor(&path, &cli.adapter, &cli.backend, cli.end_penalty)?),
             };
             eval(extractor, &data, &schema.load()?, out.as_ref(), limit, json)?;
         }
     }
     Ok(())
+}
+
+fn extractor(model: &PathBuf, adapter: &str, backend: &str, end_penalty: f32) -> Result<Extractor, Error> {
+    let mut x = Extractor::new(load_engine(model, adapter, backend)?);
+    x.end_penalty = end_penalty;
+    Ok(x)
 }
 
 fn main() -> ExitCode {

@@ -172,9 +172,10 @@ fn load_q8rows<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[u
         return Err(Error::Malformed(format!("{name}: Q8_0 blocks do not tile the tensor")));
     }
     let mut rows = Q8Rows::with_capacity(info.size / BLOCK_BYTES);
-    let mut buf = vec![0u8; BLOCK_BYTES * 4096];
+    // 4.5 MB slices: few reads of a browser Blob, little memory beside the result.
+    let mut buf = vec![0u8; BLOCK_BYTES * (1 << 17)];
     for start in (0..info.size).step_by(buf.len()) {
-        let chunk = &mut buf[..(info.size - start).min(BLOCK_BYTES * 4096)];
+        let chunk = &mut buf[..(info.size - start).min(BLOCK_BYTES << 17)];
         src.read_into(info.offset + start as u64, chunk)?;
         rows.extend_q8_0(chunk);
     }

@@ -104,10 +104,11 @@ await check('bad input gives typed errors and loses nothing', async () => {
       notGguf: await code(c.load(bytes(notGguf))),
       truncated: await code(c.load(bytes(truncated))),
       mamba: await code(c.load(bytes(mamba))),
+      truncatedBlob: await code(c.load(new Blob([new Uint8Array(truncated)]))),
       notLoaded: await code(c.generate('hello', 4)),
     };
   }, { notGguf: Array.from(new TextEncoder().encode('<html>not a model</html>')), truncated: tinyGguf('gemma3', true), mamba: tinyGguf('mamba', false) });
-  assert.deepEqual(codes, { notGguf: 'not_gguf', truncated: 'truncated', mamba: 'unsupported_arch', notLoaded: 'not_loaded' });
+  assert.deepEqual(codes, { notGguf: 'not_gguf', truncated: 'truncated', mamba: 'unsupported_arch', truncatedBlob: 'truncated', notLoaded: 'not_loaded' });
 
   await page.fill('[data-testid=prompt]', '');
   await page.click('[data-testid=generate]');
