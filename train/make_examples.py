@@ -5,10 +5,17 @@ Each example packs several documents of one training set under one schema, varie
 model learns to read the schema rather than memorise label sets: label subsets, shuffled
 order, other names and wordings (label_variants.json), examples kept or dropped, absent
 types added as negatives. Never reads ../shared/eval or CrossNER.
+
+Two options, off by default (an experiment, measured and not shipped: models/README.md):
+--specialize adds finer types beside the coarse ones to a share of the examples
+(subtypes.json: country under location, politician under person...) so the model learns to
+prefer the most specific type a schema offers; --join makes a share of the newswire
+documents several consecutive sentences long.
 """
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -20,14 +27,96 @@ SETS = {  # training set -> (mix weight, schema file)
 }
 
 
-def load(train_dir):
+def load(train_dir, join):
     data = {}
     for name, (weight, schema_path) in SETS.items():
         folder = Path(train_dir) / name
         schema = json.loads((schema_path or folder / "schema.json").read_text())
         docs = [json.loads(l) for l in (folder / "train.jsonl").open()]
+        if name == "conll2003" and join:
+            docs = join_sentences(random.Random(7), docs, join)
         data[name] = (weight, schema, docs)
     return data
+
+
+class Subtypes:
+    """Rules that give a coarse entity a finer type, from subtypes.json."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.rules = {}
+        for name, t in spec["subtypes"].items():
+            kind, _, arg = t["rule"].partition(":")
+            if kind == "list":
+                words = {w.lower() for w in spec[arg]}
+                self.rules[name] = lambda text, before, words=words: text.lower() in words
+            elif kind == "words":
+                pat = re.compile(r"\b(?:%s)\b" % "|".join(re.escape(w) for w in arg.split(",")))
+                self.rules[name] = lambda text, before, pat=pat: bool(pat.search(text))
+            else:  # "before": a role word right before the name
+                pat = re.compile(r"\b(?:%s)\s*$" % "|".join(re.escape(w) for w in arg.split(",")))
+                self.rules[name] = lambda text, before, pat=pat: bool(pat.search(before[-40:]))
+
+    def of(self, doc, e):
+        """The finer type of entity e, or None. A name that earns a type once in a
+        document keeps it at every mention there ('President Clinton' ... 'Clinton')."""
+        for name, t in self.spec["subtypes"].items():
+            if e["label"] not in t["parents"]:
+                continue
+            for o in doc["entities"]:
+                if o["label"] != e["label"]:
+                    continue
+                text, other = doc["text"][e["start"]:e["end"]], doc["text"][o["start"]:o["end"]]
+                same = other == text or other.split()[-1] == text.split()[-1]
+                if same and self.rules[name](other, doc["text"][:o["start"]]):
+                    return name
+        return None
+
+
+def join_sentences(rng, docs, share):
+    """CoNLL documents are single sentences; join a share of them with the next ones of
+    the same article (ids share the article part) into one longer document."""
+    by_article = {}
+    for i, d in enumerate(docs):
+        by_article.setdefault(d["id"].rsplit("-", 1)[0], []).append(i)
+    out = []
+    for ids in by_article.values():
+        k = 0
+        while k < len(ids):
+            n = rng.choice([2, 3, 4]) if rng.random() < share else 1
+            text, ents = "", []
+            for i in ids[k:k + n]:
+                if text:
+                    text += " "
+                ents += [{**e, "start": e["start"] + len(text), "end": e["end"] + len(text)} for e in docs[i]["entities"]]
+                text += docs[i]["text"]
+            out.append({"id": docs[ids[k]]["id"], "text": text, "entities": ents})
+            k += n
+    return out
+
+
+def specialize(rng, schema, shown, subtypes, spec):
+    """Adds 1-3 finer types whose coarse type the schema shows; returns their gold-side
+    names mapped to the names shown."""
+    cands = [n for n, t in spec["subtypes"].items() if any(p in shown for p in t["parents"])]
+    if not cands:
+        return {}
+    chosen = rng.sample(cands, min(len(cands), rng.randint(1, 3)))
+    fine = {}
+    for n in chosen:
+        t = spec["subtypes"][n]
+        fine[n] = rng.choice(t["names"])
+        schema["labels"].append({"label": fine[n], "description": rng.choice(t["descriptions"])})
+        for p in t["parents"]:
+            for entry in schema["labels"]:
+                if p in shown and entry["label"] == shown[p] and not entry.get("_narrowed"):
+                    entry["description"] = entry["description"].rstrip() + rng.choice(spec["parent_suffix"])
+                    entry["_narrowed"] = True
+    for entry in schema["labels"]:
+        entry.pop("_narrowed", None)
+    rng.shuffle(schema["labels"])
+    schema["span_rules"] = (schema.get("span_rules", "") + " " + rng.choice(spec["span_rule"])).strip()
+    return fine
 
 
 def vary_schema(rng, schema, variants, negatives):
@@ -77,12 +166,26 @@ def main():
     ap.add_argument("--examples", type=int, default=6000)
     ap.add_argument("--docs-per-example", type=int, default=6)
     ap.add_argument("--seed", type=int, default=20261127)
+    ap.add_argument("--specialize", type=float, default=0.0, help="share of non-PII examples with finer types")
+    ap.add_argument("--join", type=float, default=0.0, help="share of CoNLL sentences joined with the next ones")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     assert "eval" not in a.train_dir and "crossner" not in a.train_dir.lower()
     rng = random.Random(a.seed)
     variants = json.loads((HERE / "label_variants.json").read_text())
-    data = load(a.train_dir)
+    data = load(a.train_dir, a.join)
+    spec = json.loads((HERE / "subtypes.json").read_text())
+    subtypes = Subtypes(spec)
+    # Per set: the finer type of every entity, and which documents hold each finer type.
+    fine_of, holders = {}, {}
+    for name, (_, _, docs) in data.items():
+        fine_of[name] = [[subtypes.of(d, e) for e in d["entities"]] for d in docs]
+        holders[name] = {}
+        for i, fs in enumerate(fine_of[name]):
+            for f in set(fs) - {None}:
+                holders[name].setdefault(f, []).append(i)
+        if a.specialize:
+            print(name, "documents per finer type:", {f: len(v) for f, v in holders[name].items()})
     names = list(data)
     weights = [data[n][0] for n in names]
     with open(a.out, "w") as f:
@@ -91,13 +194,22 @@ def main():
             _, schema, docs = data[name]
             negatives = [] if name == "pii_synth" else variants["_safe_negatives"]["names"]
             s, shown = vary_schema(rng, schema, variants, negatives)
+            fine = {}
+            if a.specialize and name != "pii_synth" and rng.random() < a.specialize:
+                fine = specialize(rng, s, shown, subtypes, spec)
+            # Half the documents of a specialised example hold one of its finer types.
+            pool = [i for f in fine for i in holders[name].get(f, [])]
+            n_pool = min(len(pool), a.docs_per_example // 2)
+            chosen = rng.sample(pool, n_pool) + rng.sample(range(len(docs)), a.docs_per_example - n_pool)
             picked = []
-            for d in rng.sample(docs, a.docs_per_example):
-                ents = [
-                    {"start": e["start"], "end": e["end"], "label": shown[e["label"]]}
-                    for e in d["entities"]
-                    if e["label"] in shown
-                ]
+            for i in chosen:
+                d = docs[i]
+                ents = []
+                for e, ft in zip(d["entities"], fine_of[name][i]):
+                    if ft in fine:
+                        ents.append({"start": e["start"], "end": e["end"], "label": fine[ft]})
+                    elif e["label"] in shown:
+                        ents.append({"start": e["start"], "end": e["end"], "label": shown[e["label"]]})
                 picked.append({"text": d["text"], "entities": ents})
             f.write(json.dumps({"set": name, "schema": s, "docs": picked}, ensure_ascii=False) + "\n")
 

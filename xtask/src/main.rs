@@ -24,8 +24,9 @@ usage: cargo xtask <command>
   eval [--limit N] [--adapter default|none|patterns|both]
                      extraction quality on every dev set in ../shared/eval, fine-tuned and/or
                      base model -> docs/eval/*.json and docs/eval.md
-  train [--minutes M] [--examples N] [--ship-only]
+  train [--minutes M] [--examples N] [--ship-only] [-- EXAMPLE OPTIONS]
                      fine-tune the LoRA adapter on CPU (default 115 minutes) -> models/;
+                     options after -- go to train/make_examples.py;
                      --ship-only copies the last run's adapter to models/ (after an interrupted run)
 ";
 
@@ -71,7 +72,9 @@ fn run() -> Result<()> {
             setup::all(&root)?;
             let minutes = number_flag(&args, "--minutes")?.unwrap_or(115.0);
             let examples = number_flag(&args, "--examples")?.unwrap_or(6000);
-            train::run(&root, minutes, examples)
+            // Everything after `--` goes to train/make_examples.py (e.g. `--specialize 0.4`).
+            let extra: Vec<String> = args.iter().skip_while(|a| *a != "--").skip(1).cloned().collect();
+            train::run(&root, minutes, examples, &extra)
         }
         _ => {
             eprint!("{USAGE}");

@@ -1,4 +1,4 @@
-//! `cargo xtask train [--minutes M] [--examples N]`: the fine-tuning recipe, end to end on
+//! `cargo xtask train [--minutes M] [--examples N] [-- EXAMPLE OPTIONS]`: the fine-tuning recipe, end to end on
 //! CPU. A pinned Python environment (train/requirements.txt) in target/train-venv; training
 //! examples from ../shared/train (never the eval sets, never CrossNER) varied by
 //! train/make_examples.py; token ids rendered by `anote render-training`, i.e. by the
@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::{run_step, setup, target_dir};
 
-pub fn run(root: &Path, minutes: f64, examples: usize) -> Result<()> {
+pub fn run(root: &Path, minutes: f64, examples: usize, example_options: &[String]) -> Result<()> {
     let work = target_dir(root).join("train");
     std::fs::create_dir_all(&work)?;
     let venv = target_dir(root).join("train-venv");
@@ -34,7 +34,8 @@ pub fn run(root: &Path, minutes: f64, examples: usize) -> Result<()> {
             .arg("--examples")
             .arg(examples.to_string())
             .arg("--out")
-            .arg(&examples_file),
+            .arg(&examples_file)
+            .args(example_options),
     )?;
     run_step(
         "train: build anote",

@@ -1,0 +1,51 @@
+"""A held-out tuning split from the training sets: documents that a training run never
+showed the model (its first --steps batches, replayed in train.py's order). Decoding knobs (the end penalty) are chosen on it, never
+on ../shared/eval. Writes <out>/<set>.jsonl (gold, code-point offsets) and
+<out>/<set>.schema.json for `anote eval`.
+"""
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SETS = {"pii_synth": HERE.parent / "presets" / "pii.json", "conll2003": None, "wnut17": None}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train-dir", default=str(HERE.parent.parent / "shared" / "train"))
+    ap.add_argument("--examples", required=True, help="the run's examples.jsonl")
+    ap.add_argument("--sequences", required=True, help="the run's sequences.jsonl (rendered examples)")
+    ap.add_argument("--steps", type=int, required=True, help="steps the run trained")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--per-set", type=int, default=150)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+    from train import batches  # the run's batch order (seed 1, first epoch)
+
+    lengths = [{"ids": json.loads(l)["ids"]} for l in open(a.sequences)]
+    used = {j for k, group in zip(range(a.steps), batches(lengths, a.batch, random.Random(1))) for j in group}
+    examples = [json.loads(l) for l in open(a.examples)]
+    seen = " \n ".join(d["text"] for j in used for d in examples[j]["docs"])
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(5)
+    for name, schema in SETS.items():
+        folder = Path(a.train_dir) / name
+        docs = [json.loads(l) for l in (folder / "train.jsonl").open()]
+        rng.shuffle(docs)
+        # Joined training documents hold several source sentences: unseen means not a
+        # substring of anything trained on.
+        held = [d for d in docs[: a.per_set * 3] if d["entities"] and d["text"] not in seen][: a.per_set]
+        with open(out / f"{name}.jsonl", "w") as f:
+            for d in held:
+                f.write(json.dumps(d, ensure_ascii=False) + "\n")
+        (out / f"{name}.schema.json").write_text((schema or folder / "schema.json").read_text())
+        print(name, len(held), "held-out documents")
+
+
+if __name__ == "__main__":
+    main()
