@@ -6,20 +6,14 @@
 use std::sync::Arc;
 
 use anote_ner::backend::cpu::Linear;
-use anote_ner::backend::noise;
 use anote_ner::backend::q8::{self, Q8Rows};
+use anote_ner::backend::{max_rel_diff, noise};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 fn q8_0(rows: usize, cols: usize, seed: u64) -> QTensor {
     let w = Tensor::from_vec(noise(rows * cols, seed, 1.0), (rows, cols), &Device::Cpu).unwrap();
     QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()
-}
-
-fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 #[test]
@@ -29,7 +23,7 @@ fn q8_kernel_matches_candles_q8_0_kernel() {
         let ours = Linear::from_q8(Q8Rows::from_qtensor(&q).unwrap(), rows, cols);
         let candle = Linear::new(Arc::new(q)).unwrap();
         let x = noise(tokens * cols, 99, 2.0);
-        let d = rel_diff(&ours.forward(&x, tokens).unwrap(), &candle.forward(&x, tokens).unwrap());
+        let d = max_rel_diff(&ours.forward(&x, tokens).unwrap(), &candle.forward(&x, tokens).unwrap());
         assert!(d < 1e-5, "{tokens}×{cols} · {rows}×{cols}ᵀ: relative difference {d}");
 
         let ids = [rows as u32 - 1, 0, 2];

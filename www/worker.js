@@ -125,8 +125,9 @@ async function load(msg) {
   await ready;
   engine?.free();
   engine = null;
-  const local = msg.bytes instanceof Blob ? msg.bytes : new Uint8Array(msg.bytes ?? 0);
-  const { bytes, fromCache } = msg.url ? await fetchModel(msg.url) : { bytes: local, fromCache: false };
+  const { bytes, fromCache } = msg.url
+    ? await fetchModel(msg.url)
+    : { bytes: msg.bytes instanceof Blob ? msg.bytes : new Uint8Array(msg.bytes), fromCache: false };
   const size = bytes.size ?? bytes.length;
   post({ type: 'progress', phase: 'load', loaded: 0, total: size });
   const t0 = performance.now();

@@ -7,6 +7,22 @@ pub mod cpu;
 pub mod q8;
 pub mod webgpu;
 
+/// The largest difference between `got` and the reference `want`, relative to the largest
+/// reference value (at least 1); infinite when the lengths differ or a value is NaN, so a
+/// comparison against a tolerance fails.
+pub fn max_rel_diff(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let diff = match got.len() == want.len() {
+        true => got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())),
+        false => f32::INFINITY,
+    };
+    if diff.is_nan() {
+        f32::INFINITY
+    } else {
+        diff / scale
+    }
+}
+
 /// Deterministic pseudo-random numbers in `[-scale, scale]` (the kernel checks' inputs, and the tests' weights).
 pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

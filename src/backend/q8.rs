@@ -12,11 +12,13 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use crate::backend::cpu::dot;
-use crate::backend::noise;
+use crate::backend::{max_rel_diff, noise};
 use crate::error::Result;
 
 /// Values per block, each block with one scale.
 pub const BLOCK: usize = 32;
+/// Bytes of one GGUF Q8_0 block: an f16 scale, then 32 int8 values.
+pub const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
 
 /// A row-major matrix in the Q8 layout.
 pub struct Q8Rows {
@@ -30,7 +32,7 @@ impl Q8Rows {
     pub fn from_qtensor(q: &QTensor) -> Result<Q8Rows> {
         if q.dtype() == GgmlDType::Q8_0 {
             let raw = q.data()?;
-            let mut out = Q8Rows::with_capacity(raw.len() / 34);
+            let mut out = Q8Rows::with_capacity(raw.len() / Q8_0_BLOCK_BYTES);
             out.extend_q8_0(&raw);
             return Ok(out);
         }
@@ -45,9 +47,9 @@ impl Q8Rows {
         }
     }
 
-    /// Appends raw Q8_0 blocks (an f16 scale, then 32 int8 values: 34 bytes each).
+    /// Appends raw Q8_0 blocks.
     pub fn extend_q8_0(&mut self, raw: &[u8]) {
-        for b in raw.chunks_exact(34) {
+        for b in raw.chunks_exact(Q8_0_BLOCK_BYTES) {
             self.scales.push(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
             self.qs.extend(
                 b[2..]
@@ -195,12 +197,7 @@ pub fn self_check() -> Vec<(String, f32)> {
                 .map(|i| (i / rows, i % rows))
                 .map(|(t, r)| dot(&ws[r * cols..(r + 1) * cols], &xs[t * cols..(t + 1) * cols]))
                 .collect();
-            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-            let diff = match got.len() == want.len() {
-                true => got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs())),
-                false => f32::INFINITY,
-            };
-            let rel = if diff.is_nan() { f32::INFINITY } else { diff / scale };
+            let rel = max_rel_diff(&got, &want);
             (format!("{tokens} tokens × {rows}×{cols}"), rel)
         })
         .collect()

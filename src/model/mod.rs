@@ -21,7 +21,7 @@ pub use kv_cache::KvCache;
 pub use snapshot::KvSnapshot;
 
 use crate::backend::cpu::{self, Linear};
-use crate::backend::q8::Q8Rows;
+use crate::backend::q8::{Q8Rows, Q8_0_BLOCK_BYTES};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf, TensorInfo};
 
@@ -167,15 +167,15 @@ fn load_q8rows<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[u
     if info.dtype != GgmlDType::Q8_0 {
         return Q8Rows::from_qtensor(load_qtensor(g, src, name, shape)?.as_ref());
     }
-    const BLOCK_BYTES: usize = 34;
-    if !info.size.is_multiple_of(BLOCK_BYTES) {
+    if !info.size.is_multiple_of(Q8_0_BLOCK_BYTES) {
         return Err(Error::Malformed(format!("{name}: Q8_0 blocks do not tile the tensor")));
     }
-    let mut rows = Q8Rows::with_capacity(info.size / BLOCK_BYTES);
+    let mut rows = Q8Rows::with_capacity(info.size / Q8_0_BLOCK_BYTES);
     // 4.5 MB slices: few reads of a browser Blob, little memory beside the result.
-    let mut buf = vec![0u8; BLOCK_BYTES * (1 << 17)];
-    for start in (0..info.size).step_by(buf.len()) {
-        let chunk = &mut buf[..(info.size - start).min(BLOCK_BYTES << 17)];
+    let slice = Q8_0_BLOCK_BYTES << 17;
+    let mut buf = vec![0u8; slice];
+    for start in (0..info.size).step_by(slice) {
+        let chunk = &mut buf[..(info.size - start).min(slice)];
         src.read_into(info.offset + start as u64, chunk)?;
         rows.extend_q8_0(chunk);
     }

@@ -6,8 +6,8 @@
 
 use super::{Gpu, GpuMatrix, Groups, Kernel, Out};
 use crate::backend::cpu::{self, rope_table, AttentionShape};
-use crate::backend::noise;
 use crate::backend::q8::Q8Rows;
+use crate::backend::{max_rel_diff, noise};
 use crate::error::Result;
 
 /// One comparison: the largest difference, relative to the largest reference value.
@@ -30,16 +30,10 @@ impl KernelCheck {
 const TOL: f32 = 1e-5;
 
 fn compare(kernel: Kernel, case: String, gpu: &[f32], cpu: &[f32]) -> KernelCheck {
-    let scale = cpu.iter().fold(1f32, |m, v| m.max(v.abs()));
-    let diff = match gpu.len() == cpu.len() {
-        true => gpu.iter().zip(cpu).fold(0f32, |m, (a, b)| m.max((a - b).abs())),
-        false => f32::INFINITY,
-    };
     KernelCheck {
         kernel: kernel.name(),
         case,
-        // NaN compares false everywhere; make it fail.
-        max_rel_diff: if diff.is_nan() { f32::INFINITY } else { diff / scale },
+        max_rel_diff: max_rel_diff(gpu, cpu),
         tolerance: TOL,
     }
 }
