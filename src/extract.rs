@@ -9,6 +9,8 @@
 //!   ends decoding (the model is repeating itself).
 //! - Among model entities the first found wins an overlap; the same span found in two
 //!   overlapping windows is reported once.
+//! - A text the model labelled once gets that label at its other whole-word occurrences
+//!   that nothing else claims (a redacted name must not leak where it is repeated).
 
 use std::ops::Range;
 
@@ -20,7 +22,7 @@ use crate::model::KvSnapshot;
 use crate::prompt;
 use crate::recognizers::{self, Recognizer};
 use crate::schema::Schema;
-use crate::spans::{Entity, Source};
+use crate::spans::{self, Entity, Source};
 
 /// Texts above this are refused: at a window per second or so, 2 MiB is already about
 /// twenty minutes of work, and a corpus belongs in separate documents.
@@ -149,6 +151,22 @@ impl Extractor {
             .await?;
         }
         (self.progress)(windows.len(), windows.len());
+        let named: Vec<Entity> = found.iter().filter(|e| e.source == Source::Model).cloned().collect();
+        for e in named {
+            for start in spans::occurrences(text, &e.text) {
+                let end = start + e.text.len();
+                if !inside_word(text, start) && !inside_word(text, end) {
+                    accept(
+                        Entity {
+                            start,
+                            end,
+                            ..e.clone()
+                        },
+                        &mut found,
+                    );
+                }
+            }
+        }
         found.sort_by_key(|e| e.start);
         Ok(Extraction {
             entities: found,
@@ -200,6 +218,12 @@ pub fn pattern_entities(text: &str, schema: &Schema) -> Vec<Entity> {
         .collect()
 }
 
+/// Whether byte offset `at` falls between two letters or digits of one word.
+fn inside_word(text: &str, at: usize) -> bool {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    word(text[..at].chars().next_back()) && word(text[at..].chars().next())
+}
+
 /// Where a decoded line sits in the chunk (byte range, surrounding whitespace trimmed).
 fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]) -> Option<(usize, usize)> {
     let lead = line.text.len() - line.text.trim_start().len();
@@ -207,11 +231,10 @@ fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]
     if len == 0 {
         return None;
     }
-    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
     let fits = |&(s, e): &(usize, usize)| {
-        let inside_start = word(chunk[..s].chars().next_back()) && word(chunk[s..].chars().next());
-        let inside_end = word(chunk[..e].chars().next_back()) && word(chunk[e..].chars().next());
-        !inside_start && !inside_end && !used.iter().any(|u| u.0 == line.label && u.1 == s && u.2 == e)
+        !inside_word(chunk, s)
+            && !inside_word(chunk, e)
+            && !used.iter().any(|u| u.0 == line.label && u.1 == s && u.2 == e)
     };
     let spans: Vec<(usize, usize)> = line
         .starts

@@ -13,6 +13,7 @@ use anote_ner::eval::{Scorer, Span};
 use anote_ner::extract::{pattern_entities, Extractor};
 use anote_ner::gguf::Gguf;
 use anote_ner::model::{Adapter, Compute, KvCache, KvSnapshot, LanguageModel};
+use anote_ner::prompt;
 use anote_ner::schema::Schema;
 use anote_ner::spans::{OffsetMap, Source, Unit};
 use anote_ner::tokenizer::Tokenizer;
@@ -217,6 +218,33 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
     }
     // The final empty line ends decoding without being fed back.
     assert_eq!(model.position(), 5 + taught - 1, "decoding stopped early");
+}
+
+#[test]
+fn a_text_labelled_once_is_labelled_wherever_it_recurs_as_a_whole_word() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
+    let text = "Maria Gonzalez called from Lyon. Maria Gonzalezova and Maria Gonzalez met in Lyon.";
+    // The model names each once; the extractor labels the repeats.
+    let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")]);
+    let first = tok.encode_prompt(&prompt::prefix(&schema)).len() + tok.encode(&prompt::document(text)).len();
+    let engine = Engine {
+        tokenizer: tok,
+        model: Box::new(ScriptedLm::teacher(script, first)),
+        architecture: "scripted".into(),
+        name: "scripted".into(),
+        fingerprint: String::new(),
+        adapter: None,
+    };
+    let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
+    let found: Vec<(&str, usize)> = got.entities.iter().map(|e| (e.label.as_str(), e.start)).collect();
+    // Not the one inside "Gonzalezova".
+    assert_eq!(found, [("PERSON", 0), ("CITY", 27), ("PERSON", 55), ("CITY", 77)]);
+    assert!(got
+        .entities
+        .iter()
+        .all(|e| text[e.start..e.end] == e.text && e.source == Source::Model));
 }
 
 #[test]

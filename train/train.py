@@ -114,6 +114,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
+    ap.add_argument("--init", help="start from the LoRA weights of another run's checkpoint.pt "
+                    "(fresh optimizer and schedule; a checkpoint in --out resumes instead)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -143,6 +145,11 @@ def main():
         opt.load_state_dict(c["opt"])
         state = c["state"]
         print(f"resumed at step {state['step']} ({state['seconds']:.0f} s trained)", flush=True)
+    elif a.init:
+        c = torch.load(a.init)
+        model.load_state_dict(c["lora"], strict=False)
+        state["init"] = {"from": a.init, "steps": c["state"]["step"]}
+        print(f"starting from {a.init} ({c['state']['step']} steps)", flush=True)
     budget = 0 if a.export_only else a.minutes * 60
     log = open(out / "log.jsonl", "a")
     last_save = time.time()
@@ -190,6 +197,8 @@ def main():
         torch.save({"lora": lora, "opt": opt.state_dict(), "state": state}, ckpt)
     meta = {"format": "anote-lora-v1", "base_fingerprint": fingerprint(a.model), "rank": a.rank,
             "alpha": a.alpha, "steps": state["step"], "train_seconds": round(state["seconds"])}
+    if "init" in state:
+        meta["init"] = json.dumps(state["init"])
     export(model, a.adapter, a.rank, meta)
     print("wrote", a.adapter, meta, flush=True)
 

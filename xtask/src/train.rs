@@ -1,19 +1,33 @@
-//! `cargo xtask train [--minutes M] [--examples N] [-- EXAMPLE OPTIONS]`: the fine-tuning recipe, end to end on
+//! `cargo xtask train [--minutes M] [--examples N] [--lr LR] [--from CHECKPOINT] [-- EXAMPLE OPTIONS]`: the fine-tuning recipe, end to end on
 //! CPU. A pinned Python environment (train/requirements.txt) in target/train-venv; training
 //! examples from ../shared/train (never the eval sets, never CrossNER) varied by
 //! train/make_examples.py; token ids rendered by `anote render-training`, i.e. by the
 //! extractor's own prompt code; LoRA training with checkpoints (an interrupted run resumes)
 //! and a loss log; the adapter copied to models/ with its sha256 written to the manifest.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{run_step, setup, target_dir};
 
-pub fn run(root: &Path, minutes: f64, examples: usize, example_options: &[String]) -> Result<()> {
+pub struct Options {
+    pub minutes: f64,
+    pub examples: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// A checkpoint.pt whose LoRA weights the run starts from.
+    pub init: Option<PathBuf>,
+    /// Passed to train/make_examples.py.
+    pub example_options: Vec<String>,
+}
+
+pub fn run(root: &Path, o: &Options) -> Result<()> {
     let work = target_dir(root).join("train");
+    if o.init.is_some() && work.join("run/checkpoint.pt").exists() {
+        bail!("target/train/run holds a checkpoint, which would resume instead of starting from --from: move it aside (e.g. to target/train/run-<name>)");
+    }
     std::fs::create_dir_all(&work)?;
     let venv = target_dir(root).join("train-venv");
     let python = venv.join("bin/python");
@@ -32,10 +46,10 @@ pub fn run(root: &Path, minutes: f64, examples: usize, example_options: &[String
         Command::new(&python)
             .arg(root.join("train/make_examples.py"))
             .arg("--examples")
-            .arg(examples.to_string())
+            .arg(o.examples.to_string())
             .arg("--out")
             .arg(&examples_file)
-            .args(example_options),
+            .args(&o.example_options),
     )?;
     run_step(
         "train: build anote",
@@ -67,7 +81,8 @@ pub fn run(root: &Path, minutes: f64, examples: usize, example_options: &[String
             .arg(work.join("run"))
             .arg("--adapter")
             .arg(&adapter)
-            .args(["--minutes", &minutes.to_string(), "--lr", "3e-4"])
+            .args(["--minutes", &o.minutes.to_string(), "--lr", &o.lr.to_string()])
+            .args(o.init.iter().flat_map(|p| [Path::new("--init"), p.as_path()]))
             // Passive OpenMP threads: spinning ones stall badly on a shared 2-core machine.
             .env("OMP_WAIT_POLICY", "PASSIVE"),
     )?;
