@@ -2,7 +2,8 @@
 //! every dev set in `../shared/eval`, scored, with per-document latency. Each run's scores
 //! are stored in docs/eval/<engine>.json (with the command that made them), and docs/eval.md
 //! is regenerated from every stored run, so the base and the fine-tuned model can be
-//! measured at different times and still share one table.
+//! measured at different times and still share one table. Sets run in parallel, one
+//! single-threaded `anote eval` per core; predictions are kept in target/eval/<engine>/.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,18 +48,23 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
     std::fs::create_dir_all(root.join("docs/eval"))?;
     for engine in engines {
         let (_, _, flags) = ENGINES.iter().find(|e| e.0 == engine).expect("known engine");
-        let mut results = serde_json::Map::new();
-        for set in &sets {
-            // Recognizers alone only mean something on the PII set.
-            if engine == "patterns" && set != "presidio_synth_v2" {
-                continue;
-            }
+        // Recognizers alone only mean something on the PII set.
+        let todo: Vec<&String> = sets
+            .iter()
+            .filter(|set| engine != "patterns" || *set == "presidio_synth_v2")
+            .collect();
+        // Predictions stay in target/eval/<engine>/ for error analysis.
+        let predictions = target_dir(root).join("eval").join(engine);
+        std::fs::create_dir_all(&predictions)?;
+        let command = |set: &str| {
             let dir = shared.join(set);
             let mut cmd = Command::new(&bin);
             cmd.args(["eval", "--json", "--threads", "1"])
                 .args(*flags)
                 .arg("--data")
-                .arg(dir.join("dev.jsonl"));
+                .arg(dir.join("dev.jsonl"))
+                .arg("--out")
+                .arg(predictions.join(format!("{set}.jsonl")));
             // The PII set's schema, with the recognizers declared: the `pii` preset has the same 17 labels.
             if set == "presidio_synth_v2" {
                 cmd.args(["--preset", "pii"]);
@@ -68,10 +74,35 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
             if let Some(n) = limit {
                 cmd.args(["--limit", &n.to_string()]);
             }
-            println!("xtask: [eval] {engine}: {set}");
-            let out: Value = serde_json::from_str(output("eval", &mut cmd)?.trim())?;
-            results.insert(set.clone(), out);
-        }
+            cmd
+        };
+        // One single-threaded run per core at a time (per-document latency stays a 1-thread figure).
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results = std::sync::Mutex::new(serde_json::Map::new());
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        loop {
+                            let Some(set) = todo.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) else {
+                                return Ok(());
+                            };
+                            println!("xtask: [eval] {engine}: {set}");
+                            let out: Value = serde_json::from_str(output("eval", &mut command(set))?.trim())?;
+                            results
+                                .lock()
+                                .expect("no panics while held")
+                                .insert(set.to_string(), out);
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().expect("eval worker panicked"))
+        })?;
+        let results = results.into_inner().expect("no panics while held");
         let record = json!({
             "command": format!("cargo xtask eval{} --adapter {which}", limit.map(|n| format!(" --limit {n}")).unwrap_or_default()),
             "adapter_sha256": adapter_sha256(root),
