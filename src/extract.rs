@@ -10,7 +10,8 @@
 //! - Among model entities the first found wins an overlap; the same span found in two
 //!   overlapping windows is reported once.
 //! - A text the model labelled once gets that label at its other whole-word occurrences
-//!   that nothing else claims (a redacted name must not leak where it is repeated).
+//!   that nothing else claims (a redacted name must not leak where it is repeated), unless
+//!   the occurrence runs on into a neighbouring name-like word (see [`runs_on`]).
 
 use std::ops::Range;
 
@@ -155,7 +156,7 @@ impl Extractor {
         for e in named {
             for start in spans::occurrences(text, &e.text) {
                 let end = start + e.text.len();
-                if !inside_word(text, start) && !inside_word(text, end) {
+                if !inside_word(text, start) && !inside_word(text, end) && !runs_on(text, start, end) {
                     accept(
                         Entity {
                             start,
@@ -224,6 +225,31 @@ fn inside_word(text: &str, at: usize) -> bool {
     word(text[..at].chars().next_back()) && word(text[at..].chars().next())
 }
 
+/// Whether `text[start..end]` runs on into a neighbouring capitalised word or number, as
+/// "United Kingdom" does in "the 1886 United Kingdom general election": it is then likely
+/// part of a longer name. Punctuation between them, or a capitalised first word of a
+/// sentence before, does not count.
+fn runs_on(text: &str, start: usize, end: usize) -> bool {
+    let capital = |w: &str| w.chars().next().is_some_and(char::is_uppercase);
+    let number = |w: &str| w.chars().next().is_some_and(|c| c.is_ascii_digit());
+    let next = text[end..]
+        .strip_prefix(' ')
+        .and_then(|r| r.split(char::is_whitespace).next());
+    if next.is_some_and(|w| capital(w) || number(w)) {
+        return true;
+    }
+    let Some(before) = text[..start].strip_suffix(' ') else {
+        return false;
+    };
+    let word = before.rsplit(char::is_whitespace).next().unwrap_or("");
+    if !word.ends_with(char::is_alphanumeric) {
+        return false; // a name does not run on through punctuation
+    }
+    let head = before[..before.len() - word.len()].trim_end_matches([' ', '\t']);
+    let sentence_start = head.is_empty() || head.ends_with(['.', '!', '?', ':', '\n', '\r']);
+    number(word) || (capital(word) && !sentence_start)
+}
+
 /// Where a decoded line sits in the chunk (byte range, surrounding whitespace trimmed).
 fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]) -> Option<(usize, usize)> {
     let lead = line.text.len() - line.text.trim_start().len();
@@ -243,4 +269,24 @@ fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]
         .filter(fits)
         .collect();
     spans.iter().find(|s| s.0 >= cursor).or(spans.first()).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_on;
+
+    #[test]
+    fn an_occurrence_inside_a_longer_name_runs_on() {
+        let at = |text: &str, part: &str| {
+            let start = text.find(part).unwrap();
+            runs_on(text, start, start + part.len())
+        };
+        assert!(at("in the 1886 United Kingdom general election", "United Kingdom"));
+        assert!(at("the Lüliang Campaign began", "Lüliang"));
+        assert!(at("speeches with Clara Zetkin", "Zetkin"));
+        assert!(!at("Contact Maria Gonzalez today", "Maria Gonzalez"));
+        assert!(!at("from Lyon. Maria Gonzalez left", "Maria Gonzalez"));
+        assert!(!at("to Lyon, France", "Lyon"));
+        assert!(!at("Lyon", "Lyon"));
+    }
 }

@@ -221,11 +221,11 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
 }
 
 #[test]
-fn a_text_labelled_once_is_labelled_wherever_it_recurs_as_a_whole_word() {
+fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
     let file = std::fs::File::open(common::real_model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
     let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
-    let text = "Maria Gonzalez called from Lyon. Maria Gonzalezova and Maria Gonzalez met in Lyon.";
+    let text = "Maria Gonzalez called from Lyon. Maria Gonzalez met Maria Gonzalezova at the Lyon Biennale in Lyon.";
     // The model names each once; the extractor labels the repeats.
     let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")]);
     let first = tok.encode_prompt(&prompt::prefix(&schema)).len() + tok.encode(&prompt::document(text)).len();
@@ -239,8 +239,8 @@ fn a_text_labelled_once_is_labelled_wherever_it_recurs_as_a_whole_word() {
     };
     let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
     let found: Vec<(&str, usize)> = got.entities.iter().map(|e| (e.label.as_str(), e.start)).collect();
-    // Not the one inside "Gonzalezova".
-    assert_eq!(found, [("PERSON", 0), ("CITY", 27), ("PERSON", 55), ("CITY", 77)]);
+    // Not inside "Gonzalezova", nor in "the Lyon Biennale", a longer name.
+    assert_eq!(found, [("PERSON", 0), ("CITY", 27), ("PERSON", 33), ("CITY", 94)]);
     assert!(got
         .entities
         .iter()
