@@ -29,6 +29,8 @@ usage: cargo xtask <command>
                      --from starts from another run's LoRA weights (target/train/run-*/checkpoint.pt);
                      options after -- go to train/make_examples.py;
                      --ship-only copies the last run's adapter to models/ (after an interrupted run)
+  train [--rank R] --merge FILE:WEIGHT FILE:WEIGHT...
+                     ships the weighted average of adapters, as one rank-R adapter (default 16)
 ";
 
 fn main() {
@@ -65,6 +67,10 @@ fn run() -> Result<()> {
                 .map_or("both", String::as_str);
             setup::all(&root)?;
             eval::run(&root, limit, adapter)
+        }
+        Some("train") if args.iter().any(|a| a == "--merge") => {
+            let specs: Vec<String> = args.iter().skip_while(|a| *a != "--merge").skip(1).cloned().collect();
+            train::merge(&root, &specs, flag_value(&args, "--rank")?.unwrap_or(16))
         }
         Some("train") if args.iter().any(|a| a == "--ship-only") => {
             train::ship(&root, &target_dir(&root).join("train/run/adapter.safetensors"))

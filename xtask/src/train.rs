@@ -29,17 +29,7 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
         bail!("target/train/run holds a checkpoint, which would resume instead of starting from --from: move it aside (e.g. to target/train/run-<name>)");
     }
     std::fs::create_dir_all(&work)?;
-    let venv = target_dir(root).join("train-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        run_step("train: venv", Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    }
-    run_step(
-        "train: python packages",
-        Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(root.join("train/requirements.txt")),
-    )?;
+    let python = python(root)?;
     let examples_file = work.join("examples.jsonl");
     run_step(
         "train: examples",
@@ -87,6 +77,41 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
             .env("OMP_WAIT_POLICY", "PASSIVE"),
     )?;
     ship(root, &adapter)
+}
+
+/// Averages adapters (`FILE:WEIGHT` each) into one of rank `rank` (train/merge_adapters.py)
+/// and ships it.
+pub fn merge(root: &Path, specs: &[String], rank: usize) -> Result<()> {
+    if specs.len() < 2 || specs.iter().any(|s| !s.contains(':')) {
+        bail!("--merge takes two or more FILE:WEIGHT");
+    }
+    let python = python(root)?;
+    let merged = target_dir(root).join("train/merged.safetensors");
+    run_step(
+        "train: merge",
+        Command::new(&python)
+            .arg(root.join("train/merge_adapters.py"))
+            .args(["--rank", &rank.to_string(), "--out"])
+            .arg(&merged)
+            .args(specs),
+    )?;
+    ship(root, &merged)
+}
+
+/// The pinned Python environment (train/requirements.txt) in target/train-venv.
+fn python(root: &Path) -> Result<PathBuf> {
+    let venv = target_dir(root).join("train-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run_step("train: venv", Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    run_step(
+        "train: python packages",
+        Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(root.join("train/requirements.txt")),
+    )?;
+    Ok(python)
 }
 
 /// Copies the adapter into models/ and records its size and sha256 in the manifest.
