@@ -152,7 +152,10 @@ impl Extractor {
             .await?;
         }
         (self.progress)(windows.len(), windows.len());
-        let named: Vec<Entity> = found.iter().filter(|e| e.source == Source::Model).cloned().collect();
+        let mut named: Vec<Entity> = found.iter().filter(|e| e.source == Source::Model).cloned().collect();
+        // One scan of the text per distinct name (the first found gives the label).
+        let mut seen = std::collections::HashSet::new();
+        named.retain(|e| seen.insert(e.text.clone()));
         for e in named {
             for start in spans::occurrences(text, &e.text) {
                 let end = start + e.text.len();
