@@ -152,24 +152,8 @@ impl Extractor {
             .await?;
         }
         (self.progress)(windows.len(), windows.len());
-        let mut named: Vec<Entity> = found.iter().filter(|e| e.source == Source::Model).cloned().collect();
-        // One scan of the text per distinct name (the first found gives the label).
-        let mut seen = std::collections::HashSet::new();
-        named.retain(|e| seen.insert(e.text.clone()));
-        for e in named {
-            for start in spans::occurrences(text, &e.text) {
-                let end = start + e.text.len();
-                if !inside_word(text, start) && !inside_word(text, end) && !runs_on(text, start, end) {
-                    accept(
-                        Entity {
-                            start,
-                            end,
-                            ..e.clone()
-                        },
-                        &mut found,
-                    );
-                }
-            }
+        for e in repeats(text, &found) {
+            accept(e, &mut found);
         }
         found.sort_by_key(|e| e.start);
         Ok(Extraction {
@@ -220,6 +204,31 @@ pub fn pattern_entities(text: &str, schema: &Schema) -> Vec<Entity> {
             source: Source::Pattern,
         })
         .collect()
+}
+
+/// The other whole-word occurrences of each text the model labelled, with its label and
+/// score (the first found gives them), except those that run on into a longer name; the
+/// caller drops any that overlap an accepted entity.
+fn repeats(text: &str, found: &[Entity]) -> Vec<Entity> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    // One scan of the text per distinct name.
+    for e in found
+        .iter()
+        .filter(|e| e.source == Source::Model && seen.insert(&e.text))
+    {
+        for start in spans::occurrences(text, &e.text) {
+            let end = start + e.text.len();
+            if !inside_word(text, start) && !inside_word(text, end) && !runs_on(text, start, end) {
+                out.push(Entity {
+                    start,
+                    end,
+                    ..e.clone()
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Whether byte offset `at` falls between two letters or digits of one word.

@@ -77,11 +77,9 @@ fn run() -> Result<()> {
         }
         Some("train") => {
             setup::all(&root)?;
-            let minutes = flag_value(&args, "--minutes")?.unwrap_or(115.0);
-            let examples = flag_value(&args, "--examples")?.unwrap_or(6000);
             let options = train::Options {
-                minutes,
-                examples,
+                minutes: flag_value(&args, "--minutes")?.unwrap_or(115.0),
+                examples: flag_value(&args, "--examples")?.unwrap_or(6000),
                 lr: flag_value(&args, "--lr")?.unwrap_or(3e-4),
                 init: flag_value(&args, "--from")?,
                 // Everything after `--` goes to train/make_examples.py (e.g. `--specialize 0.4`).
@@ -96,7 +94,7 @@ fn run() -> Result<()> {
     }
 }
 
-/// The number after `flag` in `args`, if the flag is there.
+/// The value after `flag` in `args`, parsed, if the flag is there.
 fn flag_value<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>> {
     match args.iter().position(|a| a == flag) {
         Some(i) => {
