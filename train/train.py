@@ -1,4 +1,4 @@
-"""LoRA fine-tune of the base GGUF on rendered training sequences (CPU, bf16 autocast).
+"""LoRA fine-tune of the base GGUF on rendered training sequences (CPU or CUDA, bf16 autocast).
 
 Reads `anote render-training` output ({"ids", "answers"} per line), trains low-rank
 adapters on the seven projections of every layer with the loss on answer tokens only,
@@ -71,7 +71,7 @@ def batches(seqs, batch, rng):
         yield from group
 
 
-def loss_of(model, seqs, device="cpu"):
+def loss_of(model, seqs, device):
     width = max(len(s["ids"]) for s in seqs)
     ids = torch.zeros(len(seqs), width, dtype=torch.long)
     rows, cols, targets = [], [], []
@@ -82,11 +82,11 @@ def loss_of(model, seqs, device="cpu"):
                 rows.append(b)
                 cols.append(p - 1)
                 targets.append(s["ids"][p])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        hidden = model.model(input_ids=ids).last_hidden_state
-        picked = hidden[torch.tensor(rows), torch.tensor(cols)]
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        hidden = model.model(input_ids=ids.to(device)).last_hidden_state
+        picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
         logits = picked @ model.model.embed_tokens.weight.t()
-    return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets)), len(targets)
+    return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets, device=device)), len(targets)
 
 
 def export(model, path, rank, meta):
@@ -95,8 +95,8 @@ def export(model, path, rank, meta):
         for mod, stem in TARGETS.items():
             lora = layer.get_submodule(mod)
             # The scale is folded into B, so the engine adds x·Aᵀ·Bᵀ as is.
-            tensors[f"blk.{i}.{stem}.lora_a"] = lora.a.detach().to(torch.float16).contiguous()
-            tensors[f"blk.{i}.{stem}.lora_b"] = (lora.b.detach() * lora.scale).to(torch.float16).contiguous()
+            tensors[f"blk.{i}.{stem}.lora_a"] = lora.a.detach().cpu().to(torch.float16).contiguous()
+            tensors[f"blk.{i}.{stem}.lora_b"] = (lora.b.detach().cpu() * lora.scale).to(torch.float16).contiguous()
     save_file(tensors, str(path), metadata={k: str(v) for k, v in meta.items()})
 
 
@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is lent")
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
     ap.add_argument("--init", help="start from the LoRA weights of another run's checkpoint.pt "
                     "(fresh optimizer and schedule; a checkpoint in --out resumes instead)")
@@ -133,6 +134,8 @@ def main():
             parent, name = mod.split(".")
             holder = layer.get_submodule(parent)
             setattr(holder, name, LoRA(getattr(holder, name), a.rank, a.alpha))
+    device = torch.device(a.device)
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
 
@@ -140,13 +143,13 @@ def main():
     ckpt = out / "checkpoint.pt"
     state = {"step": 0, "seconds": 0.0, "epoch": 0, "batch": 0}
     if ckpt.exists():
-        c = torch.load(ckpt)
+        c = torch.load(ckpt, map_location=device)
         model.load_state_dict(c["lora"], strict=False)
         opt.load_state_dict(c["opt"])
         state = c["state"]
         print(f"resumed at step {state['step']} ({state['seconds']:.0f} s trained)", flush=True)
     elif a.init:
-        c = torch.load(a.init)
+        c = torch.load(a.init, map_location=device)
         model.load_state_dict(c["lora"], strict=False)
         state["init"] = {"from": a.init, "steps": c["state"]["step"]}
         print(f"starting from {a.init} ({c['state']['step']} steps)", flush=True)
@@ -169,7 +172,7 @@ def main():
             for g in opt.param_groups:
                 g["lr"] = a.lr * warm * cosine
             t0 = time.time()
-            loss, n = loss_of(model, [seqs[j] for j in group])
+            loss, n = loss_of(model, [seqs[j] for j in group], device)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -2,13 +2,15 @@
 //! ([`crate::backend::webgpu`]). Weights are uploaded once; a forward is one command
 //! submission, and only the final hidden state (640 floats) or the logits come back.
 //! The KV cache lives on the GPU and grows on demand; snapshots are GPU-side copies.
+//! Activations live in buffers kept across layers and steps: creating GPU buffers per
+//! kernel made a decode step CPU-bound (62 ms per token on an H200).
 
 use std::rc::Rc;
 
 use super::gemma3::{Config, Layer};
 use super::{load_q8rows, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
 use crate::backend::cpu::rope_table;
-use crate::backend::webgpu::{Gpu, GpuMatrix, Groups, Kernel, Out, MAX_HEAD_DIM};
+use crate::backend::webgpu::{Gpu, GpuMatrix, Groups, Kernel, Out, Recorder, MAX_HEAD_DIM};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
 
@@ -19,31 +21,89 @@ struct GpuLinear {
 }
 
 impl GpuLinear {
-    /// Records `y = x · Wᵀ (+ x · Aᵀ · Bᵀ)` for `tokens` rows; returns `y`.
-    fn forward(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, tokens: usize) -> wgpu::Buffer {
-        let y = gpu.zeros(tokens * self.w.rows);
-        self.w.matmul(gpu, enc, (x, tokens), None, Out::Write(&y));
+    /// Records `y = x · Wᵀ (+ x · Aᵀ · Bᵀ)` for `tokens` rows; `mid` holds the LoRA's
+    /// `tokens × rank` middle.
+    fn forward(&self, rec: &mut Recorder, x: &wgpu::Buffer, tokens: usize, y: &wgpu::Buffer, mid: &wgpu::Buffer) {
+        self.w.matmul(rec, (x, tokens), None, Out::Write(y));
         if let Some((a, b, rank)) = &self.lora {
-            let mid = gpu.zeros(tokens * rank);
             let dims = |rows: usize, cols: usize, acc: bool| [rows as u32, cols as u32, tokens as u32, acc as u32];
             let groups = |rows: usize| Groups::cover(rows * tokens, 64, 1);
-            gpu.dispatch(
-                enc,
+            rec.dispatch(
                 Kernel::MatmulF32,
                 &dims(*rank, self.w.cols, false),
-                &[a, x, &mid],
+                &[a, x, mid],
                 groups(*rank),
             );
-            gpu.dispatch(
-                enc,
+            rec.dispatch(
                 Kernel::MatmulF32,
                 &dims(self.w.rows, *rank, true),
-                &[b, &mid, &y],
+                &[b, mid, y],
                 groups(self.w.rows),
             );
         }
-        y
     }
+
+    fn rank(&self) -> usize {
+        self.lora.as_ref().map_or(0, |l| l.2)
+    }
+}
+
+/// One forward's activations for up to `tokens` tokens, reused by every layer and step.
+struct Scratch {
+    tokens: usize,
+    ids: wgpu::Buffer,
+    /// RoPE (cos, sin) pairs per token: global layers, local layers.
+    rope: [wgpu::Buffer; 2],
+    /// The residual stream.
+    x: wgpu::Buffer,
+    /// Its normed copy: the input of the attention and of the FFN projections.
+    normed: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    qn: wgpu::Buffer,
+    kn: wgpu::Buffer,
+    attn: wgpu::Buffer,
+    /// The attention output and FFN down projections, before their post-norms.
+    back: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    /// LoRA middles (`tokens × rank`).
+    mid: wgpu::Buffer,
+    last: wgpu::Buffer,
+    out: wgpu::Buffer,
+}
+
+impl Scratch {
+    fn new(gpu: &Gpu, c: &Config, tokens: usize, rank: usize) -> Scratch {
+        let (h, q_dim, kv_dim) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        Scratch {
+            tokens,
+            ids: gpu.zeros(tokens),
+            rope: [(); 2].map(|_| gpu.zeros(tokens * c.head_dim)),
+            x: gpu.zeros(tokens * h),
+            normed: gpu.zeros(tokens * h),
+            q: gpu.zeros(tokens * q_dim),
+            k: gpu.zeros(tokens * kv_dim),
+            v: gpu.zeros(tokens * kv_dim),
+            qn: gpu.zeros(tokens * q_dim),
+            kn: gpu.zeros(tokens * kv_dim),
+            attn: gpu.zeros(tokens * q_dim),
+            back: gpu.zeros(tokens * h),
+            gate: gpu.zeros(tokens * c.ffn),
+            up: gpu.zeros(tokens * c.ffn),
+            mid: gpu.zeros(tokens * rank),
+            last: gpu.zeros(h),
+            out: gpu.zeros(h),
+        }
+    }
+}
+
+/// The LM head's input, the ids it is limited to, and its output.
+struct HeadBuffers {
+    x: wgpu::Buffer,
+    ids: wgpu::Buffer,
+    y: wgpu::Buffer,
 }
 
 /// Keys and values per layer, `capacity × kv_row` f32s each; positions `0..len` are live.
@@ -71,6 +131,9 @@ pub struct Gemma3Gpu {
     layers: Vec<Layer<GpuLinear, wgpu::Buffer>>,
     output_norm: wgpu::Buffer,
     kv: GpuKv,
+    /// `None` until the first forward, and after the adapter (its rank) changes.
+    scratch: Option<Scratch>,
+    head: HeadBuffers,
 }
 
 impl Gemma3Gpu {
@@ -111,6 +174,11 @@ impl Gemma3Gpu {
             len: 0,
             row: kv_dim,
         };
+        let head = HeadBuffers {
+            x: gpu.zeros(h),
+            ids: gpu.zeros(c.vocab),
+            y: gpu.zeros(c.vocab),
+        };
         Ok(Gemma3Gpu {
             config: c,
             gpu,
@@ -119,6 +187,8 @@ impl Gemma3Gpu {
             layers,
             output_norm,
             kv,
+            scratch: None,
+            head,
         })
     }
 
@@ -131,41 +201,58 @@ impl Gemma3Gpu {
     }
 
     /// Makes room for `positions` in the cache, keeping what is there.
-    fn reserve(&mut self, enc: &mut wgpu::CommandEncoder, positions: usize) {
+    fn reserve(&mut self, rec: &mut Recorder, positions: usize) {
         if positions <= self.kv.capacity {
             return;
         }
         let cap = positions.max(2 * self.kv.capacity).max(256).min(self.config.context);
         let live = (self.kv.len * self.kv.row * 4) as u64;
-        let grow = |old: &mut Vec<wgpu::Buffer>, enc: &mut wgpu::CommandEncoder| {
+        let grow = |old: &mut Vec<wgpu::Buffer>, rec: &mut Recorder| {
             let new: Vec<wgpu::Buffer> = (0..self.config.layers)
                 .map(|_| self.gpu.zeros(cap * self.kv.row))
                 .collect();
             if live > 0 {
                 for (o, n) in old.iter().zip(&new) {
-                    enc.copy_buffer_to_buffer(o, 0, n, 0, live);
+                    rec.copy(o, 0, n, 0, live);
                 }
             }
             *old = new;
         };
-        grow(&mut self.kv.k, enc);
-        grow(&mut self.kv.v, enc);
+        grow(&mut self.kv.k, rec);
+        grow(&mut self.kv.v, rec);
         self.kv.capacity = cap;
     }
 
+    /// Scratch buffers for `tokens` tokens (grown to the next power of two).
+    fn scratch(&mut self, tokens: usize) -> &Scratch {
+        if self.scratch.as_ref().is_none_or(|s| s.tokens < tokens) {
+            let rank = self
+                .layers
+                .iter_mut()
+                .flat_map(|l| l.projections_mut().map(|p| p.rank()))
+                .max()
+                .unwrap_or(0);
+            self.scratch = Some(Scratch::new(&self.gpu, &self.config, tokens.next_power_of_two(), rank));
+        }
+        self.scratch.as_ref().expect("just made")
+    }
+
     /// Records the forward of `tokens` at the cache's position; returns the final-normed
-    /// hidden state of the last token (on the GPU).
-    fn record(&mut self, enc: &mut wgpu::CommandEncoder, tokens: &[u32]) -> wgpu::Buffer {
+    /// hidden state of the last token (on the GPU, in the scratch buffers).
+    fn record<'s>(&'s mut self, rec: &mut Recorder, tokens: &[u32]) -> &'s wgpu::Buffer {
         let c = self.config.clone();
-        let gpu = self.gpu.clone();
         let (seq, h, hd) = (tokens.len(), c.hidden, c.head_dim);
         let start = self.kv.len;
-        self.reserve(enc, start + seq);
-        let ids = gpu.upload(tokens);
-        let x = gpu.zeros(seq * h);
-        self.embedding.embed(&gpu, enc, &ids, seq, (h as f32).sqrt(), &x);
-        let tables = [c.rope_base, c.local_rope_base].map(|base| gpu.upload(&rope_table(seq, hd, start, base)));
-        let norm = |enc: &mut wgpu::CommandEncoder,
+        self.reserve(rec, start + seq);
+        self.scratch(seq);
+        let (s, gpu) = (self.scratch.as_ref().expect("made above"), &self.gpu);
+        gpu.queue.write_buffer(&s.ids, 0, bytemuck::cast_slice(tokens));
+        for (buf, base) in s.rope.iter().zip([c.rope_base, c.local_rope_base]) {
+            gpu.queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(&rope_table(seq, hd, start, base)));
+        }
+        self.embedding.embed(rec, &s.ids, seq, (h as f32).sqrt(), &s.x);
+        let norm = |rec: &mut Recorder,
                     src: &wgpu::Buffer,
                     w: &wgpu::Buffer,
                     dst: &wgpu::Buffer,
@@ -173,18 +260,11 @@ impl Gemma3Gpu {
                     dim: usize,
                     acc: bool| {
             let params = [dim as u32, rows as u32, c.eps.to_bits(), acc as u32];
-            gpu.dispatch(
-                enc,
-                Kernel::RmsNorm,
-                &params,
-                &[src, w, dst],
-                Groups::cover(rows, 64, 1),
-            );
+            rec.dispatch(Kernel::RmsNorm, &params, &[src, w, dst], Groups::cover(rows, 64, 1));
         };
-        let rope = |enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, table: &wgpu::Buffer, heads: usize| {
+        let rope = |rec: &mut Recorder, x: &wgpu::Buffer, table: &wgpu::Buffer, heads: usize| {
             let params = [heads as u32, hd as u32, seq as u32];
-            gpu.dispatch(
-                enc,
+            rec.dispatch(
                 Kernel::Rope,
                 &params,
                 &[table, x],
@@ -194,22 +274,18 @@ impl Gemma3Gpu {
         let row_bytes = (self.kv.row * 4) as u64;
         for (i, l) in self.layers.iter().enumerate() {
             let global = c.is_global(i);
-            let a = gpu.zeros(seq * h);
-            norm(enc, &x, &l.attn_norm, &a, seq, h, false);
-            let q = l.q.forward(&gpu, enc, &a, seq);
-            let k = l.k.forward(&gpu, enc, &a, seq);
-            let v = l.v.forward(&gpu, enc, &a, seq);
-            let qn = gpu.zeros(seq * c.heads * hd);
-            let kn = gpu.zeros(seq * c.kv_heads * hd);
-            norm(enc, &q, &l.q_norm, &qn, seq * c.heads, hd, false);
-            norm(enc, &k, &l.k_norm, &kn, seq * c.kv_heads, hd, false);
-            let table = &tables[usize::from(!global)];
-            rope(enc, &qn, table, c.heads);
-            rope(enc, &kn, table, c.kv_heads);
+            norm(rec, &s.x, &l.attn_norm, &s.normed, seq, h, false);
+            l.q.forward(rec, &s.normed, seq, &s.q, &s.mid);
+            l.k.forward(rec, &s.normed, seq, &s.k, &s.mid);
+            l.v.forward(rec, &s.normed, seq, &s.v, &s.mid);
+            norm(rec, &s.q, &l.q_norm, &s.qn, seq * c.heads, hd, false);
+            norm(rec, &s.k, &l.k_norm, &s.kn, seq * c.kv_heads, hd, false);
+            let table = &s.rope[usize::from(!global)];
+            rope(rec, &s.qn, table, c.heads);
+            rope(rec, &s.kn, table, c.kv_heads);
             let at = start as u64 * row_bytes;
-            enc.copy_buffer_to_buffer(&kn, 0, &self.kv.k[i], at, seq as u64 * row_bytes);
-            enc.copy_buffer_to_buffer(&v, 0, &self.kv.v[i], at, seq as u64 * row_bytes);
-            let attn = gpu.zeros(seq * c.heads * hd);
+            rec.copy(&s.kn, 0, &self.kv.k[i], at, seq as u64 * row_bytes);
+            rec.copy(&s.v, 0, &self.kv.v[i], at, seq as u64 * row_bytes);
             let window = if global { 0 } else { c.window as u32 };
             let params = [
                 c.heads as u32,
@@ -219,46 +295,41 @@ impl Gemma3Gpu {
                 window,
                 (1.0 / (hd as f32).sqrt()).to_bits(),
             ];
-            gpu.dispatch(
-                enc,
+            rec.dispatch(
                 Kernel::Attention,
                 &params,
-                &[&qn, &self.kv.k[i], &self.kv.v[i], &attn],
+                &[&s.qn, &self.kv.k[i], &self.kv.v[i], &s.attn],
                 Groups::Grid(c.heads as u32, seq as u32, 1),
             );
-            let o = l.o.forward(&gpu, enc, &attn, seq);
-            norm(enc, &o, &l.post_attn_norm, &x, seq, h, true);
+            l.o.forward(rec, &s.attn, seq, &s.back, &s.mid);
+            norm(rec, &s.back, &l.post_attn_norm, &s.x, seq, h, true);
 
-            let f = gpu.zeros(seq * h);
-            norm(enc, &x, &l.ffn_norm, &f, seq, h, false);
-            let gate = l.gate.forward(&gpu, enc, &f, seq);
-            let up = l.up.forward(&gpu, enc, &f, seq);
+            norm(rec, &s.x, &l.ffn_norm, &s.normed, seq, h, false);
+            l.gate.forward(rec, &s.normed, seq, &s.gate, &s.mid);
+            l.up.forward(rec, &s.normed, seq, &s.up, &s.mid);
             let len = (seq * c.ffn) as u32;
-            gpu.dispatch(
-                enc,
+            rec.dispatch(
                 Kernel::GeluMul,
                 &[len],
-                &[&up, &gate],
+                &[&s.up, &s.gate],
                 Groups::cover(seq * c.ffn, 64, 1),
             );
-            let down = l.down.forward(&gpu, enc, &gate, seq);
-            norm(enc, &down, &l.post_ffn_norm, &x, seq, h, true);
+            l.down.forward(rec, &s.gate, seq, &s.back, &s.mid);
+            norm(rec, &s.back, &l.post_ffn_norm, &s.x, seq, h, true);
         }
         self.kv.len = start + seq;
-        let last = gpu.zeros(h);
-        enc.copy_buffer_to_buffer(&x, ((seq - 1) * h * 4) as u64, &last, 0, (h * 4) as u64);
-        let out = gpu.zeros(h);
-        norm(enc, &last, &self.output_norm, &out, 1, h, false);
-        out
+        rec.copy(&s.x, ((seq - 1) * h * 4) as u64, &s.last, 0, (h * 4) as u64);
+        norm(rec, &s.last, &self.output_norm, &s.out, 1, h, false);
+        &s.out
     }
 
     async fn hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         super::check_tokens(tokens, self.kv.len, self.config.context, self.config.vocab)?;
-        let start = self.kv.len;
-        let mut enc = self.gpu.encoder();
-        let out = self.record(&mut enc, tokens);
+        let (start, hidden) = (self.kv.len, self.config.hidden);
         let gpu = self.gpu.clone();
-        let result = gpu.read(enc, &out, self.config.hidden).await;
+        let mut rec = gpu.recorder();
+        let out = self.record(&mut rec, tokens);
+        let result = rec.read(out, hidden).await;
         if result.is_err() {
             self.kv.len = start;
         }
@@ -266,25 +337,19 @@ impl Gemma3Gpu {
     }
 
     async fn head(&self, hidden: &[f32], ids: Option<&[u32]>) -> Result<Vec<f32>> {
-        let gpu = &self.gpu;
-        let x = gpu.upload(hidden);
-        let mut enc = gpu.encoder();
-        let (n, ids) = match ids {
-            Some(ids) => (ids.len(), Some((gpu.upload(ids), ids.len()))),
-            None => (self.config.vocab, None),
-        };
+        let (gpu, b) = (&self.gpu, &self.head);
+        let n = ids.map_or(self.config.vocab, <[u32]>::len);
         if n == 0 {
             return Ok(Vec::new());
         }
-        let y = gpu.zeros(n);
-        self.lm_head().matmul(
-            gpu,
-            &mut enc,
-            (&x, 1),
-            ids.as_ref().map(|(b, n)| (b, *n)),
-            Out::Write(&y),
-        );
-        gpu.read(enc, &y, n).await
+        gpu.queue.write_buffer(&b.x, 0, bytemuck::cast_slice(hidden));
+        if let Some(ids) = ids {
+            gpu.queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
+        }
+        let mut rec = gpu.recorder();
+        let ids = ids.map(|_| (&b.ids, n));
+        self.lm_head().matmul(&mut rec, (&b.x, 1), ids, Out::Write(&b.y));
+        rec.read(&b.y, n).await
     }
 }
 
@@ -312,24 +377,24 @@ impl LanguageModel for Gemma3Gpu {
     }
     fn snapshot(&self) -> KvSnapshot {
         let bytes = (self.kv.len * self.kv.row * 4) as u64;
-        let mut enc = self.gpu.encoder();
-        let copy = |bufs: &[wgpu::Buffer], enc: &mut wgpu::CommandEncoder| -> Vec<wgpu::Buffer> {
+        let mut rec = self.gpu.recorder();
+        let copy = |bufs: &[wgpu::Buffer], rec: &mut Recorder| -> Vec<wgpu::Buffer> {
             bufs.iter()
                 .map(|b| {
                     let n = self.gpu.zeros(self.kv.len * self.kv.row);
                     if bytes > 0 {
-                        enc.copy_buffer_to_buffer(b, 0, &n, 0, bytes);
+                        rec.copy(b, 0, &n, 0, bytes);
                     }
                     n
                 })
                 .collect()
         };
         let state = GpuKvCopy {
-            k: copy(&self.kv.k, &mut enc),
-            v: copy(&self.kv.v, &mut enc),
+            k: copy(&self.kv.k, &mut rec),
+            v: copy(&self.kv.v, &mut rec),
             row: self.kv.row,
         };
-        self.gpu.queue.submit([enc.finish()]);
+        rec.submit();
         KvSnapshot::new(self.kv.len, state)
     }
     fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()> {
@@ -338,16 +403,17 @@ impl LanguageModel for Gemma3Gpu {
             return Err(Error::BadSnapshot);
         }
         let len = snapshot.len();
-        let mut enc = self.gpu.encoder();
+        let gpu = self.gpu.clone();
+        let mut rec = gpu.recorder();
         self.kv.len = 0; // nothing to keep when growing
-        self.reserve(&mut enc, len);
+        self.reserve(&mut rec, len);
         let bytes = (len * self.kv.row * 4) as u64;
         if bytes > 0 {
             for (src, dst) in s.k.iter().zip(&self.kv.k).chain(s.v.iter().zip(&self.kv.v)) {
-                enc.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+                rec.copy(src, 0, dst, 0, bytes);
             }
         }
-        self.gpu.queue.submit([enc.finish()]);
+        rec.submit();
         self.kv.len = len;
         Ok(())
     }
@@ -371,6 +437,7 @@ impl LanguageModel for Gemma3Gpu {
             }
         }
         self.kv.len = 0;
+        self.scratch = None; // sized for the old rank
         Ok(())
     }
     fn backend(&self) -> &'static str {

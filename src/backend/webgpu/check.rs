@@ -51,9 +51,9 @@ async fn run(
     let out_buf = gpu.upload(out);
     let mut refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
     refs.push(&out_buf);
-    let mut enc = gpu.encoder();
-    gpu.dispatch(&mut enc, kernel, params, &refs, groups);
-    gpu.read(enc, &out_buf, out.len()).await
+    let mut rec = gpu.recorder();
+    rec.dispatch(kernel, params, &refs, groups);
+    rec.read(&out_buf, out.len()).await
 }
 
 fn naive_matmul(w: &[f32], x: &[f32], rows: usize, cols: usize, tokens: usize) -> Vec<f32> {
@@ -75,31 +75,25 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let m = GpuMatrix::upload_in_chunks(gpu, &q, rows, cols, 10 * cols)?;
     let xb = gpu.upload(&x);
     let y = gpu.upload(&vec![0.5f32; tokens * rows]);
-    let mut enc = gpu.encoder();
-    m.matmul(gpu, &mut enc, (&xb, tokens), None, Out::Write(&y));
-    let got = gpu.read(enc, &y, tokens * rows).await?;
+    let mut rec = gpu.recorder();
+    m.matmul(&mut rec, (&xb, tokens), None, Out::Write(&y));
+    let got = rec.read(&y, tokens * rows).await?;
     out.push(compare(
         Kernel::MatmulQ8,
         "37×96 in 4 chunks, 5 tokens".into(),
         &got,
         &want,
     ));
-    let mut enc = gpu.encoder();
-    m.matmul(gpu, &mut enc, (&xb, tokens), None, Out::Add(&y));
+    let mut rec = gpu.recorder();
+    m.matmul(&mut rec, (&xb, tokens), None, Out::Add(&y));
     let twice: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
-    let got = gpu.read(enc, &y, tokens * rows).await?;
+    let got = rec.read(&y, tokens * rows).await?;
     out.push(compare(Kernel::MatmulQ8, "accumulate".into(), &got, &twice));
     let ids = [36u32, 0, 11, 9, 10, 20];
     let (idb, picked_buf) = (gpu.upload(&ids), gpu.zeros(ids.len()));
-    let mut enc = gpu.encoder();
-    m.matmul(
-        gpu,
-        &mut enc,
-        (&xb, 1),
-        Some((&idb, ids.len())),
-        Out::Write(&picked_buf),
-    );
-    let got = gpu.read(enc, &picked_buf, ids.len()).await?;
+    let mut rec = gpu.recorder();
+    m.matmul(&mut rec, (&xb, 1), Some((&idb, ids.len())), Out::Write(&picked_buf));
+    let got = rec.read(&picked_buf, ids.len()).await?;
     let picked: Vec<f32> = ids.iter().map(|&i| want[i as usize]).collect();
     out.push(compare(
         Kernel::MatmulQ8,
@@ -115,13 +109,13 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let m = GpuMatrix::upload_in_chunks(gpu, &q, rows, cols, 8 * cols)?;
     let ids = [22u32, 0, 7, 8, 15, 16];
     let (idb, y) = (gpu.upload(&ids), gpu.zeros(ids.len() * cols));
-    let mut enc = gpu.encoder();
-    m.embed(gpu, &mut enc, &idb, ids.len(), 8.0, &y);
+    let mut rec = gpu.recorder();
+    m.embed(&mut rec, &idb, ids.len(), 8.0, &y);
     let want: Vec<f32> = ids
         .iter()
         .flat_map(|&i| w[i as usize * cols..][..cols].iter().map(|v| v * 8.0))
         .collect();
-    let got = gpu.read(enc, &y, want.len()).await?;
+    let got = rec.read(&y, want.len()).await?;
     out.push(compare(Kernel::EmbedQ8, "6 ids over 3 chunks".into(), &got, &want));
 
     // The LoRA matmul.

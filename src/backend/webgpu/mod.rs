@@ -9,6 +9,7 @@
 pub mod check;
 mod readback;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -72,6 +73,8 @@ pub const MAX_HEAD_DIM: usize = 256;
 const MATMUL_TOKENS: usize = 8;
 /// Most workgroups in one dispatch dimension (WebGPU's default limit).
 const MAX_GROUPS: u32 = 65_535;
+/// Bytes of kernel parameters per uniform page (one page holds a few hundred kernels' worth).
+const PARAMS_PAGE: usize = 64 * 1024;
 
 /// How to open the GPU.
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,6 +98,12 @@ pub struct Gpu {
     pipelines: HashMap<Kernel, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
     /// Bound as `ids` by matmuls over all rows, which never read it.
     no_ids: wgpu::Buffer,
+    /// Bytes between two kernels' parameters in a page (the adapter's uniform offset alignment).
+    params_stride: usize,
+    /// Uniform pages and readback buffers that earlier submissions used, for the next ones:
+    /// a decode step then creates no GPU buffer (creating them cost more than the kernels).
+    params_pages: RefCell<Vec<wgpu::Buffer>>,
+    staging: RefCell<Option<wgpu::Buffer>>,
     lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -175,6 +184,9 @@ impl Gpu {
             max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
             pipelines,
             no_ids,
+            params_stride: (limits.min_uniform_buffer_offset_alignment as usize).max(32),
+            params_pages: RefCell::default(),
+            staging: RefCell::default(),
             lost,
         })
     }
@@ -211,70 +223,135 @@ impl Gpu {
         })
     }
 
-    pub fn encoder(&self) -> wgpu::CommandEncoder {
-        self.device.create_command_encoder(&Default::default())
+    /// Starts recording one submission.
+    pub fn recorder(&self) -> Recorder<'_> {
+        Recorder {
+            gpu: self,
+            encoder: self.device.create_command_encoder(&Default::default()),
+            pass: None,
+            pages: Vec::new(),
+        }
     }
+}
 
+/// One submission being recorded. Kernels share one compute pass (closed only for a
+/// buffer copy), and their parameters go into uniform pages written once at submit, so
+/// recording a kernel allocates nothing on the GPU.
+pub struct Recorder<'g> {
+    gpu: &'g Gpu,
+    encoder: wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+    /// Pages in use, each with the parameter bytes to write into it.
+    pages: Vec<(wgpu::Buffer, Vec<u8>)>,
+}
+
+impl Recorder<'_> {
     /// Records one kernel: `params` (u32 words, f32s as bits) at binding 0, then `buffers`
     /// at bindings 1…, over `groups` workgroups (spread over two dimensions when needed).
-    pub fn dispatch(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        kernel: Kernel,
-        params: &[u32],
-        buffers: &[&wgpu::Buffer],
-        groups: Groups,
-    ) {
-        let mut words = params.to_vec();
-        words.resize(params.len().div_ceil(4).max(1) * 4, 0); // uniforms are 16-byte sized
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let (pipeline, layout) = &self.pipelines[&kernel];
+    pub fn dispatch(&mut self, kernel: Kernel, params: &[u32], buffers: &[&wgpu::Buffer], groups: Groups) {
+        let (page, offset, size) = self.params_slot(params);
+        let (pipeline, layout) = &self.gpu.pipelines[&kernel];
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: uniform.as_entire_binding(),
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.pages[page].0,
+                offset,
+                size: std::num::NonZeroU64::new(size),
+            }),
         }];
         entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
             binding: i as u32 + 1,
             resource: b.as_entire_binding(),
         }));
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout,
             entries: &entries,
         });
         let (x, y, z) = groups.dims();
-        let mut pass = enc.begin_compute_pass(&Default::default());
+        let pass = self
+            .pass
+            .get_or_insert_with(|| self.encoder.begin_compute_pass(&Default::default()).forget_lifetime());
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &bind, &[]);
         pass.dispatch_workgroups(x, y, z);
     }
 
-    /// Submits `enc` after copying `len` f32s of `buf` out, and returns them.
-    pub async fn read(&self, mut enc: wgpu::CommandEncoder, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    /// Records a buffer copy (between kernels, in order).
+    pub fn copy(&mut self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, bytes: u64) {
+        self.pass = None;
+        self.encoder
+            .copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
+    }
+
+    /// Where `params` go: (page, byte offset, bytes), padded to the 16-byte size uniforms have.
+    fn params_slot(&mut self, params: &[u32]) -> (usize, u64, u64) {
+        let stride = self.gpu.params_stride;
+        let size = params.len().div_ceil(4).max(1) * 16;
+        if self
+            .pages
+            .last()
+            .is_none_or(|(_, bytes)| bytes.len() + stride.max(size) > PARAMS_PAGE)
+        {
+            let page = self.gpu.params_pages.borrow_mut().pop().unwrap_or_else(|| {
+                self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kernel parameters"),
+                    size: PARAMS_PAGE as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            });
+            self.pages.push((page, Vec::with_capacity(PARAMS_PAGE)));
+        }
+        let page = self.pages.len() - 1;
+        let bytes = &mut self.pages[page].1;
+        let offset = bytes.len();
+        bytes.extend_from_slice(bytemuck::cast_slice(params));
+        bytes.resize(offset + stride.max(size), 0);
+        (page, offset as u64, size as u64)
+    }
+
+    /// Writes the parameters and submits.
+    pub fn submit(mut self) {
+        self.pass = None;
+        for (page, bytes) in &self.pages {
+            self.gpu.queue.write_buffer(page, 0, bytes);
+        }
+        self.gpu.queue.submit([self.encoder.finish()]);
+        // Later writes into these pages reach the GPU after this submission has run.
+        self.gpu
+            .params_pages
+            .borrow_mut()
+            .extend(self.pages.into_iter().map(|(page, _)| page));
+    }
+
+    /// Submits after copying `len` f32s of `buf` out, and returns them.
+    pub async fn read(mut self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let gpu = self.gpu;
         let size = (len.max(1) * 4) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
-        readback::map(&self.device, &staging).await?;
-        if self.is_lost() {
+        let staging = match gpu.staging.take() {
+            Some(b) if b.size() >= size => b,
+            _ => gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        self.copy(buf, 0, &staging, 0, size);
+        self.submit();
+        readback::map(&gpu.device, &staging, size).await?;
+        if gpu.is_lost() {
             return Err(Error::Gpu("the GPU device was lost".into()));
         }
         let view = staging
-            .slice(..)
+            .slice(..size)
             .get_mapped_range()
             .map_err(|e| Error::Gpu(format!("reading back a buffer: {e}")))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
         drop(view);
         staging.unmap();
+        gpu.staging.replace(Some(staging));
         Ok(out)
     }
 }
@@ -383,8 +460,7 @@ impl GpuMatrix {
     /// `ids`, only those rows of W (`y` is then `tokens × ids.len()`).
     pub fn matmul(
         &self,
-        gpu: &Gpu,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recorder,
         (x, tokens): (&wgpu::Buffer, usize),
         ids: Option<(&wgpu::Buffer, usize)>,
         out: Out,
@@ -395,7 +471,7 @@ impl GpuMatrix {
         };
         let (id_buf, outputs, indexed) = match ids {
             Some((b, n)) => (b, n, 1),
-            None => (&gpu.no_ids, self.rows, 0),
+            None => (&rec.gpu.no_ids, self.rows, 0),
         };
         for c in &self.chunks {
             // Without ids a chunk's outputs are its own rows; with ids every chunk scans them all.
@@ -414,8 +490,7 @@ impl GpuMatrix {
                 tokens as u32,
             ];
             let groups = count.div_ceil(64);
-            gpu.dispatch(
-                enc,
+            rec.dispatch(
                 Kernel::MatmulQ8,
                 &params,
                 &[&c.qs, &c.scales, x, id_buf, y],
@@ -425,15 +500,7 @@ impl GpuMatrix {
     }
 
     /// Records the embedding lookup of `ids` (`tokens` of them), times `scale`, into `y`.
-    pub fn embed(
-        &self,
-        gpu: &Gpu,
-        enc: &mut wgpu::CommandEncoder,
-        ids: &wgpu::Buffer,
-        tokens: usize,
-        scale: f32,
-        y: &wgpu::Buffer,
-    ) {
+    pub fn embed(&self, rec: &mut Recorder, ids: &wgpu::Buffer, tokens: usize, scale: f32, y: &wgpu::Buffer) {
         for c in &self.chunks {
             let params = [
                 tokens as u32,
@@ -442,8 +509,7 @@ impl GpuMatrix {
                 c.rows as u32,
                 scale.to_bits(),
             ];
-            gpu.dispatch(
-                enc,
+            rec.dispatch(
                 Kernel::EmbedQ8,
                 &params,
                 &[&c.qs, &c.scales, ids, y],

@@ -31,10 +31,11 @@ impl Future for Mapped {
     }
 }
 
-pub async fn map(device: &wgpu::Device, buf: &wgpu::Buffer) -> Result<()> {
+/// Maps the first `size` bytes of `buf` for reading.
+pub async fn map(device: &wgpu::Device, buf: &wgpu::Buffer, size: u64) -> Result<()> {
     let slot = Arc::new(Mutex::new(Slot::default()));
     let s = slot.clone();
-    buf.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+    buf.slice(..size).map_async(wgpu::MapMode::Read, move |r| {
         let mut slot = s.lock().unwrap_or_else(|e| e.into_inner());
         slot.done = Some(r);
         if let Some(w) = slot.waker.take() {
