@@ -24,10 +24,12 @@ usage: cargo xtask <command>
   eval [--limit N] [--adapter default|none|patterns|both]
                      extraction quality on every dev set in ../shared/eval, fine-tuned and/or
                      base model -> docs/eval/*.json and docs/eval.md
-  train [--minutes M] [--examples N] [--lr LR] [--from CHECKPOINT] [--ship-only] [-- EXAMPLE OPTIONS]
-                     fine-tune the LoRA adapter on CPU (default 115 minutes, lr 3e-4) -> models/;
+  train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT]
+        [--ship-only] [-- EXAMPLE OPTIONS [+ EXAMPLE OPTIONS]...]
+                     fine-tune the LoRA adapter (default: CPU, batch 2, 115 minutes, lr 3e-4) -> models/;
                      --from starts from another run's LoRA weights (target/train/run-*/checkpoint.pt);
-                     options after -- go to train/make_examples.py;
+                     options after -- go to train/make_examples.py, one run of it (N examples)
+                     per group that `+` separates (the shipped recipe: models/README.md);
                      --ship-only copies the last run's adapter to models/ (after an interrupted run)
   train [--rank R] --merge FILE:WEIGHT FILE:WEIGHT...
                      ships the weighted average of adapters, as one rank-R adapter (default 16)
@@ -81,6 +83,8 @@ fn run() -> Result<()> {
                 minutes: flag_value(&args, "--minutes")?.unwrap_or(115.0),
                 examples: flag_value(&args, "--examples")?.unwrap_or(6000),
                 lr: flag_value(&args, "--lr")?.unwrap_or(3e-4),
+                batch: flag_value(&args, "--batch")?.unwrap_or(2),
+                device: flag_value(&args, "--device")?.unwrap_or_else(|| "cpu".into()),
                 init: flag_value(&args, "--from")?,
                 // Everything after `--` goes to train/make_examples.py (e.g. `--specialize 0.4`).
                 example_options: args.iter().skip_while(|a| *a != "--").skip(1).cloned().collect(),

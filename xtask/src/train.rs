@@ -1,5 +1,5 @@
-//! `cargo xtask train [--minutes M] [--examples N] [--lr LR] [--from CHECKPOINT] [-- EXAMPLE OPTIONS]`: the fine-tuning recipe, end to end on
-//! CPU. A pinned Python environment (train/requirements.txt) in target/train-venv; training
+//! `cargo xtask train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT] [-- EXAMPLE OPTIONS [+ EXAMPLE OPTIONS]...]`:
+//! the fine-tuning recipe, end to end, on CPU or a CUDA GPU. A pinned Python environment (train/requirements.txt) in target/train-venv; training
 //! examples from ../shared/train (never the eval sets, never CrossNER) varied by
 //! train/make_examples.py; token ids rendered by `anote render-training`, i.e. by the
 //! extractor's own prompt code; LoRA training with checkpoints (an interrupted run resumes)
@@ -17,9 +17,14 @@ pub struct Options {
     pub examples: usize,
     /// Peak learning rate.
     pub lr: f64,
+    /// Sequences per optimizer step.
+    pub batch: usize,
+    /// PyTorch device: `cpu` or `cuda`.
+    pub device: String,
     /// A checkpoint.pt whose LoRA weights the run starts from.
     pub init: Option<PathBuf>,
-    /// Passed to train/make_examples.py.
+    /// Passed to train/make_examples.py; `+` separates groups, each one run of it with
+    /// `examples` examples, all of them concatenated (a mix of seeds and variations).
     pub example_options: Vec<String>,
 }
 
@@ -31,16 +36,22 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let python = python(root)?;
     let examples_file = work.join("examples.jsonl");
-    run_step(
-        "train: examples",
-        Command::new(&python)
-            .arg(root.join("train/make_examples.py"))
-            .arg("--examples")
-            .arg(o.examples.to_string())
-            .arg("--out")
-            .arg(&examples_file)
-            .args(&o.example_options),
-    )?;
+    let mut examples = Vec::new();
+    for (i, group) in o.example_options.split(|a| a == "+").enumerate() {
+        let part = work.join(format!("examples-{i}.jsonl"));
+        run_step(
+            "train: examples",
+            Command::new(&python)
+                .arg(root.join("train/make_examples.py"))
+                .arg("--examples")
+                .arg(o.examples.to_string())
+                .arg("--out")
+                .arg(&part)
+                .args(group),
+        )?;
+        examples.extend(std::fs::read(&part)?);
+    }
+    std::fs::write(&examples_file, examples)?;
     run_step(
         "train: build anote",
         crate::cargo()
@@ -72,6 +83,7 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
             .arg("--adapter")
             .arg(&adapter)
             .args(["--minutes", &o.minutes.to_string(), "--lr", &o.lr.to_string()])
+            .args(["--batch", &o.batch.to_string(), "--device", &o.device])
             .args(o.init.iter().flat_map(|p| [Path::new("--init"), p.as_path()]))
             // Passive OpenMP threads: spinning ones stall badly on a shared 2-core machine.
             .env("OMP_WAIT_POLICY", "PASSIVE"),
