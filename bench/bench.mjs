@@ -204,7 +204,8 @@ The same with the adapter on the first ${GPU_DOCS} documents, CPU against WebGPU
 
 A software adapter (lavapipe natively, SwiftShader in Chromium: what this machine has) emulates the GPU on the same
 CPU cores, so its WebGPU rows show that the backend runs, not how fast it is on a GPU; \`cargo xtask bench\` on a
-machine with a GPU fills the same rows with that GPU's figures.
+machine with a GPU fills the same rows with that GPU's figures. Figures from a real GPU (an NVIDIA H200, natively):
+\`docs/benchmarks-gpu.md\`.
 
 In the browser (headless Chromium, 1 thread), the first ${BROWSER_DOCS} of those documents: ours is the whole extraction
 (with the adapter); wllama gets the same prompt (\`extractionPrompt\`, its prompt cache on, so the schema prefix is
