@@ -106,6 +106,14 @@ pub struct Limits {
     pub end_penalty: f32,
 }
 
+/// What the next step feeds the model: the prompt's last hidden state, or the token chosen
+/// last, which is forwarded together with the next step's logits (one GPU submission and
+/// one readback per step).
+enum Input {
+    Hidden(Vec<f32>),
+    Token(u32),
+}
+
 /// Decodes the answer after the prompt whose last hidden state is `hidden`, calling
 /// `on_line` for each complete line; stops at the empty line, after `max_tokens`, when
 /// the context is full, or when `on_line` returns false (e.g. a repeated entity).
@@ -113,7 +121,7 @@ pub struct Limits {
 pub async fn decode(
     model: &mut dyn LanguageModel,
     grammar: &Grammar,
-    mut hidden: Vec<f32>,
+    hidden: Vec<f32>,
     limits: Limits,
     cancelled: &dyn Fn() -> bool,
     mut on_line: impl FnMut(Line) -> bool,
@@ -123,11 +131,13 @@ pub async fn decode(
     let mut state = State::Label(String::new());
     let mut logprob = 0.0f32;
     let mut n_line_tokens = 0usize;
+    let mut input = Input::Hidden(hidden);
     for _ in 0..limits.max_tokens {
         if cancelled() {
             return Err(Error::Cancelled);
         }
-        if model.position() + 1 > model.max_context() {
+        let pending = usize::from(matches!(input, Input::Token(_)));
+        if model.position() + pending + 1 > model.max_context() {
             break;
         }
         // The allowed tokens and what each does.
@@ -181,7 +191,10 @@ pub async fn decode(
             break;
         }
         let ids: Vec<u32> = allowed.iter().map(|a| a.0).collect();
-        let mut logits = model.logits_for(&hidden, &ids).await?;
+        let mut logits = match &input {
+            Input::Hidden(hidden) => model.logits_for(hidden, &ids).await?,
+            Input::Token(token) => model.forward_logits_for(&[*token], &ids).await?,
+        };
         for (l, (_, step)) in logits.iter_mut().zip(&allowed) {
             if matches!(step, Step::Finish | Step::EndLineAndList) {
                 *l -= limits.end_penalty;
@@ -230,7 +243,7 @@ pub async fn decode(
         if finished {
             break;
         }
-        hidden = model.forward_hidden(&[token]).await?;
+        input = Input::Token(token);
     }
     Ok(decoded)
 }

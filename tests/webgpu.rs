@@ -109,6 +109,16 @@ fn tiny_model_on_the_gpu_matches_the_cpu_through_prefill_decode_and_restore() {
     let rows = block_on(gpu_e.model.logits_for(&hidden, &ids)).unwrap();
     let all = block_on(gpu_e.model.logits(&hidden)).unwrap();
     close(&rows, &ids.map(|i| all[i as usize]), 1e-5, "logits for ids");
+    // A decode step in one submission: the forward and the listed rows of the head.
+    gpu_e.model.restore(&snap).unwrap();
+    let step = block_on(gpu_e.model.forward_logits_for(&[277], &ids)).unwrap();
+    close(
+        &step,
+        &ids.map(|i| b[i as usize]),
+        1e-6,
+        "forward and listed logits in one step",
+    );
+    assert_eq!(gpu_e.model.position(), snap.len() + 1);
     // A snapshot from the CPU model is refused, not misread.
     assert_eq!(
         gpu_e.model.restore(&cpu_e.model.snapshot()).unwrap_err().code(),

@@ -239,7 +239,7 @@ impl Gemma3Gpu {
 
     /// Records the forward of `tokens` at the cache's position; returns the final-normed
     /// hidden state of the last token (on the GPU, in the scratch buffers).
-    fn record<'s>(&'s mut self, rec: &mut Recorder, tokens: &[u32]) -> &'s wgpu::Buffer {
+    fn record(&mut self, rec: &mut Recorder, tokens: &[u32]) -> wgpu::Buffer {
         let c = self.config.clone();
         let (seq, h, hd) = (tokens.len(), c.hidden, c.head_dim);
         let start = self.kv.len;
@@ -320,7 +320,7 @@ impl Gemma3Gpu {
         self.kv.len = start + seq;
         rec.copy(&s.x, ((seq - 1) * h * 4) as u64, &s.last, 0, (h * 4) as u64);
         norm(rec, &s.last, &self.output_norm, &s.out, 1, h, false);
-        &s.out
+        s.out.clone()
     }
 
     async fn hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
@@ -329,27 +329,51 @@ impl Gemma3Gpu {
         let gpu = self.gpu.clone();
         let mut rec = gpu.recorder();
         let out = self.record(&mut rec, tokens);
-        let result = rec.read(out, hidden).await;
+        let result = rec.read(&out, hidden).await;
         if result.is_err() {
             self.kv.len = start;
         }
         result
     }
 
-    async fn head(&self, hidden: &[f32], ids: Option<&[u32]>) -> Result<Vec<f32>> {
-        let (gpu, b) = (&self.gpu, &self.head);
+    /// The forward of `tokens` and the LM head over `ids` (all rows without), in one
+    /// submission; only the logits come back.
+    async fn step(&mut self, tokens: &[u32], ids: Option<&[u32]>) -> Result<Vec<f32>> {
+        super::check_tokens(tokens, self.kv.len, self.config.context, self.config.vocab)?;
+        let start = self.kv.len;
+        let gpu = self.gpu.clone();
+        let mut rec = gpu.recorder();
+        let hidden = self.record(&mut rec, tokens);
+        let result = self.head(rec, &hidden, ids).await;
+        if result.is_err() {
+            self.kv.len = start;
+        }
+        result
+    }
+
+    /// Records the LM head over `ids` (all rows without) for the hidden state in `x`,
+    /// submits `rec`, and reads the logits back.
+    async fn head(&self, mut rec: Recorder<'_>, x: &wgpu::Buffer, ids: Option<&[u32]>) -> Result<Vec<f32>> {
+        let b = &self.head;
         let n = ids.map_or(self.config.vocab, <[u32]>::len);
         if n == 0 {
+            rec.submit();
             return Ok(Vec::new());
         }
-        gpu.queue.write_buffer(&b.x, 0, bytemuck::cast_slice(hidden));
         if let Some(ids) = ids {
-            gpu.queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
+            self.gpu.queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
         }
-        let mut rec = gpu.recorder();
         let ids = ids.map(|_| (&b.ids, n));
-        self.lm_head().matmul(&mut rec, (&b.x, 1), ids, Out::Write(&b.y));
+        self.lm_head().matmul(&mut rec, (x, 1), ids, Out::Write(&b.y));
         rec.read(&b.y, n).await
+    }
+
+    /// The LM head for a hidden state read back earlier.
+    async fn head_of(&self, hidden: &[f32], ids: Option<&[u32]>) -> Result<Vec<f32>> {
+        self.gpu
+            .queue
+            .write_buffer(&self.head.x, 0, bytemuck::cast_slice(hidden));
+        self.head(self.gpu.recorder(), &self.head.x, ids).await
     }
 }
 
@@ -357,11 +381,17 @@ impl LanguageModel for Gemma3Gpu {
     fn forward_hidden<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
         Box::pin(self.hidden(tokens))
     }
+    fn forward<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
+        Box::pin(self.step(tokens, None))
+    }
     fn logits<'a>(&'a self, hidden: &'a [f32]) -> Compute<'a, Vec<f32>> {
-        Box::pin(self.head(hidden, None))
+        Box::pin(self.head_of(hidden, None))
     }
     fn logits_for<'a>(&'a self, hidden: &'a [f32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
-        Box::pin(self.head(hidden, Some(ids)))
+        Box::pin(self.head_of(hidden, Some(ids)))
+    }
+    fn forward_logits_for<'a>(&'a mut self, tokens: &'a [u32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
+        Box::pin(self.step(tokens, Some(ids)))
     }
     fn position(&self) -> usize {
         self.kv.len

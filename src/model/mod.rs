@@ -49,6 +49,15 @@ pub trait LanguageModel {
     fn logits<'a>(&'a self, hidden: &'a [f32]) -> Compute<'a, Vec<f32>>;
     /// The logits of the listed tokens only (constrained decoding).
     fn logits_for<'a>(&'a self, hidden: &'a [f32], ids: &'a [u32]) -> Compute<'a, Vec<f32>>;
+    /// Forwards `tokens`, then the logits of the listed tokens for the last one: a
+    /// constrained decoding step. The GPU does both in one submission; the default runs
+    /// the two halves.
+    fn forward_logits_for<'a>(&'a mut self, tokens: &'a [u32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
+        Box::pin(async move {
+            let hidden = self.forward_hidden(tokens).await?;
+            self.logits_for(&hidden, ids).await
+        })
+    }
     /// Number of tokens in the cache.
     fn position(&self) -> usize;
     fn max_context(&self) -> usize;
