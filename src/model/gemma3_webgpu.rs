@@ -218,6 +218,7 @@ impl Gemma3Gpu {
             }
             *old = new;
         };
+        self.gpu.forget_bind_groups();
         grow(&mut self.kv.k, rec);
         grow(&mut self.kv.v, rec);
         self.kv.capacity = cap;
@@ -232,6 +233,7 @@ impl Gemma3Gpu {
                 .flat_map(|l| l.projections_mut().map(|p| p.rank()))
                 .max()
                 .unwrap_or(0);
+            self.gpu.forget_bind_groups();
             self.scratch = Some(Scratch::new(&self.gpu, &self.config, tokens.next_power_of_two(), rank));
         }
         self.scratch.as_ref().expect("just made")
@@ -468,6 +470,7 @@ impl LanguageModel for Gemma3Gpu {
         }
         self.kv.len = 0;
         self.scratch = None; // sized for the old rank
+        self.gpu.forget_bind_groups();
         Ok(())
     }
     fn backend(&self) -> &'static str {

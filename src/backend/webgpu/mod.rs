@@ -75,6 +75,11 @@ const MATMUL_TOKENS: usize = 8;
 const MAX_GROUPS: u32 = 65_535;
 /// Bytes of kernel parameters per uniform page (one page holds a few hundred kernels' worth).
 const PARAMS_PAGE: usize = 64 * 1024;
+/// Bind groups kept for reuse: a few forwards' worth (about 550 kernels each).
+const MAX_BIND_GROUPS: usize = 8192;
+
+/// What a bind group binds: the kernel, its parameter page and offset, and its buffers.
+type BindKey = (Kernel, wgpu::Buffer, u64, Vec<wgpu::Buffer>);
 
 /// How to open the GPU.
 #[derive(Clone, Copy, Debug, Default)]
@@ -104,6 +109,9 @@ pub struct Gpu {
     /// a decode step then creates no GPU buffer (creating them cost more than the kernels).
     params_pages: RefCell<Vec<wgpu::Buffer>>,
     staging: RefCell<Option<wgpu::Buffer>>,
+    /// A decode step records the same kernels over the same buffers and parameter slots
+    /// as the one before, so its bind groups are made once.
+    bind_groups: RefCell<HashMap<BindKey, wgpu::BindGroup>>,
     lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -187,6 +195,7 @@ impl Gpu {
             params_stride: (limits.min_uniform_buffer_offset_alignment as usize).max(32),
             params_pages: RefCell::default(),
             staging: RefCell::default(),
+            bind_groups: RefCell::default(),
             lost,
         })
     }
@@ -223,6 +232,12 @@ impl Gpu {
         })
     }
 
+    /// Drops the kept bind groups (and with them the buffers they hold): for a model that
+    /// replaces its activation or cache buffers.
+    pub fn forget_bind_groups(&self) {
+        self.bind_groups.borrow_mut().clear();
+    }
+
     /// Starts recording one submission.
     pub fn recorder(&self) -> Recorder<'_> {
         Recorder {
@@ -251,29 +266,44 @@ impl Recorder<'_> {
     pub fn dispatch(&mut self, kernel: Kernel, params: &[u32], buffers: &[&wgpu::Buffer], groups: Groups) {
         let (page, offset, size) = self.params_slot(params);
         let (pipeline, layout) = &self.gpu.pipelines[&kernel];
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.pages[page].0,
-                offset,
-                size: std::num::NonZeroU64::new(size),
-            }),
-        }];
-        entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32 + 1,
-            resource: b.as_entire_binding(),
-        }));
-        let bind = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout,
-            entries: &entries,
-        });
+        let page = &self.pages[page].0;
+        let key: BindKey = (
+            kernel,
+            page.clone(),
+            offset,
+            buffers.iter().map(|&b| b.clone()).collect(),
+        );
+        let mut kept = self.gpu.bind_groups.borrow_mut();
+        if !kept.contains_key(&key) {
+            if kept.len() >= MAX_BIND_GROUPS {
+                kept.clear();
+            }
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: page,
+                    offset,
+                    size: std::num::NonZeroU64::new(size),
+                }),
+            }];
+            entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            }));
+            let bind = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout,
+                entries: &entries,
+            });
+            kept.insert(key.clone(), bind);
+        }
+        let bind = &kept[&key];
         let (x, y, z) = groups.dims();
         let pass = self
             .pass
             .get_or_insert_with(|| self.encoder.begin_compute_pass(&Default::default()).forget_lifetime());
         pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &bind, &[]);
+        pass.set_bind_group(0, bind, &[]);
         pass.dispatch_workgroups(x, y, z);
     }
 
@@ -318,11 +348,12 @@ impl Recorder<'_> {
             self.gpu.queue.write_buffer(page, 0, bytes);
         }
         self.gpu.queue.submit([self.encoder.finish()]);
-        // Later writes into these pages reach the GPU after this submission has run.
+        // Later writes into these pages reach the GPU after this submission has run. Reversed,
+        // so the next submission takes them in the same order (and finds its bind groups).
         self.gpu
             .params_pages
             .borrow_mut()
-            .extend(self.pages.into_iter().map(|(page, _)| page));
+            .extend(self.pages.into_iter().rev().map(|(page, _)| page));
     }
 
     /// Submits after copying `len` f32s of `buf` out, and returns them.
