@@ -99,6 +99,12 @@ impl Scratch {
     }
 }
 
+/// What a forward reads back.
+enum Back<'a> {
+    Hidden,
+    Logits(Option<&'a [u32]>),
+}
+
 /// The LM head's input, the ids it is limited to, and its output.
 struct HeadBuffers {
     x: wgpu::Buffer,
@@ -224,8 +230,8 @@ impl Gemma3Gpu {
         self.kv.capacity = cap;
     }
 
-    /// Scratch buffers for `tokens` tokens (grown to the next power of two).
-    fn scratch(&mut self, tokens: usize) -> &Scratch {
+    /// Makes the scratch buffers hold `tokens` tokens (grown to the next power of two).
+    fn grow_scratch(&mut self, tokens: usize) {
         if self.scratch.as_ref().is_none_or(|s| s.tokens < tokens) {
             let rank = self
                 .layers
@@ -236,7 +242,6 @@ impl Gemma3Gpu {
             self.gpu.forget_bind_groups();
             self.scratch = Some(Scratch::new(&self.gpu, &self.config, tokens.next_power_of_two(), rank));
         }
-        self.scratch.as_ref().expect("just made")
     }
 
     /// Records the forward of `tokens` at the cache's position; returns the final-normed
@@ -246,8 +251,8 @@ impl Gemma3Gpu {
         let (seq, h, hd) = (tokens.len(), c.hidden, c.head_dim);
         let start = self.kv.len;
         self.reserve(rec, start + seq);
-        self.scratch(seq);
-        let (s, gpu) = (self.scratch.as_ref().expect("made above"), &self.gpu);
+        self.grow_scratch(seq);
+        let (s, gpu) = (self.scratch.as_ref().expect("grown above"), &self.gpu);
         gpu.queue.write_buffer(&s.ids, 0, bytemuck::cast_slice(tokens));
         for (buf, base) in s.rope.iter().zip([c.rope_base, c.local_rope_base]) {
             gpu.queue
@@ -325,28 +330,19 @@ impl Gemma3Gpu {
         s.out.clone()
     }
 
-    async fn hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        super::check_tokens(tokens, self.kv.len, self.config.context, self.config.vocab)?;
-        let (start, hidden) = (self.kv.len, self.config.hidden);
-        let gpu = self.gpu.clone();
-        let mut rec = gpu.recorder();
-        let out = self.record(&mut rec, tokens);
-        let result = rec.read(&out, hidden).await;
-        if result.is_err() {
-            self.kv.len = start;
-        }
-        result
-    }
-
-    /// The forward of `tokens` and the LM head over `ids` (all rows without), in one
-    /// submission; only the logits come back.
-    async fn step(&mut self, tokens: &[u32], ids: Option<&[u32]>) -> Result<Vec<f32>> {
+    /// The forward of `tokens` in one submission; reads back the final hidden state, or
+    /// (`Back::Logits`) runs the LM head over the listed ids (all rows without) and reads
+    /// back only those logits. A failed submission leaves the cache as it was.
+    async fn step(&mut self, tokens: &[u32], back: Back<'_>) -> Result<Vec<f32>> {
         super::check_tokens(tokens, self.kv.len, self.config.context, self.config.vocab)?;
         let start = self.kv.len;
         let gpu = self.gpu.clone();
         let mut rec = gpu.recorder();
         let hidden = self.record(&mut rec, tokens);
-        let result = self.head(rec, &hidden, ids).await;
+        let result = match back {
+            Back::Hidden => rec.read(&hidden, self.config.hidden).await,
+            Back::Logits(ids) => self.head(rec, &hidden, ids).await,
+        };
         if result.is_err() {
             self.kv.len = start;
         }
@@ -381,10 +377,10 @@ impl Gemma3Gpu {
 
 impl LanguageModel for Gemma3Gpu {
     fn forward_hidden<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
-        Box::pin(self.hidden(tokens))
+        Box::pin(self.step(tokens, Back::Hidden))
     }
     fn forward<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
-        Box::pin(self.step(tokens, None))
+        Box::pin(self.step(tokens, Back::Logits(None)))
     }
     fn logits<'a>(&'a self, hidden: &'a [f32]) -> Compute<'a, Vec<f32>> {
         Box::pin(self.head_of(hidden, None))
@@ -393,7 +389,7 @@ impl LanguageModel for Gemma3Gpu {
         Box::pin(self.head_of(hidden, Some(ids)))
     }
     fn forward_logits_for<'a>(&'a mut self, tokens: &'a [u32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
-        Box::pin(self.step(tokens, Some(ids)))
+        Box::pin(self.step(tokens, Back::Logits(Some(ids))))
     }
     fn position(&self) -> usize {
         self.kv.len

@@ -274,10 +274,10 @@ impl Recorder<'_> {
             buffers.iter().map(|&b| b.clone()).collect(),
         );
         let mut kept = self.gpu.bind_groups.borrow_mut();
-        if !kept.contains_key(&key) {
-            if kept.len() >= MAX_BIND_GROUPS {
-                kept.clear();
-            }
+        if kept.len() >= MAX_BIND_GROUPS && !kept.contains_key(&key) {
+            kept.clear();
+        }
+        let bind = kept.entry(key).or_insert_with(|| {
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -290,20 +290,18 @@ impl Recorder<'_> {
                 binding: i as u32 + 1,
                 resource: b.as_entire_binding(),
             }));
-            let bind = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout,
                 entries: &entries,
-            });
-            kept.insert(key.clone(), bind);
-        }
-        let bind = &kept[&key];
+            })
+        });
         let (x, y, z) = groups.dims();
         let pass = self
             .pass
             .get_or_insert_with(|| self.encoder.begin_compute_pass(&Default::default()).forget_lifetime());
         pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, bind, &[]);
+        pass.set_bind_group(0, &*bind, &[]);
         pass.dispatch_workgroups(x, y, z);
     }
 
