@@ -177,7 +177,7 @@ machine; the machines here are shared, so compare rows of the same run, as ratio
   ${NTOK} greedy tokens (the first comes from the prefill, so ${NTOK - 1} decode steps). Each engine runs twice with
   a different first word (nothing cached between runs); the table shows the better run.
 - Peak memory: native = peak RSS of the process; browser = peak RSS of the Chromium renderer process that runs the page
-  and its worker (it also holds the 253 MB model file that JavaScript fetched before handing it over).
+  and its worker (the model is downloaded into OPFS and read from there straight into wasm memory).
 
 | engine | where | threads | prompt tokens | prefill tok/s | decode steps | decode tok/s | peak memory | note |
 |---|---|---|---|---|---|---|---|---|

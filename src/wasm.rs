@@ -37,14 +37,27 @@ fn js_error(e: Error) -> JsValue {
 /// never the whole file at once.
 enum JsBytes {
     Array(Uint8Array),
-    /// A Blob (a cached response, a local file) is read a slice at a time, so the renderer
+    /// A file in the origin private file system (the page's model cache), read with a
+    /// synchronous access handle straight into wasm memory: no JavaScript copy at all.
+    /// Its size is asked once: each question is a round trip to the browser process, and
+    /// the GGUF parser asks before every read.
+    File(web_sys::FileSystemSyncAccessHandle, u64),
+    /// A Blob (a local file the user picked) is read a slice at a time, so the renderer
     /// never holds the whole model file beside the weights in wasm memory. Workers can
     /// read Blobs synchronously, which the loader needs.
     Blob(web_sys::Blob, web_sys::FileReaderSync),
 }
 
+fn read_error(e: JsValue) -> Error {
+    Error::Io(format!("reading the model file: {e:?}"))
+}
+
 impl JsBytes {
     fn new(source: JsValue) -> Result<JsBytes> {
+        if let Some(file) = source.dyn_ref::<web_sys::FileSystemSyncAccessHandle>() {
+            let size = file.get_size().map_err(read_error)?;
+            return Ok(JsBytes::File(file.clone(), size as u64));
+        }
         if let Some(blob) = source.dyn_ref::<web_sys::Blob>() {
             let reader = web_sys::FileReaderSync::new()
                 .map_err(|_| Error::Io("a Blob can be read only in a Web Worker".into()))?;
@@ -52,7 +65,9 @@ impl JsBytes {
         }
         match source.dyn_into::<Uint8Array>() {
             Ok(a) => Ok(JsBytes::Array(a)),
-            Err(_) => Err(Error::Io("a model is a Uint8Array or a Blob".into())),
+            Err(_) => Err(Error::Io(
+                "a model is a Uint8Array, a Blob or a FileSystemSyncAccessHandle".into(),
+            )),
         }
     }
 }
@@ -61,6 +76,7 @@ impl ByteSource for JsBytes {
     fn size(&self) -> u64 {
         match self {
             JsBytes::Array(a) => a.length() as u64,
+            JsBytes::File(_, size) => *size,
             JsBytes::Blob(b, _) => b.size() as u64,
         }
     }
@@ -70,11 +86,21 @@ impl ByteSource for JsBytes {
                 let start = offset as u32;
                 a.subarray(start, start + buf.len() as u32).copy_to(buf);
             }
+            JsBytes::File(f, _) => {
+                let at = web_sys::FileSystemReadWriteOptions::new();
+                at.set_at_f64(offset as f64);
+                let n = f.read_with_u8_array_and_options(buf, &at).map_err(read_error)?;
+                if n as usize != buf.len() {
+                    return Err(Error::Io(format!(
+                        "reading the model file: {n} of {} bytes at offset {offset}",
+                        buf.len()
+                    )));
+                }
+            }
             JsBytes::Blob(b, reader) => {
                 let (start, end) = (offset as f64, (offset + buf.len() as u64) as f64);
-                let read = |e: JsValue| Error::Io(format!("reading the model file: {e:?}"));
-                let slice = b.slice_with_f64_and_f64(start, end).map_err(read)?;
-                let data = reader.read_as_array_buffer(&slice).map_err(read)?;
+                let slice = b.slice_with_f64_and_f64(start, end).map_err(read_error)?;
+                let data = reader.read_as_array_buffer(&slice).map_err(read_error)?;
                 Uint8Array::new(&data).copy_to(buf);
             }
         }

@@ -39,7 +39,7 @@ export class AnoteClient {
     });
   }
 
-  /** Loads a model from a URL (cached in Cache Storage), a Blob/File or an ArrayBuffer. With a
+  /** Loads a model from a URL (cached in the origin private file system), a Blob/File or an ArrayBuffer. With a
    *  URL, the shipped fine-tuning adapter is applied unless `{adapter: false}`. `backend`:
    *  `auto` (WebGPU where the browser has it, else the CPU), `webgpu` or `cpu`. Resolves to
    *  `{backend, device, model, adapter, …}`; `device` names the GPU, or says why the CPU runs. */

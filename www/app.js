@@ -5,7 +5,7 @@ import { asJsonlRecord, countEntities, download, renderHighlights, renderLegend 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const DEFAULT_MODEL = 'models/gemma-3-270m-q4_k_m.gguf';
-const MODEL_CACHE = 'anote-models-v1';
+const MODEL_DIR = 'anote-models-v1'; // in the origin private file system (OPFS), kept by the worker
 const MB = (n) => (n / 1e6).toFixed(1) + ' MB';
 
 // The app shell is cached by a service worker so the page works offline after a visit.
@@ -34,23 +34,24 @@ client.onprogress = ({ phase, loaded, total }) => {
   $('progress').value = loaded;
   const secs = (performance.now() - started) / 1000;
   const pct = total ? Math.floor((100 * loaded) / total) : 0;
-  const verb = { download: 'Downloading', cache: 'Reading from browser cache', load: 'Preparing weights' }[phase];
+  const verb = { download: 'Downloading', load: 'Preparing weights' }[phase];
   $('progress-text').textContent = phase === 'load'
     ? `${verb}…`
     : `${verb}: ${MB(loaded)} of ${MB(total)} (${pct}%) · ${MB(loaded / Math.max(secs, 0.001))}/s`;
 };
 
+async function modelDir() {
+  return (await navigator.storage.getDirectory()).getDirectoryHandle(MODEL_DIR, { create: true });
+}
+
 async function showCache() {
-  if (!self.caches) return void ($('cache-info').textContent = 'No browser cache outside a secure context.');
-  const cache = await caches.open(MODEL_CACHE);
-  let bytes = 0;
-  const keys = await cache.keys();
-  for (const k of keys) {
-    // The stored length header, so a 253 MB entry is not read just to be measured.
-    const r = await cache.match(k);
-    bytes += Number(r.headers.get('content-length')) || (await r.blob()).size;
+  if (!navigator.storage?.getDirectory) return void ($('cache-info').textContent = 'No browser file store outside a secure context.');
+  let files = 0, bytes = 0;
+  for await (const file of (await modelDir()).values()) {
+    files++;
+    bytes += (await file.getFile()).size;
   }
-  $('cache-info').textContent = `Model cache: ${keys.length} file(s), ${MB(bytes)}`;
+  $('cache-info').textContent = `Model cache: ${files} file(s), ${MB(bytes)}`;
 }
 
 // The badge says where the model runs; its tooltip names the GPU or says why the CPU runs.
@@ -104,7 +105,11 @@ $('backend-choice').addEventListener('change', () => {
   location.search = params.toString();
 });
 $('cache-clear').addEventListener('click', async () => {
-  await caches.delete(MODEL_CACHE);
+  try {
+    await (await navigator.storage.getDirectory()).removeEntry(MODEL_DIR, { recursive: true });
+  } catch (e) {
+    showError(e); // a file the engine is reading right now is locked
+  }
   showCache();
 });
 

@@ -1,7 +1,7 @@
 // The service worker: keeps the app shell (page, scripts, wasm, presets) for offline use.
 // Network first, so a new build is picked up at once; the cache answers only when the
 // network cannot. The model and adapter are not its business: the engine worker keeps
-// them in Cache Storage ('anote-models-v1') itself.
+// them in the origin private file system ('anote-models-v1') itself.
 const SHELL = 'anote-shell-v1';
 
 self.addEventListener('install', () => self.skipWaiting());

@@ -1,6 +1,6 @@
 // The engine's Web Worker: owns the wasm module and the model, so the page never blocks.
 // Protocol (the only place it is defined; anote.js speaks it for the page):
-//   page → worker  {type:'load', url, adapter?, backend?}  fetch (or read from Cache Storage) and load a GGUF;
+//   page → worker  {type:'load', url, adapter?, backend?}  fetch (or read from the file store, OPFS) and load a GGUF;
 //                                                         adapter (default true): apply the shipped fine-tuning
 //                                                         adapter when the model is the base it was trained on;
 //                                                         backend: 'auto' (default) | 'webgpu' | 'cpu'
@@ -14,7 +14,7 @@
 //                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets)
 //                  {type:'redact', id, text, entities, operators}
 //                  {type:'validate', id, schema}
-//   worker → page  {type:'progress', id?, phase:'download'|'cache'|'load'|'extract'|'evaluate', loaded, total}
+//   worker → page  {type:'progress', id?, phase:'download'|'load'|'extract'|'evaluate', loaded, total}
 //                                                         (with an id: windows of an extraction, documents of an evaluation)
 //                  {type:'ready', backend, device, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
 //                                                         (sent again if a lost GPU moves the engine to the CPU)
@@ -25,7 +25,7 @@
 import init, { Engine, Scorer, checkCpuKernels, checkKernels, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
 import { codePoints } from './view.js';
 
-const MODEL_CACHE = 'anote-models-v1';
+const MODEL_DIR = 'anote-models-v1';
 let engine = null;
 let adapterBytes = null; // the shipped adapter, once fetched (7.6 MB)
 const ready = init();
@@ -38,65 +38,109 @@ function fail(id, e) {
   post({ type: 'error', id, code: e?.code ?? 'internal', message: String(e?.message ?? e) });
 }
 
-// Reads a response body with progress into one buffer (sized from Content-Length when
-// the server sends it, so the model is never held twice while downloading).
-async function readAll(response, phase) {
-  const total = Number(response.headers.get('content-length')) || 0;
-  const reader = response.body.getReader();
-  let bytes = new Uint8Array(total);
-  let loaded = 0, lastPost = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (loaded + value.length > bytes.length) {
-      const grown = new Uint8Array(Math.max(2 * bytes.length, loaded + value.length));
-      grown.set(bytes.subarray(0, loaded));
-      bytes = grown;
+// Yields a body's chunks, read through one reused 1 MB buffer where the stream allows it
+// (a BYOB reader), so a download leaves no garbage behind for the collector.
+async function* chunksOf(body) {
+  let reader = null;
+  try { reader = body.getReader({ mode: 'byob' }); } catch { /* not a byte stream */ }
+  if (!reader) {
+    for (const plain = body.getReader(); ;) {
+      const { done, value } = await plain.read();
+      if (done) return;
+      yield value;
     }
-    bytes.set(value, loaded);
-    loaded += value.length;
-    const now = performance.now();
-    if (now - lastPost > 100) { post({ type: 'progress', phase, loaded, total }); lastPost = now; }
   }
-  post({ type: 'progress', phase, loaded, total: total || loaded });
-  return loaded === bytes.length ? bytes : bytes.subarray(0, loaded);
+  for (let buffer = new ArrayBuffer(1 << 20); ;) {
+    const { done, value } = await reader.read(new Uint8Array(buffer));
+    if (done) return;
+    yield value;
+    buffer = value.buffer;
+  }
 }
 
-// The model is cached in Cache Storage under its URL, so a reload reads it from disk. A
-// download streams straight into the cache (counting bytes for the progress bar); the
-// engine then reads the cached file as a Blob, a slice at a time, so this worker never
-// holds the whole file in memory beside the weights.
 async function fetchOk(url) {
   const response = await fetch(url);
   if (!response.ok) throw Object.assign(new Error(`cannot fetch ${url}: HTTP ${response.status}`), { code: 'fetch_failed' });
   return response;
 }
 
+// Streams a download into `write(chunk, at)` with progress; a body shorter than its
+// Content-Length (a dropped connection) is an error, never a silently short model.
+async function download(url, write) {
+  const response = await fetchOk(url);
+  const total = Number(response.headers.get('content-length')) || 0;
+  let loaded = 0, lastPost = 0;
+  for await (const chunk of chunksOf(response.body)) {
+    write(chunk, loaded);
+    loaded += chunk.length;
+    const now = performance.now();
+    if (now - lastPost > 100) { post({ type: 'progress', phase: 'download', loaded, total }); lastPost = now; }
+  }
+  if (total && loaded !== total) throw Object.assign(new Error(`${url}: the download stopped at ${loaded} of ${total} bytes`), { code: 'fetch_failed' });
+  post({ type: 'progress', phase: 'download', loaded, total: total || loaded });
+  return loaded;
+}
+
+// Outside a secure context there is no file store: the whole file is held in memory.
+async function downloadToMemory(url) {
+  let bytes = new Uint8Array(0);
+  const size = await download(url, (chunk, at) => {
+    if (at + chunk.length > bytes.length) {
+      const grown = new Uint8Array(Math.max(2 * bytes.length, at + chunk.length, 1 << 20));
+      grown.set(bytes.subarray(0, at));
+      bytes = grown;
+    }
+    bytes.set(chunk, at);
+  });
+  return bytes.subarray(0, size);
+}
+
+// Model and adapter files are kept in the origin private file system (OPFS), one file per
+// URL, so a reload reads them from disk. A download is written to `NAME.part` and renamed
+// when complete, so a broken one is never taken for the model. The engine reads the file
+// through a synchronous access handle straight into wasm memory, a tensor at a time: no
+// JavaScript copy of the model exists, so no dead copy waits for the garbage collector
+// beside the weights (with Cache Storage and a Blob that cost ≈ 100–200 MB of peak memory).
+const modelDir = async () => (await navigator.storage.getDirectory()).getDirectoryHandle(MODEL_DIR, { create: true });
+
 async function fetchModel(url) {
-  if (!self.caches) {
-    // Cache Storage exists only in secure contexts (https, localhost): load without caching.
-    return { bytes: await readAll(await fetchOk(url), 'download'), fromCache: false };
+  if (!navigator.storage?.getDirectory) return { bytes: await downloadToMemory(url), fromCache: false };
+  const dir = await modelDir();
+  const name = encodeURIComponent(url).slice(-200);
+  let file = await dir.getFileHandle(name).catch(() => null);
+  const fromCache = Boolean(file);
+  if (!file) {
+    const part = await dir.getFileHandle(`${name}.part`, { create: true });
+    const out = await part.createSyncAccessHandle().catch(() => null);
+    // Another tab is downloading the same file (its handle is exclusive): load from memory.
+    if (!out) return { bytes: await downloadToMemory(url), fromCache: false };
+    try {
+      out.truncate(0);
+      await download(url, (chunk, at) => out.write(chunk, { at }));
+      out.flush();
+    } catch (e) {
+      out.close();
+      await dir.removeEntry(`${name}.part`);
+      throw e;
+    }
+    out.close();
+    await part.move(name);
+    file = await dir.getFileHandle(name);
   }
-  const cache = await caches.open(MODEL_CACHE);
-  let hit = await cache.match(url);
-  const fromCache = Boolean(hit);
-  if (!hit) {
-    const response = await fetchOk(url);
-    const total = Number(response.headers.get('content-length')) || 0;
-    let loaded = 0, lastPost = 0;
-    const counter = new TransformStream({
-      transform(chunk, ctl) {
-        loaded += chunk.length;
-        const now = performance.now();
-        if (now - lastPost > 100) { post({ type: 'progress', phase: 'download', loaded, total }); lastPost = now; }
-        ctl.enqueue(chunk);
-      },
-    });
-    await cache.put(url, new Response(response.body.pipeThrough(counter), { headers: response.headers }));
-    post({ type: 'progress', phase: 'download', loaded, total: total || loaded });
-    hit = await cache.match(url);
+  // Read-only handles let several tabs load the same file at once.
+  return { bytes: await file.createSyncAccessHandle({ mode: 'read-only' }), fromCache };
+}
+
+// A file's whole content (the 7.6 MB adapter), however fetchModel returned it.
+function readWhole(bytes) {
+  if (!(bytes instanceof FileSystemSyncAccessHandle)) return bytes;
+  try {
+    const out = new Uint8Array(bytes.getSize());
+    bytes.read(out, { at: 0 });
+    return out;
+  } finally {
+    bytes.close();
   }
-  return { bytes: await hit.blob(), fromCache };
 }
 
 // The shipped adapter sits next to the default model; it is cached like the model and
@@ -107,8 +151,7 @@ async function applyAdapter(modelUrl) {
   if (!shipped) return;
   try {
     if (!adapterBytes) {
-      const { bytes } = await fetchModel(new URL(shipped.file, modelUrl).href);
-      adapterBytes = bytes instanceof Blob ? new Uint8Array(await bytes.arrayBuffer()) : bytes;
+      adapterBytes = readWhole((await fetchModel(new URL(shipped.file, modelUrl).href)).bytes);
     }
     engine.setAdapter(adapterBytes, shipped.sha256);
   } catch (e) {
@@ -128,16 +171,20 @@ async function load(msg) {
   const { bytes, fromCache } = msg.url
     ? await fetchModel(msg.url)
     : { bytes: msg.bytes instanceof Blob ? msg.bytes : new Uint8Array(msg.bytes), fromCache: false };
-  const size = bytes.size ?? bytes.length;
+  const size = bytes.getSize?.() ?? bytes.size ?? bytes.length;
   post({ type: 'progress', phase: 'load', loaded: 0, total: size });
   const t0 = performance.now();
-  engine = await Engine.load(bytes, msg.backend ?? 'auto');
+  try {
+    engine = await Engine.load(bytes, msg.backend ?? 'auto');
+  } finally {
+    bytes.close?.(); // a file handle: the weights are in wasm memory now
+  }
   modelUrl = msg.url ?? null;
   lastLoad = { ...msg, bytes: undefined };
   localFile = !msg.url && engine.backend() === 'webgpu' ? msg.bytes : null;
   if (modelUrl && msg.adapter !== false) await applyAdapter(modelUrl);
   const loadMs = performance.now() - t0;
-  post({ type: 'ready', backend: engine.backend(), device: engine.device(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(self.caches), bytes: size, wasmBytes: await wasmBytes() });
+  post({ type: 'ready', backend: engine.backend(), device: engine.device(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(navigator.storage?.getDirectory), bytes: size, wasmBytes: await wasmBytes() });
 }
 
 // A GPU that fails mid-run (device lost, out of memory) is reported with code `gpu`: the

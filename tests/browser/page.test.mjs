@@ -85,7 +85,7 @@ await check('greedy tokens in the browser equal the native engine', async () => 
   assert.equal(r.text, native.text);
 });
 
-await check('a reload reads the model from Cache Storage, not the network', async () => {
+await check('a reload reads the model from the browser\'s file store (OPFS), not the network', async () => {
   const before = requests.length;
   await page.reload();
   assert.equal(await modelState(page), 'ready');
@@ -310,15 +310,26 @@ await check('offline after the first visit: the app, the engine and the model wo
   }
 });
 
-await check('only the schema is stored: localStorage holds one key, Cache Storage only files', async () => {
-  const stored = await page.evaluate(async () => ({
-    local: Object.keys(localStorage),
-    caches: await caches.keys(),
-    cached: (await Promise.all((await caches.keys()).map(async (k) => (await (await caches.open(k)).keys()).map((r) => new URL(r.url).pathname)))).flat(),
-  }));
+await check('only the schema is stored: localStorage holds one key, Cache Storage the app shell, OPFS the model files', async () => {
+  const stored = await page.evaluate(async () => {
+    const opfs = [];
+    for await (const [name, entry] of (await navigator.storage.getDirectory()).entries()) {
+      if (entry.kind === 'file') opfs.push(name);
+      else for await (const file of entry.keys()) opfs.push(`${name}/${decodeURIComponent(file)}`);
+    }
+    return {
+      local: Object.keys(localStorage),
+      caches: await caches.keys(),
+      cached: (await Promise.all((await caches.keys()).map(async (k) => (await (await caches.open(k)).keys()).map((r) => new URL(r.url).pathname)))).flat(),
+      opfs,
+    };
+  });
   assert.deepEqual(stored.local, ['anote-schema-v1']);
-  assert.deepEqual(stored.caches.sort(), ['anote-models-v1', 'anote-shell-v1']);
+  assert.deepEqual(stored.caches, ['anote-shell-v1']);
   for (const p of stored.cached) assert.ok(!/ahmed|Offline/.test(p), `cached ${p}`);
+  // The default model and its adapter, complete (no `.part` left), under their URLs.
+  assert.deepEqual(stored.opfs.map((p) => p.replace(/\/\/[^/]+\//, '//HOST/')).sort(),
+    ['anote-models-v1/http://HOST/models/anote-ner-lora.safetensors', 'anote-models-v1/http://HOST/models/gemma-3-270m-q4_k_m.gguf']);
 });
 
 await check('the simd128 CPU matrix kernel matches its f32 reference', async () => {
