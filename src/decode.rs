@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use crate::engine::argmax;
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::spans::occurrences;
@@ -246,6 +247,40 @@ pub async fn decode(
         input = Input::Token(token);
     }
     Ok(decoded)
+}
+
+/// Greedy decoding without a grammar, for the answer-format comparison
+/// ([`crate::extract::Extractor::free_format`]): the answer as text, and how many tokens it
+/// took. Stops at the end of sequence, at the empty line every format ends with, when the
+/// model starts the next text of its few-shot pattern, after `max_tokens`, or when the
+/// context is full.
+pub async fn decode_free(
+    model: &mut dyn LanguageModel,
+    tok: &Tokenizer,
+    hidden: Vec<f32>,
+    max_tokens: usize,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(String, usize)> {
+    let mut logits = model.logits(&hidden).await?;
+    let mut ids = Vec::new();
+    let mut answer = String::new();
+    while ids.len() < max_tokens && model.position() < model.max_context() {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let next = argmax(&logits);
+        if next == tok.eos {
+            break;
+        }
+        ids.push(next);
+        answer = tok.decode(&ids);
+        if let Some(end) = answer.find("\n\n").or_else(|| answer.find("\nText:")) {
+            answer.truncate(end);
+            break;
+        }
+        logits = model.forward(&[next]).await?;
+    }
+    Ok((answer, ids.len()))
 }
 
 /// The document as the grammar reads it: line breaks as spaces.

@@ -20,7 +20,7 @@ use crate::decode::{self, Grammar, Line};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::KvSnapshot;
-use crate::prompt;
+use crate::prompt::{self, Format};
 use crate::recognizers::{self, Recognizer};
 use crate::schema::Schema;
 use crate::spans::{self, Entity, Source};
@@ -42,6 +42,11 @@ pub struct Extractor {
     pub progress: Box<dyn Fn(usize, usize)>,
     /// See [`decode::Limits::end_penalty`]; [`END_PENALTY`] unless set.
     pub end_penalty: f32,
+    /// `None` (the product): `LABEL: span` lines under the grammar. `Some(format)`: the
+    /// prompt asks for `format`, the model answers freely, and the answer is parsed and
+    /// grounded afterwards (labels outside the schema and spans not in the text dropped).
+    /// Only the answer-format comparison in docs/eval.md uses it.
+    pub free_format: Option<Format>,
     /// The schema prefix (and the adapter it ran with) whose KV cache is ready to restore.
     cached: Option<(String, Option<String>, KvSnapshot)>,
 }
@@ -63,6 +68,7 @@ impl Extractor {
             cancelled: Box::new(|| false),
             progress: Box::new(|_, _| {}),
             end_penalty: END_PENALTY,
+            free_format: None,
             cached: None,
         }
     }
@@ -124,32 +130,61 @@ impl Extractor {
             };
             let mut cursor = 0;
             let mut used: Vec<(usize, usize, usize)> = Vec::new();
-            decoded_tokens += decode::decode(
-                model.as_mut(),
-                &grammar,
-                hidden,
-                limits,
-                &*self.cancelled,
-                |line: Line| {
-                    let Some((start, end)) = place(chunk, &line, cursor, &used) else {
-                        return false;
+            let mut on_line = |line: Line| {
+                let Some((start, end)) = place(chunk, &line, cursor, &used) else {
+                    return false;
+                };
+                used.push((line.label, start, end));
+                cursor = end;
+                let (start, end) = (w.start + start, w.start + end);
+                let e = Entity {
+                    label: labels[line.label].clone(),
+                    start,
+                    end,
+                    text: text[start..end].to_string(),
+                    score: line.score,
+                    source: Source::Model,
+                };
+                accept(e, &mut found);
+                true
+            };
+            let cancelled = &*self.cancelled;
+            decoded_tokens += match self.free_format {
+                None => decode::decode(model.as_mut(), &grammar, hidden, limits, cancelled, &mut on_line).await?,
+                Some(format) => {
+                    let tok = &self.engine.tokenizer;
+                    // JSON spends about a dozen tokens of syntax per entity and tags spell
+                    // the whole text again: the budget of lines would cut them short.
+                    let budget = match format {
+                        Format::Lines => limits.max_tokens,
+                        Format::Json | Format::Tags => 3 * limits.max_tokens,
                     };
-                    used.push((line.label, start, end));
-                    cursor = end;
-                    let (start, end) = (w.start + start, w.start + end);
-                    let e = Entity {
-                        label: labels[line.label].clone(),
-                        start,
-                        end,
-                        text: text[start..end].to_string(),
-                        score: line.score,
-                        source: Source::Model,
-                    };
-                    accept(e, &mut found);
-                    true
-                },
-            )
-            .await?;
+                    let (answer, n) = decode::decode_free(model.as_mut(), tok, hidden, budget, cancelled).await?;
+                    let one_line = decode::one_line(chunk);
+                    for (label, span) in prompt::parse_answer(format, &answer) {
+                        let Some(label) = labels.iter().position(|l| *l == label) else {
+                            continue;
+                        };
+                        let span = decode::one_line(&span);
+                        // A span that is not in the text is dropped (the grammar would not
+                        // have let it be written); a repeated one ends the answer, as there.
+                        let starts = spans::occurrences(&one_line, &span);
+                        if starts.is_empty() {
+                            continue;
+                        }
+                        // A free answer has no distribution over allowed choices to score.
+                        if !on_line(Line {
+                            label,
+                            text: span,
+                            starts,
+                            score: 1.0,
+                        }) {
+                            break;
+                        }
+                    }
+                    n
+                }
+            };
         }
         (self.progress)(windows.len(), windows.len());
         for e in repeats(text, &found) {
@@ -165,7 +200,7 @@ impl Extractor {
 
     /// The KV cache after the schema prefix, computed once per schema.
     async fn prefix(&mut self, schema: &Schema) -> Result<KvSnapshot> {
-        let text = prompt::prefix(schema);
+        let text = prompt::prefix_in(schema, self.free_format.unwrap_or(Format::Lines));
         if let Some((cached, adapter, snap)) = &self.cached {
             if *cached == text && *adapter == self.engine.adapter {
                 return Ok(snap.clone());

@@ -13,7 +13,7 @@ use anote_ner::eval::{Scorer, Span};
 use anote_ner::extract::{pattern_entities, Extractor};
 use anote_ner::gguf::Gguf;
 use anote_ner::model::{Adapter, Compute, KvCache, KvSnapshot, LanguageModel};
-use anote_ner::prompt;
+use anote_ner::prompt::{self, Format};
 use anote_ner::schema::Schema;
 use anote_ner::spans::{OffsetMap, Source, Unit};
 use anote_ner::tokenizer::Tokenizer;
@@ -85,8 +85,10 @@ impl LanguageModel for ScriptedLm {
         self.cache.advance(tokens.len());
         Box::pin(std::future::ready(Ok(vec![self.cache.len() as f32])))
     }
-    fn logits<'a>(&'a self, _: &'a [f32]) -> Compute<'a, Vec<f32>> {
-        unreachable!("extraction asks for the allowed tokens only")
+    fn logits<'a>(&'a self, hidden: &'a [f32]) -> Compute<'a, Vec<f32>> {
+        // Free decoding (the answer-format comparison) weighs every token.
+        let all: Vec<u32> = (0..self.vocab_size() as u32).collect();
+        Box::pin(std::future::ready(Ok((self.score)(hidden[0] as usize, &all))))
     }
     fn logits_for<'a>(&'a self, hidden: &'a [f32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
         Box::pin(std::future::ready(Ok((self.score)(hidden[0] as usize, ids))))
@@ -245,6 +247,56 @@ fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
         .entities
         .iter()
         .all(|e| text[e.start..e.end] == e.text && e.source == Source::Model));
+}
+
+#[test]
+fn free_answers_in_every_format_are_grounded_like_constrained_ones() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let gguf = Gguf::parse(&file).unwrap();
+    let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
+    let text = "Maria Gonzalez called from Lyon.";
+    // Each answer also names a label outside the schema and a span outside the text.
+    let answers = [
+        (
+            Format::Lines,
+            "PERSON: Maria Gonzalez\nDOG: Lyon\nCITY: Paris\nCITY: Lyon",
+        ),
+        (
+            Format::Json,
+            r#"[{"type": "PERSON", "text": "Maria Gonzalez"}, {"type": "DOG", "text": "Lyon"}, {"type": "CITY", "text": "Paris"}, {"type": "CITY", "text": "Lyon"}]"#,
+        ),
+        (
+            Format::Tags,
+            "<PERSON>Maria Gonzalez</PERSON> called from <DOG>Lyon</DOG> <CITY>Paris</CITY> <CITY>Lyon</CITY>.",
+        ),
+    ];
+    for (format, answer) in answers {
+        let tok = Tokenizer::from_gguf(&gguf).unwrap();
+        let script = tok.encode(&format!("{answer}\n\n"));
+        let first =
+            tok.encode_prompt(&prompt::prefix_in(&schema, format)).len() + tok.encode(&prompt::document(text)).len();
+        let engine = Engine {
+            tokenizer: tok,
+            model: Box::new(ScriptedLm::teacher(script, first)),
+            architecture: "scripted".into(),
+            name: "scripted".into(),
+            fingerprint: String::new(),
+            adapter: None,
+        };
+        let mut x = Extractor::new(engine);
+        x.free_format = Some(format);
+        let got = block_on(x.extract(text, &schema, |_| {})).unwrap();
+        let found: Vec<(&str, &str, usize)> = got
+            .entities
+            .iter()
+            .map(|e| (e.label.as_str(), e.text.as_str(), e.start))
+            .collect();
+        assert_eq!(
+            found,
+            [("PERSON", "Maria Gonzalez", 0), ("CITY", "Lyon", 27)],
+            "{format:?}"
+        );
+    }
 }
 
 #[test]

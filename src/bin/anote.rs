@@ -10,6 +10,7 @@ use anote_ner::extract::Extractor;
 use anote_ner::finetune;
 use anote_ner::gguf::Gguf;
 use anote_ner::model::Adapter;
+use anote_ner::prompt::{self, Format};
 use anote_ner::redact::{Operator, Redactor};
 use anote_ner::schema::Schema;
 use anote_ner::spans::{Entity, OffsetMap, Unit};
@@ -102,6 +103,10 @@ enum Command {
         /// Only the pattern recognizers (no model)
         #[arg(long)]
         patterns_only: bool,
+        /// Ask for the answer in this format (lines, json or tags), decode it without the
+        /// grammar and ground it afterwards: the answer-format comparison in docs/eval.md
+        #[arg(long, value_name = "FORMAT")]
+        unconstrained: Option<Format>,
         /// Print the scores as JSON
         #[arg(long)]
         json: bool,
@@ -169,6 +174,7 @@ fn eval(
     };
     let mut scorer = Scorer::default();
     let mut latencies = Vec::new();
+    let mut answer_tokens = 0;
     let lines: Vec<(usize, &str)> = gold
         .lines()
         .enumerate()
@@ -193,7 +199,11 @@ fn eval(
         let map = OffsetMap::new(text);
         let t0 = std::time::Instant::now();
         let entities = match &mut extractor {
-            Some(x) => block_on(x.extract(text, schema, |_| {}))?.entities,
+            Some(x) => {
+                let found = block_on(x.extract(text, schema, |_| {}))?;
+                answer_tokens += found.decoded_tokens;
+                found.entities
+            }
             None => anote_ner::extract::pattern_entities(text, schema),
         };
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -246,10 +256,20 @@ fn eval(
             b["message"].as_str().unwrap_or("")
         );
     }
+    // What the prompt costs: the schema prefix (once per schema) and the answers.
+    let prefix_tokens = extractor.as_ref().map(|x| {
+        let format = x.free_format.unwrap_or(Format::Lines);
+        x.engine
+            .tokenizer
+            .encode_prompt(&prompt::prefix_in(schema, format))
+            .len()
+    });
+    let answer_tokens = answer_tokens as f64 / latencies.len().max(1) as f64;
     if json {
         println!(
             "{}",
-            serde_json::json!({"scores": scores, "latency_ms": {"mean": mean, "p95": p95}, "broken": broken})
+            serde_json::json!({"scores": scores, "latency_ms": {"mean": mean, "p95": p95}, "broken": broken,
+                "prefix_tokens": prefix_tokens, "answer_tokens": {"mean": answer_tokens}})
         );
     } else {
         print!("{}", scores.table());
@@ -439,11 +459,16 @@ fn run(cli: Cli) -> Result<(), Error> {
             out,
             limit,
             patterns_only,
+            unconstrained,
             json,
         } => {
             let extractor = match patterns_only {
                 true => None,
-                false => Some(extractor(&path, &cli.adapter, &cli.backend, cli.end_penalty)?),
+                false => {
+                    let mut x = extractor(&path, &cli.adapter, &cli.backend, cli.end_penalty)?;
+                    x.free_format = unconstrained;
+                    Some(x)
+                }
             };
             eval(extractor, &data, &schema.load()?, out.as_ref(), limit, json)?;
         }

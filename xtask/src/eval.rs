@@ -1,9 +1,10 @@
-//! `cargo xtask eval [--limit N] [--adapter default|none|patterns|both]`: the extraction pipeline on
+//! `cargo xtask eval [--limit N] [--adapter default|none|patterns|both|formats]`: the extraction pipeline on
 //! every dev set in `../shared/eval`, scored, with per-document latency. Each run's scores
 //! are stored in docs/eval/<engine>.json (with the command that made them), and docs/eval.md
 //! is regenerated from every stored run, so the base and the fine-tuned model can be
 //! measured at different times and still share one table. Sets run in parallel, one
 //! single-threaded `anote eval` per core; predictions are kept in target/eval/<engine>/.
+//! `--adapter formats` compares answer formats (lines, JSON, inline tags) on the same documents.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,13 +23,49 @@ const ENGINES: [(&str, &str, &[&str]); 3] = [
     ("patterns", "recognizers only", &["--patterns-only"]),
 ];
 
+/// The answer-format comparison: each format asked for in the prompt and decoded freely
+/// (grounded afterwards), beside the product's constrained lines, on the same documents.
+const FORMATS: [(&str, &str, &[&str]); 6] = [
+    (
+        "formats-base",
+        "base model, lines, constrained (the product's decoding)",
+        &["--adapter", "none"],
+    ),
+    (
+        "formats-base-lines",
+        "base model, lines, free",
+        &["--adapter", "none", "--unconstrained", "lines"],
+    ),
+    (
+        "formats-base-json",
+        "base model, JSON, free",
+        &["--adapter", "none", "--unconstrained", "json"],
+    ),
+    (
+        "formats-base-tags",
+        "base model, inline tags, free",
+        &["--adapter", "none", "--unconstrained", "tags"],
+    ),
+    (
+        "formats-tuned",
+        "fine-tuned, lines, constrained (the product)",
+        &["--adapter", "default"],
+    ),
+    (
+        "formats-tuned-lines",
+        "fine-tuned, lines, free",
+        &["--adapter", "default", "--unconstrained", "lines"],
+    ),
+];
+
 pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
     let engines: Vec<&str> = match which {
         "both" => vec!["tuned", "base", "patterns"],
         "default" => vec!["tuned"],
         "none" => vec!["base"],
         "patterns" => vec!["patterns"],
-        other => bail!("--adapter takes default, none, patterns or both, not {other}"),
+        "formats" => FORMATS.iter().map(|f| f.0).collect(),
+        other => bail!("--adapter takes default, none, patterns, both or formats, not {other}"),
     };
     run_step(
         "eval: build",
@@ -47,7 +84,11 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
     sets.sort();
     std::fs::create_dir_all(root.join("docs/eval"))?;
     for engine in engines {
-        let (_, _, flags) = ENGINES.iter().find(|e| e.0 == engine).expect("known engine");
+        let (_, _, flags) = ENGINES
+            .iter()
+            .chain(&FORMATS)
+            .find(|e| e.0 == engine)
+            .expect("known engine");
         // Recognizers alone only mean something on the PII set.
         let todo: Vec<&String> = sets
             .iter()
@@ -115,6 +156,58 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
     write_markdown(root)
 }
 
+/// The answer-format section of docs/eval.md (empty until `--adapter formats` has run).
+fn formats_table(runs: &BTreeMap<&str, Value>, sets: &[String]) -> Result<String> {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let mut rows = String::new();
+    let mut command = "";
+    let mut docs = Value::Null;
+    for (engine, name, _) in FORMATS {
+        let Some(run) = runs.get(engine) else { continue };
+        command = run["command"].as_str().unwrap_or("");
+        let results: Vec<&Value> = sets
+            .iter()
+            .map(|s| &run["results"][s])
+            .filter(|v| !v.is_null())
+            .collect();
+        let mean =
+            |key: &dyn Fn(&Value) -> f64| results.iter().map(|r| key(r)).sum::<f64>() / results.len().max(1) as f64;
+        let f1s: Vec<String> = results
+            .iter()
+            .map(|r| format!("{:.3}", f(&r["scores"]["strict"]["micro"]["f1"])))
+            .collect();
+        docs = results
+            .first()
+            .map_or(Value::Null, |r| r["scores"]["documents"].clone());
+        writeln!(
+            rows,
+            "| {name} | {} | **{:.3}** | {:.0} | {:.0} | {:.0} |",
+            f1s.join(" | "),
+            mean(&|r| f(&r["scores"]["strict"]["micro"]["f1"])),
+            mean(&|r| f(&r["prefix_tokens"])),
+            mean(&|r| f(&r["answer_tokens"]["mean"])),
+            mean(&|r| f(&r["latency_ms"]["mean"])),
+        )?;
+    }
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
+    let names: Vec<&str> = sets.iter().map(|s| s.trim_start_matches("crossner_")).collect();
+    Ok(format!(
+        "\n## Answer formats\n\n\
+`{command}`: the first {docs} documents of every set, strict micro-F1. Each format is named in the\n\
+guidelines and shown in the worked example, and the model answers freely (greedy, no grammar); the answer is then\n\
+parsed and grounded as the decoder would have it (labels outside the schema and spans not in the text are dropped;\n\
+a span placed at an unused occurrence, in text order). Lines under the grammar (the product) are beside them. The\n\
+last three columns are what the format costs: prompt tokens of the cached schema prefix, answer tokens decoded per\n\
+document, and milliseconds per document (1 thread). The adapter was trained on lines only, so it has free rows for\n\
+lines alone.\n\n\
+| engine | {} | mean F1 | prefix tokens | answer tokens/doc | ms/doc |\n|---|{}---|---|---|---|---|\n{rows}",
+        names.join(" | "),
+        "---|".repeat(names.len()),
+    ))
+}
+
 fn adapter_sha256(root: &Path) -> Value {
     let m: Value = std::fs::read_to_string(root.join("models/manifest.json"))
         .ok()
@@ -127,9 +220,9 @@ fn adapter_sha256(root: &Path) -> Value {
 fn write_markdown(root: &Path) -> Result<()> {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let mut runs = BTreeMap::new();
-    for (engine, ..) in ENGINES {
+    for (engine, ..) in ENGINES.iter().chain(&FORMATS) {
         if let Ok(t) = std::fs::read_to_string(root.join(format!("docs/eval/{engine}.json"))) {
-            runs.insert(engine, serde_json::from_str::<Value>(&t)?);
+            runs.insert(*engine, serde_json::from_str::<Value>(&t)?);
         }
     }
     let sets: Vec<String> = runs
@@ -191,6 +284,7 @@ fn write_markdown(root: &Path) -> Result<()> {
             writeln!(crossner, "| {name} | {mean:.3} |")?;
         }
     }
+    let formats = formats_table(&runs, &sets)?;
     let md = format!(
         "# Extraction quality\n\n\
 Every number below comes from `docs/eval/*.json`, written by the command listed with it; `cargo xtask eval` (all\n\
@@ -200,9 +294,8 @@ labels, with the recognizers declared). Scores are span-level micro P/R/F1 as `.
 (`anote eval` is tested to agree with it). Latencies come from a shared 2-core machine: read them as rough.\n\n\
 {commands}\n\
 The fine-tuned rows use the LoRA adapter in `models/` (model card: `models/README.md`), trained on\n\
-`../shared/train` only. CrossNER is never trained on: its five domains are zero-shot. Not measured: a comparison of\n\
-prompt formats (lines, JSON, inline tags). The adapter is trained on the one format the constrained decoder reads\n\
-(`LABEL: span` lines), so on the product's model other formats would only measure the absence of training.\n\n\
+`../shared/train` only. CrossNER is never trained on: its five domains are zero-shot. The answer formats compared\n\
+(lines, JSON, inline tags) are at the end of this page.\n\n\
 | dataset | engine | docs | strict P | strict R | strict F1 | partial F1 | strict macro F1 | mean ms/doc | p95 ms/doc |\n\
 |---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
 CrossNER, mean strict micro-F1 over the five domains (zero-shot):\n\n\
@@ -214,7 +307,7 @@ Strict F1 per label:\n\n{per_label}\n\
 Recognizers alone, over the labels they fill (EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IP_ADDRESS, US_SSN; the dev\n\
 set has no IBAN_CODE or DOMAIN_NAME), score strict micro-F1 1.000 on all 300 PII dev documents (58 entities), checked\n\
 by `tests/extraction.rs`. Every gold credit card passes Luhn. The phone rules were tuned on this dev set (house\n\
-numbers and postcodes shaped like phone numbers), so expect lower on unseen data.\n"
+numbers and postcodes shaped like phone numbers), so expect lower on unseen data.\n{formats}"
     );
     std::fs::write(root.join("docs/eval.md"), md)?;
     println!("xtask: [eval] wrote docs/eval.md");

@@ -21,9 +21,10 @@ usage: cargo xtask <command>
   test               setup, then fmt, clippy, unit + parity tests, build-web and browser tests
   test-browser       build-web, then only the browser tests
   bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md
-  eval [--limit N] [--adapter default|none|patterns|both]
+  eval [--limit N] [--adapter default|none|patterns|both|formats]
                      extraction quality on every dev set in ../shared/eval, fine-tuned and/or
-                     base model -> docs/eval/*.json and docs/eval.md
+                     base model -> docs/eval/*.json and docs/eval.md; formats: the answer
+                     formats (lines, JSON, inline tags) compared on the same documents
   train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT]
         [--ship-only] [-- EXAMPLE OPTIONS [+ EXAMPLE OPTIONS]...]
                      fine-tune the LoRA adapter (default: CPU, batch 2, 115 minutes, lr 3e-4) -> models/;
