@@ -154,10 +154,10 @@ impl Extractor {
                 Some(format) => {
                     let tok = &self.engine.tokenizer;
                     // JSON spends about a dozen tokens of syntax per entity and tags spell
-                    // the whole text again: the budget of lines would cut them short.
+                    // the whole text again: the budget of lines would cut short texts short.
                     let budget = match format {
                         Format::Lines => limits.max_tokens,
-                        Format::Json | Format::Tags => 3 * limits.max_tokens,
+                        Format::Json | Format::Tags => 2 * limits.max_tokens,
                     };
                     let (answer, n) = decode::decode_free(model.as_mut(), tok, hidden, budget, cancelled).await?;
                     let one_line = decode::one_line(chunk);
