@@ -202,7 +202,7 @@ a span placed at an unused occurrence, in text order). Lines under the grammar (
 last three columns are what the format costs: prompt tokens of the cached schema prefix, answer tokens decoded per\n\
 document, and milliseconds per document (1 thread). The adapter was trained on lines only, so it has free rows for\n\
 lines alone.\n\n\
-| engine | {} | mean F1 | prefix tokens | answer tokens/doc | ms/doc |\n|---|{}---|---|---|---|---|\n{rows}",
+| engine | {} | mean F1 | prefix tokens | answer tokens/doc | ms/doc |\n|---|{}---|---|---|---|\n{rows}",
         names.join(" | "),
         "---|".repeat(names.len()),
     ))
