@@ -119,6 +119,18 @@ impl LanguageModel for ScriptedLm {
     }
 }
 
+/// An engine whose model answers `script` after `first` tokens of prompt.
+fn scripted_engine(tokenizer: Tokenizer, script: Vec<u32>, first: usize) -> Engine {
+    Engine {
+        tokenizer,
+        model: Box::new(ScriptedLm::teacher(script, first)),
+        architecture: "scripted".into(),
+        name: "scripted".into(),
+        fingerprint: String::new(),
+        adapter: None,
+    }
+}
+
 #[test]
 fn every_entity_is_grounded_whatever_the_model_decodes() {
     let tiny = Engine::load(TinyGemma::default().bytes().as_slice()).unwrap();
@@ -231,14 +243,7 @@ fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
     // The model names each once; the extractor labels the repeats.
     let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")]);
     let first = tok.encode_prompt(&prompt::prefix(&schema)).len() + tok.encode(&prompt::document(text)).len();
-    let engine = Engine {
-        tokenizer: tok,
-        model: Box::new(ScriptedLm::teacher(script, first)),
-        architecture: "scripted".into(),
-        name: "scripted".into(),
-        fingerprint: String::new(),
-        adapter: None,
-    };
+    let engine = scripted_engine(tok, script, first);
     let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
     let found: Vec<(&str, usize)> = got.entities.iter().map(|e| (e.label.as_str(), e.start)).collect();
     // Not inside "Gonzalezova", nor in "the Lyon Biennale", a longer name.
@@ -275,15 +280,7 @@ fn free_answers_in_every_format_are_grounded_like_constrained_ones() {
         let script = tok.encode(&format!("{answer}\n\n"));
         let first =
             tok.encode_prompt(&prompt::prefix_in(&schema, format)).len() + tok.encode(&prompt::document(text)).len();
-        let engine = Engine {
-            tokenizer: tok,
-            model: Box::new(ScriptedLm::teacher(script, first)),
-            architecture: "scripted".into(),
-            name: "scripted".into(),
-            fingerprint: String::new(),
-            adapter: None,
-        };
-        let mut x = Extractor::new(engine);
+        let mut x = Extractor::new(scripted_engine(tok, script, first));
         x.free_format = Some(format);
         let got = block_on(x.extract(text, &schema, |_| {})).unwrap();
         let found: Vec<(&str, &str, usize)> = got
