@@ -123,7 +123,6 @@ impl Extractor {
             model.restore(&snapshot)?;
             let doc = self.engine.tokenizer.encode(&prompt::document(chunk));
             let hidden = model.forward_hidden(&doc).await?;
-            let grammar = Grammar::new(&self.engine.tokenizer, &labels, chunk);
             let limits = decode::Limits {
                 max_tokens: 16 + 4 * chunk.split_whitespace().count(),
                 end_penalty: self.end_penalty,
@@ -150,7 +149,10 @@ impl Extractor {
             };
             let cancelled = &*self.cancelled;
             decoded_tokens += match self.free_format {
-                None => decode::decode(model.as_mut(), &grammar, hidden, limits, cancelled, &mut on_line).await?,
+                None => {
+                    let grammar = Grammar::new(&self.engine.tokenizer, &labels, chunk);
+                    decode::decode(model.as_mut(), &grammar, hidden, limits, cancelled, &mut on_line).await?
+                }
                 Some(format) => {
                     let tok = &self.engine.tokenizer;
                     // JSON spends about a dozen tokens of syntax per entity and tags spell
