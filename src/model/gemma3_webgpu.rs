@@ -26,20 +26,8 @@ impl GpuLinear {
     fn forward(&self, rec: &mut Recorder, x: &wgpu::Buffer, tokens: usize, y: &wgpu::Buffer, mid: &wgpu::Buffer) {
         self.w.matmul(rec, (x, tokens), None, Out::Write(y));
         if let Some((a, b, rank)) = &self.lora {
-            let dims = |rows: usize, cols: usize, acc: bool| [rows as u32, cols as u32, tokens as u32, acc as u32];
-            let groups = |rows: usize| Groups::cover(rows * tokens, 64, 1);
-            rec.dispatch(
-                Kernel::MatmulF32,
-                &dims(*rank, self.w.cols, false),
-                &[a, x, mid],
-                groups(*rank),
-            );
-            rec.dispatch(
-                Kernel::MatmulF32,
-                &dims(self.w.rows, *rank, true),
-                &[b, mid, y],
-                groups(self.w.rows),
-            );
+            rec.matmul_f32((a, x, mid), (*rank, self.w.cols, tokens), false);
+            rec.matmul_f32((b, mid, y), (self.w.rows, *rank, tokens), true);
         }
     }
 
@@ -145,9 +133,13 @@ pub struct Gemma3Gpu {
 impl Gemma3Gpu {
     pub fn load<S: ByteSource + ?Sized>(gpu: Rc<Gpu>, g: &Gguf, src: &S) -> Result<Gemma3Gpu> {
         let c = Config::from_gguf(g)?;
-        if c.head_dim > MAX_HEAD_DIM || !c.hidden.is_multiple_of(32) || !c.ffn.is_multiple_of(32) {
+        if c.head_dim > MAX_HEAD_DIM
+            || !c.head_dim.is_multiple_of(4)
+            || !c.hidden.is_multiple_of(32)
+            || !c.ffn.is_multiple_of(32)
+        {
             return Err(Error::Gpu(format!(
-                "the GPU kernels need head_dim ≤ {MAX_HEAD_DIM} and widths that are multiples of 32"
+                "the GPU kernels need a head_dim ≤ {MAX_HEAD_DIM} that is a multiple of 4, and widths that are multiples of 32"
             )));
         }
         let (h, kv_dim) = (c.hidden, c.kv_heads * c.head_dim);
@@ -265,10 +257,7 @@ impl Gemma3Gpu {
                     dst: &wgpu::Buffer,
                     rows: usize,
                     dim: usize,
-                    acc: bool| {
-            let params = [dim as u32, rows as u32, c.eps.to_bits(), acc as u32];
-            rec.dispatch(Kernel::RmsNorm, &params, &[src, w, dst], Groups::cover(rows, 64, 1));
-        };
+                    acc: bool| rec.rms_norm((src, w, dst), rows, dim, c.eps, acc);
         let rope = |rec: &mut Recorder, x: &wgpu::Buffer, table: &wgpu::Buffer, heads: usize| {
             let params = [heads as u32, hd as u32, seq as u32];
             rec.dispatch(

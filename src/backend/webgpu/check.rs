@@ -118,41 +118,44 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let got = rec.read(&y, want.len()).await?;
     out.push(compare(Kernel::EmbedQ8, "6 ids over 3 chunks".into(), &got, &want));
 
-    // The LoRA matmul.
-    let (rows, cols, tokens) = (19, 16, 5);
-    let (w, x) = (noise(rows * cols, 5, 1.0), noise(tokens * cols, 6, 1.0));
-    let params = [rows as u32, cols as u32, tokens as u32, 0];
-    let groups = Groups::cover(rows * tokens, 64, 1);
-    let got = run(
-        gpu,
-        Kernel::MatmulF32,
-        &params,
-        &[&w, &x],
-        &vec![0.0; rows * tokens],
-        groups,
-    )
-    .await?;
-    out.push(compare(
-        Kernel::MatmulF32,
-        "19×16, 5 tokens".into(),
-        &got,
-        &naive_matmul(&w, &x, rows, cols, tokens),
-    ));
+    // The LoRA matmuls: B-shaped (many outputs, a loop each) and A-shaped (a decode
+    // step's few outputs, a workgroup each, over inputs that are not a multiple of 64).
+    for (rows, cols, tokens) in [(19, 16, 5), (16, 700, 1), (3, 65, 2)] {
+        let (w, x) = (noise(rows * cols, 5, 1.0), noise(tokens * cols, 6, 1.0));
+        let want = naive_matmul(&w, &x, rows, cols, tokens);
+        let base = noise(rows * tokens, 16, 1.0);
+        let (wb, xb, y) = (gpu.upload(&w), gpu.upload(&x), gpu.upload(&base));
+        let mut rec = gpu.recorder();
+        rec.matmul_f32((&wb, &xb, &y), (rows, cols, tokens), false);
+        let got = rec.read(&y, want.len()).await?;
+        let case = format!("{rows}×{cols}, {tokens} tokens");
+        out.push(compare(Kernel::MatmulF32, case.clone(), &got, &want));
+        let yb = gpu.upload(&base);
+        let mut rec = gpu.recorder();
+        rec.matmul_f32((&wb, &xb, &yb), (rows, cols, tokens), true);
+        let got = rec.read(&yb, want.len()).await?;
+        let summed: Vec<f32> = base.iter().zip(&want).map(|(b, v)| b + v).collect();
+        out.push(compare(Kernel::MatmulF32, format!("{case}, accumulate"), &got, &summed));
+    }
 
-    // RMSNorm, plain and into the residual stream.
-    for (dim, rows) in [(100, 3), (640, 2), (32, 9)] {
+    // RMSNorm, plain and into the residual stream; few rows (a workgroup each) and many
+    // (an invocation each).
+    for (dim, rows) in [(100, 3), (640, 2), (32, 9), (48, 70)] {
         let (x, w) = (noise(dim * rows, 7, 3.0), noise(dim, 8, 1.0));
         let mut want = x.clone();
         cpu::rms_norm(&mut want, &w, 1e-6);
-        let groups = Groups::cover(rows, 64, 1);
-        let params = [dim as u32, rows as u32, 1e-6f32.to_bits(), 0];
-        let got = run(gpu, Kernel::RmsNorm, &params, &[&x, &w], &vec![0.0; x.len()], groups).await?;
+        let (xb, wb, y) = (gpu.upload(&x), gpu.upload(&w), gpu.zeros(x.len()));
+        let mut rec = gpu.recorder();
+        rec.rms_norm((&xb, &wb, &y), rows, dim, 1e-6, false);
+        let got = rec.read(&y, x.len()).await?;
         out.push(compare(Kernel::RmsNorm, format!("{rows}×{dim}"), &got, &want));
         let base = noise(dim * rows, 9, 1.0);
         let mut summed = base.clone();
         cpu::add_in_place(&mut summed, &want);
-        let params = [dim as u32, rows as u32, 1e-6f32.to_bits(), 1];
-        let got = run(gpu, Kernel::RmsNorm, &params, &[&x, &w], &base, groups).await?;
+        let yb = gpu.upload(&base);
+        let mut rec = gpu.recorder();
+        rec.rms_norm((&xb, &wb, &yb), rows, dim, 1e-6, true);
+        let got = rec.read(&yb, x.len()).await?;
         out.push(compare(
             Kernel::RmsNorm,
             format!("{rows}×{dim} + residual"),

@@ -67,8 +67,13 @@ impl Kernel {
     }
 }
 
-/// Largest head dimension the attention kernel handles (four dims per thread, 64 threads).
+/// Largest head dimension the attention kernel handles (one dim per thread, 256 threads);
+/// it must also be a multiple of 4 (keys are read as vec4s).
 pub const MAX_HEAD_DIM: usize = 256;
+/// Below this many outputs, RMSNorm and the f32 matmul give each output a whole workgroup
+/// (a decode step): one invocation per output would leave most of one workgroup idle and
+/// each output waiting on one long loop.
+const SPLIT_BELOW: usize = 64;
 /// Tokens one matmul workgroup serves (`TOKENS` in matmul_q8.wgsl).
 const MATMUL_TOKENS: usize = 8;
 /// Most workgroups in one dispatch dimension (WebGPU's default limit).
@@ -303,6 +308,42 @@ impl Recorder<'_> {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &*bind, &[]);
         pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// Records RMSNorm of `rows` rows of `dim` values from `src` into `dst` (added to it with
+    /// `accumulate`), scaled by `w`.
+    pub fn rms_norm(
+        &mut self,
+        (src, w, dst): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        accumulate: bool,
+    ) {
+        let split = rows < SPLIT_BELOW;
+        let params = [dim as u32, rows as u32, eps.to_bits(), accumulate as u32, split as u32];
+        let groups = match split {
+            true => Groups::cover(rows, 1, 1),
+            false => Groups::cover(rows, 64, 1),
+        };
+        self.dispatch(Kernel::RmsNorm, &params, &[src, w, dst], groups);
+    }
+
+    /// Records `y (+)= x · Wᵀ` for an f32 `W` `[rows, cols]` and `tokens` rows of `x`.
+    pub fn matmul_f32(
+        &mut self,
+        (w, x, y): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        (rows, cols, tokens): (usize, usize, usize),
+        accumulate: bool,
+    ) {
+        let outputs = rows * tokens;
+        let split = outputs < SPLIT_BELOW;
+        let params = [rows as u32, cols as u32, tokens as u32, accumulate as u32, split as u32];
+        let groups = match split {
+            true => Groups::cover(outputs, 1, 1),
+            false => Groups::cover(outputs, 64, 1),
+        };
+        self.dispatch(Kernel::MatmulF32, &params, &[w, x, y], groups);
     }
 
     /// Records a buffer copy (between kernels, in order).

@@ -1,7 +1,10 @@
 // Causal grouped-query attention over the KV cache, one workgroup per (head, query token),
 // keys in tiles of 64 with an online softmax, so any context length fits in workgroup
 // memory. Sliding-window layers see only the last `window` positions (0: all).
-// Thread l owns output dims l, l+64, … (head_dim ≤ 256).
+// 256 invocations: four share each key's dot product (in vec4s; head_dim is a multiple
+// of 4), and invocation d owns output dim d (head_dim ≤ 256). A decode step runs only
+// `heads` workgroups, so its time is the length of each invocation's serial work, which
+// this layout cuts to about a quarter of one invocation per key with four dims each.
 
 struct Params {
     heads: u32,
@@ -15,19 +18,22 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const NEG: f32 = -3.0e38;
+const TILE: u32 = 64u;
+var<workgroup> partial: array<f32, 256>;
 var<workgroup> probs: array<f32, 64>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let h = wid.x;
     let t = wid.y;
     let hd = p.head_dim;
+    let hd4 = hd / 4u;
     let kvh = h / (p.heads / p.kv_heads);
     let kv_row = p.kv_heads * hd;
     let pos = p.first_pos + t;
@@ -35,59 +41,65 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (p.window > 0u && pos + 1u > p.window) {
         lo = pos + 1u - p.window;
     }
-    let q0 = (t * p.heads + h) * hd;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    let q0 = (t * p.heads + h) * hd4;
+    let key = lid.x / 4u;
+    let quarter = lid.x % 4u;
+    let dim = lid.x;
+    var acc = 0.0;
     var m = NEG;
     var l = 0.0;
-    for (var tile = lo; tile <= pos; tile += 64u) {
-        let j = tile + lid.x;
-        var s = NEG;
+    for (var tile = lo; tile <= pos; tile += TILE) {
+        // Scores: a quarter of a dot product per invocation, summed by the key's first.
+        let j = tile + key;
+        var d = 0.0;
         if (j <= pos) {
-            let k0 = j * kv_row + kvh * hd;
-            var d = 0.0;
-            for (var i = 0u; i < hd; i++) {
-                d += q[q0 + i] * k[k0 + i];
+            let k0 = (j * kv_row + kvh * hd) / 4u;
+            for (var i = quarter; i < hd4; i += 4u) {
+                d += dot(q[q0 + i], k[k0 + i]);
             }
-            s = d * p.scale;
         }
-        probs[lid.x] = s;
+        partial[lid.x] = d;
+        workgroupBarrier();
+        if (lid.x < TILE) {
+            var s = NEG;
+            if (tile + lid.x <= pos) {
+                let b = lid.x * 4u;
+                s = (partial[b] + partial[b + 1u] + partial[b + 2u] + partial[b + 3u]) * p.scale;
+            }
+            probs[lid.x] = s;
+        }
         workgroupBarrier();
         var tile_max = NEG;
-        for (var i = 0u; i < 64u; i++) {
+        for (var i = 0u; i < TILE; i++) {
             tile_max = max(tile_max, probs[i]);
         }
         let m_new = max(m, tile_max);
         let corr = exp(m - m_new);
         workgroupBarrier();
-        var pj = 0.0;
-        if (j <= pos) {
-            pj = exp(s - m_new);
+        if (lid.x < TILE) {
+            var e = 0.0;
+            if (tile + lid.x <= pos) {
+                e = exp(probs[lid.x] - m_new);
+            }
+            probs[lid.x] = e;
         }
-        probs[lid.x] = pj;
         workgroupBarrier();
+        let count = min(TILE, pos + 1u - tile);
         var tile_sum = 0.0;
-        let count = min(64u, pos + 1u - tile);
-        for (var c = 0u; c < 4u; c++) {
-            let dim = lid.x + c * 64u;
+        var a = acc * corr;
+        for (var jj = 0u; jj < count; jj++) {
+            let pj = probs[jj];
+            tile_sum += pj;
             if (dim < hd) {
-                var a = acc[c] * corr;
-                for (var jj = 0u; jj < count; jj++) {
-                    a += probs[jj] * v[(tile + jj) * kv_row + kvh * hd + dim];
-                }
-                acc[c] = a;
+                a += pj * v[(tile + jj) * kv_row + kvh * hd + dim];
             }
         }
-        for (var jj = 0u; jj < count; jj++) {
-            tile_sum += probs[jj];
-        }
+        acc = a;
         l = l * corr + tile_sum;
         m = m_new;
         workgroupBarrier();
     }
-    for (var c = 0u; c < 4u; c++) {
-        let dim = lid.x + c * 64u;
-        if (dim < hd) {
-            out[q0 + dim] = acc[c] / l;
-        }
+    if (dim < hd) {
+        out[(t * p.heads + h) * hd + dim] = acc / l;
     }
 }

@@ -1,13 +1,19 @@
 // RMSNorm of each `dim`-wide row: dst = src / rms(src) · w, or dst += that (Gemma's
-// post-norms feed the residual stream directly). One invocation per row, no barriers:
-// rows are at most a few thousand values, and software adapters run barrier-free kernels
-// many times faster.
+// post-norms feed the residual stream directly). Two layouts, picked by the host:
+// - `split == 0`: one invocation per row, no barriers. Prefill has rows enough to fill
+//   the GPU, and software adapters run barrier-free kernels many times faster.
+// - `split == 1`: one workgroup per row, its 64 invocations sharing the sums. A decode
+//   step has one row, and one invocation walking it twice is a long serial wait on a GPU.
 
 struct Params {
     dim: u32,
     rows: u32,
     eps: f32,
     accumulate: u32,
+    split: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -15,9 +21,50 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
+var<workgroup> partial: array<f32, 64>;
+
+fn put(i: u32, v: f32) {
+    if (p.accumulate == 1u) {
+        dst[i] += v;
+    } else {
+        dst[i] = v;
+    }
+}
+
+fn inv_rms(sum_sq: f32) -> f32 {
+    return 1.0 / sqrt(sum_sq / f32(p.dim) + p.eps);
+}
+
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * 64u;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    if (p.split == 1u) {
+        let row = wid.x + wid.y * nwg.x;
+        let base = row * p.dim;
+        var s = 0.0;
+        if (row < p.rows) {
+            for (var i = lid.x; i < p.dim; i += 64u) {
+                let v = src[base + i];
+                s += v * v;
+            }
+        }
+        partial[lid.x] = s;
+        workgroupBarrier();
+        for (var half = 32u; half > 0u; half >>= 1u) {
+            if (lid.x < half) {
+                partial[lid.x] += partial[lid.x + half];
+            }
+            workgroupBarrier();
+        }
+        if (row < p.rows) {
+            let inv = inv_rms(partial[0]);
+            for (var i = lid.x; i < p.dim; i += 64u) {
+                put(base + i, src[base + i] * inv * w[i]);
+            }
+        }
+        return;
+    }
+    let row = (wid.x + wid.y * nwg.x) * 64u + lid.x;
     if (row >= p.rows) {
         return;
     }
@@ -27,13 +74,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let v = src[base + i];
         s += v * v;
     }
-    let inv = 1.0 / sqrt(s / f32(p.dim) + p.eps);
+    let inv = inv_rms(s);
     for (var i = 0u; i < p.dim; i++) {
-        let v = src[base + i] * inv * w[i];
-        if (p.accumulate == 1u) {
-            dst[base + i] += v;
-        } else {
-            dst[base + i] = v;
-        }
+        put(base + i, src[base + i] * inv * w[i]);
     }
 }
