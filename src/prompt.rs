@@ -69,10 +69,13 @@ impl Format {
             }
             Format::Tags => {
                 let mut out = text.to_string();
-                // Right to left, so earlier offsets stay valid.
+                // Right to left, so earlier offsets stay valid; each entity is looked for
+                // before the one after it, so a repeated name is tagged at each occurrence.
+                let mut end = out.len();
                 for (l, e) in entities.iter().rev() {
-                    if let Some(at) = out.rfind(e) {
+                    if let Some(at) = out[..end].rfind(e) {
                         out.replace_range(at..at + e.len(), &format!("<{l}>{e}</{l}>"));
+                        end = at;
                     }
                 }
                 out + "\n"
@@ -212,6 +215,11 @@ mod tests {
         assert_eq!(
             Format::Tags.answer(text, &found),
             "Mail <PERSON>\"Ann\" Lee</PERSON> at <b><ORG>Acme</ORG></b>: <EMAIL>ann@acme.com</EMAIL>.\n"
+        );
+        let twice = [("LOC", "Paris"), ("LOC", "Paris")];
+        assert_eq!(
+            Format::Tags.answer("Paris or Paris?", &twice),
+            "<LOC>Paris</LOC> or <LOC>Paris</LOC>?\n"
         );
     }
 

@@ -193,6 +193,17 @@ fn formats_table(runs: &BTreeMap<&str, Value>, sets: &[String]) -> Result<String
         return Ok(String::new());
     }
     let names: Vec<&str> = sets.iter().map(|s| s.trim_start_matches("crossner_")).collect();
+    // The comparison is not rerun with every new adapter: name the one it measured.
+    let adapter = runs
+        .get("formats-tuned")
+        .and_then(|r| r["adapter_sha256"].as_str())
+        .map(|sha| {
+            format!(
+                " The fine-tuned rows used the adapter with sha256 `{}…`.",
+                &sha[..sha.len().min(12)]
+            )
+        })
+        .unwrap_or_default();
     Ok(format!(
         "\n## Answer formats\n\n\
 `{command}`: the first {docs} documents of every set, strict micro-F1. Each format is named in the\n\
@@ -201,7 +212,7 @@ parsed and grounded as the decoder would have it (labels outside the schema and 
 a span placed at an unused occurrence, in text order). Lines under the grammar (the product) are beside them. The\n\
 last three columns are what the format costs: prompt tokens of the cached schema prefix, answer tokens decoded per\n\
 document, and milliseconds per document (1 thread). The adapter was trained on lines only, so it has free rows for\n\
-lines alone.\n\n\
+lines alone.{adapter}\n\n\
 | engine | {} | mean F1 | prefix tokens | answer tokens/doc | ms/doc |\n|---|{}---|---|---|---|\n{rows}",
         names.join(" | "),
         "---|".repeat(names.len()),
