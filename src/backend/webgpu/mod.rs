@@ -320,12 +320,8 @@ impl Recorder<'_> {
         eps: f32,
         accumulate: bool,
     ) {
-        let split = rows < SPLIT_BELOW;
+        let (split, groups) = per_output_layout(rows);
         let params = [dim as u32, rows as u32, eps.to_bits(), accumulate as u32, split as u32];
-        let groups = match split {
-            true => Groups::cover(rows, 1, 1),
-            false => Groups::cover(rows, 64, 1),
-        };
         self.dispatch(Kernel::RmsNorm, &params, &[src, w, dst], groups);
     }
 
@@ -336,13 +332,8 @@ impl Recorder<'_> {
         (rows, cols, tokens): (usize, usize, usize),
         accumulate: bool,
     ) {
-        let outputs = rows * tokens;
-        let split = outputs < SPLIT_BELOW;
+        let (split, groups) = per_output_layout(rows * tokens);
         let params = [rows as u32, cols as u32, tokens as u32, accumulate as u32, split as u32];
-        let groups = match split {
-            true => Groups::cover(outputs, 1, 1),
-            false => Groups::cover(outputs, 64, 1),
-        };
         self.dispatch(Kernel::MatmulF32, &params, &[w, x, y], groups);
     }
 
@@ -424,6 +415,13 @@ impl Recorder<'_> {
         gpu.staging.replace(Some(staging));
         Ok(out)
     }
+}
+
+/// Whether a kernel with `outputs` outputs gives each a workgroup ([`SPLIT_BELOW`]), and
+/// the workgroups it needs.
+fn per_output_layout(outputs: usize) -> (bool, Groups) {
+    let split = outputs < SPLIT_BELOW;
+    (split, Groups::cover(outputs, if split { 1 } else { 64 }, 1))
 }
 
 /// The adapter's name, driver and whether it is a software renderer; browsers may hide
