@@ -262,9 +262,9 @@ pub async fn decode_free(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(String, usize)> {
     let mut logits = model.logits(&hidden).await?;
-    let mut ids = Vec::new();
-    let mut answer = String::new();
-    while ids.len() < max_tokens && model.position() < model.max_context() {
+    let mut bytes = Vec::new();
+    let mut steps = 0;
+    while steps < max_tokens && model.position() < model.max_context() {
         if cancelled() {
             return Err(Error::Cancelled);
         }
@@ -272,16 +272,28 @@ pub async fn decode_free(
         if next == tok.eos {
             break;
         }
-        ids.push(next);
-        answer = tok.decode(&ids);
-        if let Some(end) = answer.find("\n\n").or_else(|| answer.find("\nText:")) {
-            answer.truncate(end);
+        steps += 1;
+        // Only the new bytes, and the few before them that could start a marker, are searched.
+        let from = bytes
+            .len()
+            .saturating_sub(FREE_END_MARKERS.iter().map(|m| m.len() - 1).max().unwrap_or(0));
+        tok.append_bytes(next, &mut bytes);
+        let end = FREE_END_MARKERS
+            .iter()
+            .filter_map(|m| bytes[from..].windows(m.len()).position(|w| w == *m))
+            .min();
+        if let Some(end) = end {
+            bytes.truncate(from + end);
             break;
         }
         logits = model.forward(&[next]).await?;
     }
-    Ok((answer, ids.len()))
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), steps))
 }
+
+/// What ends a free answer: the empty line every format ends with, or the next text of
+/// the few-shot pattern.
+const FREE_END_MARKERS: [&[u8]; 2] = [b"\n\n", b"\nText:"];
 
 /// The document as the grammar reads it: line breaks as spaces.
 pub fn one_line(text: &str) -> String {
