@@ -150,17 +150,22 @@ fn greedy_tokens_on_webgpu_equal_llama_cpp_and_the_cpu() {
     for (prompt, g) in &on_gpu {
         let c = block_on(cpu.model.forward(&cpu.tokenizer.encode_prompt(prompt))).unwrap();
         cpu.model.truncate(0);
-        // As against llama.cpp: over the candidates that matter, the CPU's top 20.
-        let mut top: Vec<usize> = (0..c.len()).collect();
-        top.sort_by(|&a, &b| c[b].total_cmp(&c[a]));
-        let d = top[..20].iter().map(|&i| (g[i] - c[i]).abs()).fold(0.0, f32::max);
-        println!(
-            "webgpu vs cpu: max |Δlogit| at step 1 = {d:.3} over the top 20 ({:.3} over all {})",
-            common::max_diff(g, &c),
-            c.len()
-        );
-        assert!(d < 2.0 * NEAR_TIE, "the GPU's logits drift from the CPU's by {d}");
+        gpu_close_to_cpu(g, &c, "");
     }
+}
+
+/// Asserts the GPU's logits are within a near tie of the CPU's over the candidates that
+/// matter (as against llama.cpp: the CPU's top 20), and prints the largest differences.
+fn gpu_close_to_cpu(g: &[f32], c: &[f32], what: &str) {
+    let mut top: Vec<usize> = (0..c.len()).collect();
+    top.sort_by(|&a, &b| c[b].total_cmp(&c[a]));
+    let d = top[..20].iter().map(|&i| (g[i] - c[i]).abs()).fold(0.0, f32::max);
+    println!(
+        "webgpu vs cpu{what}: max |Δlogit| at step 1 = {d:.3} over the top 20 ({:.3} over all {})",
+        common::max_diff(g, c),
+        c.len()
+    );
+    assert!(d < 2.0 * NEAR_TIE, "the GPU's logits drift from the CPU's by {d}");
 }
 
 /// Strict micro-F1 of `x` on a gold JSONL fixture with `schema`.
@@ -240,11 +245,19 @@ fn extraction_on_webgpu_finds_the_cpus_entities() {
     let mut engines = [
         Engine::load(&file).unwrap(),
         Engine::load_webgpu(&file, Rc::new(gpu)).unwrap(),
-    ]
-    .map(|mut e| {
+    ];
+    // The CPU runs the adapter beside the base weights, the GPU merges it into its 8-bit copy.
+    let prompt = engines[0]
+        .tokenizer
+        .encode_prompt("PERSON: Call Ahmed Khan about the Lisbon office.");
+    let [cpu, gpu] = engines.each_mut().map(|e| {
         e.set_adapter(Some(&adapter)).unwrap();
-        anote_ner::Extractor::new(e)
+        let logits = block_on(e.model.forward(&prompt)).unwrap();
+        e.model.truncate(0);
+        logits
     });
+    gpu_close_to_cpu(&gpu, &cpu, " with the adapter");
+    let mut engines = engines.map(anote_ner::Extractor::new);
     let schema = anote_ner::Schema::preset("pii").unwrap();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gold_small.jsonl");
     let mut found = 0;

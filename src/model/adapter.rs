@@ -1,7 +1,9 @@
 //! Low-rank adapters (LoRA) applied at run time on top of the unchanged quantized base:
 //! `y = x·Wᵀ + (x·Aᵀ)·Bᵀ`. Merging the adapter into 4/5-bit weights would round the
 //! fine-tuning away (measured: PII F1 0.46 → 0.22), and a side path keeps the base model
-//! selectable without reloading it.
+//! selectable without reloading it. The GPU backend, whose weights are 8-bit anyway,
+//! merges the pair into a copy of them instead ([`crate::backend::webgpu::GpuMatrix::merged`]):
+//! 8 bits keep the tuning, and a forward then runs no extra kernels.
 //!
 //! File format (written by `train/train.py`): safetensors with f16 tensors
 //! `blk.N.<stem>.lora_a` `[r, in]` and `blk.N.<stem>.lora_b` `[out, r]` (the LoRA scale
@@ -49,7 +51,7 @@ impl LowRank {
         self.rank
     }
 
-    /// `A` `[r, in]` and `B` `[out, r]`, row-major (what the GPU's matmul reads).
+    /// `A` `[r, in]` and `B` `[out, r]`, row-major (what the GPU's merge reads).
     pub fn matrices(&self) -> (&[f32], Vec<f32>) {
         (&self.a, transpose(&self.bt, self.rank, self.out_dim))
     }

@@ -62,6 +62,32 @@ fn naive_matmul(w: &[f32], x: &[f32], rows: usize, cols: usize, tokens: usize) -
         .collect()
 }
 
+/// The merge's CPU twin: dequantize, add `B·A`, quantize as the CPU backend does.
+fn merge_reference(base: &Q8Rows, (a, b, rank): (&[f32], &[f32], usize), cols: usize) -> Q8Rows {
+    let mut w = base.dequantize();
+    for (r, row) in w.chunks_exact_mut(cols).enumerate() {
+        for (k, a) in a.chunks_exact(cols).enumerate().take(rank) {
+            let bk = b[r * rank + k];
+            for (v, a) in row.iter_mut().zip(a) {
+                *v += bk * a;
+            }
+        }
+    }
+    Q8Rows::quantize(&w)
+}
+
+/// A matrix on the GPU, read back into the CPU's layout.
+async fn read_matrix(gpu: &Gpu, m: &GpuMatrix) -> Result<Q8Rows> {
+    let mut out = Q8Rows::with_capacity(m.rows * m.cols / 32);
+    for c in &m.chunks {
+        let blocks = c.rows * m.cols / 32;
+        let qs = gpu.recorder().read(&c.qs, blocks * 8).await?;
+        out.qs.extend(qs.iter().map(|v| v.to_bits()));
+        out.scales.extend(gpu.recorder().read(&c.scales, blocks).await?);
+    }
+    Ok(out)
+}
+
 /// All the comparisons; the caller asserts (or reports) [`KernelCheck::passed`].
 pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let mut out = Vec::new();
@@ -118,24 +144,31 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let got = rec.read(&y, want.len()).await?;
     out.push(compare(Kernel::EmbedQ8, "6 ids over 3 chunks".into(), &got, &want));
 
-    // The LoRA matmuls: B-shaped (many outputs, a loop each) and A-shaped (a decode
-    // step's few outputs, a workgroup each, over inputs that are not a multiple of 64).
-    for (rows, cols, tokens) in [(19, 16, 5), (16, 700, 1), (3, 65, 2)] {
-        let (w, x) = (noise(rows * cols, 5, 1.0), noise(tokens * cols, 6, 1.0));
-        let want = naive_matmul(&w, &x, rows, cols, tokens);
-        let base = noise(rows * tokens, 16, 1.0);
-        let (wb, xb, y) = (gpu.upload(&w), gpu.upload(&x), gpu.upload(&base));
-        let mut rec = gpu.recorder();
-        rec.matmul_f32((&wb, &xb, &y), (rows, cols, tokens), false);
-        let got = rec.read(&y, want.len()).await?;
-        let case = format!("{rows}×{cols}, {tokens} tokens");
-        out.push(compare(Kernel::MatmulF32, case.clone(), &got, &want));
-        let yb = gpu.upload(&base);
-        let mut rec = gpu.recorder();
-        rec.matmul_f32((&wb, &xb, &yb), (rows, cols, tokens), true);
-        let got = rec.read(&yb, want.len()).await?;
-        let summed: Vec<f32> = base.iter().zip(&want).map(|(b, v)| b + v).collect();
-        out.push(compare(Kernel::MatmulF32, format!("{case}, accumulate"), &got, &summed));
+    // The LoRA merge, over chunks (each reads B from its own first row) and ranks that
+    // are not powers of two. The values get one rounding step of tolerance: a sum in
+    // another order can put a value on the other side of a .5; the scales are not rounded.
+    for (rows, cols, rank, chunk_rows) in [(37, 96, 5, 10), (9, 64, 16, 9)] {
+        let base = Q8Rows::quantize(&noise(rows * cols, 5, 1.0));
+        let (a, b) = (noise(rank * cols, 6, 0.5), noise(rows * rank, 16, 0.5));
+        let want = merge_reference(&base, (&a, &b, rank), cols);
+        let m = GpuMatrix::upload_in_chunks(gpu, &base, rows, cols, chunk_rows * cols)?;
+        let got = read_matrix(gpu, &m.merged(gpu, (&a, &b, rank))?).await?;
+        let case = format!("{rows}×{cols} rank {rank}, {chunk_rows}-row chunks");
+        out.push(compare(
+            Kernel::MergeLora,
+            format!("{case}, scales"),
+            &got.scales,
+            &want.scales,
+        ));
+        out.push(KernelCheck {
+            tolerance: 1.0 / 127.0 + TOL,
+            ..compare(
+                Kernel::MergeLora,
+                format!("{case}, values"),
+                &got.dequantize(),
+                &want.dequantize(),
+            )
+        });
     }
 
     // RMSNorm, plain and into the residual stream; few rows (a workgroup each) and many

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 pub enum Kernel {
     EmbedQ8,
     MatmulQ8,
-    MatmulF32,
+    MergeLora,
     RmsNorm,
     Rope,
     Attention,
@@ -34,7 +34,7 @@ impl Kernel {
     pub const ALL: [Kernel; 7] = [
         Kernel::EmbedQ8,
         Kernel::MatmulQ8,
-        Kernel::MatmulF32,
+        Kernel::MergeLora,
         Kernel::RmsNorm,
         Kernel::Rope,
         Kernel::Attention,
@@ -46,7 +46,7 @@ impl Kernel {
         match self {
             Kernel::EmbedQ8 => "embed_q8",
             Kernel::MatmulQ8 => "matmul_q8",
-            Kernel::MatmulF32 => "matmul_f32",
+            Kernel::MergeLora => "merge_lora",
             Kernel::RmsNorm => "rms_norm",
             Kernel::Rope => "rope",
             Kernel::Attention => "attention",
@@ -58,7 +58,7 @@ impl Kernel {
         match self {
             Kernel::EmbedQ8 => include_str!("kernels/embed_q8.wgsl"),
             Kernel::MatmulQ8 => include_str!("kernels/matmul_q8.wgsl"),
-            Kernel::MatmulF32 => include_str!("kernels/matmul_f32.wgsl"),
+            Kernel::MergeLora => include_str!("kernels/merge_lora.wgsl"),
             Kernel::RmsNorm => include_str!("kernels/rms_norm.wgsl"),
             Kernel::Rope => include_str!("kernels/rope.wgsl"),
             Kernel::Attention => include_str!("kernels/attention.wgsl"),
@@ -70,9 +70,9 @@ impl Kernel {
 /// Largest head dimension the attention kernel handles (one dim per thread, 256 threads);
 /// it must also be a multiple of 4 (keys are read as vec4s).
 pub const MAX_HEAD_DIM: usize = 256;
-/// Below this many outputs, RMSNorm and the f32 matmul give each output a whole workgroup
-/// (a decode step): one invocation per output would leave most of one workgroup idle and
-/// each output waiting on one long loop.
+/// Below this many rows, RMSNorm gives each row a whole workgroup (a decode step): one
+/// invocation per row would leave most of one workgroup idle and each row waiting on one
+/// long loop.
 const SPLIT_BELOW: usize = 64;
 /// Tokens one matmul workgroup serves (`TOKENS` in matmul_q8.wgsl).
 const MATMUL_TOKENS: usize = 8;
@@ -320,21 +320,10 @@ impl Recorder<'_> {
         eps: f32,
         accumulate: bool,
     ) {
-        let (split, groups) = per_output_layout(rows);
+        let split = rows < SPLIT_BELOW;
         let params = [dim as u32, rows as u32, eps.to_bits(), accumulate as u32, split as u32];
+        let groups = Groups::cover(rows, if split { 1 } else { 64 }, 1);
         self.dispatch(Kernel::RmsNorm, &params, &[src, w, dst], groups);
-    }
-
-    /// Records `y (+)= x · Wᵀ` for an f32 `W` `[rows, cols]` and `tokens` rows of `x`.
-    pub fn matmul_f32(
-        &mut self,
-        (w, x, y): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
-        (rows, cols, tokens): (usize, usize, usize),
-        accumulate: bool,
-    ) {
-        let (split, groups) = per_output_layout(rows * tokens);
-        let params = [rows as u32, cols as u32, tokens as u32, accumulate as u32, split as u32];
-        self.dispatch(Kernel::MatmulF32, &params, &[w, x, y], groups);
     }
 
     /// Records a buffer copy (between kernels, in order).
@@ -415,13 +404,6 @@ impl Recorder<'_> {
         gpu.staging.replace(Some(staging));
         Ok(out)
     }
-}
-
-/// Whether a kernel with `outputs` outputs gives each a workgroup ([`SPLIT_BELOW`]), and
-/// the workgroups it needs.
-fn per_output_layout(outputs: usize) -> (bool, Groups) {
-    let split = outputs < SPLIT_BELOW;
-    (split, Groups::cover(outputs, if split { 1 } else { 64 }, 1))
 }
 
 /// The adapter's name, driver and whether it is a software renderer; browsers may hide
@@ -522,6 +504,47 @@ impl GpuMatrix {
             })
             .collect();
         Ok(GpuMatrix { rows, cols, chunks })
+    }
+
+    /// A new matrix `W + B·A` in the same layout and chunks, for a low-rank pair `A`
+    /// `[rank, cols]` and `B` `[rows, rank]` (row-major f32), computed on the GPU.
+    /// `self` is kept: removing the adapter goes back to it exactly.
+    pub fn merged(&self, gpu: &Gpu, (a, b, rank): (&[f32], &[f32], usize)) -> Result<GpuMatrix> {
+        if a.len() != rank * self.cols || b.len() != self.rows * rank {
+            return Err(Error::Gpu(format!(
+                "a rank-{rank} pair does not fit a {}×{} matrix",
+                self.rows, self.cols
+            )));
+        }
+        let (a, b) = (gpu.upload(a), gpu.upload(b));
+        let mut rec = gpu.recorder();
+        let chunks = self
+            .chunks
+            .iter()
+            .map(|c| {
+                let blocks = c.rows * self.cols / 32;
+                let out = Chunk {
+                    row0: c.row0,
+                    rows: c.rows,
+                    qs: gpu.zeros(blocks * 8),
+                    scales: gpu.zeros(blocks),
+                };
+                let params = [c.rows as u32, self.cols as u32, c.row0 as u32, rank as u32];
+                rec.dispatch(
+                    Kernel::MergeLora,
+                    &params,
+                    &[&c.qs, &c.scales, &a, &b, &out.qs, &out.scales],
+                    Groups::cover(blocks, 64, 1),
+                );
+                out
+            })
+            .collect();
+        rec.submit();
+        Ok(GpuMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            chunks,
+        })
     }
 
     /// Records `y = x · Wᵀ` (or `y +=`, [`Out::Add`]) for `tokens` rows of `x`; with
