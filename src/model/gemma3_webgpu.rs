@@ -13,7 +13,7 @@ use std::rc::Rc;
 use super::gemma3::{Config, Layer};
 use super::{load_q8rows, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
 use crate::backend::cpu::rope_table;
-use crate::backend::webgpu::{Gpu, GpuMatrix, Groups, Kernel, Out, Recorder, MAX_HEAD_DIM};
+use crate::backend::webgpu::{Gpu, GpuMatrix, Groups, Kernel, Recorder, MAX_HEAD_DIM};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
 
@@ -27,7 +27,7 @@ impl GpuLinear {
     /// Records `y = x · Wᵀ` for `tokens` rows, with the merged weights where there are.
     fn forward(&self, rec: &mut Recorder, x: &wgpu::Buffer, tokens: usize, y: &wgpu::Buffer) {
         let w = self.merged.as_ref().unwrap_or(&self.w);
-        w.matmul(rec, (x, tokens), None, Out::Write(y));
+        w.matmul(rec, (x, tokens), None, y);
     }
 }
 
@@ -337,7 +337,7 @@ impl Gemma3Gpu {
             self.gpu.queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
         }
         let ids = ids.map(|_| (&b.ids, n));
-        self.lm_head().matmul(&mut rec, (x, 1), ids, Out::Write(&b.y));
+        self.lm_head().matmul(&mut rec, (x, 1), ids, &b.y);
         rec.read(&b.y, n).await
     }
 

@@ -74,8 +74,10 @@ pub const MAX_HEAD_DIM: usize = 256;
 /// invocation per row would leave most of one workgroup idle and each row waiting on one
 /// long loop.
 const SPLIT_BELOW: usize = 64;
-/// Tokens one matmul workgroup serves (`TOKENS` in matmul_q8.wgsl).
+/// Tokens one matmul workgroup serves in prefill (`TOKENS` in matmul_q8.wgsl).
 const MATMUL_TOKENS: usize = 8;
+/// Invocations that share a row in a decode step's matmul (`SLICES` in matmul_q8.wgsl).
+const MATMUL_DECODE_SLICES: usize = 16;
 /// Most workgroups in one dispatch dimension (WebGPU's default limit).
 const MAX_GROUPS: u32 = 65_535;
 /// Bytes of kernel parameters per uniform page (one page holds a few hundred kernels' worth).
@@ -473,12 +475,6 @@ struct Chunk {
     scales: wgpu::Buffer,
 }
 
-/// Where a matmul puts its result.
-pub enum Out<'a> {
-    Write(&'a wgpu::Buffer),
-    Add(&'a wgpu::Buffer),
-}
-
 impl GpuMatrix {
     pub fn upload(gpu: &Gpu, q: &Q8Rows, rows: usize, cols: usize) -> Result<GpuMatrix> {
         GpuMatrix::upload_in_chunks(gpu, q, rows, cols, gpu.max_binding as usize)
@@ -547,19 +543,15 @@ impl GpuMatrix {
         })
     }
 
-    /// Records `y = x · Wᵀ` (or `y +=`, [`Out::Add`]) for `tokens` rows of `x`; with
-    /// `ids`, only those rows of W (`y` is then `tokens × ids.len()`).
+    /// Records `y = x · Wᵀ` for `tokens` rows of `x`; with `ids`, only those rows of W
+    /// (`y` is then `tokens × ids.len()`).
     pub fn matmul(
         &self,
         rec: &mut Recorder,
         (x, tokens): (&wgpu::Buffer, usize),
         ids: Option<(&wgpu::Buffer, usize)>,
-        out: Out,
+        y: &wgpu::Buffer,
     ) {
-        let (y, accumulate) = match out {
-            Out::Write(y) => (y, false),
-            Out::Add(y) => (y, true),
-        };
         let (id_buf, outputs, indexed) = match ids {
             Some((b, n)) => (b, n, 1),
             None => (&rec.gpu.no_ids, self.rows, 0),
@@ -576,17 +568,17 @@ impl GpuMatrix {
                 c.row0 as u32,
                 outputs as u32,
                 indexed,
-                accumulate as u32,
+                0,
                 first as u32,
                 tokens as u32,
             ];
-            let groups = count.div_ceil(64);
-            rec.dispatch(
-                Kernel::MatmulQ8,
-                &params,
-                &[&c.qs, &c.scales, x, id_buf, y],
-                Groups::Linear(groups as u32, tokens.div_ceil(MATMUL_TOKENS) as u32),
-            );
+            // matmul_q8.wgsl's layouts: a row per invocation and 8 tokens per workgroup
+            // row in prefill; 16 invocations per row in decode.
+            let groups = match tokens {
+                1 => Groups::cover(count, 64 / MATMUL_DECODE_SLICES, 1),
+                _ => Groups::cover(count, 64, tokens.div_ceil(MATMUL_TOKENS)),
+            };
+            rec.dispatch(Kernel::MatmulQ8, &params, &[&c.qs, &c.scales, x, id_buf, y], groups);
         }
     }
 

@@ -1,10 +1,14 @@
-// y[t, o] (+)= Σ_i x[t, i] · W[o, i] for a Q8_0 matrix W (one chunk of its rows).
+// y[t, o] = Σ_i x[t, i] · W[o, i] for a Q8_0 matrix W (one chunk of its rows).
 // W is stored GPU-friendly: int8 values packed four to a u32, row-major, and one f32
-// scale per 32-value block. One invocation computes one output row for up to TOKENS
-// tokens, so one unpacked weight feeds several products (prefill reads each weight once
-// per TOKENS tokens). No workgroup memory and no barriers: software adapters (SwiftShader,
-// lavapipe) run barrier-free kernels many times faster, and the row loop reads 16-byte
-// vectors.
+// scale per 32-value block. Two layouts, by the number of tokens:
+// - Prefill: one invocation computes one output row for up to TOKENS tokens, so one
+//   unpacked weight feeds several products (each weight is read once per TOKENS tokens).
+//   No workgroup memory and no barriers: software adapters (SwiftShader, lavapipe) run
+//   barrier-free kernels many times faster.
+// - Decode (one token): 16 invocations share a row, each taking every 16th block, so
+//   neighbours read neighbouring blocks and a row is 16 short loops, not one long one;
+//   one barrier, then one invocation sums the row. One invocation per row left a
+//   640-row projection 10 workgroups on a GPU, each walking its row alone.
 // Indexed mode computes only the rows listed in `ids` (the constrained LM head): output k
 // is row ids[k], written by the chunk that holds that row.
 
@@ -14,7 +18,7 @@ struct Params {
     row0: u32,      // first row of this chunk in the whole matrix
     outputs: u32,   // outputs per token: all rows, or the number of ids
     indexed: u32,
-    accumulate: u32,
+    _pad: u32,
     first: u32,     // first output this dispatch covers (a chunk's row0 without ids)
     tokens: u32,
 }
@@ -27,27 +31,56 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 const TOKENS: u32 = 8u;
+const SLICES: u32 = 16u; // decode: invocations per row (64 / SLICES rows per workgroup)
+
+var<workgroup> partial: array<f32, 64>;
 
 fn unpack(word: u32) -> vec4<f32> {
     let w = bitcast<i32>(word);
     return vec4<f32>(f32((w << 24u) >> 24u), f32((w << 16u) >> 24u), f32((w << 8u) >> 24u), f32(w >> 24u));
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-    let k = p.first + (wid.x + wid.y * nwg.x) * 64u + lid.x;
+// Output k's row of W, if this chunk holds it (else p.rows).
+fn chunk_row(k: u32) -> u32 {
     if (k >= p.outputs) {
-        return;
+        return p.rows;
     }
     var row = k;
     if (p.indexed == 1u) {
         row = ids[k];
     }
     if (row < p.row0 || row >= p.row0 + p.rows) {
+        return p.rows;
+    }
+    return row - p.row0;
+}
+
+// Block b of row r against block b of the (one token's) input.
+fn block_dot(r: u32, b: u32) -> f32 {
+    let blocks = p.cols / 32u;
+    let q0 = (r * blocks + b) * 2u; // two vec4<u32> (32 int8) per block
+    let lo = qs[q0];
+    let hi = qs[q0 + 1u];
+    let x0 = b * 8u;
+    let acc = dot(unpack(lo.x), x[x0]) + dot(unpack(lo.y), x[x0 + 1u]) + dot(unpack(lo.z), x[x0 + 2u])
+        + dot(unpack(lo.w), x[x0 + 3u]) + dot(unpack(hi.x), x[x0 + 4u]) + dot(unpack(hi.y), x[x0 + 5u])
+        + dot(unpack(hi.z), x[x0 + 6u]) + dot(unpack(hi.w), x[x0 + 7u]);
+    return acc * scales[r * blocks + b];
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let group = wid.x + wid.y * nwg.x;
+    if (p.tokens == 1u) {
+        decode(group, lid.x);
         return;
     }
-    let r = row - p.row0;
+    let k = p.first + group * 64u + lid.x;
+    let r = chunk_row(k);
+    if (r == p.rows) {
+        return;
+    }
     let t0 = wid.z * TOKENS;
     let n = min(TOKENS, p.tokens - t0);
     let blocks = p.cols / 32u;
@@ -70,11 +103,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     for (var tt = 0u; tt < n; tt++) {
-        let o = (t0 + tt) * p.outputs + k;
-        if (p.accumulate == 1u) {
-            y[o] += sum[tt];
-        } else {
-            y[o] = sum[tt];
+        y[(t0 + tt) * p.outputs + k] = sum[tt];
+    }
+}
+
+fn decode(group: u32, lane: u32) {
+    let k = p.first + group * (64u / SLICES) + lane / SLICES;
+    let r = chunk_row(k);
+    var sum = 0.0;
+    if (r < p.rows) {
+        for (var b = lane % SLICES; b < p.cols / 32u; b += SLICES) {
+            sum += block_dot(r, b);
         }
+    }
+    partial[lane] = sum;
+    workgroupBarrier();
+    if (r < p.rows && lane % SLICES == 0u) {
+        var total = 0.0;
+        for (var j = 0u; j < SLICES; j++) {
+            total += partial[lane + j];
+        }
+        y[k] = total;
     }
 }
