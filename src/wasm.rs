@@ -125,6 +125,7 @@ pub struct Engine {
 const SOFTWARE_TOO: GpuOptions = GpuOptions {
     allow_software: true,
     broken_kernel: false,
+    profile: false,
 };
 
 fn busy() -> JsValue {

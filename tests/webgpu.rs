@@ -39,7 +39,7 @@ fn every_kernel_matches_its_cpu_twin() {
     }
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
     assert!(failed.is_empty(), "kernels differ from their CPU twins: {failed:?}");
-    assert_eq!(checks.len(), 21);
+    assert_eq!(checks.len(), 27);
 }
 
 #[test]
@@ -69,6 +69,7 @@ fn a_kernel_that_does_not_compile_is_a_typed_error() {
     let err = block_on(Gpu::new(GpuOptions {
         allow_software: true,
         broken_kernel: true,
+        ..Default::default()
     }))
     .err()
     .expect("a broken kernel compiled");
@@ -127,6 +128,23 @@ fn tiny_model_on_the_gpu_matches_the_cpu_through_prefill_decode_and_restore() {
 }
 
 #[test]
+fn tiny_model_decodes_on_the_gpu_after_a_prefill_too_long_to_split() {
+    // 40 tokens × 2 heads fill enough workgroups unsplit; the decode steps after them split
+    // their keys, in buffers sized for the prefill.
+    let bytes = TinyGemma::default().bytes();
+    let mut cpu_e = Engine::load(bytes.as_slice()).unwrap();
+    let mut gpu_e = Engine::load_webgpu(bytes.as_slice(), Rc::new(gpu())).unwrap();
+    let prompt: Vec<u32> = (0..40).map(|i| 2 + (i * 37) % 250).collect();
+    block_on(cpu_e.model.forward(&prompt)).unwrap();
+    block_on(gpu_e.model.forward(&prompt)).unwrap();
+    for id in [277, 9] {
+        let a = block_on(cpu_e.model.forward(&[id])).unwrap();
+        let b = block_on(gpu_e.model.forward(&[id])).unwrap();
+        close(&b, &a, 0.05, "decode logits after a long prefill");
+    }
+}
+
+#[test]
 fn tiny_model_with_an_adapter_on_the_gpu_matches_the_cpu() {
     let bytes = TinyGemma::default().bytes();
     let mut cpu_e = Engine::load(bytes.as_slice()).unwrap();
@@ -142,6 +160,31 @@ fn tiny_model_with_an_adapter_on_the_gpu_matches_the_cpu() {
     gpu_e.set_adapter(None).unwrap();
     let base = block_on(gpu_e.model.forward(&prompt)).unwrap();
     assert!(max_diff(&base, &a) > 0.1, "removing the adapter changed nothing");
+}
+
+#[test]
+fn profiling_times_every_kernel_of_a_forward() {
+    let profiled = Rc::new(
+        block_on(Gpu::new(GpuOptions {
+            allow_software: true,
+            profile: true,
+            ..Default::default()
+        }))
+        .unwrap(),
+    );
+    let bytes = TinyGemma::default().bytes();
+    let mut e = Engine::load_webgpu(bytes.as_slice(), profiled.clone()).unwrap();
+    block_on(e.model.forward(&[2, 270, 271])).unwrap();
+    let report = profiled.profile_report().unwrap();
+    println!("{report}");
+    assert!(report.contains("(0 untimed)"), "{report}");
+    for kernel in ["embed_q8", "rms_norm", "matmul_q8", "rope", "attention", "gelu_mul"] {
+        assert!(
+            report.contains(&format!("| {kernel} |")),
+            "{kernel} missing from\n{report}"
+        );
+    }
+    assert!(gpu().profile_report().is_none());
 }
 
 #[test]

@@ -37,6 +37,9 @@ struct Cli {
     /// there is no GPU adapter)
     #[arg(long, global = true, default_value = "cpu")]
     backend: String,
+    /// With `--backend webgpu`: time every GPU kernel and print where the time went (slower)
+    #[arg(long, global = true)]
+    gpu_profile: bool,
     /// Extraction: subtracted from the logit of ending the answer (higher: more entities,
     /// lower precision)
     #[arg(long, global = true, default_value_t = anote_ner::extract::END_PENALTY)]
@@ -294,14 +297,16 @@ fn default_model() -> PathBuf {
     }
 }
 
-/// Loads the model and applies the adapter `choice` names (see `--adapter`).
-fn load_engine(path: &PathBuf, choice: &str, backend: &str) -> Result<Engine, Error> {
+/// Loads the model and applies the adapter `choice` names (see `--adapter`); `profile`: see
+/// `--gpu-profile`.
+fn load_engine(path: &PathBuf, choice: &str, backend: &str, profile: bool) -> Result<Engine, Error> {
     let file = open(path)?;
     let mut engine = match backend {
         "cpu" => Engine::load(&file)?,
         "webgpu" => {
             let gpu = block_on(Gpu::new(GpuOptions {
                 allow_software: true,
+                profile,
                 ..Default::default()
             }))?;
             eprintln!("webgpu: {}", gpu.adapter);
@@ -376,7 +381,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             max_tokens,
             json,
         } => {
-            let mut engine = load_engine(&path, &cli.adapter, &cli.backend)?;
+            let mut engine = load_engine(&path, &cli.adapter, &cli.backend, cli.gpu_profile)?;
             let g = block_on(engine.generate(&prompt, max_tokens, |_, piece| {
                 if !json {
                     use std::io::Write;
@@ -393,7 +398,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Extract { schema, file } => {
             let schema = schema.load()?;
             let text = read_input(file)?;
-            let mut x = extractor(&path, &cli.adapter, &cli.backend, cli.end_penalty)?;
+            let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
             let r = block_on(x.extract(&text, &schema, |_| {}))?;
             let map = OffsetMap::new(&text);
             let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
@@ -419,7 +424,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             let mut redactor = Redactor::new(default_op.parse()?, per_label);
             let input = read_input(file)?;
-            let mut x = extractor(&path, &cli.adapter, &cli.backend, cli.end_penalty)?;
+            let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
             if !jsonl {
                 let entities = block_on(x.extract(&input, &schema, |_| {}))?.entities;
                 print!("{}", redactor.redact(&input, &entities).text);
@@ -465,7 +470,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let extractor = match patterns_only {
                 true => None,
                 false => {
-                    let mut x = extractor(&path, &cli.adapter, &cli.backend, cli.end_penalty)?;
+                    let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
                     x.free_format = unconstrained;
                     Some(x)
                 }
@@ -476,8 +481,13 @@ fn run(cli: Cli) -> Result<(), Error> {
     Ok(())
 }
 
-fn extractor(model: &PathBuf, adapter: &str, backend: &str, end_penalty: f32) -> Result<Extractor, Error> {
-    let mut x = Extractor::new(load_engine(model, adapter, backend)?);
+fn extractor(
+    model: &PathBuf,
+    adapter: &str,
+    (backend, profile): (&str, bool),
+    end_penalty: f32,
+) -> Result<Extractor, Error> {
+    let mut x = Extractor::new(load_engine(model, adapter, backend, profile)?);
     x.end_penalty = end_penalty;
     Ok(x)
 }

@@ -73,6 +73,17 @@ impl Config {
     pub(crate) fn is_global(&self, layer: usize) -> bool {
         self.window == 0 || (layer + 1).is_multiple_of(self.global_every)
     }
+
+    /// The attention of a global layer, or of a sliding-window one.
+    pub(crate) fn attention_shape(&self, global: bool) -> AttentionShape {
+        AttentionShape {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            window: (!global).then_some(self.window),
+            scale: 1.0 / (self.head_dim as f32).sqrt(),
+        }
+    }
 }
 
 /// One transformer block's weights: `L` a projection, `N` a norm vector (on the CPU a
@@ -189,15 +200,8 @@ impl Gemma3 {
             cpu::rope(&mut q, c.heads, hd, start, base);
             cpu::rope(&mut k, c.kv_heads, hd, start, base);
             self.cache.append(i, &k, &v);
-            let shape = AttentionShape {
-                heads: c.heads,
-                kv_heads: c.kv_heads,
-                head_dim: hd,
-                window: (!global).then_some(c.window),
-                scale: 1.0 / (hd as f32).sqrt(),
-            };
             let kv = &self.cache.layers[i];
-            let attn = cpu::attention(&q, &kv.k, &kv.v, start, &shape);
+            let attn = cpu::attention(&q, &kv.k, &kv.v, start, &c.attention_shape(global));
             let mut a = l.o.forward(&attn, seq)?;
             cpu::rms_norm(&mut a, &l.post_attn_norm, c.eps);
             cpu::add_in_place(&mut x, &a);

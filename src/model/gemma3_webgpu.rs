@@ -13,7 +13,7 @@ use std::rc::Rc;
 use super::gemma3::{Config, Layer};
 use super::{load_q8rows, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
 use crate::backend::cpu::rope_table;
-use crate::backend::webgpu::{Gpu, GpuMatrix, Groups, Kernel, Recorder, MAX_HEAD_DIM};
+use crate::backend::webgpu::{attention_parts_len, Gpu, GpuMatrix, Groups, Kernel, Recorder, MAX_HEAD_DIM};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
 
@@ -47,6 +47,8 @@ struct Scratch {
     qn: wgpu::Buffer,
     kn: wgpu::Buffer,
     attn: wgpu::Buffer,
+    /// A split attention's per-split results (a decode step's).
+    attn_parts: wgpu::Buffer,
     /// The attention output and FFN down projections, before their post-norms.
     back: wgpu::Buffer,
     gate: wgpu::Buffer,
@@ -70,6 +72,7 @@ impl Scratch {
             qn: gpu.zeros(tokens * q_dim),
             kn: gpu.zeros(tokens * kv_dim),
             attn: gpu.zeros(tokens * q_dim),
+            attn_parts: gpu.zeros(attention_parts_len(&c.attention_shape(true), tokens)),
             back: gpu.zeros(tokens * h),
             gate: gpu.zeros(tokens * c.ffn),
             up: gpu.zeros(tokens * c.ffn),
@@ -268,20 +271,11 @@ impl Gemma3Gpu {
             let at = start as u64 * row_bytes;
             rec.copy(&s.kn, 0, &self.kv.k[i], at, seq as u64 * row_bytes);
             rec.copy(&s.v, 0, &self.kv.v[i], at, seq as u64 * row_bytes);
-            let window = if global { 0 } else { c.window as u32 };
-            let params = [
-                c.heads as u32,
-                c.kv_heads as u32,
-                hd as u32,
-                start as u32,
-                window,
-                (1.0 / (hd as f32).sqrt()).to_bits(),
-            ];
-            rec.dispatch(
-                Kernel::Attention,
-                &params,
-                &[&s.qn, &self.kv.k[i], &self.kv.v[i], &s.attn],
-                Groups::Grid(c.heads as u32, seq as u32, 1),
+            rec.attention(
+                (&s.qn, &self.kv.k[i], &self.kv.v[i], &s.attn_parts, &s.attn),
+                &c.attention_shape(global),
+                start,
+                seq,
             );
             l.o.forward(rec, &s.attn, seq, &s.back);
             norm(rec, &s.back, &l.post_attn_norm, &s.x, seq, h, true);

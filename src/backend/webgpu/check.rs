@@ -4,7 +4,7 @@
 //! by `tests/webgpu.rs` and in the browser by the page test (`Engine.checkKernels`), so
 //! the same comparison holds on Vulkan and on the browser's WebGPU.
 
-use super::{Gpu, GpuMatrix, Groups, Kernel};
+use super::{attention_parts_len, Gpu, GpuMatrix, Groups, Kernel};
 use crate::backend::cpu::{self, rope_table, AttentionShape};
 use crate::backend::q8::Q8Rows;
 use crate::backend::{max_rel_diff, noise};
@@ -205,45 +205,42 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let got = run(gpu, Kernel::Rope, &params, &[&table], &x, groups).await?;
     out.push(compare(Kernel::Rope, "positions 7000…7003".into(), &got, &want));
 
-    // Attention: grouped-query heads, an odd head size, 75 positions (two key tiles).
-    let (heads, kv_heads, hd, seq, first) = (4, 2, 40, 5, 70);
-    let positions = first + seq;
-    let q = noise(seq * heads * hd, 11, 1.0);
-    let k = noise(positions * kv_heads * hd, 12, 1.0);
-    let v = noise(positions * kv_heads * hd, 13, 1.0);
-    for window in [None, Some(33), Some(1)] {
-        let shape = AttentionShape {
-            heads,
-            kv_heads,
-            head_dim: hd,
-            window,
-            scale: 0.3,
-        };
-        let want = cpu::attention(&q, &k, &v, first, &shape);
-        let params = [
-            heads as u32,
-            kv_heads as u32,
-            hd as u32,
-            first as u32,
-            window.unwrap_or(0) as u32,
-            0.3f32.to_bits(),
-        ];
-        let groups = Groups::Grid(heads as u32, seq as u32, 1);
-        let got = run(
-            gpu,
-            Kernel::Attention,
-            &params,
-            &[&q, &k, &v],
-            &vec![0.0; q.len()],
-            groups,
-        )
-        .await?;
-        out.push(compare(
-            Kernel::Attention,
-            format!("4/2 heads, window {window:?}"),
-            &got,
-            &want,
-        ));
+    // Attention: grouped-query heads, a head size that is no power of two, windows that
+    // cut a tile. A few queries split their keys (75 positions: two splits of one tile);
+    // 16 queries × 4 heads fill enough workgroups unsplit; one query at position 3000
+    // splits them 24 ways, or 8 under a 500-key window.
+    for (seq, first, windows) in [
+        (5, 70, [None, Some(33), Some(1)]),
+        (16, 59, [None, Some(33), Some(1)]),
+        (1, 3000, [None, Some(500), Some(64)]),
+    ] {
+        let (heads, kv_heads, hd) = (4, 2, 40);
+        let positions = first + seq;
+        let q = noise(seq * heads * hd, 11, 1.0);
+        let k = noise(positions * kv_heads * hd, 12, 1.0);
+        let v = noise(positions * kv_heads * hd, 13, 1.0);
+        for window in windows {
+            let shape = AttentionShape {
+                heads,
+                kv_heads,
+                head_dim: hd,
+                window,
+                scale: 0.3,
+            };
+            let want = cpu::attention(&q, &k, &v, first, &shape);
+            let [qb, kb, vb] = [&q, &k, &v].map(|d| gpu.upload(d));
+            let parts = gpu.zeros(attention_parts_len(&shape, seq));
+            let out_buf = gpu.zeros(q.len());
+            let mut rec = gpu.recorder();
+            rec.attention((&qb, &kb, &vb, &parts, &out_buf), &shape, first, seq);
+            let got = rec.read(&out_buf, q.len()).await?;
+            out.push(compare(
+                Kernel::Attention,
+                format!("{seq} queries at {first}…, 4/2 heads, window {window:?}"),
+                &got,
+                &want,
+            ));
+        }
     }
 
     // GeGLU, including arguments where a naive tanh overflows.

@@ -7,6 +7,7 @@
 //! chunks where a matrix exceeds the adapter's largest storage binding.
 
 pub mod check;
+mod profile;
 mod readback;
 
 use std::cell::RefCell;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
+use crate::backend::cpu::AttentionShape;
 use crate::backend::q8::Q8Rows;
 use crate::error::{Error, Result};
 
@@ -27,17 +29,19 @@ pub enum Kernel {
     RmsNorm,
     Rope,
     Attention,
+    AttentionCombine,
     GeluMul,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::EmbedQ8,
         Kernel::MatmulQ8,
         Kernel::MergeLora,
         Kernel::RmsNorm,
         Kernel::Rope,
         Kernel::Attention,
+        Kernel::AttentionCombine,
         Kernel::GeluMul,
     ];
 
@@ -50,6 +54,7 @@ impl Kernel {
             Kernel::RmsNorm => "rms_norm",
             Kernel::Rope => "rope",
             Kernel::Attention => "attention",
+            Kernel::AttentionCombine => "attention_combine",
             Kernel::GeluMul => "gelu_mul",
         }
     }
@@ -62,6 +67,7 @@ impl Kernel {
             Kernel::RmsNorm => include_str!("kernels/rms_norm.wgsl"),
             Kernel::Rope => include_str!("kernels/rope.wgsl"),
             Kernel::Attention => include_str!("kernels/attention.wgsl"),
+            Kernel::AttentionCombine => include_str!("kernels/attention_combine.wgsl"),
             Kernel::GeluMul => include_str!("kernels/gelu_mul.wgsl"),
         }
     }
@@ -74,6 +80,10 @@ pub const MAX_HEAD_DIM: usize = 256;
 /// invocation per row would leave most of one workgroup idle and each row waiting on one
 /// long loop.
 const SPLIT_BELOW: usize = 64;
+/// Most splits of one (head, token)'s keys in a split attention, which bounds its parts buffer.
+const ATTENTION_MAX_SPLITS: usize = 32;
+/// Keys one attention workgroup takes per tile (`TILE` in attention.wgsl); a split is whole tiles.
+const ATTENTION_TILE: usize = 64;
 /// Tokens one matmul workgroup serves in prefill (`TOKENS` in matmul_q8.wgsl).
 const MATMUL_TOKENS: usize = 8;
 /// Invocations that share a row in a decode step's matmul (`SLICES` in matmul_q8.wgsl).
@@ -96,6 +106,9 @@ pub struct GpuOptions {
     pub allow_software: bool,
     /// Compile one kernel with a syntax error: the fallback test's forced failure.
     pub broken_kernel: bool,
+    /// Time every kernel and print a table of GPU time per kernel to stderr when the device
+    /// is dropped (native only; slows the run down, see `profile.rs`).
+    pub profile: bool,
 }
 
 /// A device with the kernels compiled.
@@ -120,6 +133,7 @@ pub struct Gpu {
     /// as the one before, so its bind groups are made once.
     bind_groups: RefCell<HashMap<BindKey, wgpu::BindGroup>>,
     lost: Arc<std::sync::atomic::AtomicBool>,
+    profiler: Option<profile::Profiler>,
 }
 
 impl Gpu {
@@ -147,9 +161,16 @@ impl Gpu {
             )));
         }
         let limits = adapter.limits();
+        if options.profile && !adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Err(Error::Gpu(format!("{} cannot time kernels", adapter_name(&info))));
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("anote"),
+                required_features: match options.profile {
+                    true => wgpu::Features::TIMESTAMP_QUERY,
+                    false => wgpu::Features::empty(),
+                },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -192,7 +213,9 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let profiler = options.profile.then(|| profile::Profiler::new(&device, &queue));
         Ok(Gpu {
+            profiler,
             device,
             queue,
             adapter: adapter_name(&info),
@@ -205,6 +228,11 @@ impl Gpu {
             bind_groups: RefCell::default(),
             lost,
         })
+    }
+
+    /// With [`GpuOptions::profile`]: the table of GPU time per kernel so far.
+    pub fn profile_report(&self) -> Option<String> {
+        self.profiler.as_ref().map(profile::Profiler::report)
     }
 
     pub fn is_lost(&self) -> bool {
@@ -252,6 +280,7 @@ impl Gpu {
             encoder: self.device.create_command_encoder(&Default::default()),
             pass: None,
             pages: Vec::new(),
+            timed: Vec::new(),
         }
     }
 }
@@ -265,6 +294,8 @@ pub struct Recorder<'g> {
     pass: Option<wgpu::ComputePass<'static>>,
     /// Pages in use, each with the parameter bytes to write into it.
     pages: Vec<(wgpu::Buffer, Vec<u8>)>,
+    /// When profiling: the kernels recorded with timestamps, in order.
+    timed: Vec<(Kernel, (u32, u32, u32))>,
 }
 
 impl Recorder<'_> {
@@ -304,6 +335,18 @@ impl Recorder<'_> {
             })
         });
         let (x, y, z) = groups.dims();
+        if let Some(writes) = self.gpu.profiler.as_ref().and_then(|p| p.writes(self.timed.len())) {
+            self.pass = None;
+            let mut pass = self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.name()),
+                timestamp_writes: Some(writes),
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &*bind, &[]);
+            pass.dispatch_workgroups(x, y, z);
+            self.timed.push((kernel, (x, y, z)));
+            return;
+        }
         let pass = self
             .pass
             .get_or_insert_with(|| self.encoder.begin_compute_pass(&Default::default()).forget_lifetime());
@@ -326,6 +369,46 @@ impl Recorder<'_> {
         let params = [dim as u32, rows as u32, eps.to_bits(), accumulate as u32, split as u32];
         let groups = Groups::cover(rows, if split { 1 } else { 64 }, 1);
         self.dispatch(Kernel::RmsNorm, &params, &[src, w, dst], groups);
+    }
+
+    /// Records attention of `tokens` queries at positions `first…` over the KV cache
+    /// (`q`, `k`, `v` as [`crate::backend::cpu::attention`] takes them) into `out`. When
+    /// heads × tokens are fewer than [`SPLIT_BELOW`] workgroups (a decode step), each
+    /// query's keys are split over up to [`ATTENTION_MAX_SPLITS`] workgroups whose parts
+    /// (`parts`, [`attention_parts_len`] floats) a second kernel merges.
+    pub fn attention(
+        &mut self,
+        (q, k, v, parts, out): (
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+            &wgpu::Buffer,
+        ),
+        shape: &AttentionShape,
+        first: usize,
+        tokens: usize,
+    ) {
+        let (chunk, splits) = attention_splits(shape, first, tokens);
+        let (heads, hd) = (shape.heads as u32, shape.head_dim as u32);
+        let params = [
+            heads,
+            shape.kv_heads as u32,
+            hd,
+            first as u32,
+            shape.window.unwrap_or(0) as u32,
+            shape.scale.to_bits(),
+            chunk as u32,
+            splits as u32,
+        ];
+        let target = if splits > 1 { parts } else { out };
+        let groups = Groups::Grid(heads, tokens as u32, splits as u32);
+        self.dispatch(Kernel::Attention, &params, &[q, k, v, target], groups);
+        if splits > 1 {
+            let params = [heads, hd, splits as u32];
+            let groups = Groups::Grid(heads, tokens as u32, 1);
+            self.dispatch(Kernel::AttentionCombine, &params, &[parts, out], groups);
+        }
     }
 
     /// Records a buffer copy (between kernels, in order).
@@ -368,7 +451,14 @@ impl Recorder<'_> {
         for (page, bytes) in &self.pages {
             self.gpu.queue.write_buffer(page, 0, bytes);
         }
+        let profiler = self.gpu.profiler.as_ref().filter(|_| !self.timed.is_empty());
+        if let Some(p) = profiler {
+            p.resolve(&mut self.encoder, self.timed.len());
+        }
         self.gpu.queue.submit([self.encoder.finish()]);
+        if let Some(Err(e)) = profiler.map(|p| p.collect(&self.gpu.device, &self.timed)) {
+            warn(&format!("profile: {e}"));
+        }
         // Later writes into these pages reach the GPU after this submission has run. Reversed,
         // so the next submission takes them in the same order (and finds its bind groups).
         self.gpu
@@ -406,6 +496,23 @@ impl Recorder<'_> {
         gpu.staging.replace(Some(staging));
         Ok(out)
     }
+}
+
+/// Keys per split and splits for [`Recorder::attention`]: whole tiles, enough of them that
+/// the longest query's range (its window, or every position up to it) fits.
+fn attention_splits(shape: &AttentionShape, first: usize, tokens: usize) -> (usize, usize) {
+    if shape.heads * tokens >= SPLIT_BELOW {
+        return (0, 1);
+    }
+    let span = shape.window.map_or(first + tokens, |w| w.min(first + tokens));
+    let chunk = span.div_ceil(ATTENTION_MAX_SPLITS).next_multiple_of(ATTENTION_TILE);
+    (chunk, span.div_ceil(chunk))
+}
+
+/// Floats the `parts` buffer of [`Recorder::attention`] needs for up to `tokens` queries.
+pub fn attention_parts_len(shape: &AttentionShape, tokens: usize) -> usize {
+    let split_tokens = tokens.min((SPLIT_BELOW - 1) / shape.heads);
+    (shape.heads * split_tokens * ATTENTION_MAX_SPLITS * (shape.head_dim + 2)).max(1)
 }
 
 /// The adapter's name, driver and whether it is a software renderer; browsers may hide

@@ -5,6 +5,10 @@
 // of 4), and invocation d owns output dim d (head_dim ≤ 256). A decode step runs only
 // `heads` workgroups, so its time is the length of each invocation's serial work, which
 // this layout cuts to about a quarter of one invocation per key with four dims each.
+// Split (`splits` > 1, when heads × tokens are too few workgroups to fill a GPU): workgroup
+// z takes only keys `chunk·z …` of the token's range and leaves its running max, sum and
+// unnormalised output for attention_combine.wgsl; a decode step's serial work is then one
+// chunk instead of the whole context.
 
 struct Params {
     heads: u32,
@@ -13,8 +17,9 @@ struct Params {
     first_pos: u32,
     window: u32,
     scale: f32,
-    _pad0: u32,
-    _pad1: u32,
+    /// Keys per split (a multiple of TILE) and the number of splits.
+    chunk: u32,
+    splits: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,6 +46,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (p.window > 0u && pos + 1u > p.window) {
         lo = pos + 1u - p.window;
     }
+    // This workgroup's keys, lo..=end (none when a short range leaves a split empty).
+    var end = pos;
+    if (p.splits > 1u) {
+        lo += wid.z * p.chunk;
+        end = min(pos, lo + p.chunk - 1u);
+    }
     let q0 = (t * p.heads + h) * hd4;
     let key = lid.x / 4u;
     let quarter = lid.x % 4u;
@@ -48,11 +59,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc = 0.0;
     var m = NEG;
     var l = 0.0;
-    for (var tile = lo; tile <= pos; tile += TILE) {
+    for (var tile = lo; tile <= end; tile += TILE) {
         // Scores: a quarter of a dot product per invocation, summed by the key's first.
         let j = tile + key;
         var d = 0.0;
-        if (j <= pos) {
+        if (j <= end) {
             let k0 = (j * kv_row + kvh * hd) / 4u;
             for (var i = quarter; i < hd4; i += 4u) {
                 d += dot(q[q0 + i], k[k0 + i]);
@@ -62,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
         if (lid.x < TILE) {
             var s = NEG;
-            if (tile + lid.x <= pos) {
+            if (tile + lid.x <= end) {
                 let b = lid.x * 4u;
                 s = (partial[b] + partial[b + 1u] + partial[b + 2u] + partial[b + 3u]) * p.scale;
             }
@@ -78,13 +89,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
         if (lid.x < TILE) {
             var e = 0.0;
-            if (tile + lid.x <= pos) {
+            if (tile + lid.x <= end) {
                 e = exp(probs[lid.x] - m_new);
             }
             probs[lid.x] = e;
         }
         workgroupBarrier();
-        let count = min(TILE, pos + 1u - tile);
+        let count = min(TILE, end + 1u - tile);
         var tile_sum = 0.0;
         var a = acc * corr;
         for (var jj = 0u; jj < count; jj++) {
@@ -99,7 +110,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         m = m_new;
         workgroupBarrier();
     }
+    let row = t * p.heads + h;
+    if (p.splits == 1u) {
+        if (dim < hd) {
+            out[row * hd + dim] = acc / l;
+        }
+        return;
+    }
+    // A split's part: [max, sum, output × head_dim].
+    let part = (row * p.splits + wid.z) * (hd + 2u);
     if (dim < hd) {
-        out[(t * p.heads + h) * hd + dim] = acc / l;
+        out[part + 2u + dim] = acc;
+    }
+    if (lid.x == 0u) {
+        out[part] = m;
+        out[part + 1u] = l;
     }
 }
