@@ -237,24 +237,23 @@ fn quiet_vulkan(cmd: &mut Command) -> Result<&mut Command> {
     Ok(cmd)
 }
 
+/// `anote …` built in the test profile, whose library `cargo test` has just compiled: a
+/// release build (fat LTO, one codegen unit) would compile everything again, minutes on
+/// CI's two cores. Same optimisation level, and Rust never reorders float arithmetic, so
+/// its numbers are the release binary's.
+fn anote_as_tested(root: &Path) -> Command {
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["run", "--quiet", "--profile", "test", "--bin", "anote", "--"]);
+    cmd
+}
+
 /// Greedy ids of the native base model for `prompt`, the reference for the browser test.
 fn native_greedy(root: &Path, prompt: &str, max_tokens: usize) -> Result<String> {
     let json = output(
         "test: native reference",
-        cargo()
-            .current_dir(root)
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "--bin",
-                "anote",
-                "--",
-                "--adapter",
-                "none",
-                "generate",
-                "--json",
-            ])
+        anote_as_tested(root)
+            .args(["--adapter", "none", "generate", "--json"])
             .args(["--prompt", prompt, "--max-tokens", &max_tokens.to_string()]),
     )?;
     Ok(json.trim().to_string())
@@ -267,9 +266,7 @@ fn browser_tests(root: &Path) -> Result<()> {
     let gold = root.join("tests/fixtures/gold_small.jsonl");
     let native_eval = output(
         "test: native eval reference",
-        cargo()
-            .current_dir(root)
-            .args(["run", "--quiet", "--release", "--bin", "anote", "--"])
+        anote_as_tested(root)
             .args(["eval", "--json", "--preset", "pii", "--data"])
             .arg(&gold),
     )?;
