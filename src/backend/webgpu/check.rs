@@ -219,6 +219,7 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
         let q = noise(seq * heads * hd, 11, 1.0);
         let k = noise(positions * kv_heads * hd, 12, 1.0);
         let v = noise(positions * kv_heads * hd, 13, 1.0);
+        let [qb, kb, vb] = [&q, &k, &v].map(|d| gpu.upload(d));
         for window in windows {
             let shape = AttentionShape {
                 heads,
@@ -228,7 +229,6 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
                 scale: 0.3,
             };
             let want = cpu::attention(&q, &k, &v, first, &shape);
-            let [qb, kb, vb] = [&q, &k, &v].map(|d| gpu.upload(d));
             let parts = gpu.zeros(attention_parts_len(&shape, seq));
             let out_buf = gpu.zeros(q.len());
             let mut rec = gpu.recorder();

@@ -335,24 +335,26 @@ impl Recorder<'_> {
             })
         });
         let (x, y, z) = groups.dims();
-        if let Some(writes) = self.gpu.profiler.as_ref().and_then(|p| p.writes(self.timed.len())) {
+        // Profiling: each timed kernel gets a pass of its own, with timestamps at its ends.
+        let writes = self.gpu.profiler.as_ref().and_then(|p| p.writes(self.timed.len()));
+        let timed = writes.is_some();
+        if timed {
             self.pass = None;
-            let mut pass = self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(kernel.name()),
-                timestamp_writes: Some(writes),
-            });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &*bind, &[]);
-            pass.dispatch_workgroups(x, y, z);
-            self.timed.push((kernel, (x, y, z)));
-            return;
         }
-        let pass = self
-            .pass
-            .get_or_insert_with(|| self.encoder.begin_compute_pass(&Default::default()).forget_lifetime());
+        let pass = self.pass.get_or_insert_with(|| {
+            let desc = wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: writes,
+            };
+            self.encoder.begin_compute_pass(&desc).forget_lifetime()
+        });
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &*bind, &[]);
         pass.dispatch_workgroups(x, y, z);
+        if timed {
+            self.timed.push((kernel, (x, y, z)));
+            self.pass = None;
+        }
     }
 
     /// Records RMSNorm of `rows` rows of `dim` values from `src` into `dst` (added to it with

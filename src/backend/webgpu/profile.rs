@@ -3,7 +3,7 @@
 //! timestamps read back, so a profiled run is slower than a normal one: it tells which
 //! kernels a step's time is in, not how fast a step is.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -26,7 +26,7 @@ pub struct Profiler {
     ns_per_tick: f64,
     /// Per key: (kernels run, nanoseconds).
     totals: RefCell<BTreeMap<Key, (u64, f64)>>,
-    untimed: RefCell<u64>,
+    untimed: Cell<u64>,
 }
 
 impl Profiler {
@@ -50,7 +50,7 @@ impl Profiler {
             readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
             ns_per_tick: queue.get_timestamp_period() as f64,
             totals: RefCell::default(),
-            untimed: RefCell::default(),
+            untimed: Cell::default(),
         }
     }
 
@@ -58,7 +58,7 @@ impl Profiler {
     pub fn writes(&self, n: usize) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
         let first = 2 * n as u32;
         if first + 1 >= QUERIES {
-            *self.untimed.borrow_mut() += 1;
+            self.untimed.set(self.untimed.get() + 1);
             return None;
         }
         Some(wgpu::ComputePassTimestampWrites {
@@ -112,7 +112,7 @@ impl Profiler {
             "GPU time by kernel: {:.1} ms in {} kernels ({} untimed)\n| kernel | workgroups | kernels | total ms | share | mean µs |\n|---|---|---|---|---|---|\n",
             all / 1e6,
             totals.values().map(|r| r.0).sum::<u64>(),
-            self.untimed.borrow()
+            self.untimed.get()
         );
         for ((name, (x, y, z)), (n, ns)) in rows {
             out += &format!(
