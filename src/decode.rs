@@ -5,9 +5,10 @@
 //! asks the model for the logits of the allowed tokens only (a few hundred rows of the
 //! 262k-row LM head).
 //!
-//! A span may cross a line of the document (postal addresses do): inside an answer line it
-//! is spelled with a space where the document has a line break, so the grammar matches
-//! against the document with `\r`/`\n` read as spaces (same byte length, same offsets).
+//! A span may cross a line of the document (postal addresses do): inside an answer line
+//! every run of ASCII whitespace is spelled as one space, so a line break and the indentation or
+//! blank line after it read as the space the model writes between two words on one line
+//! ([`Spelled`] matches against the document read that way and maps back to its offsets).
 
 use std::collections::HashMap;
 
@@ -22,22 +23,69 @@ const MAX_PIECE_CHARS: usize = 24;
 /// Spans longer than this are cut (the line is ended for the model).
 const MAX_SPAN_BYTES: usize = 256;
 
-/// A decoded line: label index, span text, where it can be in the document, and the
-/// mean log-probability of its tokens under the constrained distribution.
+/// A decoded line: label index, span text as spelled, where it can be in the document, and
+/// the mean log-probability of its tokens under the constrained distribution.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub label: usize,
     pub text: String,
-    /// Byte offsets where `text` starts in the document.
-    pub starts: Vec<usize>,
+    /// Byte ranges of the document that `text` spells, in text order.
+    pub at: Vec<(usize, usize)>,
     pub score: f32,
+}
+
+/// The document as an answer spells it: each run of ASCII whitespace as one space, with the
+/// document offset of every byte, so a span found here maps back to exact offsets. Other
+/// spaces (no-break, ideographic) stay as they are: they are the text's own characters.
+pub struct Spelled {
+    pub text: String,
+    /// `origin[i]`: the document byte offset of spelled byte `i`; one entry more for the end.
+    origin: Vec<usize>,
+}
+
+impl Spelled {
+    pub fn new(doc: &str) -> Spelled {
+        let mut text = String::with_capacity(doc.len());
+        let mut origin = Vec::with_capacity(doc.len() + 1);
+        let mut chars = doc.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c.is_ascii_whitespace() {
+                while chars.next_if(|(_, c)| c.is_ascii_whitespace()).is_some() {}
+                text.push(' ');
+                origin.push(i);
+            } else {
+                text.push(c);
+                origin.extend(i..i + c.len_utf8());
+            }
+        }
+        origin.push(doc.len());
+        Spelled { text, origin }
+    }
+
+    /// The document range that spelled bytes `start..end` stand for.
+    pub fn range(&self, start: usize, end: usize) -> (usize, usize) {
+        (self.origin[start], self.origin[end])
+    }
+
+    /// Every document range that `span` (as [`spell`] writes it) spells, overlapping ones included.
+    pub fn find(&self, span: &str) -> Vec<(usize, usize)> {
+        occurrences(&self.text, span)
+            .into_iter()
+            .map(|s| self.range(s, s + span.len()))
+            .collect()
+    }
+}
+
+/// `span` as an answer line spells it: each run of ASCII whitespace as one space.
+pub fn spell(span: &str) -> String {
+    Spelled::new(span).text
 }
 
 /// Tokens worth considering: those whose text occurs in the document (optionally with a
 /// leading space, as a span's first token has), and those that spell labels.
 pub struct Grammar {
-    /// The document with line breaks read as spaces.
-    text: String,
+    /// The document as spans are spelled.
+    doc: Spelled,
     options: Vec<String>,
     label_tokens: Vec<(u32, String)>,
     span_tokens: Vec<(u32, String)>,
@@ -68,17 +116,17 @@ fn substrings_as_tokens(tok: &Tokenizer, text: &str, with_space: bool, out: &mut
 
 impl Grammar {
     pub fn new(tok: &Tokenizer, labels: &[String], text: &str) -> Grammar {
-        let text = one_line(text);
+        let doc = Spelled::new(text);
         let options: Vec<String> = labels.iter().map(|l| format!("{l}:")).collect();
         let mut label_tokens = HashMap::new();
         for o in &options {
             substrings_as_tokens(tok, o, false, &mut label_tokens);
         }
         let mut span_tokens = HashMap::new();
-        substrings_as_tokens(tok, &text, true, &mut span_tokens);
+        substrings_as_tokens(tok, &doc.text, true, &mut span_tokens);
         let newline = tok.lookup("\n").expect("SentencePiece vocabularies spell newline");
         Grammar {
-            text,
+            doc,
             options,
             label_tokens: label_tokens.into_iter().collect(),
             span_tokens: span_tokens.into_iter().collect(),
@@ -90,7 +138,7 @@ impl Grammar {
 
 enum State {
     Label(String),
-    /// `ends`: byte offsets in the document right after each occurrence of `typed`
+    /// `ends`: byte offsets in the spelled document right after each occurrence of `typed`
     /// (`None` before the first span token).
     Span {
         label: usize,
@@ -127,7 +175,7 @@ pub async fn decode(
     cancelled: &dyn Fn() -> bool,
     mut on_line: impl FnMut(Line) -> bool,
 ) -> Result<usize> {
-    let text = grammar.text.as_str();
+    let text = grammar.doc.text.as_str();
     let mut decoded = 0;
     let mut state = State::Label(String::new());
     let mut logprob = 0.0f32;
@@ -227,13 +275,17 @@ pub async fn decode(
             }
             (State::Span { label, typed, ends }, step @ (Step::EndLine | Step::EndLineAndList)) => {
                 let len = typed.len();
-                let starts = ends.unwrap_or_default().into_iter().map(|e| e - len).collect();
+                let at = ends
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| grammar.doc.range(e - len, e))
+                    .collect();
                 let score = (logprob / n_line_tokens as f32).exp();
                 (logprob, n_line_tokens) = (0.0, 0);
                 let go_on = on_line(Line {
                     label,
                     text: typed,
-                    starts,
+                    at,
                     score,
                 });
                 finished = !go_on || matches!(step, Step::EndLineAndList);
@@ -295,11 +347,6 @@ pub async fn decode_free(
 /// the few-shot pattern.
 const FREE_END_MARKERS: [&[u8]; 2] = [b"\n\n", b"\nText:"];
 
-/// The document as the grammar reads it: line breaks as spaces.
-pub fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
-}
-
 /// The tokens of a complete answer, spelled as the grammar spells it (label tokens, then
 /// the span after a space, one line each, an empty line to end): what fine-tuning teaches
 /// the model to emit. Spans are given as they appear in the document.
@@ -307,7 +354,7 @@ pub fn answer_tokens(tok: &Tokenizer, lines: &[(&str, &str)]) -> Vec<u32> {
     let mut ids = Vec::new();
     for (label, span) in lines {
         ids.extend(tok.encode(&format!("{label}:")));
-        ids.extend(tok.encode(&format!(" {}", one_line(span))));
+        ids.extend(tok.encode(&format!(" {}", spell(span))));
         ids.extend(tok.encode("\n"));
     }
     ids.extend(tok.encode("\n"));
@@ -321,4 +368,34 @@ enum Step {
     Span(String, Vec<usize>),
     EndLine,
     EndLineAndList,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spelled_span_maps_back_to_the_exact_document_range() {
+        let doc = "Suite 9\n   Oslo\r\n\tNorway  😀 東京 x\u{a0}y";
+        let s = Spelled::new(doc);
+        assert_eq!(
+            s.text, "Suite 9 Oslo Norway 😀 東京 x\u{a0}y",
+            "a no-break space is kept"
+        );
+        let range = |needle: &str| s.find(needle).into_iter().map(|(a, b)| &doc[a..b]).collect::<Vec<_>>();
+        assert_eq!(range("9 Oslo Norway"), ["9\n   Oslo\r\n\tNorway"]);
+        assert_eq!(range("😀 東京"), ["😀 東京"]);
+        assert_eq!(
+            range("Norway "),
+            ["Norway  "],
+            "a trailing space stands for the whole run"
+        );
+        assert_eq!(
+            range("Oslo  Norway"),
+            Vec::<&str>::new(),
+            "two spaces are never spelled"
+        );
+        assert_eq!(spell(" a\n\n b "), " a b ");
+        assert_eq!(Spelled::new("").text, "");
+    }
 }

@@ -162,23 +162,23 @@ impl Extractor {
                         Format::Json | Format::Tags => 2 * limits.max_tokens,
                     };
                     let (answer, n) = decode::decode_free(model.as_mut(), tok, hidden, budget, cancelled).await?;
-                    let one_line = decode::one_line(chunk);
+                    let spelled = decode::Spelled::new(chunk);
                     for (label, span) in prompt::parse_answer(format, &answer) {
                         let Some(label) = labels.iter().position(|l| *l == label) else {
                             continue;
                         };
-                        let span = decode::one_line(&span);
+                        let span = decode::spell(&span);
                         // A span that is not in the text is dropped (the grammar would not
                         // have let it be written); a repeated one ends the answer, as there.
-                        let starts = spans::occurrences(&one_line, &span);
-                        if starts.is_empty() {
+                        let at = spelled.find(&span);
+                        if at.is_empty() {
                             continue;
                         }
                         // A free answer has no distribution over allowed choices to score.
                         if !on_line(Line {
                             label,
                             text: span,
-                            starts,
+                            at,
                             score: 1.0,
                         }) {
                             break;
@@ -301,22 +301,18 @@ fn runs_on(text: &str, start: usize, end: usize) -> bool {
 
 /// Where a decoded line sits in the chunk (byte range, surrounding whitespace trimmed).
 fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]) -> Option<(usize, usize)> {
-    let lead = line.text.len() - line.text.trim_start().len();
-    let len = line.text.trim().len();
-    if len == 0 {
-        return None;
-    }
+    let trimmed = |&(s, e): &(usize, usize)| {
+        let span = &chunk[s..e];
+        let s = s + span.len() - span.trim_start().len();
+        (s, s + span.trim().len())
+    };
     let fits = |&(s, e): &(usize, usize)| {
-        !inside_word(chunk, s)
+        s < e
+            && !inside_word(chunk, s)
             && !inside_word(chunk, e)
             && !used.iter().any(|u| u.0 == line.label && u.1 == s && u.2 == e)
     };
-    let spans: Vec<(usize, usize)> = line
-        .starts
-        .iter()
-        .map(|&s| (s + lead, s + lead + len))
-        .filter(fits)
-        .collect();
+    let spans: Vec<(usize, usize)> = line.at.iter().map(trimmed).filter(fits).collect();
     spans.iter().find(|s| s.0 >= cursor).or(spans.first()).copied()
 }
 

@@ -189,12 +189,14 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
 fn the_grammar_admits_every_answer_fine_tuning_teaches() {
     let file = std::fs::File::open(common::real_model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
-    let text = "Ahmed Khan (42) moved on 2024-01-02 to 12 Oak St\nLeeds LS1 4AP, tel +44 20 7946 0018 😀 東京.";
+    // The address block's second line is indented and ends in CRLF: the answer spells each
+    // run of whitespace as one space, and the span still maps to the exact document range.
+    let text = "Ahmed Khan (42) moved on 2024-01-02 to 12 Oak St\n   Leeds LS1 4AP\r\n, tel +44 20 7946 0018 😀 東京.";
     let gold = [
         ("PERSON", "Ahmed Khan"),
         ("AGE", "42"),
         ("DATE", "2024-01-02"),
-        ("ADDRESS", "12 Oak St\nLeeds LS1 4AP"),
+        ("ADDRESS", "12 Oak St\n   Leeds LS1 4AP"),
         ("PHONE", "+44 20 7946 0018"),
         ("CITY", "東京"),
     ];
@@ -227,8 +229,8 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
     for (line, (label, span)) in lines.iter().zip(gold) {
         assert_eq!(labels[line.label], label);
         let start = text.find(span).unwrap();
-        assert_eq!(line.starts, [start], "{span}");
-        assert_eq!(&text[start..start + line.text.len()], span);
+        assert_eq!(line.at, [(start, start + span.len())], "{span}");
+        assert_eq!(line.text, decode::spell(span));
     }
     // The final empty line ends decoding without being fed back.
     assert_eq!(model.position(), 5 + taught - 1, "decoding stopped early");

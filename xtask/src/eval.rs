@@ -5,6 +5,9 @@
 //! measured at different times and still share one table. Sets run in parallel, one
 //! single-threaded `anote eval` per core; predictions are kept in target/eval/<engine>/.
 //! `--adapter formats` compares answer formats (lines, JSON, inline tags) on the same documents.
+//! `--set NAME` runs one set and merges it into the stored run made by the same command: after
+//! a change that can only move that set (say, one that reads whitespace differently, where only
+//! one set has more than single spaces), the stored command still reproduces every number.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -58,7 +61,7 @@ const FORMATS: [(&str, &str, &[&str]); 6] = [
     ),
 ];
 
-pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
+pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -> Result<()> {
     let engines: Vec<&str> = match which {
         "both" => vec!["tuned", "base", "patterns"],
         "default" => vec!["tuned"],
@@ -82,7 +85,20 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     sets.sort();
+    if let Some(only) = only {
+        if !sets.iter().any(|s| s == only) {
+            bail!(
+                "--set {only}: no such set in {} ({})",
+                shared.display(),
+                sets.join(", ")
+            );
+        }
+    }
     std::fs::create_dir_all(root.join("docs/eval"))?;
+    let this_run = format!(
+        "cargo xtask eval{} --adapter {which}",
+        limit.map(|n| format!(" --limit {n}")).unwrap_or_default()
+    );
     for engine in engines {
         let (_, _, flags) = ENGINES
             .iter()
@@ -93,7 +109,30 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
         let todo: Vec<&String> = sets
             .iter()
             .filter(|set| engine != "patterns" || *set == "presidio_synth_v2")
+            .filter(|set| only.is_none_or(|o| o == set.as_str()))
             .collect();
+        let file = root.join(format!("docs/eval/{engine}.json"));
+        // One set joins the stored results of the same command, measured with the same adapter
+        // where the engine uses it.
+        let mut results = serde_json::Map::new();
+        if only.is_some() {
+            let stored: Value = serde_json::from_str(
+                &std::fs::read_to_string(&file)
+                    .with_context(|| format!("--set needs a stored run: {}", file.display()))?,
+            )?;
+            let uses_adapter = flags.contains(&"default");
+            if stored["command"] != this_run.as_str()
+                || (uses_adapter && stored["adapter_sha256"] != adapter_sha256(root))
+            {
+                bail!(
+                    "--set: {} was made by `{}` with adapter {}; run `{this_run}` on every set instead",
+                    file.display(),
+                    stored["command"],
+                    stored["adapter_sha256"]
+                );
+            }
+            results = stored["results"].as_object().cloned().unwrap_or_default();
+        }
         // Predictions stay in target/eval/<engine>/ for error analysis.
         let predictions = target_dir(root).join("eval").join(engine);
         std::fs::create_dir_all(&predictions)?;
@@ -119,7 +158,7 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
         };
         // One single-threaded run per core at a time (per-document latency stays a 1-thread figure).
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results = std::sync::Mutex::new(serde_json::Map::new());
+        let results = std::sync::Mutex::new(results);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         std::thread::scope(|scope| -> Result<()> {
             let handles: Vec<_> = (0..workers)
@@ -145,11 +184,10 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str) -> Result<()> {
         })?;
         let results = results.into_inner().expect("no panics while held");
         let record = json!({
-            "command": format!("cargo xtask eval{} --adapter {which}", limit.map(|n| format!(" --limit {n}")).unwrap_or_default()),
+            "command": this_run,
             "adapter_sha256": adapter_sha256(root),
             "results": results,
         });
-        let file = root.join(format!("docs/eval/{engine}.json"));
         std::fs::write(&file, serde_json::to_string_pretty(&record)? + "\n")?;
         println!("xtask: [eval] wrote {}", file.display());
     }

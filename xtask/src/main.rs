@@ -21,10 +21,11 @@ usage: cargo xtask <command>
   test               setup, then fmt, clippy, unit + parity tests, build-web and browser tests
   test-browser       build-web, then only the browser tests
   bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md
-  eval [--limit N] [--adapter default|none|patterns|both|formats]
+  eval [--limit N] [--adapter default|none|patterns|both|formats] [--set NAME]
                      extraction quality on every dev set in ../shared/eval, fine-tuned and/or
                      base model -> docs/eval/*.json and docs/eval.md; formats: the answer
-                     formats (lines, JSON, inline tags) compared on the same documents
+                     formats (lines, JSON, inline tags) compared on the same documents;
+                     --set: only that set, merged into the run the same command stored
   train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT]
         [--ship-only] [-- EXAMPLE OPTIONS [+ EXAMPLE OPTIONS]...]
                      fine-tune the LoRA adapter (default: CPU, batch 2, 115 minutes, lr 3e-4) -> models/;
@@ -68,8 +69,13 @@ fn run() -> Result<()> {
                 .position(|a| a == "--adapter")
                 .and_then(|i| args.get(i + 1))
                 .map_or("both", String::as_str);
+            let only = args
+                .iter()
+                .position(|a| a == "--set")
+                .map(|i| args.get(i + 1).context("--set takes a dev set's name"))
+                .transpose()?;
             setup::all(&root)?;
-            eval::run(&root, limit, adapter)
+            eval::run(&root, limit, adapter, only.map(String::as_str))
         }
         Some("train") if args.iter().any(|a| a == "--merge") => {
             let specs: Vec<String> = args.iter().skip_while(|a| *a != "--merge").skip(1).cloned().collect();
