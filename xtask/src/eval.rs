@@ -127,8 +127,8 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
                 bail!(
                     "--set: {} was made by `{}` with adapter {}; run `{this_run}` on every set instead",
                     file.display(),
-                    stored["command"],
-                    stored["adapter_sha256"]
+                    stored["command"].as_str().unwrap_or("?"),
+                    stored["adapter_sha256"].as_str().unwrap_or("?")
                 );
             }
             results = stored["results"].as_object().cloned().unwrap_or_default();
