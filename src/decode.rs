@@ -98,9 +98,6 @@ fn substrings_as_tokens(tok: &Tokenizer, text: &str, with_space: bool, out: &mut
     for (i, &a) in bounds.iter().enumerate() {
         for &b in bounds[i + 1..].iter().take(MAX_PIECE_CHARS) {
             let sub = &text[a..b];
-            if sub.contains('\n') {
-                break;
-            }
             let piece = sub.replace(' ', "\u{2581}");
             if let Some(id) = tok.lookup(&piece) {
                 out.insert(id, sub.to_string());
