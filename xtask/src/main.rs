@@ -69,13 +69,9 @@ fn run() -> Result<()> {
                 .position(|a| a == "--adapter")
                 .and_then(|i| args.get(i + 1))
                 .map_or("both", String::as_str);
-            let only = args
-                .iter()
-                .position(|a| a == "--set")
-                .map(|i| args.get(i + 1).context("--set takes a dev set's name"))
-                .transpose()?;
+            let only: Option<String> = flag_value(&args, "--set")?;
             setup::all(&root)?;
-            eval::run(&root, limit, adapter, only.map(String::as_str))
+            eval::run(&root, limit, adapter, only.as_deref())
         }
         Some("train") if args.iter().any(|a| a == "--merge") => {
             let specs: Vec<String> = args.iter().skip_while(|a| *a != "--merge").skip(1).cloned().collect();
