@@ -25,13 +25,14 @@ function summarize(engine, where, threads, res, peakBytes, note = '') {
   return row;
 }
 
-// The GPU the native WebGPU rows ran on (the CLI names it on stderr).
+// The GPU the native WebGPU rows ran on, and where to read it: the CLI names it on stderr.
 let nativeAdapter = '';
+const gpuName = (stderr) => stderr.split('\n').find((l) => l.startsWith('webgpu: '))?.slice(8);
 
 // Rows of our engine, natively, one per spec ({ threads, adapter, backend, ntok }), each the
 // better of `tries` runs. The specs' runs alternate, so rows read as a ratio (with and without
 // the adapter) share the machine's state: run one after the other, one of them once caught a
-// quiet minute and showed a 20 % gap that alternating runs put at 4 %.
+// quiet minute and showed a 21 % gap that alternating runs put at 4 %.
 function nativeOurs(specs, tries) {
   const all = specs.map(({ threads, adapter = 'default', backend = 'cpu', ntok = NTOK }) =>
     ({ threads, adapter, backend, ntok, runs: [], peak: 0 }));
@@ -43,7 +44,7 @@ function nativeOurs(specs, tries) {
       if (p.status !== 0) throw new Error(`anote failed: ${p.stderr}`);
       const g = JSON.parse(p.stdout);
       const err = p.stderr.trim().split('\n');
-      nativeAdapter = err.find((l) => l.startsWith('webgpu: '))?.slice(8) ?? nativeAdapter;
+      nativeAdapter = gpuName(p.stderr) ?? nativeAdapter;
       s.peak = Math.max(s.peak, 1024 * Number(err.pop()));
       s.runs.push({ prompt_tokens: g.prompt_tokens, prefill_tok_s: g.prompt_tokens / g.prefill_ms * 1000,
         decode_steps: g.decode_steps, decode_tok_s: g.decode_steps / g.decode_ms * 1000 });
@@ -146,7 +147,8 @@ const extractBase = nativeExtraction('none');
 // three documents (the per-document means stay comparable because the prefix is cached).
 const probe = spawnSync(bin, ['--backend', 'webgpu', 'generate', '--prompt', 'Hello', '--max-tokens', '1'], { encoding: 'utf8' });
 if (probe.status !== 0) throw new Error(`anote --backend webgpu failed: ${probe.stderr}`);
-const software = probe.stderr.includes('software');
+nativeAdapter = gpuName(probe.stderr) ?? nativeAdapter;
+const software = nativeAdapter.includes('software');
 const [gpu1] = nativeOurs([{ threads: 1, backend: 'webgpu', ntok: software ? 16 : NTOK }], software ? 1 : 2);
 const GPU_DOCS = software ? 3 : 10;
 const extractGpu = nativeExtraction('default', 'webgpu', GPU_DOCS);

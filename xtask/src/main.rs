@@ -64,14 +64,10 @@ fn run() -> Result<()> {
         Some("bench") => bench(&root),
         Some("eval") => {
             let limit = flag_value(&args, "--limit")?;
-            let adapter = args
-                .iter()
-                .position(|a| a == "--adapter")
-                .and_then(|i| args.get(i + 1))
-                .map_or("both", String::as_str);
+            let adapter: Option<String> = flag_value(&args, "--adapter")?;
             let only: Option<String> = flag_value(&args, "--set")?;
             setup::all(&root)?;
-            eval::run(&root, limit, adapter, only.as_deref())
+            eval::run(&root, limit, adapter.as_deref().unwrap_or("both"), only.as_deref())
         }
         Some("train") if args.iter().any(|a| a == "--merge") => {
             let specs: Vec<String> = args.iter().skip_while(|a| *a != "--merge").skip(1).cloned().collect();
