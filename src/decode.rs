@@ -133,6 +133,13 @@ impl Grammar {
     }
 }
 
+impl Grammar {
+    /// The document ranges of a `len`-byte span ending at each of `ends` (spelled offsets).
+    fn ranges(&self, ends: &[usize], len: usize) -> Vec<(usize, usize)> {
+        ends.iter().map(|&e| self.doc.range(e - len, e)).collect()
+    }
+}
+
 enum State {
     Label(String),
     /// `ends`: byte offsets in the spelled document right after each occurrence of `typed`
@@ -160,9 +167,15 @@ enum Input {
     Token(u32),
 }
 
+/// Whether a line of label `.0` whose span is at document ranges `.1` can be placed.
+pub type Fits<'a> = dyn Fn(usize, &[(usize, usize)]) -> bool + 'a;
+
 /// Decodes the answer after the prompt whose last hidden state is `hidden`, calling
 /// `on_line` for each complete line; stops at the empty line, after `max_tokens`, when
-/// the context is full, or when `on_line` returns false (e.g. a repeated entity).
+/// the context is full, or when `on_line` returns false. A line may go on to the next
+/// only where `fits(label, at)` says the caller can place it: a repeated or mid-word span
+/// then has to grow into a placeable one, or end the list, instead of being written and
+/// refused (which used to end the answer with entities still unlisted).
 /// `cancelled` is asked before every step. Returns how many tokens were decoded.
 pub async fn decode(
     model: &mut dyn LanguageModel,
@@ -170,6 +183,7 @@ pub async fn decode(
     hidden: Vec<f32>,
     limits: Limits,
     cancelled: &dyn Fn() -> bool,
+    fits: &Fits<'_>,
     mut on_line: impl FnMut(Line) -> bool,
 ) -> Result<usize> {
     let text = grammar.doc.text.as_str();
@@ -202,9 +216,14 @@ pub async fn decode(
                     }
                 }
             }
-            State::Span { typed, ends, .. } => {
+            State::Span { label, typed, ends } => {
                 if !typed.is_empty() {
-                    allowed.push((grammar.newline, Step::EndLine));
+                    if fits(
+                        *label,
+                        &grammar.ranges(ends.as_deref().unwrap_or_default(), typed.len()),
+                    ) {
+                        allowed.push((grammar.newline, Step::EndLine));
+                    }
                     if let Some(id) = grammar.end_of_list {
                         allowed.push((id, Step::EndLineAndList));
                     }
@@ -271,12 +290,7 @@ pub async fn decode(
                 }
             }
             (State::Span { label, typed, ends }, step @ (Step::EndLine | Step::EndLineAndList)) => {
-                let len = typed.len();
-                let at = ends
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|e| grammar.doc.range(e - len, e))
-                    .collect();
+                let at = grammar.ranges(&ends.unwrap_or_default(), typed.len());
                 let score = (logprob / n_line_tokens as f32).exp();
                 (logprob, n_line_tokens) = (0.0, 0);
                 let go_on = on_line(Line {

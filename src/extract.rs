@@ -5,14 +5,16 @@
 //! - Pattern (validated) entities come first and win any overlap with a model entity.
 //! - A model line maps to the first occurrence of its text at or after the end of the
 //!   previous line (answers are in text order), else to the first unused occurrence; an
-//!   occurrence must not start or end inside a word. A line with no unused occurrence
-//!   ends decoding (the model is repeating itself).
+//!   occurrence must not start or end inside a word. The decoder lets a line end (and
+//!   the next begin) only where such an occurrence exists; a line that ends the list
+//!   without one is dropped.
 //! - Among model entities the first found wins an overlap; the same span found in two
 //!   overlapping windows is reported once.
 //! - A text the model labelled once gets that label at its other whole-word occurrences
 //!   that nothing else claims (a redacted name must not leak where it is repeated), unless
 //!   the occurrence runs on into a neighbouring name-like word (see [`runs_on`]).
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use crate::chunk;
@@ -128,12 +130,13 @@ impl Extractor {
                 end_penalty: self.end_penalty,
             };
             let mut cursor = 0;
-            let mut used: Vec<(usize, usize, usize)> = Vec::new();
+            let used: RefCell<Vec<(usize, usize, usize)>> = RefCell::default();
+            let fits = |label: usize, at: &[(usize, usize)]| place(chunk, label, at, 0, &used.borrow()).is_some();
             let mut on_line = |line: Line| {
-                let Some((start, end)) = place(chunk, &line, cursor, &used) else {
+                let Some((start, end)) = place(chunk, line.label, &line.at, cursor, &used.borrow()) else {
                     return false;
                 };
-                used.push((line.label, start, end));
+                used.borrow_mut().push((line.label, start, end));
                 cursor = end;
                 let (start, end) = (w.start + start, w.start + end);
                 let e = Entity {
@@ -151,7 +154,7 @@ impl Extractor {
             decoded_tokens += match self.free_format {
                 None => {
                     let grammar = Grammar::new(&self.engine.tokenizer, &labels, chunk);
-                    decode::decode(model.as_mut(), &grammar, hidden, limits, cancelled, &mut on_line).await?
+                    decode::decode(model.as_mut(), &grammar, hidden, limits, cancelled, &fits, &mut on_line).await?
                 }
                 Some(format) => {
                     let tok = &self.engine.tokenizer;
@@ -168,21 +171,19 @@ impl Extractor {
                             continue;
                         };
                         let span = decode::spell(&span);
-                        // A span that is not in the text is dropped (the grammar would not
-                        // have let it be written); a repeated one ends the answer, as there.
+                        // A line the grammar would not have let end (its span not in the
+                        // text, repeated, or inside a word) is dropped.
                         let at = spelled.find(&span);
-                        if at.is_empty() {
+                        if !fits(label, &at) {
                             continue;
                         }
                         // A free answer has no distribution over allowed choices to score.
-                        if !on_line(Line {
+                        on_line(Line {
                             label,
                             text: span,
                             at,
                             score: 1.0,
-                        }) {
-                            break;
-                        }
+                        });
                     }
                     n
                 }
@@ -299,8 +300,16 @@ fn runs_on(text: &str, start: usize, end: usize) -> bool {
     number(word) || (capital(word) && !sentence_start)
 }
 
-/// Where a decoded line sits in the chunk (byte range, surrounding whitespace trimmed).
-fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]) -> Option<(usize, usize)> {
+/// Where a decoded line of `label` whose text is at `at` sits in the chunk (byte range,
+/// surrounding whitespace trimmed): the first fitting occurrence at or after `cursor`, else
+/// the first; `None` if none fits (all inside words or already used for this label).
+fn place(
+    chunk: &str,
+    label: usize,
+    at: &[(usize, usize)],
+    cursor: usize,
+    used: &[(usize, usize, usize)],
+) -> Option<(usize, usize)> {
     let trimmed = |&(s, e): &(usize, usize)| {
         let span = &chunk[s..e];
         let s = s + span.len() - span.trim_start().len();
@@ -310,9 +319,9 @@ fn place(chunk: &str, line: &Line, cursor: usize, used: &[(usize, usize, usize)]
         s < e
             && !inside_word(chunk, s)
             && !inside_word(chunk, e)
-            && !used.iter().any(|u| u.0 == line.label && u.1 == s && u.2 == e)
+            && !used.iter().any(|u| u.0 == label && u.1 == s && u.2 == e)
     };
-    let spans: Vec<(usize, usize)> = line.at.iter().map(trimmed).filter(fits).collect();
+    let spans: Vec<(usize, usize)> = at.iter().map(trimmed).filter(fits).collect();
     spans.iter().find(|s| s.0 >= cursor).or(spans.first()).copied()
 }
 

@@ -119,11 +119,11 @@ impl LanguageModel for ScriptedLm {
     }
 }
 
-/// An engine whose model answers `script` after `first` tokens of prompt.
-fn scripted_engine(tokenizer: Tokenizer, script: Vec<u32>, first: usize) -> Engine {
+/// An engine around a scripted model.
+fn scripted_engine(tokenizer: Tokenizer, model: ScriptedLm) -> Engine {
     Engine {
         tokenizer,
-        model: Box::new(ScriptedLm::teacher(script, first)),
+        model: Box::new(model),
         architecture: "scripted".into(),
         name: "scripted".into(),
         fingerprint: String::new(),
@@ -218,6 +218,7 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
             end_penalty: 0.0,
         },
         &|| false,
+        &|_, _| true,
         |l| {
             lines.push(l);
             true
@@ -245,7 +246,7 @@ fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
     // The model names each once; the extractor labels the repeats.
     let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")]);
     let first = tok.encode_prompt(&prompt::prefix(&schema)).len() + tok.encode(&prompt::document(text)).len();
-    let engine = scripted_engine(tok, script, first);
+    let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
     let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
     let found: Vec<(&str, usize)> = got.entities.iter().map(|e| (e.label.as_str(), e.start)).collect();
     // Not inside "Gonzalezova", nor in "the Lyon Biennale", a longer name.
@@ -257,24 +258,59 @@ fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
 }
 
 #[test]
+fn a_line_that_cannot_be_placed_is_never_let_end() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
+    let text = "Maria Gonzalez called from Lyon.";
+    // The model names Maria Gonzalez a second time (the text has her once), then ends the
+    // line as if it were new: that step must not be on offer, so the repeat cannot be
+    // written and refused (refusing it used to end the answer).
+    let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("PERSON", "Maria Gonzalez")]);
+    let newline = tok.lookup("\n").unwrap();
+    let end_of_list = tok.lookup("\n\n").unwrap();
+    let first = tok.encode_prompt(&prompt::prefix(&schema)).len() + tok.encode(&prompt::document(text)).len();
+    let offered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = offered.clone();
+    let model = ScriptedLm::new(move |pos, ids| {
+        let want = script[pos - first];
+        if want == newline {
+            seen.lock().unwrap().push(ids.contains(&newline));
+        }
+        // Where the wanted token is not allowed, the list ends.
+        let want = if ids.contains(&want) { want } else { end_of_list };
+        ids.iter().map(|&i| if i == want { 1.0 } else { 0.0 }).collect()
+    });
+    let got = block_on(Extractor::new(scripted_engine(tok, model)).extract(text, &schema, |_| {})).unwrap();
+    let found: Vec<(&str, usize)> = got.entities.iter().map(|e| (e.label.as_str(), e.start)).collect();
+    assert_eq!(found, [("PERSON", 0)]);
+    assert_eq!(
+        *offered.lock().unwrap(),
+        [true, false],
+        "newline offered after the first and the repeated span"
+    );
+}
+
+#[test]
 fn free_answers_in_every_format_are_grounded_like_constrained_ones() {
     let file = std::fs::File::open(common::real_model_path()).unwrap();
     let gguf = Gguf::parse(&file).unwrap();
     let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
     let text = "Maria Gonzalez called from Lyon.";
-    // Each answer also names a label outside the schema and a span outside the text.
+    // Each answer also names a label outside the schema, a span outside the text, and a
+    // span already named (dropped, and the answer goes on).
     let answers = [
         (
             Format::Lines,
-            "PERSON: Maria Gonzalez\nDOG: Lyon\nCITY: Paris\nCITY: Lyon",
+            "PERSON: Maria Gonzalez\nDOG: Lyon\nPERSON: Maria Gonzalez\nCITY: Paris\nCITY: Lyon",
         ),
         (
             Format::Json,
-            r#"[{"type": "PERSON", "text": "Maria Gonzalez"}, {"type": "DOG", "text": "Lyon"}, {"type": "CITY", "text": "Paris"}, {"type": "CITY", "text": "Lyon"}]"#,
+            r#"[{"type": "PERSON", "text": "Maria Gonzalez"}, {"type": "DOG", "text": "Lyon"}, {"type": "PERSON", "text": "Maria Gonzalez"}, {"type": "CITY", "text": "Paris"}, {"type": "CITY", "text": "Lyon"}]"#,
         ),
         (
             Format::Tags,
-            "<PERSON>Maria Gonzalez</PERSON> called from <DOG>Lyon</DOG> <CITY>Paris</CITY> <CITY>Lyon</CITY>.",
+            "<PERSON>Maria Gonzalez</PERSON> called from <DOG>Lyon</DOG> <PERSON>Maria Gonzalez</PERSON> <CITY>Paris</CITY> <CITY>Lyon</CITY>.",
         ),
     ];
     for (format, answer) in answers {
@@ -282,7 +318,7 @@ fn free_answers_in_every_format_are_grounded_like_constrained_ones() {
         let script = tok.encode(&format!("{answer}\n\n"));
         let first =
             tok.encode_prompt(&prompt::prefix_in(&schema, format)).len() + tok.encode(&prompt::document(text)).len();
-        let mut x = Extractor::new(scripted_engine(tok, script, first));
+        let mut x = Extractor::new(scripted_engine(tok, ScriptedLm::teacher(script, first)));
         x.free_format = Some(format);
         let got = block_on(x.extract(text, &schema, |_| {})).unwrap();
         let found: Vec<(&str, &str, usize)> = got

@@ -246,11 +246,11 @@ fn formats_table(runs: &BTreeMap<&str, Value>, sets: &[String]) -> Result<String
         "\n## Answer formats\n\n\
 `{command}`: the first {docs} documents of every set, strict micro-F1. Each format is named in the\n\
 guidelines and shown in the worked example, and the model answers freely (greedy, no grammar); the answer is then\n\
-parsed and grounded as the decoder would have it (labels outside the schema and spans not in the text are dropped;\n\
-a span placed at an unused occurrence, in text order). Lines under the grammar (the product) are beside them. The\n\
-last three columns are what the format costs: prompt tokens of the cached schema prefix, answer tokens decoded per\n\
-document, and milliseconds per document (1 thread). The adapter was trained on lines only, so it has free rows for\n\
-lines alone.{adapter}\n\n\
+parsed and grounded as the decoder would have it (labels outside the schema, spans not in the text and lines\n\
+with no unused whole-word occurrence are dropped; a span placed at an unused occurrence, in text order). Lines\n\
+under the grammar (the product) are beside them. The last three columns are what the format costs: prompt tokens\n\
+of the cached schema prefix, answer tokens decoded per document, and milliseconds per document (1 thread). The\n\
+adapter was trained on lines only, so it has free rows for lines alone.{adapter}\n\n\
 | engine | {} | mean F1 | prefix tokens | answer tokens/doc | ms/doc |\n|---|{}---|---|---|---|\n{rows}",
         names.join(" | "),
         "---|".repeat(names.len()),
