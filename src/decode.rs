@@ -131,9 +131,7 @@ impl Grammar {
             end_of_list: tok.lookup("\n\n"),
         }
     }
-}
 
-impl Grammar {
     /// The document ranges of a `len`-byte span ending at each of `ends` (spelled offsets).
     fn ranges(&self, ends: &[usize], len: usize) -> Vec<(usize, usize)> {
         ends.iter().map(|&e| self.doc.range(e - len, e)).collect()

@@ -119,6 +119,12 @@ impl LanguageModel for ScriptedLm {
     }
 }
 
+/// Where the answer starts: the tokens of the extractor's prompt for `text` (schema prefix
+/// in `format`, then the document).
+fn answer_start(tok: &Tokenizer, schema: &Schema, format: Format, text: &str) -> usize {
+    tok.encode_prompt(&prompt::prefix_in(schema, format)).len() + tok.encode(&prompt::document(text)).len()
+}
+
 /// An engine around a scripted model.
 fn scripted_engine(tokenizer: Tokenizer, model: ScriptedLm) -> Engine {
     Engine {
@@ -245,7 +251,7 @@ fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
     let text = "Maria Gonzalez called from Lyon. Maria Gonzalez met Maria Gonzalezova at the Lyon Biennale in Lyon.";
     // The model names each once; the extractor labels the repeats.
     let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")]);
-    let first = tok.encode_prompt(&prompt::prefix(&schema)).len() + tok.encode(&prompt::document(text)).len();
+    let first = answer_start(&tok, &schema, Format::Lines, text);
     let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
     let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
     let found: Vec<(&str, usize)> = got.entities.iter().map(|e| (e.label.as_str(), e.start)).collect();
@@ -269,7 +275,7 @@ fn a_line_that_cannot_be_placed_is_never_let_end() {
     let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("PERSON", "Maria Gonzalez")]);
     let newline = tok.lookup("\n").unwrap();
     let end_of_list = tok.lookup("\n\n").unwrap();
-    let first = tok.encode_prompt(&prompt::prefix(&schema)).len() + tok.encode(&prompt::document(text)).len();
+    let first = answer_start(&tok, &schema, Format::Lines, text);
     let offered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = offered.clone();
     let model = ScriptedLm::new(move |pos, ids| {
@@ -316,8 +322,7 @@ fn free_answers_in_every_format_are_grounded_like_constrained_ones() {
     for (format, answer) in answers {
         let tok = Tokenizer::from_gguf(&gguf).unwrap();
         let script = tok.encode(&format!("{answer}\n\n"));
-        let first =
-            tok.encode_prompt(&prompt::prefix_in(&schema, format)).len() + tok.encode(&prompt::document(text)).len();
+        let first = answer_start(&tok, &schema, format, text);
         let mut x = Extractor::new(scripted_engine(tok, ScriptedLm::teacher(script, first)));
         x.free_format = Some(format);
         let got = block_on(x.extract(text, &schema, |_| {})).unwrap();
