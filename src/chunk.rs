@@ -1,25 +1,103 @@
-//! Long texts are split into overlapping windows that each fit the model's context next to
-//! the cached schema prefix. Windows end at a sentence or line break when one is near,
-//! else at whitespace; together they cover every byte of the text.
+//! Texts are read in windows the size of the documents the model was trained on (a
+//! template, a sentence or two, a tweet). Read whole, a longer text is mostly left
+//! unanswered: the fine-tuned model lists the entities of its first sentences or of its
+//! last paragraph and ends (docs/extraction.md, "Long texts"). So each paragraph is a
+//! window of its own when it fits in `max` bytes (a signature or an address block stays
+//! whole); a longer one is read as runs of whole sentences or lines up to `max` bytes, and
+//! a sentence longer than that in overlapping slices cut at whitespace. Together the
+//! windows cover every byte that is not whitespace.
 
 use std::ops::Range;
 
-/// Byte ranges (on char boundaries) covering `text`, each at most `max` bytes, each
-/// starting about `overlap` bytes before the previous one ends.
+/// Byte ranges (on char boundaries, never starting or ending with whitespace, never across a
+/// blank line) covering every non-whitespace byte of `text`, each at most `max` bytes;
+/// slices of an over-long sentence start about `overlap` bytes before the previous one ends.
 pub fn windows(text: &str, max: usize, overlap: usize) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for para in paragraphs(text) {
+        if para.len() <= max {
+            out.push(para);
+            continue;
+        }
+        // Whether the last window is a run of this paragraph's sentences that may grow.
+        let mut open = false;
+        for s in sentences(text, para) {
+            match out.last_mut() {
+                Some(w) if open && s.end - w.start <= max => w.end = s.end,
+                _ if s.len() <= max => {
+                    out.push(s);
+                    open = true;
+                }
+                _ => {
+                    out.extend(slices(text, s, max, overlap));
+                    open = false;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `r` with the whitespace at both ends left out (`None` if nothing is left).
+fn trimmed(text: &str, r: Range<usize>) -> Option<Range<usize>> {
+    let s = &text[r.clone()];
+    let start = r.start + (s.len() - s.trim_start().len());
+    let end = r.start + s.trim_end().len();
+    (start < end).then_some(start..end)
+}
+
+/// The text between blank lines.
+fn paragraphs(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
-    while start < text.len() {
-        let mut end = floor_boundary(text, (start + max).min(text.len()));
-        if end < text.len() {
-            end = cut_point(text, start, end);
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            out.extend(trimmed(text, start..at));
+            start = at + line.len();
+        }
+        at += line.len();
+    }
+    out.extend(trimmed(text, start..text.len()));
+    out
+}
+
+/// The lines of a paragraph, each split after `.`, `!`, `?` or `;` followed by whitespace.
+fn sentences(text: &str, para: Range<usize>) -> Vec<Range<usize>> {
+    let p = &text[para.clone()];
+    let mut cuts = vec![0];
+    let mut chars = p.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next = chars.peek().map(|&(_, n)| n);
+        if c == '\n' || matches!(c, '.' | '!' | '?' | ';') && next.is_some_and(char::is_whitespace) {
+            cuts.push(i + c.len_utf8());
+        }
+    }
+    cuts.push(p.len());
+    cuts.windows(2)
+        .filter_map(|c| trimmed(text, para.start + c[0]..para.start + c[1]))
+        .collect()
+}
+
+/// Overlapping slices of at most `max` bytes over `r`, cut at whitespace where there is
+/// some in a slice's last third, each starting about `overlap` bytes before the previous ends.
+fn slices(text: &str, r: Range<usize>, max: usize, overlap: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = r.start;
+    loop {
+        let mut end = floor_boundary(text, (start + max).min(r.end));
+        if end < r.end {
+            let from = floor_boundary(text, start + (end - start) * 2 / 3);
+            if let Some(i) = text[from..end].rfind(char::is_whitespace) {
+                end = from + i;
+            }
         }
         if end <= start {
             end = ceil_boundary(text, start + 1);
         }
-        out.push(start..end);
-        if end >= text.len() {
-            break;
+        out.extend(trimmed(text, start..end));
+        if end >= r.end {
+            return out;
         }
         // Back up by `overlap`, then forward to the next word start, but always progress.
         let back = floor_boundary(text, end.saturating_sub(overlap).max(start + 1));
@@ -29,20 +107,6 @@ pub fn windows(text: &str, max: usize, overlap: usize) -> Vec<Range<usize>> {
             .unwrap_or(end);
         start = ceil_boundary(text, next.clamp(start + 1, end));
     }
-    out
-}
-
-/// The best place to end a window at or before `end`: after a sentence end or newline in
-/// its last third, else after whitespace, else `end` itself.
-fn cut_point(text: &str, start: usize, end: usize) -> usize {
-    let from = floor_boundary(text, start + (end - start) * 2 / 3);
-    let tail = &text[from..end];
-    let sentence = tail
-        .rmatch_indices(['\n', '.', '!', '?', ';'])
-        .map(|(i, m)| from + i + m.len())
-        .next();
-    let space = tail.rfind(char::is_whitespace).map(|i| from + i + 1);
-    sentence.or(space).map(|e| ceil_boundary(text, e)).unwrap_or(end)
 }
 
 fn floor_boundary(text: &str, mut i: usize) -> usize {
@@ -65,22 +129,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_cover_everything_overlap_and_respect_limits() {
-        let text = "Alpha beta gamma. Delta epsilon zeta! 東京 and 😀 emoji here.\nNew line text continues for a while longer. ".repeat(20);
+    fn windows_cover_every_word_within_limits_and_never_cross_a_blank_line() {
+        let para = "Alpha beta gamma. Delta epsilon zeta! 東京 and 😀 emoji here.\nNew line text continues for a while longer. ";
+        let text = format!("{}\n \n\t{}\n\n\n{}", para.repeat(7), "x".repeat(30), para.repeat(3));
         for (max, overlap) in [(40, 10), (100, 30), (7, 3), (5000, 100)] {
             let w = windows(&text, max, overlap);
-            assert_eq!(w[0].start, 0);
-            assert_eq!(w.last().unwrap().end, text.len());
-            for pair in w.windows(2) {
-                assert!(pair[1].start <= pair[0].end, "gap between windows");
-                assert!(pair[1].start > pair[0].start, "no progress");
+            for (i, c) in text.char_indices().filter(|c| !c.1.is_whitespace()) {
+                assert!(w.iter().any(|r| r.contains(&i)), "{c:?} at {i} unread with max {max}");
             }
             for r in &w {
+                let s = &text[r.clone()];
                 assert!(r.len() <= max.max(4), "window of {} bytes", r.len());
-                assert!(text.is_char_boundary(r.start) && text.is_char_boundary(r.end));
+                assert_eq!(s, s.trim(), "a window starts or ends with whitespace");
+                assert!(
+                    !s.contains("\n\n") && !s.contains("\n \n"),
+                    "{s:?} crosses a blank line"
+                );
+            }
+            for pair in w.windows(2) {
+                assert!(pair[1].start > pair[0].start, "no progress");
             }
         }
         assert!(windows("", 10, 2).is_empty());
-        assert_eq!(windows("short", 100, 10), vec![0..5]);
+        assert!(windows(" \n\n ", 10, 2).is_empty());
+        assert_eq!(windows(" short ", 100, 10), vec![1..6]);
+    }
+
+    #[test]
+    fn paragraphs_stay_whole_or_are_read_as_runs_of_sentences_and_only_an_over_long_sentence_is_sliced() {
+        let text = "Ann met Bo. Cy met Di.\nEd met Flo.\n\nGus left.\n\nHal met Ivy.";
+        let read = |max| -> Vec<&str> { windows(text, max, 4).into_iter().map(|r| &text[r]).collect() };
+        // A paragraph that fits is one window, else runs of its whole sentences.
+        assert_eq!(
+            read(100),
+            ["Ann met Bo. Cy met Di.\nEd met Flo.", "Gus left.", "Hal met Ivy."]
+        );
+        assert_eq!(
+            read(24),
+            ["Ann met Bo. Cy met Di.", "Ed met Flo.", "Gus left.", "Hal met Ivy."]
+        );
+        let long = "one two three four five six seven eight nine ten";
+        let w = windows(long, 20, 8);
+        assert!(w.len() > 2 && w.iter().all(|r| r.len() <= 20));
+        for pair in w.windows(2) {
+            assert!(pair[1].start < pair[0].end, "slices of one sentence overlap");
+        }
     }
 }

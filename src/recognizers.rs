@@ -1,7 +1,7 @@
 //! Deterministic recognizers: a pattern finds candidates, a validator (checksum, ranges,
 //! lengths) keeps only real ones. A schema type opts in with `"recognizer": "<name>"`.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -107,6 +107,35 @@ impl Recognizer {
                 })
             })
             .collect()
+    }
+
+    /// Whether `s`, a span the model gave a type this recognizer fills, could be one. Looser
+    /// than the validator (the model may find a form the pattern misses, or a mistyped card
+    /// number that still must be redacted), but a 5-digit postcode is no phone number and
+    /// "mail" no e-mail address.
+    pub fn plausible(self, s: &str) -> bool {
+        let digits = s.chars().filter(char::is_ascii_digit).count();
+        let alphanumeric = |c: char| c.is_alphanumeric();
+        match self {
+            Recognizer::Email => s
+                .split_once('@')
+                .is_some_and(|(user, host)| user.contains(alphanumeric) && host.contains('.')),
+            Recognizer::Url => s.contains('.') && !s.contains(char::is_whitespace),
+            Recognizer::IpAddress => s.parse::<IpAddr>().is_ok(),
+            Recognizer::Iban => {
+                let compact = without_spaces(s);
+                let b = compact.as_bytes();
+                (15..=34).contains(&b.len())
+                    && b[..2].iter().all(u8::is_ascii_uppercase)
+                    && b[2..4].iter().all(u8::is_ascii_digit)
+                    && b.iter().all(u8::is_ascii_alphanumeric)
+            }
+            Recognizer::CreditCard => (12..=19).contains(&digits),
+            Recognizer::UsSsn => digits == 9,
+            // Weekdays, "last spring", "the 1990s": dates have no shape to check.
+            Recognizer::Date => true,
+            Recognizer::Phone => digits >= 7,
+        }
     }
 
     /// `Some(score)` when `s` (at `start..end` of `text`) is a real instance.
@@ -283,8 +312,13 @@ const IBAN_LENGTHS: &[(&str, usize)] = &[
     ("XK", 20),
 ];
 
+/// IBANs are written grouped by four or compact.
+fn without_spaces(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 pub fn iban_valid(s: &str) -> bool {
-    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let compact = without_spaces(s);
     let Some(&(_, len)) = IBAN_LENGTHS.iter().find(|(cc, _)| compact.starts_with(cc)) else {
         return false;
     };
@@ -332,6 +366,24 @@ mod tests {
             .into_iter()
             .map(|m| &text[m.start..m.end])
             .collect()
+    }
+
+    #[test]
+    fn a_model_span_must_be_shaped_like_its_recognizers_type() {
+        use Recognizer::*;
+        for (r, yes, no) in [
+            (Email, "Milena.Rossi@rhyta.com", "mail"),
+            (Url, "https://www.UEarly.se/", "Public Data Explorer"),
+            (IpAddress, "6e40:4041::2eb4", "999.1.1.1"),
+            (Iban, "DE89 3704 0044 0532 0130 01", "DE89"),
+            (CreditCard, "4111 1111 1111 1112", "4111 1111"),
+            (UsSsn, "832 13 6314", "832-13"),
+            (Phone, "555-0199 ext. 4", "34736"),
+            (Date, "friday morning", ""),
+        ] {
+            assert!(r.plausible(yes), "{yes:?} as {}", r.name());
+            assert!(r == Date || !r.plausible(no), "{no:?} as {}", r.name());
+        }
     }
 
     #[test]

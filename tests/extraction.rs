@@ -183,7 +183,11 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
         for pair in r.entities.windows(2) {
             assert!(pair[0].end <= pair[1].start, "overlapping entities");
         }
-        assert_eq!(r.windows.first().map(|w| w.start), Some(0));
+        let unread = |(i, c): &(usize, char)| !c.is_whitespace() && !r.windows.iter().any(|w| w.contains(i));
+        assert!(
+            !text.char_indices().any(|c| unread(&c)),
+            "a character the model never read"
+        );
     }
     assert!(
         total > 0,
@@ -261,6 +265,35 @@ fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
         .entities
         .iter()
         .all(|e| text[e.start..e.end] == e.text && e.source == Source::Model));
+}
+
+#[test]
+fn a_model_span_not_shaped_like_its_recognizers_type_is_no_entity() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let schema = Schema::from_json(
+        r#"{"labels": [{"label": "PHONE_NUMBER", "recognizer": "phone"}, {"label": "CITY"}, {"label": "EMAIL", "recognizer": "email"}]}"#,
+    )
+    .unwrap();
+    let text = "Taxi to 34736 Lyon, call 0688 843 79 56 or e-mail us.";
+    // A postcode and "mail" are no phone number and no e-mail address; the answer goes on
+    // past them, and the recognizer still finds the real phone number.
+    let script = decode::answer_tokens(&tok, &[("PHONE_NUMBER", "34736"), ("CITY", "Lyon"), ("EMAIL", "mail")]);
+    let first = answer_start(&tok, &schema, Format::Lines, text);
+    let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
+    let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
+    let found: Vec<(&str, &str, Source)> = got
+        .entities
+        .iter()
+        .map(|e| (e.label.as_str(), e.text.as_str(), e.source))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("CITY", "Lyon", Source::Model),
+            ("PHONE_NUMBER", "0688 843 79 56", Source::Pattern)
+        ]
+    );
 }
 
 #[test]
@@ -374,17 +407,21 @@ fn bad_input_is_an_error_or_a_correct_result() {
     let seen = seen.borrow();
     assert_eq!(seen.len(), r.windows.len() + 1);
     assert!(seen.iter().enumerate().all(|(i, &p)| p == (i, r.windows.len())));
-    assert_eq!(r.windows.last().unwrap().end, mb.len());
+    assert_eq!(r.windows.last().unwrap().end, mb.trim_end().len());
     x.progress = Box::new(|_, _| {});
     let controls = "<eos><bos><start_of_turn>user\n<end_of_turn></s>".repeat(20);
     for e in block_on(x.extract(&controls, &schema, |_| {})).unwrap().entities {
         assert_eq!(&controls[e.start..e.end], e.text);
     }
-    // A long text is read in overlapping windows that cover all of it.
+    // A long sentence is read in overlapping windows that cover all of it.
     let long = "abc bad eos ".repeat(400);
     let r = block_on(x.extract(&long, &schema, |_| {})).unwrap();
     assert!(r.windows.len() > 1);
-    assert_eq!(r.windows.last().unwrap().end, long.len());
+    assert!(r.windows.windows(2).all(|p| p[1].start < p[0].end));
+    assert_eq!(
+        (r.windows[0].start, r.windows.last().unwrap().end),
+        (0, long.trim_end().len())
+    );
     let bad = Schema {
         labels: vec![],
         ..tiny_schema()

@@ -229,6 +229,42 @@ fn the_shipped_adapter_is_verified_and_improves_extraction() {
     );
 }
 
+/// A multi-paragraph e-mail, the shipped adapter on: the model finds the entities of every
+/// paragraph. Read in one window, it listed the greeting's and the signature's and skipped
+/// the body.
+#[test]
+fn every_paragraph_of_an_e_mail_is_read() {
+    use anote_ner::model::Adapter;
+    let (bytes, sha256) = shipped_adapter();
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let mut x = anote_ner::Extractor::new(Engine::load(&file).unwrap());
+    x.engine
+        .set_adapter(Some(&Adapter::from_bytes(&bytes, Some(&sha256)).unwrap()))
+        .unwrap();
+    let text = "Hi Dr. Okafor,\n\nFollowing up on ticket #48213: my new card is 4111 1111 1111 1111 and the \
+refund should go to IBAN GB82 WEST 1234 5698 7654 32. I moved last month to 14 Rue des Lilas, 69003 Lyon, \
+France. You can reach me at +33 6 12 34 56 78 or amelie.durand@example.fr.\n\nThanks,\nAmélie Durand\n\
+Senior Data Analyst, Northwind Traders\n";
+    let r = block_on(x.extract(text, &anote_ner::Schema::preset("pii").unwrap(), |_| {})).unwrap();
+    let by_model: Vec<(&str, &str)> = r
+        .entities
+        .iter()
+        .filter(|e| e.source == anote_ner::spans::Source::Model)
+        .map(|e| (e.label.as_str(), e.text.as_str()))
+        .collect();
+    println!("{by_model:?}");
+    for (label, part) in [
+        ("PERSON", "Okafor"),
+        ("STREET_ADDRESS", "Rue des Lilas"),
+        ("PERSON", "Amélie Durand"),
+    ] {
+        assert!(
+            by_model.iter().any(|&(l, t)| l == label && t.contains(part)),
+            "the model found no {label} with {part:?}"
+        );
+    }
+}
+
 /// The extraction engine on the GPU finds the CPU's entities on PII documents (the shipped
 /// adapter on, as the product runs).
 #[test]

@@ -5,6 +5,8 @@
 //! measured at different times and still share one table. Sets run in parallel, one
 //! single-threaded `anote eval` per core; predictions are kept in target/eval/<engine>/.
 //! `--adapter formats` compares answer formats (lines, JSON, inline tags) on the same documents.
+//! `--adapter long` reads the first documents of three sets one by one and joined into longer
+//! texts (docs/eval/long.json): what reading several documents at once costs the model.
 //! `--set NAME` runs one set and merges it into the stored run made by the same command: after
 //! a change that can only move that set (say, one that reads whitespace differently, where only
 //! one set has more than single spaces), the stored command still reproduces every number.
@@ -61,14 +63,24 @@ const FORMATS: [(&str, &str, &[&str]); 6] = [
     ),
 ];
 
+/// The long-text comparison: set, documents joined per text, what joins them (one sentence or
+/// tweet per line; PII documents as paragraphs), on the first [`LONG_DOCS`] of each set.
+const LONG: [(&str, usize, &str); 3] = [
+    ("conll2003", 10, "\n"),
+    ("wnut17", 6, "\n"),
+    ("presidio_synth_v2", 6, "\n\n"),
+];
+const LONG_DOCS: usize = 120;
+
 pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -> Result<()> {
     let engines: Vec<&str> = match which {
+        "long" => vec![],
         "both" => vec!["tuned", "base", "patterns"],
         "default" => vec!["tuned"],
         "none" => vec!["base"],
         "patterns" => vec!["patterns"],
         "formats" => FORMATS.iter().map(|f| f.0).collect(),
-        other => bail!("--adapter takes default, none, patterns, both or formats, not {other}"),
+        other => bail!("--adapter takes default, none, patterns, both, formats or long, not {other}"),
     };
     run_step(
         "eval: build",
@@ -78,6 +90,9 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
     )?;
     let bin = target_dir(root).join("release/anote");
     let shared = root.join("../shared/eval");
+    if which == "long" {
+        return long_texts(root, &bin, &shared);
+    }
     let mut sets: Vec<String> = std::fs::read_dir(&shared)
         .with_context(|| format!("reading {}", shared.display()))?
         .filter_map(|e| e.ok())
@@ -145,12 +160,7 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
                 .arg(dir.join("dev.jsonl"))
                 .arg("--out")
                 .arg(predictions.join(format!("{set}.jsonl")));
-            // The PII set's schema, with the recognizers declared: the `pii` preset has the same 17 labels.
-            if set == "presidio_synth_v2" {
-                cmd.args(["--preset", "pii"]);
-            } else {
-                cmd.arg("--schema").arg(dir.join("schema.json"));
-            }
+            cmd.args(schema_args(&shared, set));
             if let Some(n) = limit {
                 cmd.args(["--limit", &n.to_string()]);
             }
@@ -192,6 +202,120 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
         println!("xtask: [eval] wrote {}", file.display());
     }
     write_markdown(root)
+}
+
+/// `--adapter long`: each [`LONG`] set's first documents scored one by one and joined, by the
+/// shipped adapter, into docs/eval/long.json.
+fn long_texts(root: &Path, bin: &Path, shared: &Path) -> Result<()> {
+    let dir = target_dir(root).join("eval/long");
+    std::fs::create_dir_all(&dir)?;
+    let eval = |data: &Path, schema: &str, limit: Option<usize>| -> Result<Value> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["eval", "--json", "--threads", "1", "--adapter", "default", "--data"])
+            .arg(data)
+            .args(schema_args(shared, schema));
+        if let Some(n) = limit {
+            cmd.args(["--limit", &n.to_string()]);
+        }
+        Ok(serde_json::from_str(output("eval", &mut cmd)?.trim())?)
+    };
+    let mut results = serde_json::Map::new();
+    for (set, per_text, joint) in LONG {
+        let dev = shared.join(set).join("dev.jsonl");
+        let joined = dir.join(format!("{set}.jsonl"));
+        std::fs::write(
+            &joined,
+            join_documents(&std::fs::read_to_string(&dev)?, per_text, joint)?,
+        )?;
+        println!("xtask: [eval] long: {set}, alone and {per_text} to a text");
+        // Two single-threaded runs at once, one per core.
+        let (alone, together) = std::thread::scope(|scope| {
+            let alone = scope.spawn(|| eval(&dev, set, Some(LONG_DOCS)));
+            let together = eval(&joined, set, None);
+            (alone.join().expect("eval thread panicked"), together)
+        });
+        results.insert(
+            set.to_string(),
+            json!({"per_text": per_text, "joint": joint, "alone": alone?, "joined": together?}),
+        );
+    }
+    let record = json!({
+        "command": "cargo xtask eval --adapter long",
+        "adapter_sha256": adapter_sha256(root),
+        "results": results,
+    });
+    let file = root.join("docs/eval/long.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&record)? + "\n")?;
+    println!("xtask: [eval] wrote {}", file.display());
+    write_markdown(root)
+}
+
+/// The first [`LONG_DOCS`] documents of a gold JSONL, `per_text` to a text, joined by
+/// `joint`, with the gold spans moved along (offsets in code points).
+fn join_documents(dev: &str, per_text: usize, joint: &str) -> Result<String> {
+    let docs: Vec<Value> = dev
+        .lines()
+        .take(LONG_DOCS)
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let mut out = String::new();
+    for (i, group) in docs.chunks(per_text).enumerate() {
+        let mut text = String::new();
+        let mut entities = Vec::new();
+        for d in group {
+            if !text.is_empty() {
+                text.push_str(joint);
+            }
+            let shift = text.chars().count() as u64;
+            for e in d["entities"].as_array().into_iter().flatten() {
+                let at = |k: &str| e[k].as_u64().map(|v| v + shift);
+                entities.push(json!({"start": at("start"), "end": at("end"), "label": e["label"], "text": e["text"]}));
+            }
+            text.push_str(d["text"].as_str().context("a document without text")?);
+        }
+        writeln!(
+            out,
+            "{}",
+            json!({"id": format!("joined-{i}"), "text": text, "entities": entities})
+        )?;
+    }
+    Ok(out)
+}
+
+/// The long-text section of docs/eval.md (empty until `--adapter long` has run).
+fn long_table(root: &Path) -> Result<String> {
+    let Ok(t) = std::fs::read_to_string(root.join("docs/eval/long.json")) else {
+        return Ok(String::new());
+    };
+    let run: Value = serde_json::from_str(&t)?;
+    let f1 = |v: &Value| v["scores"]["strict"]["micro"]["f1"].as_f64().unwrap_or(0.0);
+    let recall = |v: &Value| v["scores"]["strict"]["micro"]["recall"].as_f64().unwrap_or(0.0);
+    let mut rows = String::new();
+    for (set, r) in run["results"].as_object().into_iter().flatten() {
+        writeln!(
+            rows,
+            "| {set} | {} | {} | {} | {:.3} | **{:.3}** | {:.3} | {:.3} |",
+            r["alone"]["scores"]["documents"],
+            r["per_text"],
+            r["joint"].as_str().unwrap_or("").escape_debug(),
+            f1(&r["alone"]),
+            f1(&r["joined"]),
+            recall(&r["alone"]),
+            recall(&r["joined"]),
+        )?;
+    }
+    let sha = run["adapter_sha256"].as_str().unwrap_or("");
+    Ok(format!(
+        "\n## Long texts\n\n\
+`{}` (adapter `{}…`): the first {LONG_DOCS} documents of three sets, scored one by one and joined into\n\
+longer texts, strict micro-F1 and recall. The model was trained on single sentences, templates and tweets; the\n\
+extractor reads a long text in windows of a paragraph or a few sentences (`src/chunk.rs`), and this is what\n\
+joining costs all the same.\n\n\
+| dataset | documents | per text | joined by | F1 alone | F1 joined | recall alone | recall joined |\n\
+|---|---|---|---|---|---|---|---|\n{rows}",
+        run["command"].as_str().unwrap_or(""),
+        &sha[..sha.len().min(12)],
+    ))
 }
 
 /// The answer-format section of docs/eval.md (empty until `--adapter formats` has run).
@@ -255,6 +379,16 @@ adapter was trained on lines only, so it has free rows for lines alone.{adapter}
         names.join(" | "),
         "---|".repeat(names.len()),
     ))
+}
+
+/// The schema a set is scored with: its own, except the PII set's, which is the `pii`
+/// preset (the same 17 labels, with the recognizers declared).
+fn schema_args(shared: &Path, set: &str) -> Vec<std::ffi::OsString> {
+    if set == "presidio_synth_v2" {
+        vec!["--preset".into(), "pii".into()]
+    } else {
+        vec!["--schema".into(), shared.join(set).join("schema.json").into()]
+    }
 }
 
 fn adapter_sha256(root: &Path) -> Value {
@@ -334,6 +468,7 @@ fn write_markdown(root: &Path) -> Result<()> {
         }
     }
     let formats = formats_table(&runs, &sets)?;
+    let long = long_table(root)?;
     let md = format!(
         "# Extraction quality\n\n\
 Every number below comes from `docs/eval/*.json`, written by the command listed with it; `cargo xtask eval` (all\n\
@@ -356,7 +491,7 @@ Strict F1 per label:\n\n{per_label}\n\
 Recognizers alone, over the labels they fill (EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IP_ADDRESS, US_SSN; the dev\n\
 set has no IBAN_CODE or DOMAIN_NAME), score strict micro-F1 1.000 on all 300 PII dev documents (58 entities), checked\n\
 by `tests/extraction.rs`. Every gold credit card passes Luhn. The phone rules were tuned on this dev set (house\n\
-numbers and postcodes shaped like phone numbers), so expect lower on unseen data.\n{formats}"
+numbers and postcodes shaped like phone numbers), so expect lower on unseen data.\n{long}{formats}"
     );
     std::fs::write(root.join("docs/eval.md"), md)?;
     println!("xtask: [eval] wrote docs/eval.md");

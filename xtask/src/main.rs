@@ -21,10 +21,11 @@ usage: cargo xtask <command>
   test               setup, then fmt, clippy, unit + parity tests, build-web and browser tests
   test-browser       build-web, then only the browser tests
   bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md
-  eval [--limit N] [--adapter default|none|patterns|both|formats] [--set NAME]
+  eval [--limit N] [--adapter default|none|patterns|both|formats|long] [--set NAME]
                      extraction quality on every dev set in ../shared/eval, fine-tuned and/or
                      base model -> docs/eval/*.json and docs/eval.md; formats: the answer
                      formats (lines, JSON, inline tags) compared on the same documents;
+                     long: documents scored one by one and joined into longer texts;
                      --set: only that set, merged into the run the same command stored
   train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT]
         [--ship-only] [-- EXAMPLE OPTIONS [+ EXAMPLE OPTIONS]...]
