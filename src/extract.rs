@@ -123,7 +123,6 @@ impl Extractor {
         }
         let snapshot = self.prefix(schema).await?;
         let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
-        let shaped: Vec<Option<Recognizer>> = schema.labels.iter().map(|t| t.recognizer).collect();
         let mut decoded_tokens = 0;
         for (i, w) in windows.iter().enumerate() {
             (self.progress)(i, windows.len());
@@ -147,7 +146,10 @@ impl Extractor {
                 cursor = end;
                 // The line stays placed (the answer goes on after it), but a value that
                 // cannot be of its recognizer's type is no entity.
-                if shaped[line.label].is_some_and(|r| !r.plausible(&chunk[start..end])) {
+                if schema.labels[line.label]
+                    .recognizer
+                    .is_some_and(|r| !r.plausible(&chunk[start..end]))
+                {
                     return true;
                 }
                 let (start, end) = (w.start + start, w.start + end);

@@ -152,18 +152,8 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
         let predictions = target_dir(root).join("eval").join(engine);
         std::fs::create_dir_all(&predictions)?;
         let command = |set: &str| {
-            let dir = shared.join(set);
-            let mut cmd = Command::new(&bin);
-            cmd.args(["eval", "--json", "--threads", "1"])
-                .args(*flags)
-                .arg("--data")
-                .arg(dir.join("dev.jsonl"))
-                .arg("--out")
-                .arg(predictions.join(format!("{set}.jsonl")));
-            cmd.args(schema_args(&shared, set));
-            if let Some(n) = limit {
-                cmd.args(["--limit", &n.to_string()]);
-            }
+            let mut cmd = eval_command(&bin, &shared, set, &shared.join(set).join("dev.jsonl"), flags, limit);
+            cmd.arg("--out").arg(predictions.join(format!("{set}.jsonl")));
             cmd
         };
         // One single-threaded run per core at a time (per-document latency stays a 1-thread figure).
@@ -209,14 +199,8 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
 fn long_texts(root: &Path, bin: &Path, shared: &Path) -> Result<()> {
     let dir = target_dir(root).join("eval/long");
     std::fs::create_dir_all(&dir)?;
-    let eval = |data: &Path, schema: &str, limit: Option<usize>| -> Result<Value> {
-        let mut cmd = Command::new(bin);
-        cmd.args(["eval", "--json", "--threads", "1", "--adapter", "default", "--data"])
-            .arg(data)
-            .args(schema_args(shared, schema));
-        if let Some(n) = limit {
-            cmd.args(["--limit", &n.to_string()]);
-        }
+    let eval = |data: &Path, set: &str, limit: Option<usize>| -> Result<Value> {
+        let mut cmd = eval_command(bin, shared, set, data, &["--adapter", "default"], limit);
         Ok(serde_json::from_str(output("eval", &mut cmd)?.trim())?)
     };
     let mut results = serde_json::Map::new();
@@ -381,14 +365,23 @@ adapter was trained on lines only, so it has free rows for lines alone.{adapter}
     ))
 }
 
-/// The schema a set is scored with: its own, except the PII set's, which is the `pii`
-/// preset (the same 17 labels, with the recognizers declared).
-fn schema_args(shared: &Path, set: &str) -> Vec<std::ffi::OsString> {
+/// One single-threaded `anote eval --json` of `data` with `set`'s schema: its own, except the
+/// PII set's, which is the `pii` preset (the same 17 labels, with the recognizers declared).
+fn eval_command(bin: &Path, shared: &Path, set: &str, data: &Path, flags: &[&str], limit: Option<usize>) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(["eval", "--json", "--threads", "1"])
+        .args(flags)
+        .arg("--data")
+        .arg(data);
     if set == "presidio_synth_v2" {
-        vec!["--preset".into(), "pii".into()]
+        cmd.args(["--preset", "pii"]);
     } else {
-        vec!["--schema".into(), shared.join(set).join("schema.json").into()]
+        cmd.arg("--schema").arg(shared.join(set).join("schema.json"));
     }
+    if let Some(n) = limit {
+        cmd.args(["--limit", &n.to_string()]);
+    }
+    cmd
 }
 
 fn adapter_sha256(root: &Path) -> Value {
