@@ -194,7 +194,9 @@ function visible() {
   return kept().filter((e) => !type || e.label === type);
 }
 
-function renderResults() {
+/** Draws the highlights, the table, the filter and the operators, then (unless told
+ *  not to) redacts: each redaction sends the whole text to the worker. */
+function renderResults({ redact = true } = {}) {
   const shown = visible();
   renderHighlights($('highlighted'), lastText, shown, (l) => editor.guideline(l));
   renderLegend($('legend'), [...new Set(entities.map((e) => e.label))].sort());
@@ -212,7 +214,14 @@ function renderResults() {
   const current = $('filter').value;
   $('filter').replaceChildren(new Option('all', ''), ...labels.map((l) => new Option(l, l, false, l === current)));
   renderOperators(labels);
-  redactNow();
+  if (redact) redactNow();
+}
+
+// Entities stream in faster than a long text can be drawn again: while extracting, draw
+// at most every 250 ms and redact once at the end, so the page keeps answering.
+let drawTimer = null;
+function drawSoon() {
+  drawTimer ??= setTimeout(() => { drawTimer = null; renderResults({ redact: false }); }, 250);
 }
 
 for (const b of document.querySelectorAll('button.sort')) {
@@ -244,12 +253,11 @@ $('extract').addEventListener('click', async () => {
   try {
     const r = await client.extract(lastText, editor.schema, (e) => {
       entities.push(e);
-      renderResults(); // entities appear as they are decoded
+      drawSoon(); // entities appear as they are decoded
     }, ({ loaded, total }) => {
       if (total > 1) $('extract-status').textContent = `Extracting… window ${Math.min(loaded + 1, total)} of ${total}`;
     });
     entities = r.entities;
-    renderResults();
     $('extract-status').textContent = `${countEntities(r.entities.length)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     $('extract-status').dataset.done = 'true';
   } catch (e) {
@@ -257,6 +265,9 @@ $('extract').addEventListener('click', async () => {
     $('extract-status').dataset.done = e.code ?? 'error';
     if (e.code !== 'cancelled') showError(e);
   } finally {
+    clearTimeout(drawTimer);
+    drawTimer = null;
+    renderResults(); // what was found, also when cancelled
     $('extract').disabled = false;
     $('cancel').disabled = true;
   }
