@@ -2,20 +2,34 @@
 //! template, a sentence or two, a tweet). Read whole, a longer text is mostly left
 //! unanswered: the fine-tuned model lists the entities of its first sentences or of its
 //! last paragraph and ends (docs/extraction.md, "Long texts"). So each paragraph is a
-//! window of its own when it fits in `max` bytes (a signature or an address block stays
-//! whole); a longer one is read as runs of whole sentences or lines up to `max` bytes, and
-//! a sentence longer than that in overlapping slices cut at whitespace. Together the
-//! windows cover every byte that is not whitespace.
+//! window of its own when it fits in [`Limits::run`] bytes (a signature or an address block
+//! stays whole); a longer one is read as runs of whole sentences or lines up to that size,
+//! a long sentence whole up to [`Limits::sentence`] bytes, and a longer one in overlapping
+//! slices cut at whitespace. Together the windows cover every byte that is not whitespace.
 
 use std::ops::Range;
 
+/// Window sizes, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// A paragraph, or a run of its sentences, is read together up to this size.
+    pub run: usize,
+    /// A sentence is read whole up to this size (at least `run`), a longer one in slices.
+    pub sentence: usize,
+    /// How far the slices of an over-long sentence overlap.
+    pub overlap: usize,
+}
+
 /// Byte ranges (on char boundaries, never starting or ending with whitespace, never across a
-/// blank line) covering every non-whitespace byte of `text`, each at most `max` bytes;
-/// slices of an over-long sentence start about `overlap` bytes before the previous one ends.
-pub fn windows(text: &str, max: usize, overlap: usize) -> Vec<Range<usize>> {
+/// blank line) covering every non-whitespace byte of `text`, each at most `limits.sentence`
+/// bytes; slices of an over-long sentence start about `limits.overlap` bytes before the
+/// previous one ends.
+pub fn windows(text: &str, limits: Limits) -> Vec<Range<usize>> {
+    let Limits { run, overlap, .. } = limits;
+    let sentence = limits.sentence.max(run);
     let mut out: Vec<Range<usize>> = Vec::new();
     for para in paragraphs(text) {
-        if para.len() <= max {
+        if para.len() <= run {
             out.push(para);
             continue;
         }
@@ -23,13 +37,13 @@ pub fn windows(text: &str, max: usize, overlap: usize) -> Vec<Range<usize>> {
         let mut open = false;
         for s in sentences(text, para) {
             match out.last_mut() {
-                Some(w) if open && s.end - w.start <= max => w.end = s.end,
-                _ if s.len() <= max => {
+                Some(w) if open && s.end - w.start <= run => w.end = s.end,
+                _ if s.len() <= sentence => {
+                    open = s.len() <= run;
                     out.push(s);
-                    open = true;
                 }
                 _ => {
-                    out.extend(slices(text, s, max, overlap));
+                    out.extend(slices(text, s, sentence, overlap));
                     open = false;
                 }
             }
@@ -132,8 +146,9 @@ mod tests {
     fn windows_cover_every_word_within_limits_and_never_cross_a_blank_line() {
         let para = "Alpha beta gamma. Delta epsilon zeta! 東京 and 😀 emoji here.\nNew line text continues for a while longer. ";
         let text = format!("{}\n \n\t{}\n\n\n{}", para.repeat(7), "x".repeat(30), para.repeat(3));
-        for (max, overlap) in [(40, 10), (100, 30), (7, 3), (5000, 100)] {
-            let w = windows(&text, max, overlap);
+        for (run, sentence, overlap) in [(40, 40, 10), (40, 90, 10), (100, 30, 30), (7, 7, 3), (5000, 5000, 100)] {
+            let max = sentence.max(run);
+            let w = windows(&text, Limits { run, sentence, overlap });
             for (i, c) in text.char_indices().filter(|c| !c.1.is_whitespace()) {
                 assert!(w.iter().any(|r| r.contains(&i)), "{c:?} at {i} unread with max {max}");
             }
@@ -150,15 +165,27 @@ mod tests {
                 assert!(pair[1].start > pair[0].start, "no progress");
             }
         }
-        assert!(windows("", 10, 2).is_empty());
-        assert!(windows(" \n\n ", 10, 2).is_empty());
-        assert_eq!(windows(" short ", 100, 10), vec![1..6]);
+        let limits = Limits {
+            run: 10,
+            sentence: 10,
+            overlap: 2,
+        };
+        assert!(windows("", limits).is_empty());
+        assert!(windows(" \n\n ", limits).is_empty());
+        assert_eq!(windows(" short ", Limits { run: 100, ..limits }), vec![1..6]);
     }
 
     #[test]
     fn paragraphs_stay_whole_or_are_read_as_runs_of_sentences_and_only_an_over_long_sentence_is_sliced() {
         let text = "Ann met Bo. Cy met Di.\nEd met Flo.\n\nGus left.\n\nHal met Ivy.";
-        let read = |max| -> Vec<&str> { windows(text, max, 4).into_iter().map(|r| &text[r]).collect() };
+        let read = |run| -> Vec<&str> {
+            let limits = Limits {
+                run,
+                sentence: run,
+                overlap: 4,
+            };
+            windows(text, limits).into_iter().map(|r| &text[r]).collect()
+        };
         // A paragraph that fits is one window, else runs of its whole sentences.
         assert_eq!(
             read(100),
@@ -168,8 +195,27 @@ mod tests {
             read(24),
             ["Ann met Bo. Cy met Di.", "Ed met Flo.", "Gus left.", "Hal met Ivy."]
         );
+        // A sentence longer than a run is read alone, whole up to `sentence` bytes.
+        let text = "Ann met Bo. A much longer sentence here. Cy met Di. Ed met Flo.";
+        let limits = Limits {
+            run: 25,
+            sentence: 40,
+            overlap: 4,
+        };
+        let read: Vec<&str> = windows(text, limits).into_iter().map(|r| &text[r]).collect();
+        assert_eq!(
+            read,
+            ["Ann met Bo.", "A much longer sentence here.", "Cy met Di. Ed met Flo."]
+        );
         let long = "one two three four five six seven eight nine ten";
-        let w = windows(long, 20, 8);
+        let w = windows(
+            long,
+            Limits {
+                run: 10,
+                sentence: 20,
+                overlap: 8,
+            },
+        );
         assert!(w.len() > 2 && w.iter().all(|r| r.len() <= 20));
         for pair in w.windows(2) {
             assert!(pair[1].start < pair[0].end, "slices of one sentence overlap");

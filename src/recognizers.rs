@@ -20,6 +20,7 @@ pub enum Recognizer {
     UsSsn,
     Date,
     Phone,
+    Honorific,
 }
 
 /// A match in byte offsets of the searched text.
@@ -32,7 +33,7 @@ pub struct Match {
     pub score: f32,
 }
 
-pub const ALL: [Recognizer; 8] = [
+pub const ALL: [Recognizer; 9] = [
     Recognizer::Email,
     Recognizer::Url,
     Recognizer::IpAddress,
@@ -41,6 +42,7 @@ pub const ALL: [Recognizer; 8] = [
     Recognizer::UsSsn,
     Recognizer::Date,
     Recognizer::Phone,
+    Recognizer::Honorific,
 ];
 
 fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
@@ -58,11 +60,12 @@ impl Recognizer {
             Recognizer::UsSsn => "us_ssn",
             Recognizer::Date => "date",
             Recognizer::Phone => "phone",
+            Recognizer::Honorific => "honorific",
         }
     }
 
     fn pattern(self) -> &'static Regex {
-        static CELLS: [OnceLock<Regex>; 8] = [const { OnceLock::new() }; 8];
+        static CELLS: [OnceLock<Regex>; 9] = [const { OnceLock::new() }; 9];
         let (i, p) = match self {
             Recognizer::Email => (
                 0,
@@ -86,6 +89,11 @@ impl Recognizer {
             Recognizer::Phone => (
                 7,
                 r"(?i)(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,5}(?:[ .-]?[0-9]{1,5}){0,6}(?: ?(?:x|ext\.? ?)[0-9]{1,5})?",
+            ),
+            // Courtesy titles before a name; job titles are the model's to find.
+            Recognizer::Honorific => (
+                8,
+                r"(?i)\b(?:mrs|mr|ms|miss|mx|dr|prof|sir|dame|rev|herr|frau|mme|mlle|sra|srta)\b\.?",
             ),
         };
         regex(&CELLS[i], p)
@@ -135,6 +143,8 @@ impl Recognizer {
             // Weekdays, "last spring", "the 1990s": dates have no shape to check.
             Recognizer::Date => true,
             Recognizer::Phone => digits >= 7,
+            // The model also fills the type with job titles ("Packager").
+            Recognizer::Honorific => true,
         }
     }
 
@@ -194,6 +204,18 @@ impl Recognizer {
                 }
                 // Ungrouped runs of 7-9 digits are more often ids or amounts than phones.
                 ((7..=15).contains(&digits) && (grouped || digits >= 10)).then_some(if grouped { 0.6 } else { 0.5 })
+            }
+            Recognizer::Honorific => {
+                // Only before a name: "Dr. Ann Lee", "mr. lee" (all lower case, with the
+                // period), never "I miss you" or "yes sir".
+                let name = text[end..].strip_prefix(' ')?.chars().next()?;
+                let capital = s.starts_with(char::is_uppercase);
+                let fits = if capital {
+                    name.is_uppercase()
+                } else {
+                    s.ends_with('.') && name.is_lowercase()
+                };
+                (!glued(before) && fits).then_some(0.8)
             }
         }
     }
@@ -485,6 +507,15 @@ mod tests {
             ["https://www.UEarly.se/", "bright.com"]
         );
         assert!(found(Recognizer::Url, "mail jane@bright.com").is_empty());
+    }
+
+    #[test]
+    fn honorifics_before_a_name() {
+        assert_eq!(
+            found(Recognizer::Honorific, "Dear Mrs. Lee, Dr Ann Hill and mr. ortiz"),
+            ["Mrs.", "Dr", "mr."]
+        );
+        assert!(found(Recognizer::Honorific, "I miss you, sir. Mr. or Ms? Ask Mrs.").is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ export interface EntityType {
   description?: string;
   examples?: string[];
   counter_examples?: string[];
-  recognizer?: 'email' | 'phone' | 'credit_card' | 'iban' | 'ip_address' | 'url' | 'us_ssn' | 'date';
+  recognizer?: 'email' | 'phone' | 'credit_card' | 'iban' | 'ip_address' | 'url' | 'us_ssn' | 'date' | 'honorific';
 }
 
 export interface Schema {

@@ -2,7 +2,7 @@
 // export; kept in localStorage. Validation is the engine's own (`invalid_schema`).
 
 const STORE = 'anote-schema-v1';
-const RECOGNIZERS = ['', 'email', 'phone', 'credit_card', 'iban', 'ip_address', 'url', 'us_ssn', 'date'];
+const RECOGNIZERS = ['', 'email', 'phone', 'credit_card', 'iban', 'ip_address', 'url', 'us_ssn', 'date', 'honorific'];
 const list = (s) => s.split(';').map((x) => x.trim()).filter(Boolean);
 
 export class SchemaEditor {
