@@ -179,7 +179,16 @@ impl Recognizer {
                 let ok = area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000";
                 (ok && !glued(before) && !glued(after)).then_some(0.85)
             }
-            Recognizer::Date => (!glued(before) && !glued(after)).then_some(0.7),
+            Recognizer::Date => {
+                // "03.93.92" in the phone "03.93.92.16.85" is no date: the number goes on.
+                let digit_at = |i: Option<char>| i.is_some_and(|c| c.is_ascii_digit());
+                let mut rest = text[end..].chars();
+                let continues = matches!(after, Some('.' | '/' | '-')) && digit_at(rest.nth(1));
+                let mut head = text[..start].chars().rev();
+                let continued = matches!(before, Some('.' | '/' | '-')) && digit_at(head.nth(1));
+                (!glued(before) && !glued(after) && !continues && !continued && numeric_date_fields_valid(s))
+                    .then_some(0.7)
+            }
             Recognizer::Phone => {
                 if glued(before) || matches!(before, Some('+' | '-' | '.' | '/')) || glued(after) {
                     return None;
@@ -219,6 +228,24 @@ impl Recognizer {
             }
         }
     }
+}
+
+/// In an all-numeric date ("12.03.1999", "2024-01-02"), the day and month fields are in range
+/// in some order (day-month or month-day); dates written with a month name pass.
+fn numeric_date_fields_valid(s: &str) -> bool {
+    let date = s.split([' ', 'T']).next().unwrap_or(s);
+    let fields: Vec<u32> = date.split(['.', '/', '-']).map_while(|f| f.parse().ok()).collect();
+    let [a, b, c] = fields[..] else {
+        return true;
+    };
+    let (x, y) = if date.split(['.', '/', '-']).next().is_some_and(|f| f.len() == 4) {
+        (b, c) // year first: month, day
+    } else {
+        (a, b)
+    };
+    let day = 1..=31;
+    let month = 1..=12;
+    (month.contains(&x) && day.contains(&y)) || (day.contains(&x) && month.contains(&y))
 }
 
 /// URLs in running text end before trailing punctuation.
@@ -524,6 +551,12 @@ mod tests {
             found(Recognizer::Date, "on 2023-02-14, 14 February 2023 or March 3, 2022"),
             ["2023-02-14", "14 February 2023", "March 3, 2022"]
         );
+        assert_eq!(
+            found(Recognizer::Date, "born 14-01-2025, seen 3/28/2024"),
+            ["14-01-2025", "3/28/2024"]
+        );
+        // Pieces of phone numbers and version strings, and fields out of range.
+        assert!(found(Recognizer::Date, "Mobile: 03.93.92.16.85, v1.2.2024-3 or 44.55.2020").is_empty());
     }
 
     #[test]

@@ -522,6 +522,23 @@ fn recognizer_scores_on_the_pii_dev_set_equal_score_py() {
             );
         }
     }
+    // `anote eval --predictions` scores a stored predictions file the same way.
+    let cli = Command::new(env!("CARGO_BIN_EXE_anote"))
+        .args(["eval", "--json", "--preset", "pii", "--data"])
+        .arg(&gold_path)
+        .arg("--predictions")
+        .arg(&pred_path)
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    for mode in ["strict", "partial"] {
+        let (theirs, ours) = (&reference[mode]["micro"]["f1"], &cli["scores"][mode]["micro"]["f1"]);
+        assert!(
+            (theirs.as_f64().unwrap() - ours.as_f64().unwrap()).abs() < 1e-9,
+            "--predictions {mode}"
+        );
+    }
     let f1 = covered.finish().strict.micro.f1;
     println!("recognizers, strict micro-F1 over the labels they cover: {f1:.3}");
     assert!(f1 >= 0.95, "recognizer F1 {f1}");

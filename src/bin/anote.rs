@@ -106,6 +106,10 @@ enum Command {
         /// Only the pattern recognizers (no model)
         #[arg(long)]
         patterns_only: bool,
+        /// Score this predictions JSONL (as --out writes it, matched by "id") instead of
+        /// extracting: another run's output, or another system's
+        #[arg(long, conflicts_with_all = ["patterns_only", "unconstrained", "out"])]
+        predictions: Option<PathBuf>,
         /// Ask for the answer in this format (lines, json or tags), decode it without the
         /// grammar and ground it afterwards: the answer-format comparison in docs/eval.md
         #[arg(long, value_name = "FORMAT")]
@@ -161,8 +165,48 @@ fn io(e: impl std::fmt::Display) -> Error {
 }
 
 /// Scores `extractor` (or, without one, the pattern recognizers alone) on a gold file.
+/// Where `anote eval` gets its entities.
+enum Predictor {
+    Model(Box<Extractor>),
+    Patterns,
+    /// Spans by document id, read from a predictions file.
+    Stored(HashMap<String, Vec<Span>>),
+}
+
+/// The spans of an eval-format document (gold or predicted), in code points.
+fn spans_of(doc: &serde_json::Value) -> Vec<Span> {
+    doc["entities"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["start"].as_u64().unwrap_or(0) as usize,
+                        e["end"].as_u64().unwrap_or(0) as usize,
+                        e["label"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stored_predictions(file: &PathBuf) -> Result<HashMap<String, Vec<Span>>, Error> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
+    let mut by_id = HashMap::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let doc: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| Error::BadGold(format!("{}:{}: {e}", file.display(), n + 1)))?;
+        let id = doc["id"]
+            .as_str()
+            .ok_or_else(|| Error::BadGold(format!("{}:{}: a prediction needs an \"id\"", file.display(), n + 1)))?;
+        by_id.insert(id.to_string(), spans_of(&doc));
+    }
+    Ok(by_id)
+}
+
 fn eval(
-    mut extractor: Option<Extractor>,
+    mut predictor: Predictor,
     data: &PathBuf,
     schema: &Schema,
     out: Option<&PathBuf>,
@@ -201,29 +245,23 @@ fn eval(
         let text = doc["text"].as_str().unwrap_or_default();
         let map = OffsetMap::new(text);
         let t0 = std::time::Instant::now();
-        let entities = match &mut extractor {
-            Some(x) => {
+        let entities = match &mut predictor {
+            Predictor::Model(x) => {
                 let found = block_on(x.extract(text, schema, |_| {}))?;
                 answer_tokens += found.decoded_tokens;
                 found.entities
             }
-            None => anote_ner::extract::pattern_entities(text, schema),
+            Predictor::Patterns => anote_ner::extract::pattern_entities(text, schema),
+            Predictor::Stored(by_id) => {
+                let id = doc["id"].as_str().unwrap_or_default();
+                let spans = by_id
+                    .get(id)
+                    .ok_or_else(|| Error::BadGold(format!("no prediction for document {id:?}")))?;
+                scorer.add(&spans_of(&doc), spans);
+                continue;
+            }
         };
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let gold_spans: Vec<Span> = doc["entities"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| {
-                        (
-                            e["start"].as_u64().unwrap_or(0) as usize,
-                            e["end"].as_u64().unwrap_or(0) as usize,
-                            e["label"].as_str().unwrap_or("").to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         let pred_spans: Vec<Span> = entities
             .iter()
             .map(|e| {
@@ -231,7 +269,7 @@ fn eval(
                 (start, end, e.label.clone())
             })
             .collect();
-        scorer.add(&gold_spans, &pred_spans);
+        scorer.add(&spans_of(&doc), &pred_spans);
         if let Some(w) = &mut writer {
             let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(&map, e)).collect();
             writeln!(
@@ -260,7 +298,11 @@ fn eval(
         );
     }
     // What the prompt costs: the schema prefix (once per schema) and the answers.
-    let prefix_tokens = extractor.as_ref().map(|x| {
+    let prefix_tokens = match &predictor {
+        Predictor::Model(x) => Some(x),
+        _ => None,
+    }
+    .map(|x| {
         let format = x.free_format.unwrap_or(Format::Lines);
         x.engine
             .tokenizer
@@ -464,18 +506,20 @@ fn run(cli: Cli) -> Result<(), Error> {
             out,
             limit,
             patterns_only,
+            predictions,
             unconstrained,
             json,
         } => {
-            let extractor = match patterns_only {
-                true => None,
-                false => {
+            let predictor = match (patterns_only, predictions) {
+                (_, Some(file)) => Predictor::Stored(stored_predictions(&file)?),
+                (true, None) => Predictor::Patterns,
+                (false, None) => {
                     let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
                     x.free_format = unconstrained;
-                    Some(x)
+                    Predictor::Model(Box::new(x))
                 }
             };
-            eval(extractor, &data, &schema.load()?, out.as_ref(), limit, json)?;
+            eval(predictor, &data, &schema.load()?, out.as_ref(), limit, json)?;
         }
     }
     Ok(())
