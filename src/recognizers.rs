@@ -234,14 +234,13 @@ impl Recognizer {
 /// in some order (day-month or month-day); dates written with a month name pass.
 fn numeric_date_fields_valid(s: &str) -> bool {
     let date = s.split([' ', 'T']).next().unwrap_or(s);
-    let fields: Vec<u32> = date.split(['.', '/', '-']).map_while(|f| f.parse().ok()).collect();
+    let fields: Vec<&str> = date.split(['.', '/', '-']).collect();
     let [a, b, c] = fields[..] else {
         return true;
     };
-    let (x, y) = if date.split(['.', '/', '-']).next().is_some_and(|f| f.len() == 4) {
-        (b, c) // year first: month, day
-    } else {
-        (a, b)
+    let (x, y) = if a.len() == 4 { (b, c) } else { (a, b) }; // year first: month, day
+    let (Ok(x), Ok(y)) = (x.parse::<u32>(), y.parse::<u32>()) else {
+        return true;
     };
     let day = 1..=31;
     let month = 1..=12;

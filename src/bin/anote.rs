@@ -164,7 +164,6 @@ fn io(e: impl std::fmt::Display) -> Error {
     Error::Io(e.to_string())
 }
 
-/// Scores `extractor` (or, without one, the pattern recognizers alone) on a gold file.
 /// Where `anote eval` gets its entities.
 enum Predictor {
     Model(Box<Extractor>),
@@ -205,6 +204,7 @@ fn stored_predictions(file: &PathBuf) -> Result<HashMap<String, Vec<Span>>, Erro
     Ok(by_id)
 }
 
+/// Scores the predictor's entities on a gold file.
 fn eval(
     mut predictor: Predictor,
     data: &PathBuf,
@@ -244,6 +244,7 @@ fn eval(
         };
         let text = doc["text"].as_str().unwrap_or_default();
         let map = OffsetMap::new(text);
+        let gold_spans = spans_of(&doc);
         let t0 = std::time::Instant::now();
         let entities = match &mut predictor {
             Predictor::Model(x) => {
@@ -257,7 +258,7 @@ fn eval(
                 let spans = by_id
                     .get(id)
                     .ok_or_else(|| Error::BadGold(format!("no prediction for document {id:?}")))?;
-                scorer.add(&spans_of(&doc), spans);
+                scorer.add(&gold_spans, spans);
                 continue;
             }
         };
@@ -269,7 +270,7 @@ fn eval(
                 (start, end, e.label.clone())
             })
             .collect();
-        scorer.add(&spans_of(&doc), &pred_spans);
+        scorer.add(&gold_spans, &pred_spans);
         if let Some(w) = &mut writer {
             let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(&map, e)).collect();
             writeln!(

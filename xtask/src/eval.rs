@@ -277,11 +277,11 @@ fn by_address_convention(
         writeln!(kind, "{line}")?;
     }
     let dir = predictions.parent().context("predictions in a folder")?;
+    let stored = predictions.to_str().context("a UTF-8 path")?;
     let mut out = serde_json::Map::new();
     for (kind, gold) in [("part_by_part", part_by_part), ("whole", whole)] {
         let data = dir.join(format!("{PII}.{kind}.jsonl"));
         std::fs::write(&data, gold)?;
-        let stored = predictions.to_str().context("a UTF-8 path")?;
         let mut cmd = eval_command(bin, shared, PII, &data, &["--predictions", stored], None);
         out.insert(kind.into(), serde_json::from_str(output("eval", &mut cmd)?.trim())?);
     }
