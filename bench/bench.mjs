@@ -162,8 +162,9 @@ const cpp = llamaPython ? [nativeLlamaCpp(1), nativeLlamaCpp(2)] : null;
 const wasm = await inBrowser('bench/anote.html', 'anote (ours), wasm SIMD128',
   (r) => `with the adapter; wasm linear memory (its peak) ${(r.wasm_bytes / 1e6).toFixed(0)} MB`);
 const wl = await inBrowser('bench/wllama.html?threads=1', 'wllama 3.13.0 (llama.cpp, wasm)', () => '');
-const webgpu = await inBrowser('bench/anote.html?backend=webgpu&ntok=16', 'anote (ours), WebGPU',
-  (r) => `with the adapter; ${r.backend === 'webgpu' ? `on ${r.device}` : `fell back: ${r.device}`}; 16 tokens`);
+// SwiftShader is as slow as lavapipe: one run there (two took over the page's 15 minutes).
+const webgpu = await inBrowser(`bench/anote.html?backend=webgpu&ntok=16&runs=${software ? 1 : 2}`, 'anote (ours), WebGPU',
+  (r) => `with the adapter; ${r.backend === 'webgpu' ? `on ${r.device}` : `fell back: ${r.device}`}; 16 tokens${software ? ', 1 run' : ''}`);
 const BROWSER_DOCS = 20;
 const docs = readFileSync(PII_DEV, 'utf8').split('\n').filter(Boolean).slice(0, BROWSER_DOCS).map((l) => JSON.parse(l).text);
 const perDoc = await documentsInBrowser(docs, readFileSync('presets/pii.json', 'utf8'));

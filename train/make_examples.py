@@ -6,6 +6,9 @@ model learns to read the schema rather than memorise label sets: label subsets, 
 order, other names and wordings (label_variants.json), examples kept or dropped, absent
 types added as negatives. Never reads ../shared/eval or CrossNER.
 
+--pii-layouts N adds N PII documents in the layouts the adapter got wrong (gen_pii_layouts.py)
+as a set of their own under the pii schema.
+
 Two options, off by default (an experiment, measured and not shipped: models/README.md):
 --specialize adds finer types beside the coarse ones to a share of the examples
 (subtypes.json: country under location, politician under person...) so the model learns to
@@ -14,8 +17,10 @@ documents several consecutive sentences long.
 """
 import argparse
 import json
+import os
 import random
 import re
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,7 +32,7 @@ SETS = {  # training set -> (mix weight, schema file)
 }
 
 
-def load(train_dir, join):
+def load(train_dir, join, pii_layouts, seed):
     data = {}
     for name, (weight, schema_path) in SETS.items():
         folder = Path(train_dir) / name
@@ -36,6 +41,10 @@ def load(train_dir, join):
         if name == "conll2003" and join:
             docs = join_sentences(random.Random(7), docs, join)
         data[name] = (weight, schema, docs)
+    if pii_layouts:
+        import gen_pii_layouts
+
+        data["pii_layouts"] = (0.25, data["pii_synth"][1], gen_pii_layouts.generate(pii_layouts, seed))
     return data
 
 
@@ -161,6 +170,9 @@ def vary_schema(rng, schema, variants, negatives):
 
 
 def main():
+    if os.environ.get("PYTHONHASHSEED") != "0":  # faker (--pii-layouts) depends on str hashing
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-dir", default=str(HERE.parent.parent / "shared" / "train"))
     ap.add_argument("--examples", type=int, default=6000)
@@ -168,12 +180,15 @@ def main():
     ap.add_argument("--seed", type=int, default=20261127)
     ap.add_argument("--specialize", type=float, default=0.0, help="share of non-PII examples with finer types")
     ap.add_argument("--join", type=float, default=0.0, help="share of CoNLL sentences joined with the next ones")
+    ap.add_argument("--pii-layouts", type=int, default=0, help="this many extra PII documents "
+                    "(gen_pii_layouts.py: signature blocks, address layouts, titles of works), a set of "
+                    "their own with weight 0.25 beside SETS'")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     assert "eval" not in a.train_dir and "crossner" not in a.train_dir.lower()
     rng = random.Random(a.seed)
     variants = json.loads((HERE / "label_variants.json").read_text())
-    data = load(a.train_dir, a.join)
+    data = load(a.train_dir, a.join, a.pii_layouts, a.seed)
     spec = json.loads((HERE / "subtypes.json").read_text())
     subtypes = Subtypes(spec)
     # Per set: the finer type of every entity, and which documents hold each finer type.
@@ -192,10 +207,10 @@ def main():
         for _ in range(a.examples):
             name = rng.choices(names, weights)[0]
             _, schema, docs = data[name]
-            negatives = [] if name == "pii_synth" else variants["_safe_negatives"]["names"]
+            negatives = [] if name.startswith("pii") else variants["_safe_negatives"]["names"]
             s, shown = vary_schema(rng, schema, variants, negatives)
             fine = {}
-            if a.specialize and name != "pii_synth" and rng.random() < a.specialize:
+            if a.specialize and not name.startswith("pii") and rng.random() < a.specialize:
                 fine = specialize(rng, s, shown, subtypes, spec)
             # Half the documents of a specialised example hold one of its finer types.
             pool = [i for f in fine for i in holders[name].get(f, [])]

@@ -100,6 +100,20 @@ def export(model, path, rank, meta):
     save_file(tensors, str(path), metadata={k: str(v) for k, v in meta.items()})
 
 
+def import_adapter(model, path):
+    """The inverse of export: an exported adapter's factors as trainable LoRA weights (the
+    scale folded into B is taken out again)."""
+    from safetensors.torch import load_file
+
+    t = load_file(path)
+    with torch.no_grad():
+        for i, layer in enumerate(model.model.layers):
+            for mod, stem in TARGETS.items():
+                lora = layer.get_submodule(mod)
+                lora.a.copy_(t[f"blk.{i}.{stem}.lora_a"].float())
+                lora.b.copy_(t[f"blk.{i}.{stem}.lora_b"].float() / lora.scale)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -115,8 +129,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is lent")
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
-    ap.add_argument("--init", help="start from the LoRA weights of another run's checkpoint.pt "
-                    "(fresh optimizer and schedule; a checkpoint in --out resumes instead)")
+    ap.add_argument("--init", help="start from the LoRA weights of another run's checkpoint.pt, or of "
+                    "an exported adapter (.safetensors, e.g. the shipped one); fresh optimizer and "
+                    "schedule; a checkpoint in --out resumes instead")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -148,6 +163,10 @@ def main():
         opt.load_state_dict(c["opt"])
         state = c["state"]
         print(f"resumed at step {state['step']} ({state['seconds']:.0f} s trained)", flush=True)
+    elif a.init and a.init.endswith(".safetensors"):
+        import_adapter(model, a.init)
+        state["init"] = {"from": os.path.basename(a.init)}
+        print(f"starting from {a.init}", flush=True)
     elif a.init:
         c = torch.load(a.init, map_location=device)
         model.load_state_dict(c["lora"], strict=False)

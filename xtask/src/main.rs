@@ -27,10 +27,11 @@ usage: cargo xtask <command>
                      formats (lines, JSON, inline tags) compared on the same documents;
                      long: documents scored one by one and joined into longer texts;
                      --set: only that set, merged into the run the same command stored
-  train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT]
+  train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT|ADAPTER]
         [--ship-only] [-- EXAMPLE OPTIONS [+ EXAMPLE OPTIONS]...]
                      fine-tune the LoRA adapter (default: CPU, batch 2, 115 minutes, lr 3e-4) -> models/;
-                     --from starts from another run's LoRA weights (target/train/run-*/checkpoint.pt);
+                     --from starts from another run's LoRA weights (target/train/run-*/checkpoint.pt,
+                     or an adapter file such as models/anote-ner-lora.safetensors);
                      options after -- go to train/make_examples.py, one run of it (N examples)
                      per group that `+` separates (the shipped recipe: models/README.md);
                      --ship-only copies the last run's adapter to models/ (after an interrupted run)

@@ -1,4 +1,4 @@
-//! `cargo xtask train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT] [-- EXAMPLE OPTIONS [+ EXAMPLE OPTIONS]...]`:
+//! `cargo xtask train [--minutes M] [--examples N] [--lr LR] [--batch B] [--device cpu|cuda] [--from CHECKPOINT|ADAPTER] [-- EXAMPLE OPTIONS [+ EXAMPLE OPTIONS]...]`:
 //! the fine-tuning recipe, end to end, on CPU or a CUDA GPU. A pinned Python environment (train/requirements.txt) in target/train-venv; training
 //! examples from ../shared/train (never the eval sets, never CrossNER) varied by
 //! train/make_examples.py; token ids rendered by `anote render-training`, i.e. by the
@@ -21,7 +21,7 @@ pub struct Options {
     pub batch: usize,
     /// PyTorch device: `cpu` or `cuda`.
     pub device: String,
-    /// A checkpoint.pt whose LoRA weights the run starts from.
+    /// A checkpoint.pt, or an exported adapter (.safetensors), whose LoRA weights the run starts from.
     pub init: Option<PathBuf>,
     /// Passed to train/make_examples.py; `+` separates groups, each one run of it with
     /// `examples` examples, all of them concatenated (a mix of seeds and variations).
