@@ -36,8 +36,8 @@ def load_generator():
 class Doc:
     """Text built piece by piece; labelled pieces become entities at their offsets."""
 
-    def __init__(self):
-        self.text, self.entities = "", []
+    def __init__(self, text="", entities=()):
+        self.text, self.entities = text, list(entities)
 
     def add(self, s, label=None):
         if label:
@@ -211,15 +211,15 @@ WORDS_B = ["Rain", "Harbor", "Lanterns", "Horizon", "Garden", "Highway", "Letter
 GENRES = ["synthwave", "jazz", "lo-fi hip hop", "bluegrass", "techno", "k-pop", "classical", "metal",
           "indie folk", "drum and bass", "reggaeton", "ambient", "punk", "soul", "sci-fi", "crime fiction",
           "fantasy", "true crime", "romantic comedy", "horror"]
-CREATIVE = [
-    "[P] has had {song} on repeat all week.", "Just finished {book} - what a read!",
-    "Our book club picked {book} for [D].", "Now playing: {song} ({genre} mix)",
-    "Watched {film} with [P] last night, the ending was wild.", "Is {film} worth watching? I mostly like {genre}.",
-    "I'm a [J] and I listen to {genre} while working.", "[H] [P] recommended {book} to the whole team.",
-    "The report {report} is due [D].", "Review of the {product}: four stars, the battery could be better.",
-    "{song} by [P] is the best track on {album}.", "Can someone send me the slides for {report}?",
-    "Tickets for the {genre} night at [O] are sold out.", "Listening to {genre} and reading {book}.",
-    "[O] ships the {product} with a two-year warranty.", "My favourite album is still {album}.",
+CREATIVE = [  # the training generator's slot syntax: [[NAME]] is a PERSON, [[JOB]] a TITLE...
+    "[[NAME]] has had {song} on repeat all week.", "Just finished {book} - what a read!",
+    "Our book club picked {book} for [[DATE]].", "Now playing: {song} ({genre} mix)",
+    "Watched {film} with [[NAME]] last night, the ending was wild.", "Is {film} worth watching? I mostly like {genre}.",
+    "I'm a [[JOB]] and I listen to {genre} while working.", "[[HON]] [[NAME]] recommended {book} to the whole team.",
+    "The report {report} is due [[DATE]].", "Review of the {product}: four stars, the battery could be better.",
+    "{song} by [[NAME]] is the best track on {album}.", "Can someone send me the slides for {report}?",
+    "Tickets for the {genre} night at [[ORG]] are sold out.", "Listening to {genre} and reading {book}.",
+    "[[ORG]] ships the {product} with a two-year warranty.", "My favourite album is still {album}.",
     "Playlist for the road trip: {song}, {song2} and a lot of {genre}.",
 ]
 
@@ -234,25 +234,9 @@ def title(r):
 def creative(fl, r, g):
     """Sentences naming songs, books, films, genres and products: none of them is PII;
     the person, company, job title and date beside them are."""
-    d = Doc()
-    tpl = r.choice(CREATIVE)
     works = {"song": title(r), "song2": title(r), "book": title(r), "film": title(r), "album": title(r),
              "report": title(r), "genre": r.choice(GENRES), "product": r.choice(g.PRODUCTS)}
-    slots = {"[P]": (lambda: fl.f.name(), "PERSON"), "[O]": (lambda: fl.org(), "ORGANIZATION"),
-             "[J]": (lambda: fl.job(), "TITLE"), "[H]": (lambda: fl.hon(), "TITLE"),
-             "[D]": (lambda: fl.date(), "DATE_TIME")}
-    text = tpl.format(**works)
-    i = 0
-    while i < len(text):
-        tag = text[i:i + 3]
-        if tag in slots:
-            make, label = slots[tag]
-            d.add(make(), label)
-            i += 3
-        else:
-            d.add(text[i])
-            i += 1
-    return d
+    return Doc(*g.render(r.choice(CREATIVE).format(**works), fl))
 
 
 KINDS = [(signature, 0.3), (label_block, 0.15), (inline, 0.25), (creative, 0.3)]
@@ -283,10 +267,15 @@ def generate(n, seed):
     return docs
 
 
-def main():
+def pin_hash_seed():
+    """Re-executes the script under PYTHONHASHSEED=0 (faker output depends on str hashing)."""
     if os.environ.get("PYTHONHASHSEED") != "0":
         os.environ["PYTHONHASHSEED"] = "0"
         os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
+def main():
+    pin_hash_seed()
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)

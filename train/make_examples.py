@@ -17,11 +17,11 @@ documents several consecutive sentences long.
 """
 import argparse
 import json
-import os
 import random
 import re
-import sys
 from pathlib import Path
+
+import gen_pii_layouts
 
 HERE = Path(__file__).resolve().parent
 SETS = {  # training set -> (mix weight, schema file)
@@ -42,8 +42,6 @@ def load(train_dir, join, pii_layouts, seed):
             docs = join_sentences(random.Random(7), docs, join)
         data[name] = (weight, schema, docs)
     if pii_layouts:
-        import gen_pii_layouts
-
         data["pii_layouts"] = (0.25, data["pii_synth"][1], gen_pii_layouts.generate(pii_layouts, seed))
     return data
 
@@ -170,9 +168,7 @@ def vary_schema(rng, schema, variants, negatives):
 
 
 def main():
-    if os.environ.get("PYTHONHASHSEED") != "0":  # faker (--pii-layouts) depends on str hashing
-        os.environ["PYTHONHASHSEED"] = "0"
-        os.execv(sys.executable, [sys.executable] + sys.argv)
+    gen_pii_layouts.pin_hash_seed()  # --pii-layouts uses faker
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-dir", default=str(HERE.parent.parent / "shared" / "train"))
     ap.add_argument("--examples", type=int, default=6000)
