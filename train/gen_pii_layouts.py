@@ -12,7 +12,8 @@ that name creative works, genres and products, which are not PII. The wording an
 are written here; persona values (names, streets, cities, phones...) come from the training
 generator's Filler, which this script imports rather than repeats. Span conventions are the
 pii preset's: a written address block is one STREET_ADDRESS, a company ORGANIZATION, a job
-title or honorific TITLE, a work's title nothing.
+title or honorific TITLE, a work's title nothing, and a year or weekday beside a work still a
+DATE_TIME (run E, trained without such sentences, learned to drop "a 2005 film"'s year).
 """
 import argparse
 import importlib.util
@@ -221,6 +222,12 @@ CREATIVE = [  # the training generator's slot syntax: [[NAME]] is a PERSON, [[JO
     "Tickets for the {genre} night at [[ORG]] are sold out.", "Listening to {genre} and reading {book}.",
     "[[ORG]] ships the {product} with a two-year warranty.", "My favourite album is still {album}.",
     "Playlist for the road trip: {song}, {song2} and a lot of {genre}.",
+    # A year or weekday beside a work is still a DATE_TIME.
+    "{film} ([[YEAR]]) was the first {genre} film [[NAME]] made for [[ORG]].",
+    "[[NAME]] recorded {album} in [[CITY]] in [[YEAR]].", "In [[YEAR]], [[ORG]] brought out the {product}.",
+    "{book} came out in [[YEAR]], the year [[NAME]] moved to [[COUNTRY]].",
+    "{song} was a hit for [[NAME]] back in [[YEAR]].", "Since [[YEAR]] the [[DEM]] band has played {genre} every [[WEEKDAY]].",
+    "A [[YEAR]] {genre} classic, {film} still holds up.", "[[ORG]] screens {film} on [[WEEKDAY]] evening.",
 ]
 
 
