@@ -76,14 +76,16 @@ fn paragraphs(text: &str) -> Vec<Range<usize>> {
     out
 }
 
-/// The lines of a paragraph, each split after `.`, `!`, `?` or `;` followed by whitespace.
+/// The lines of a paragraph, each split after `.`, `!`, `?` or `;` followed by whitespace,
+/// except after an abbreviation's `.`.
 fn sentences(text: &str, para: Range<usize>) -> Vec<Range<usize>> {
     let p = &text[para.clone()];
     let mut cuts = vec![0];
     let mut chars = p.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         let next = chars.peek().map(|&(_, n)| n);
-        if c == '\n' || matches!(c, '.' | '!' | '?' | ';') && next.is_some_and(char::is_whitespace) {
+        let ends = matches!(c, '.' | '!' | '?' | ';') && next.is_some_and(char::is_whitespace);
+        if c == '\n' || ends && !(c == '.' && abbreviated(&p[..i])) {
             cuts.push(i + c.len_utf8());
         }
     }
@@ -91,6 +93,31 @@ fn sentences(text: &str, para: Range<usize>) -> Vec<Range<usize>> {
     cuts.windows(2)
         .filter_map(|c| trimmed(text, para.start + c[0]..para.start + c[1]))
         .collect()
+}
+
+/// Words whose `.` rarely ends a sentence: titles before a name, company and address
+/// abbreviations.
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "ft", "gen", "col", "capt", "lt", "sgt", "rev", "hon",
+    "gov", "sen", "rep", "pres", "inc", "ltd", "co", "corp", "bros", "no", "nr", "apt", "ave", "blvd", "rd", "vs",
+    "approx", "dept", "univ", "fig", "vol",
+];
+
+/// Whether the word that ends `before` (the text up to a `.`) is an abbreviation: an
+/// initial (`Valida M. Ibragimov`: cut there, the name is read in two windows and lost),
+/// one with dots inside (`U.S`, `e.g`), or one of [`ABBREVIATIONS`].
+fn abbreviated(before: &str) -> bool {
+    let word = before
+        .rsplit(char::is_whitespace)
+        .next()
+        .unwrap_or("")
+        .trim_start_matches(|c: char| !c.is_alphanumeric());
+    let mut letters = word.chars();
+    match (letters.next(), letters.next()) {
+        (Some(c), None) => c.is_alphabetic(),
+        (Some(_), Some(_)) => word.contains('.') || ABBREVIATIONS.iter().any(|a| a.eq_ignore_ascii_case(word)),
+        _ => false,
+    }
 }
 
 /// Overlapping slices of at most `max` bytes over `r`, cut at whitespace where there is
@@ -177,34 +204,38 @@ mod tests {
 
     #[test]
     fn paragraphs_stay_whole_or_are_read_as_runs_of_sentences_and_only_an_over_long_sentence_is_sliced() {
-        let text = "Ann met Bo. Cy met Di.\nEd met Flo.\n\nGus left.\n\nHal met Ivy.";
-        let read = |run| -> Vec<&str> {
+        fn read(text: &str, run: usize, sentence: usize) -> Vec<&str> {
             let limits = Limits {
                 run,
-                sentence: run,
+                sentence,
                 overlap: 4,
             };
             windows(text, limits).into_iter().map(|r| &text[r]).collect()
-        };
+        }
         // A paragraph that fits is one window, else runs of its whole sentences.
+        let text = "Ann met Bo. Cy met Di.\nEd met Flo.\n\nGus left.\n\nHal met Ivy.";
         assert_eq!(
-            read(100),
+            read(text, 100, 100),
             ["Ann met Bo. Cy met Di.\nEd met Flo.", "Gus left.", "Hal met Ivy."]
         );
         assert_eq!(
-            read(24),
+            read(text, 24, 24),
             ["Ann met Bo. Cy met Di.", "Ed met Flo.", "Gus left.", "Hal met Ivy."]
+        );
+        // An initial or an abbreviation does not end a sentence; the word after it stays.
+        let text = "Ask Dr. Ann B. Cole. She met (Mr. Bo) at Acme Inc. on Main St. in the U.S. today. Ok.";
+        assert_eq!(
+            read(text, 12, 90),
+            [
+                "Ask Dr. Ann B. Cole.",
+                "She met (Mr. Bo) at Acme Inc. on Main St. in the U.S. today.",
+                "Ok."
+            ]
         );
         // A sentence longer than a run is read alone, whole up to `sentence` bytes.
         let text = "Ann met Bo. A much longer sentence here. Cy met Di. Ed met Flo.";
-        let limits = Limits {
-            run: 25,
-            sentence: 40,
-            overlap: 4,
-        };
-        let read: Vec<&str> = windows(text, limits).into_iter().map(|r| &text[r]).collect();
         assert_eq!(
-            read,
+            read(text, 25, 40),
             ["Ann met Bo.", "A much longer sentence here.", "Cy met Di. Ed met Flo."]
         );
         let long = "one two three four five six seven eight nine ten";
