@@ -1,13 +1,14 @@
-"""LoRA fine-tune of the base GGUF on rendered training sequences (CPU or CUDA, bf16 autocast).
+"""LoRA fine-tune of the base GGUF on rendered training sequences (CPU or CUDA).
 
 Reads `anote render-training` output ({"ids", "answers"} per line), trains low-rank
 adapters on the seven projections of every layer with the loss on answer tokens only,
 stops at a wall-clock budget, checkpoints (and resumes), logs the loss per step, and
 exports the adapter as f16 safetensors named after the GGUF tensors it modifies.
 
-Speed choices (measured in shared/research/spike-finetune.md): bf16 autocast (1.65x),
-the tied 262k-row LM head applied at answer positions only, right padding with no
-attention mask (exact under a causal mask), no dropout.
+Speed choices (measured in shared/research/spike-finetune.md): bf16 autocast (1.65x) where
+the hardware has bf16 arithmetic -- checked at start, because on a CPU without it (AVX2 only)
+bf16 matmuls run 100x slower than f32 --, the tied 262k-row LM head applied at answer
+positions only, right padding with no attention mask (exact under a causal mask), no dropout.
 """
 import argparse
 import hashlib
@@ -71,7 +72,23 @@ def batches(seqs, batch, rng):
         yield from group
 
 
-def loss_of(model, seqs, device):
+def bf16_is_faster(device):
+    """Whether a bf16 matmul beats an f32 one here (a few milliseconds to find out)."""
+    if device.type == "cuda":
+        return True
+    x = torch.randn(256, 256)
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        y = x.to(dtype)
+        y @ y  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(4):
+            y @ y
+        seconds[dtype] = time.perf_counter() - t0
+    return seconds[torch.bfloat16] < seconds[torch.float32]
+
+
+def loss_of(model, seqs, device, bf16):
     width = max(len(s["ids"]) for s in seqs)
     ids = torch.zeros(len(seqs), width, dtype=torch.long)
     rows, cols, targets = [], [], []
@@ -82,7 +99,7 @@ def loss_of(model, seqs, device):
                 rows.append(b)
                 cols.append(p - 1)
                 targets.append(s["ids"][p])
-    with torch.autocast(device.type, dtype=torch.bfloat16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         hidden = model.model(input_ids=ids.to(device)).last_hidden_state
         picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
         logits = picked @ model.model.embed_tokens.weight.t()
@@ -172,6 +189,8 @@ def main():
         model.load_state_dict(c["lora"], strict=False)
         state["init"] = {"from": a.init, "steps": c["state"]["step"]}
         print(f"starting from {a.init} ({c['state']['step']} steps)", flush=True)
+    bf16 = bf16_is_faster(device)
+    print(f"bf16 autocast: {'on' if bf16 else 'off (bf16 is slower than f32 here)'}", flush=True)
     budget = 0 if a.export_only else a.minutes * 60
     log = open(out / "log.jsonl", "a")
     last_save = time.time()
@@ -191,7 +210,7 @@ def main():
             for g in opt.param_groups:
                 g["lr"] = a.lr * warm * cosine
             t0 = time.time()
-            loss, n = loss_of(model, [seqs[j] for j in group], device)
+            loss, n = loss_of(model, [seqs[j] for j in group], device, bf16)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
