@@ -98,7 +98,9 @@ pub fn merge(root: &Path, specs: &[String], rank: usize) -> Result<()> {
         bail!("--merge takes two or more FILE:WEIGHT");
     }
     let python = python(root)?;
-    let merged = target_dir(root).join("train/merged.safetensors");
+    let work = target_dir(root).join("train");
+    std::fs::create_dir_all(&work)?; // a merge needs no training run before it
+    let merged = work.join("merged.safetensors");
     run_step(
         "train: merge",
         Command::new(&python)
