@@ -29,11 +29,10 @@ pub struct Options {
 }
 
 pub fn run(root: &Path, o: &Options) -> Result<()> {
-    let work = target_dir(root).join("train");
+    let work = work_dir(root)?;
     if o.init.is_some() && work.join("run/checkpoint.pt").exists() {
         bail!("target/train/run holds a checkpoint, which would resume instead of starting from --from: move it aside (e.g. to target/train/run-<name>)");
     }
-    std::fs::create_dir_all(&work)?;
     let python = python(root)?;
     let examples_file = work.join("examples.jsonl");
     let mut examples = Vec::new();
@@ -98,9 +97,7 @@ pub fn merge(root: &Path, specs: &[String], rank: usize) -> Result<()> {
         bail!("--merge takes two or more FILE:WEIGHT");
     }
     let python = python(root)?;
-    let work = target_dir(root).join("train");
-    std::fs::create_dir_all(&work)?; // a merge needs no training run before it
-    let merged = work.join("merged.safetensors");
+    let merged = work_dir(root)?.join("merged.safetensors");
     run_step(
         "train: merge",
         Command::new(&python)
@@ -110,6 +107,13 @@ pub fn merge(root: &Path, specs: &[String], rank: usize) -> Result<()> {
             .args(specs),
     )?;
     ship(root, &merged)
+}
+
+/// target/train, created: a merge needs no training run before it.
+fn work_dir(root: &Path) -> Result<PathBuf> {
+    let work = target_dir(root).join("train");
+    std::fs::create_dir_all(&work)?;
+    Ok(work)
 }
 
 /// The pinned Python environment (train/requirements.txt) in target/train-venv.
