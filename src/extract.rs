@@ -2,7 +2,10 @@
 //! list of grounded entities, streamed as they are found.
 //!
 //! Policies (documented in `docs/extraction.md`):
-//! - Pattern (validated) entities come first and win any overlap with a model entity.
+//! - Pattern (validated) entities come first and win any overlap with a model entity. A
+//!   model entity that runs into one at its start or end keeps the rest ("Dr. Berta
+//!   Szöllössy" beside the honorific "Dr." keeps "Berta Szöllössy"): dropping it would leave
+//!   the name unredacted.
 //! - A model line maps to the first occurrence of its text at or after the end of the
 //!   previous line (answers are in text order), else to the first unused occurrence; an
 //!   occurrence must not start or end inside a word. The decoder lets a line end (and
@@ -104,6 +107,9 @@ impl Extractor {
         // Spans are never empty, so "overlaps an accepted one" also drops the same span
         // found again in the next window.
         let mut accept = |e: Entity, found: &mut Vec<Entity>| {
+            let Some(e) = outside_patterns(text, e, found) else {
+                return;
+            };
             if found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
                 on_entity(&e);
                 found.push(e);
@@ -262,6 +268,41 @@ pub fn pattern_entities(text: &str, schema: &Schema) -> Vec<Entity> {
         .collect()
 }
 
+/// A model entity without the edges that pattern entities in `found` already claim, and
+/// the spaces and punctuation beside them; `None` when no word of it is left. One with a
+/// pattern entity inside it comes back whole, for the overlap check to drop.
+fn outside_patterns(text: &str, mut e: Entity, found: &[Entity]) -> Option<Entity> {
+    if e.source != Source::Model {
+        return Some(e);
+    }
+    let (start, end) = (e.start, e.end);
+    for p in found
+        .iter()
+        .filter(|p| p.source == Source::Pattern && p.start < end && p.end > start)
+    {
+        if p.start <= start {
+            e.start = e.start.max(p.end);
+        } else if p.end >= end {
+            e.end = e.end.min(p.start);
+        }
+    }
+    if (e.start, e.end) == (start, end) {
+        return Some(e);
+    }
+    let rest = text.get(e.start..e.end.max(e.start))?;
+    let kept = rest.trim_matches(|c: char| !c.is_alphanumeric());
+    if kept.is_empty() {
+        return None;
+    }
+    e.start += rest.find(kept)?;
+    e.end = e.start + kept.len();
+    if inside_word(text, e.start) || inside_word(text, e.end) {
+        return None;
+    }
+    e.text = kept.to_string();
+    Some(e)
+}
+
 /// The other whole-word occurrences of each text the model labelled, with its label and
 /// score (the first found gives them), except those that run on into a longer name; the
 /// caller drops any that overlap an accepted entity.
@@ -345,7 +386,45 @@ fn place(
 
 #[cfg(test)]
 mod tests {
-    use super::runs_on;
+    use super::{outside_patterns, runs_on};
+    use crate::spans::{Entity, Source};
+
+    fn entity(text: &str, part: &str, label: &str, source: Source) -> Entity {
+        let start = text.find(part).unwrap();
+        Entity {
+            label: label.into(),
+            start,
+            end: start + part.len(),
+            text: part.into(),
+            score: 1.0,
+            source,
+        }
+    }
+
+    #[test]
+    fn a_model_entity_keeps_what_pattern_entities_leave_of_it() {
+        let text = "correct it to Dr. Berta Szöllössy, +1 555 0100 Mr Bo";
+        let dr = entity(text, "Dr.", "TITLE", Source::Pattern);
+        let phone = entity(text, "+1 555 0100", "PHONE_NUMBER", Source::Pattern);
+        let found = [dr.clone(), phone.clone()];
+        let kept =
+            |part: &str| outside_patterns(text, entity(text, part, "PERSON", Source::Model), &found).map(|e| e.text);
+        assert_eq!(kept("Dr. Berta Szöllössy").as_deref(), Some("Berta Szöllössy"));
+        assert_eq!(kept("Szöllössy, +1 555 0100").as_deref(), Some("Szöllössy"));
+        assert_eq!(kept("Berta Szöllössy").as_deref(), Some("Berta Szöllössy"));
+        assert_eq!(kept("Dr."), None, "nothing is left");
+        assert_eq!(kept("+1 555"), None, "inside a pattern entity");
+        // A pattern entity inside it: the entity comes back whole and the overlap drops it.
+        assert_eq!(
+            kept("Szöllössy, +1 555 0100 Mr Bo").as_deref(),
+            Some("Szöllössy, +1 555 0100 Mr Bo")
+        );
+        // Pattern entities never shrink.
+        assert_eq!(
+            outside_patterns(text, dr.clone(), &[phone]).map(|e| e.text),
+            Some(dr.text)
+        );
+    }
 
     #[test]
     fn an_occurrence_inside_a_longer_name_runs_on() {
