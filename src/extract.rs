@@ -110,6 +110,16 @@ impl Extractor {
             let Some(e) = outside_patterns(text, e, found) else {
                 return;
             };
+            // A value that cannot be of its recognizer's type is no entity (nor is what a
+            // pattern entity left of one: "Office" of "(37) 788-063-Office").
+            let recognizer = schema
+                .labels
+                .iter()
+                .find(|t| t.label == e.label)
+                .and_then(|t| t.recognizer);
+            if e.source == Source::Model && recognizer.is_some_and(|r| !r.plausible(&e.text)) {
+                return;
+            }
             if found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
                 on_entity(&e);
                 found.push(e);
@@ -152,16 +162,10 @@ impl Extractor {
                 let Some((start, end)) = place(chunk, line.label, &line.at, cursor, &used.borrow()) else {
                     return false;
                 };
+                // The line stays placed (the answer goes on after it) even when `accept`
+                // drops its entity.
                 used.borrow_mut().push((line.label, start, end));
                 cursor = end;
-                // The line stays placed (the answer goes on after it), but a value that
-                // cannot be of its recognizer's type is no entity.
-                if schema.labels[line.label]
-                    .recognizer
-                    .is_some_and(|r| !r.plausible(&chunk[start..end]))
-                {
-                    return true;
-                }
                 let (start, end) = (w.start + start, w.start + end);
                 let e = Entity {
                     label: labels[line.label].clone(),

@@ -297,6 +297,42 @@ fn a_model_span_not_shaped_like_its_recognizers_type_is_no_entity() {
 }
 
 #[test]
+fn a_model_span_keeps_what_a_pattern_entity_leaves_of_it() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let schema = Schema::from_json(
+        r#"{"labels": [{"label": "TITLE", "recognizer": "honorific"}, {"label": "PERSON"}, {"label": "PHONE_NUMBER", "recognizer": "phone"}]}"#,
+    )
+    .unwrap();
+    let text = "Please correct it to Dr. Berta Szöllössy, (37) 788-063-Office";
+    // The honorific recognizer takes "Dr." and the phone one "(37) 788-063": the person's
+    // name stays an entity (dropping it would leave it unredacted), and "Office" is no phone number.
+    let script = decode::answer_tokens(
+        &tok,
+        &[
+            ("PERSON", "Dr. Berta Szöllössy"),
+            ("PHONE_NUMBER", "(37) 788-063-Office"),
+        ],
+    );
+    let first = answer_start(&tok, &schema, Format::Lines, text);
+    let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
+    let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
+    let found: Vec<(&str, &str, Source)> = got
+        .entities
+        .iter()
+        .map(|e| (e.label.as_str(), e.text.as_str(), e.source))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("TITLE", "Dr.", Source::Pattern),
+            ("PERSON", "Berta Szöllössy", Source::Model),
+            ("PHONE_NUMBER", "(37) 788-063", Source::Pattern)
+        ]
+    );
+}
+
+#[test]
 fn a_line_that_cannot_be_placed_is_never_let_end() {
     let file = std::fs::File::open(common::real_model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
