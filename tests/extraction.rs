@@ -15,7 +15,7 @@ use anote_ner::gguf::Gguf;
 use anote_ner::model::{Adapter, Compute, KvCache, KvSnapshot, LanguageModel};
 use anote_ner::prompt::{self, Format};
 use anote_ner::schema::Schema;
-use anote_ner::spans::{OffsetMap, Source, Unit};
+use anote_ner::spans::{Entity, OffsetMap, Source, Unit};
 use anote_ner::tokenizer::Tokenizer;
 use anote_ner::Engine;
 use common::TinyGemma;
@@ -137,6 +137,28 @@ fn scripted_engine(tokenizer: Tokenizer, model: ScriptedLm) -> Engine {
     }
 }
 
+/// The entities extracted from `text` with `schema` (JSON) when the model answers exactly
+/// `answer`, token by token (the real model's tokenizer, a scripted model).
+fn extract_answering(schema: &str, text: &str, answer: &[(&str, &str)]) -> Vec<Entity> {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let schema = Schema::from_json(schema).unwrap();
+    let script = decode::answer_tokens(&tok, answer);
+    let first = answer_start(&tok, &schema, Format::Lines, text);
+    let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
+    block_on(Extractor::new(engine).extract(text, &schema, |_| {}))
+        .unwrap()
+        .entities
+}
+
+/// Each entity as (label, text, source).
+fn labelled(entities: &[Entity]) -> Vec<(&str, &str, Source)> {
+    entities
+        .iter()
+        .map(|e| (e.label.as_str(), e.text.as_str(), e.source))
+        .collect()
+}
+
 #[test]
 fn every_entity_is_grounded_whatever_the_model_decodes() {
     let tiny = Engine::load(TinyGemma::default().bytes().as_slice()).unwrap();
@@ -249,46 +271,32 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
 
 #[test]
 fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
-    let file = std::fs::File::open(common::real_model_path()).unwrap();
-    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
-    let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
     let text = "Maria Gonzalez called from Lyon. Maria Gonzalez met Maria Gonzalezova at the Lyon Biennale in Lyon.";
     // The model names each once; the extractor labels the repeats.
-    let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")]);
-    let first = answer_start(&tok, &schema, Format::Lines, text);
-    let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
-    let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
-    let found: Vec<(&str, usize)> = got.entities.iter().map(|e| (e.label.as_str(), e.start)).collect();
+    let got = extract_answering(
+        r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#,
+        text,
+        &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")],
+    );
+    let found: Vec<(&str, usize)> = got.iter().map(|e| (e.label.as_str(), e.start)).collect();
     // Not inside "Gonzalezova", nor in "the Lyon Biennale", a longer name.
     assert_eq!(found, [("PERSON", 0), ("CITY", 27), ("PERSON", 33), ("CITY", 94)]);
     assert!(got
-        .entities
         .iter()
         .all(|e| text[e.start..e.end] == e.text && e.source == Source::Model));
 }
 
 #[test]
 fn a_model_span_not_shaped_like_its_recognizers_type_is_no_entity() {
-    let file = std::fs::File::open(common::real_model_path()).unwrap();
-    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
-    let schema = Schema::from_json(
-        r#"{"labels": [{"label": "PHONE_NUMBER", "recognizer": "phone"}, {"label": "CITY"}, {"label": "EMAIL", "recognizer": "email"}]}"#,
-    )
-    .unwrap();
-    let text = "Taxi to 34736 Lyon, call 0688 843 79 56 or e-mail us.";
     // A postcode and "mail" are no phone number and no e-mail address; the answer goes on
     // past them, and the recognizer still finds the real phone number.
-    let script = decode::answer_tokens(&tok, &[("PHONE_NUMBER", "34736"), ("CITY", "Lyon"), ("EMAIL", "mail")]);
-    let first = answer_start(&tok, &schema, Format::Lines, text);
-    let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
-    let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
-    let found: Vec<(&str, &str, Source)> = got
-        .entities
-        .iter()
-        .map(|e| (e.label.as_str(), e.text.as_str(), e.source))
-        .collect();
+    let got = extract_answering(
+        r#"{"labels": [{"label": "PHONE_NUMBER", "recognizer": "phone"}, {"label": "CITY"}, {"label": "EMAIL", "recognizer": "email"}]}"#,
+        "Taxi to 34736 Lyon, call 0688 843 79 56 or e-mail us.",
+        &[("PHONE_NUMBER", "34736"), ("CITY", "Lyon"), ("EMAIL", "mail")],
+    );
     assert_eq!(
-        found,
+        labelled(&got),
         [
             ("CITY", "Lyon", Source::Model),
             ("PHONE_NUMBER", "0688 843 79 56", Source::Pattern)
@@ -298,32 +306,18 @@ fn a_model_span_not_shaped_like_its_recognizers_type_is_no_entity() {
 
 #[test]
 fn a_model_span_keeps_what_a_pattern_entity_leaves_of_it() {
-    let file = std::fs::File::open(common::real_model_path()).unwrap();
-    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
-    let schema = Schema::from_json(
-        r#"{"labels": [{"label": "TITLE", "recognizer": "honorific"}, {"label": "PERSON"}, {"label": "PHONE_NUMBER", "recognizer": "phone"}]}"#,
-    )
-    .unwrap();
-    let text = "Please correct it to Dr. Berta Szöllössy, (37) 788-063-Office";
     // The honorific recognizer takes "Dr." and the phone one "(37) 788-063": the person's
     // name stays an entity (dropping it would leave it unredacted), and "Office" is no phone number.
-    let script = decode::answer_tokens(
-        &tok,
+    let got = extract_answering(
+        r#"{"labels": [{"label": "TITLE", "recognizer": "honorific"}, {"label": "PERSON"}, {"label": "PHONE_NUMBER", "recognizer": "phone"}]}"#,
+        "Please correct it to Dr. Berta Szöllössy, (37) 788-063-Office",
         &[
             ("PERSON", "Dr. Berta Szöllössy"),
             ("PHONE_NUMBER", "(37) 788-063-Office"),
         ],
     );
-    let first = answer_start(&tok, &schema, Format::Lines, text);
-    let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
-    let got = block_on(Extractor::new(engine).extract(text, &schema, |_| {})).unwrap();
-    let found: Vec<(&str, &str, Source)> = got
-        .entities
-        .iter()
-        .map(|e| (e.label.as_str(), e.text.as_str(), e.source))
-        .collect();
     assert_eq!(
-        found,
+        labelled(&got),
         [
             ("TITLE", "Dr.", Source::Pattern),
             ("PERSON", "Berta Szöllössy", Source::Model),
@@ -475,11 +469,7 @@ fn real_model_and_recognizers_on_a_pii_sentence() {
     let text =
         "Please call Ahmed Khan on +44 20 7946 0018 at the Manchester office, or write to ahmed.khan@example.com.";
     let r = block_on(x.extract(text, &Schema::preset("pii").unwrap(), |_| {})).unwrap();
-    let got: Vec<(&str, &str, Source)> = r
-        .entities
-        .iter()
-        .map(|e| (e.label.as_str(), e.text.as_str(), e.source))
-        .collect();
+    let got = labelled(&r.entities);
     println!("{got:?}");
     assert!(got.contains(&("PHONE_NUMBER", "+44 20 7946 0018", Source::Pattern)));
     assert!(got.contains(&("EMAIL_ADDRESS", "ahmed.khan@example.com", Source::Pattern)));
