@@ -294,11 +294,12 @@ fn outside_patterns(text: &str, mut e: Entity, found: &[Entity]) -> Option<Entit
         return Some(e);
     }
     let rest = text.get(e.start..e.end.max(e.start))?;
-    let kept = rest.trim_matches(|c: char| !c.is_alphanumeric());
+    let not_word = |c: char| !c.is_alphanumeric();
+    let kept = rest.trim_matches(not_word);
     if kept.is_empty() {
         return None;
     }
-    e.start += rest.find(kept)?;
+    e.start += rest.len() - rest.trim_start_matches(not_word).len();
     e.end = e.start + kept.len();
     if inside_word(text, e.start) || inside_word(text, e.end) {
         return None;
