@@ -121,7 +121,9 @@ impl Grammar {
         }
         let mut span_tokens = HashMap::new();
         substrings_as_tokens(tok, &doc.text, true, &mut span_tokens);
-        let newline = tok.lookup("\n").expect("SentencePiece vocabularies spell newline");
+        let newline = tok
+            .lookup("\n")
+            .expect("Tokenizer::from_gguf refuses vocabularies without it");
         Grammar {
             doc,
             options,

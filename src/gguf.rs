@@ -39,8 +39,7 @@ impl ByteSource for std::fs::File {
     }
 }
 
-/// A metadata value. Arrays keep their element type so that the 262k-entry token tables
-/// stay compact.
+/// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     U8(u8),
@@ -55,7 +54,79 @@ pub enum Value {
     F64(f64),
     Bool(bool),
     Str(String),
-    Array(Vec<Value>),
+    Array(Array),
+}
+
+/// A metadata array, stored as its element type: a hostile file's million-element byte
+/// array costs a megabyte, not 32 (the size of a [`Value`]) per element.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+    Str(Vec<String>),
+}
+
+impl Array {
+    pub fn len(&self) -> usize {
+        match self {
+            Array::U8(v) => v.len(),
+            Array::I8(v) => v.len(),
+            Array::U16(v) => v.len(),
+            Array::I16(v) => v.len(),
+            Array::U32(v) => v.len(),
+            Array::I32(v) => v.len(),
+            Array::U64(v) => v.len(),
+            Array::I64(v) => v.len(),
+            Array::F32(v) => v.len(),
+            Array::F64(v) => v.len(),
+            Array::Bool(v) => v.len(),
+            Array::Str(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn strings(&self) -> Option<&[String]> {
+        match self {
+            Array::Str(v) => Some(v),
+            _ => None,
+        }
+    }
+    /// A float array as `f32` (writers use either width).
+    pub fn f32s(&self) -> Option<Vec<f32>> {
+        match self {
+            Array::F32(v) => Some(v.clone()),
+            Array::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
+            _ => None,
+        }
+    }
+    /// An integer array as `i64` (writers disagree on the width of token types); `None` for
+    /// a `u64` above `i64::MAX`.
+    pub fn i64s(&self) -> Option<Vec<i64>> {
+        fn all<T: Copy>(v: &[T], f: impl Fn(T) -> Option<i64>) -> Option<Vec<i64>> {
+            v.iter().map(|&x| f(x)).collect()
+        }
+        match self {
+            Array::U8(v) => all(v, |x| Some(x.into())),
+            Array::I8(v) => all(v, |x| Some(x.into())),
+            Array::U16(v) => all(v, |x| Some(x.into())),
+            Array::I16(v) => all(v, |x| Some(x.into())),
+            Array::U32(v) => all(v, |x| Some(x.into())),
+            Array::I32(v) => all(v, |x| Some(x.into())),
+            Array::U64(v) => all(v, |x| i64::try_from(x).ok()),
+            Array::I64(v) => all(v, Some),
+            _ => None,
+        }
+    }
 }
 
 impl Value {
@@ -101,7 +172,7 @@ impl Value {
             _ => None,
         }
     }
-    pub fn as_array(&self) -> Option<&[Value]> {
+    pub fn as_array(&self) -> Option<&Array> {
         match self {
             Value::Array(a) => Some(a),
             _ => None,
@@ -220,6 +291,48 @@ impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
         // llama.cpp accepts invalid UTF-8 in token texts; keep going with replacement chars.
         Ok(String::from_utf8_lossy(bytes).into_owned())
     }
+    /// An array's elements, its length checked against the bytes left in the file (each
+    /// element takes at least its fixed size, a string at least its 8-byte length) before
+    /// anything is allocated for it.
+    fn array_value(&mut self, key: &str) -> Result<Array> {
+        let elem = self.u32(key)?;
+        let n = self.count(key)?;
+        let min_size = match elem {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            8 | 10..=12 => 8,
+            9 => return Err(Error::Malformed(format!("{key}: nested arrays"))),
+            t => return Err(Error::Malformed(format!("{key}: unknown array element type {t}"))),
+        };
+        let left = self.src.size().saturating_sub(self.pos);
+        if n.saturating_mul(min_size) > left {
+            return Err(Error::Truncated {
+                what: format!("{key}: array of {n} elements"),
+                needed: self.pos.saturating_add(n.saturating_mul(min_size)),
+                len: self.src.size(),
+            });
+        }
+        let n = n as usize;
+        fn read<T>(n: usize, mut next: impl FnMut() -> Result<T>) -> Result<Vec<T>> {
+            (0..n).map(|_| next()).collect()
+        }
+        Ok(match elem {
+            0 => Array::U8(read(n, || Ok(self.array::<1>(key)?[0]))?),
+            1 => Array::I8(read(n, || Ok(self.array::<1>(key)?[0] as i8))?),
+            2 => Array::U16(read(n, || Ok(u16::from_le_bytes(self.array(key)?)))?),
+            3 => Array::I16(read(n, || Ok(i16::from_le_bytes(self.array(key)?)))?),
+            4 => Array::U32(read(n, || self.u32(key))?),
+            5 => Array::I32(read(n, || Ok(i32::from_le_bytes(self.array(key)?)))?),
+            6 => Array::F32(read(n, || Ok(f32::from_le_bytes(self.array(key)?)))?),
+            7 => Array::Bool(read(n, || Ok(self.array::<1>(key)?[0] != 0))?),
+            8 => Array::Str(read(n, || self.string(key))?),
+            10 => Array::U64(read(n, || self.u64(key))?),
+            11 => Array::I64(read(n, || Ok(i64::from_le_bytes(self.array(key)?)))?),
+            _ => Array::F64(read(n, || Ok(f64::from_le_bytes(self.array(key)?)))?),
+        })
+    }
+
     fn value(&mut self, type_id: u32, key: &str) -> Result<Value> {
         Ok(match type_id {
             0 => Value::U8(self.array::<1>(key)?[0]),
@@ -231,18 +344,7 @@ impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
             6 => Value::F32(f32::from_le_bytes(self.array(key)?)),
             7 => Value::Bool(self.array::<1>(key)?[0] != 0),
             8 => Value::Str(self.string(key)?),
-            9 => {
-                let elem = self.u32(key)?;
-                let n = self.count(key)?;
-                if elem == 9 {
-                    return Err(Error::Malformed(format!("{key}: nested arrays")));
-                }
-                let mut items = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    items.push(self.value(elem, key)?);
-                }
-                Value::Array(items)
-            }
+            9 => Value::Array(self.array_value(key)?),
             10 => Value::U64(self.u64(key)?),
             11 => Value::I64(i64::from_le_bytes(self.array(key)?)),
             12 => Value::F64(f64::from_le_bytes(self.array(key)?)),
@@ -276,6 +378,15 @@ impl Gguf {
             let value = r.value(type_id, &key)?;
             metadata.insert(key, value);
         }
+        // A directory entry takes at least 32 bytes (empty name, no dims): check the count
+        // against the bytes left before reserving room for it.
+        if n_tensors.saturating_mul(32) > src.size().saturating_sub(r.pos) {
+            return Err(Error::Truncated {
+                what: format!("a directory of {n_tensors} tensors"),
+                needed: r.pos.saturating_add(n_tensors.saturating_mul(32)),
+                len: src.size(),
+            });
+        }
         let mut infos = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
             let name = r.string("tensor name")?;
@@ -306,15 +417,16 @@ impl Gguf {
                 .filter(|e| e % dtype.block_size() == 0)
                 .and_then(|e| (e / dtype.block_size()).checked_mul(dtype.type_size()))
                 .ok_or_else(|| Error::Malformed(format!("tensor {name} has dims {dims:?}")))?;
-            let offset = data_start + rel;
-            let needed = offset.saturating_add(size as u64);
-            if needed > src.size() {
+            // A relative offset near 2^64 must not wrap around onto the header.
+            let needed = data_start.checked_add(rel).and_then(|o| o.checked_add(size as u64));
+            let Some(needed) = needed.filter(|&n| n <= src.size()) else {
                 return Err(Error::Truncated {
                     what: format!("tensor {name}"),
-                    needed,
+                    needed: needed.unwrap_or(u64::MAX),
                     len: src.size(),
                 });
-            }
+            };
+            let offset = needed - size as u64;
             tensors.insert(
                 name,
                 TensorInfo {
@@ -356,7 +468,7 @@ impl Gguf {
             .and_then(Value::as_f32)
             .ok_or_else(|| missing(key, "float"))
     }
-    pub fn array(&self, key: &str) -> Result<&[Value]> {
+    pub fn array(&self, key: &str) -> Result<&Array> {
         self.get(key)
             .and_then(Value::as_array)
             .ok_or_else(|| missing(key, "array"))

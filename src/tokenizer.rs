@@ -69,19 +69,18 @@ impl Tokenizer {
         }
         let pieces: Vec<String> = g
             .array("tokenizer.ggml.tokens")?
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad("tokenizer.ggml.tokens", "string array"))?;
+            .strings()
+            .ok_or_else(|| bad("tokenizer.ggml.tokens", "string array"))?
+            .to_vec();
         let n = pieces.len();
         let scores: Vec<f32> = match g.get("tokenizer.ggml.scores") {
-            Some(Value::Array(a)) => a.iter().map(Value::as_f32).collect::<Option<_>>(),
+            Some(Value::Array(a)) => a.f32s(),
             _ => None,
         }
         .filter(|s: &Vec<f32>| s.len() == n)
         .ok_or_else(|| bad("tokenizer.ggml.scores", "float array as long as the vocabulary"))?;
         let types: Vec<i64> = match g.get("tokenizer.ggml.token_type") {
-            Some(Value::Array(a)) => a.iter().map(Value::as_i64).collect::<Option<_>>(),
+            Some(Value::Array(a)) => a.i64s(),
             None => Some(vec![1; n]),
             _ => None,
         }
@@ -108,7 +107,8 @@ impl Tokenizer {
                 }
                 _ => TokenKind::Normal,
             };
-            if kind == TokenKind::UserDefined {
+            // An empty user-defined token would match everywhere and never advance.
+            if kind == TokenKind::UserDefined && !piece.is_empty() {
                 user_defined.push((piece.clone(), id));
             }
             kinds.push(kind);
@@ -131,6 +131,11 @@ impl Tokenizer {
                 Err(bad(key, "token id inside the vocabulary"))
             }
         };
+        // The answer grammar ends lines with the newline token: a vocabulary where text
+        // cannot spell it (missing, or a control token) cannot run extraction.
+        if !by_piece.contains_key("\n") {
+            return Err(bad("tokenizer.ggml.tokens", "a newline token that text can spell"));
+        }
         Ok(Tokenizer {
             bos: id("tokenizer.ggml.bos_token_id")?,
             eos: id("tokenizer.ggml.eos_token_id")?,

@@ -63,6 +63,15 @@ fn wrong_adapters_are_typed_errors_and_leave_the_model_as_it_was() {
         "bad_adapter"
     );
 
+    // NaN or infinite weights loaded and silently switched the model off.
+    for poison in [f32::NAN, f32::INFINITY] {
+        let e = Adapter::from_bytes(&adapter_file(&e.fingerprint, &pairs, poison), None)
+            .err()
+            .unwrap();
+        assert_eq!(e.code(), "bad_adapter");
+        assert!(e.to_string().contains("element"), "{e}");
+    }
+
     let mut shapes = pairs.clone();
     shapes[0].2 += 1;
     let misshapen = Adapter::from_bytes(&adapter_file(&e.fingerprint, &shapes, 0.5), None).unwrap();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use anote_ner::gguf::Gguf;
+use anote_ner::gguf::{Array, Gguf, Value};
 use anote_ner::tokenizer::{TokenKind, Tokenizer};
 use anote_ner::{Engine, Error};
 use common::{max_diff, GgufWriter, TinyGemma};
@@ -194,4 +194,82 @@ fn bad_files_give_typed_errors() {
         b.extend(common::noise(64, seed, 1.0).iter().map(|x| (x * 127.0) as i8 as u8));
         let _ = Engine::load(b.as_slice());
     }
+}
+
+/// The tiny model with its vocabulary changed by `edit(tokens, types)`.
+fn with_vocab(edit: impl Fn(&mut Vec<String>, &mut Vec<i32>)) -> Vec<u8> {
+    let (mut tokens, mut scores, mut types) = common::tiny_vocab();
+    edit(&mut tokens, &mut types);
+    scores.resize(tokens.len(), -1000.0);
+    let mut w = TinyGemma::default().writer();
+    w.remove_kv("tokenizer.ggml.tokens")
+        .remove_kv("tokenizer.ggml.scores")
+        .remove_kv("tokenizer.ggml.token_type")
+        .strs("tokenizer.ggml.tokens", &tokens)
+        .f32s("tokenizer.ggml.scores", &scores)
+        .i32s("tokenizer.ggml.token_type", &types);
+    w.bytes()
+}
+
+#[test]
+fn hostile_vocabularies_are_refused_or_harmless() {
+    // An empty user-defined token matched everywhere and never advanced: encoding looped
+    // until memory ran out. It is ignored now.
+    let bytes = with_vocab(|tokens, types| {
+        tokens.push(String::new());
+        types.push(4);
+    });
+    let engine = Engine::load(bytes.as_slice()).unwrap();
+    assert_eq!(engine.tokenizer.decode(&engine.tokenizer.encode("abc  d")), "abc  d");
+    // A newline that text cannot spell (a control token) panicked in the answer grammar.
+    let bytes = with_vocab(|tokens, types| {
+        let nl = tokens.iter().position(|t| t == "\n").unwrap();
+        types[nl] = 3;
+    });
+    let e = load_err(&bytes);
+    assert_eq!(e.code(), "bad_metadata", "{e}");
+    assert!(e.to_string().contains("newline"), "{e}");
+}
+
+/// Overwrites the data offset of tensor `name` in a GGUF written by [`GgufWriter`].
+fn patch_offset(bytes: &mut [u8], name: &str, offset: u64) {
+    let mut entry = (name.len() as u64).to_le_bytes().to_vec();
+    entry.extend(name.as_bytes());
+    let at = bytes.windows(entry.len()).position(|w| w == entry).unwrap() + entry.len();
+    let n_dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let off = at + 4 + 8 * n_dims + 4;
+    bytes[off..off + 8].copy_from_slice(&offset.to_le_bytes());
+}
+
+#[test]
+fn hostile_tensor_directories_are_refused() {
+    // A 0-dimensional embedding panicked when the vocabulary size was read from it.
+    let mut w = TinyGemma::default().writer();
+    w.remove_tensor("token_embd.weight")
+        .f32_tensor("token_embd.weight", &[], &[0.5]);
+    assert_eq!(load_err(&w.bytes()).code(), "tensor_shape");
+    // An offset that wraps around 2^64 onto the header loaded and read it as weights.
+    let mut bytes = TinyGemma::default().bytes();
+    patch_offset(&mut bytes, "output_norm.weight", u64::MAX - 7);
+    assert_eq!(load_err(&bytes).code(), "truncated");
+    // A directory that claims more tensors than the file could describe.
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend((1u64 << 24).to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    assert_eq!(load_err(&b).code(), "truncated");
+}
+
+#[test]
+fn metadata_arrays_cost_what_the_file_holds() {
+    // Sixteen million one-byte elements claimed by a file of a few hundred bytes: refused
+    // before anything is allocated for them.
+    let mut w = TinyGemma::default().writer();
+    w.array("junk", 0, 1 << 24, vec![7; 64]);
+    assert_eq!(load_err(&w.bytes()).code(), "truncated");
+    // A real byte array is kept as bytes (one per element, not a 32-byte value each).
+    let mut w = TinyGemma::default().writer();
+    w.array("junk", 0, 1 << 20, vec![7; 1 << 20]);
+    let g = Gguf::parse(w.bytes().as_slice()).unwrap();
+    assert_eq!(g.get("junk"), Some(&Value::Array(Array::U8(vec![7; 1 << 20]))));
 }

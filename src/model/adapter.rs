@@ -112,6 +112,13 @@ impl Adapter {
                     .collect(),
                 other => return Err(Error::BadAdapter(format!("tensor {name} is {other:?}, expected F16"))),
             };
+            // A NaN or an infinity would poison every logit and switch the model off silently.
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::BadAdapter(format!(
+                    "tensor {name} holds {} at element {i}",
+                    values[i]
+                )));
+            }
             let [rows, cols] = view.shape() else {
                 return Err(Error::BadAdapter(format!("tensor {name} is not a matrix")));
             };

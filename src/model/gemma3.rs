@@ -44,7 +44,21 @@ impl Config {
         let u = |k: &str| g.u64(&key(k)).map(|v| v as usize);
         let hidden = u("embedding_length")?;
         let heads = u("attention.head_count")?;
-        let embd = g.tensor("token_embd.weight")?;
+        let embd = g.tensor("token_embd.weight")?.shape();
+        let [vocab, width] = embd[..] else {
+            return Err(Error::TensorShape {
+                name: "token_embd.weight".into(),
+                expected: vec![0, hidden],
+                found: embd,
+            });
+        };
+        if vocab == 0 || width != hidden {
+            return Err(Error::TensorShape {
+                name: "token_embd.weight".into(),
+                expected: vec![vocab.max(1), hidden],
+                found: embd,
+            });
+        }
         let c = Config {
             hidden,
             layers: u("block_count")?,
@@ -58,7 +72,7 @@ impl Config {
             window: u("attention.sliding_window").unwrap_or(512),
             global_every: u("attention.sliding_window_pattern").unwrap_or(GLOBAL_EVERY).max(1),
             context: u("context_length").unwrap_or(MAX_CONTEXT).min(MAX_CONTEXT),
-            vocab: embd.shape()[0],
+            vocab,
         };
         if c.heads == 0 || c.kv_heads == 0 || !c.heads.is_multiple_of(c.kv_heads) || !c.head_dim.is_multiple_of(2) {
             return Err(Error::Metadata {

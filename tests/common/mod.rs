@@ -79,7 +79,8 @@ impl GgufWriter {
         self.kv.push((k.into(), 8, string(v)));
         self
     }
-    fn array(&mut self, k: &str, elem: u32, n: usize, body: Vec<u8>) -> &mut Self {
+    /// An array of `n` elements of GGUF type `elem`, `body` their bytes (`n` may lie).
+    pub fn array(&mut self, k: &str, elem: u32, n: usize, body: Vec<u8>) -> &mut Self {
         let mut b = elem.to_le_bytes().to_vec();
         b.extend((n as u64).to_le_bytes());
         b.extend(body);
@@ -120,6 +121,10 @@ impl GgufWriter {
     }
     pub fn remove_tensor(&mut self, name: &str) -> &mut Self {
         self.tensors.retain(|t| t.0 != name);
+        self
+    }
+    pub fn remove_kv(&mut self, k: &str) -> &mut Self {
+        self.kv.retain(|e| e.0 != k);
         self
     }
     pub fn set_str(&mut self, k: &str, v: &str) -> &mut Self {
