@@ -23,14 +23,14 @@ pub enum Recognizer {
     Honorific,
 }
 
-/// A match in byte offsets of the searched text.
+/// A validated match in byte offsets of the searched text. Matches have no score of their
+/// own: passing a validator (checksum, ranges, lengths) is the evidence, and the entity
+/// scores 1.0, so no model guess outranks it and no score threshold un-redacts it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Match {
     pub start: usize,
     pub end: usize,
     pub recognizer: Recognizer,
-    /// How sure the validator is: checksummed formats score higher than shapes.
-    pub score: f32,
 }
 
 pub const ALL: [Recognizer; 9] = [
@@ -80,7 +80,8 @@ impl Recognizer {
                 r"(?i)\b(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})",
             ),
             Recognizer::Iban => (3, r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"),
-            Recognizer::CreditCard => (4, r"\b[0-9](?:[ -]?[0-9]){11,18}\b"),
+            // A run of digits in groups; the card is looked for inside it (see `cards_in`).
+            Recognizer::CreditCard => (4, r"\b[0-9](?:[ -]?[0-9]){12,}\b"),
             Recognizer::UsSsn => (5, r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b"),
             Recognizer::Date => (
                 6,
@@ -101,20 +102,25 @@ impl Recognizer {
 
     /// Every validated match of this recognizer in `text`.
     pub fn find(self, text: &str) -> Vec<Match> {
-        self.pattern()
-            .find_iter(text)
-            .filter_map(|m| {
-                let (start, end) = trim_url_tail(self, text, m.start(), m.end());
-                let s = &text[start..end];
-                let score = self.validate(s, text, start, end)?;
-                Some(Match {
-                    start,
-                    end,
-                    recognizer: self,
-                    score,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for m in self.pattern().find_iter(text) {
+            let candidates = match self {
+                Recognizer::Url => vec![trim_url_tail(text, m.start(), m.end())],
+                Recognizer::CreditCard => cards_in(text, m.start(), m.end()),
+                Recognizer::Iban => iban_in(text, m.start(), m.end()).into_iter().collect(),
+                _ => vec![(m.start(), m.end())],
+            };
+            for (start, end) in candidates {
+                if self.validate(&text[start..end], text, start, end) {
+                    out.push(Match {
+                        start,
+                        end,
+                        recognizer: self,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Whether `s`, a span the model gave a type this recognizer fills, could be one. Looser
@@ -138,7 +144,7 @@ impl Recognizer {
                     && b[2..4].iter().all(u8::is_ascii_digit)
                     && b.iter().all(u8::is_ascii_alphanumeric)
             }
-            Recognizer::CreditCard => (12..=19).contains(&digits),
+            Recognizer::CreditCard => CARD_DIGITS.contains(&digits),
             Recognizer::UsSsn => digits == 9,
             // Weekdays, "last spring", "the 1990s": dates have no shape to check.
             Recognizer::Date => true,
@@ -148,36 +154,33 @@ impl Recognizer {
         }
     }
 
-    /// `Some(score)` when `s` (at `start..end` of `text`) is a real instance.
-    fn validate(self, s: &str, text: &str, start: usize, end: usize) -> Option<f32> {
+    /// Whether `s` (at `start..end` of `text`) is a real instance.
+    fn validate(self, s: &str, text: &str, start: usize, end: usize) -> bool {
         let before = text[..start].chars().next_back();
         let after = text[end..].chars().next();
         let glued = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
         match self {
-            Recognizer::Email => (!s.contains("..") && !s.starts_with('.')).then_some(0.95),
-            Recognizer::Url => (before != Some('@') && !glued(before) && !text[end..].starts_with('@')).then_some(0.8),
+            Recognizer::Email => !s.contains("..") && !s.starts_with('.'),
+            Recognizer::Url => before != Some('@') && !glued(before) && !text[end..].starts_with('@'),
             Recognizer::IpAddress => {
                 if glued(before) || glued(after) || after == Some('.') && s.contains('.') {
-                    return None;
+                    return false;
                 }
-                if s.parse::<Ipv4Addr>().is_ok() {
-                    return Some(0.9);
-                }
-                (s.matches(':').count() >= 2
-                    && s.parse::<Ipv6Addr>().is_ok()
-                    && s.chars().filter(char::is_ascii_hexdigit).count() >= 4)
-                    .then_some(0.9)
+                s.parse::<Ipv4Addr>().is_ok()
+                    || (s.matches(':').count() >= 2
+                        && s.parse::<Ipv6Addr>().is_ok()
+                        && s.chars().filter(char::is_ascii_hexdigit).count() >= 4)
             }
-            Recognizer::Iban => iban_valid(s).then_some(1.0),
+            Recognizer::Iban => iban_valid(s),
             Recognizer::CreditCard => {
                 let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
-                (!glued(before) && !glued(after) && (12..=19).contains(&digits.len()) && luhn(&digits)).then_some(0.95)
+                !glued(before) && !glued(after) && CARD_DIGITS.contains(&digits.len()) && luhn(&digits)
             }
             Recognizer::UsSsn => {
                 let d: String = s.chars().filter(char::is_ascii_digit).collect();
                 let (area, group, serial) = (&d[0..3], &d[3..5], &d[5..9]);
                 let ok = area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000";
-                (ok && !glued(before) && !glued(after)).then_some(0.85)
+                ok && !glued(before) && !glued(after)
             }
             Recognizer::Date => {
                 // "03.93.92" in the phone "03.93.92.16.85" is no date: the number goes on.
@@ -186,19 +189,18 @@ impl Recognizer {
                 let continues = matches!(after, Some('.' | '/' | '-')) && digit_at(rest.nth(1));
                 let mut head = text[..start].chars().rev();
                 let continued = matches!(before, Some('.' | '/' | '-')) && digit_at(head.nth(1));
-                (!glued(before) && !glued(after) && !continues && !continued && numeric_date_fields_valid(s))
-                    .then_some(0.7)
+                !glued(before) && !glued(after) && !continues && !continued && numeric_date_fields_valid(s)
             }
             Recognizer::Phone => {
                 if glued(before) || matches!(before, Some('+' | '-' | '.' | '/')) || glued(after) {
-                    return None;
+                    return false;
                 }
                 if after == Some(':') {
-                    return None; // a time of day follows: this is a timestamp
+                    return false; // a time of day follows: this is a timestamp
                 }
                 // "2024-01-02", "12.03.1999": date-shaped, whichever types the schema asks for.
                 if Recognizer::Date.pattern().find(s).is_some_and(|d| d.len() == s.len()) {
-                    return None;
+                    return false;
                 }
                 let main = s.split(['x', 'X']).next().unwrap_or(s);
                 let digits = main.chars().filter(char::is_ascii_digit).count();
@@ -208,23 +210,25 @@ impl Recognizer {
                     // "3536 1659 Hoog St", "90010-170": house numbers and postcodes.
                     let name_follows = text[end..].trim_start_matches(' ').starts_with(char::is_uppercase);
                     if name_follows || groups[0].len() > 4 || groups[1].len() < 4 {
-                        return None;
+                        return false;
                     }
                 }
                 // Ungrouped runs of 7-9 digits are more often ids or amounts than phones.
-                ((7..=15).contains(&digits) && (grouped || digits >= 10)).then_some(if grouped { 0.6 } else { 0.5 })
+                (7..=15).contains(&digits) && (grouped || digits >= 10)
             }
             Recognizer::Honorific => {
                 // Only before a name: "Dr. Ann Lee", "mr. lee" (all lower case, with the
                 // period), never "I miss you" or "yes sir".
-                let name = text[end..].strip_prefix(' ')?.chars().next()?;
+                let Some(name) = text[end..].strip_prefix(' ').and_then(|r| r.chars().next()) else {
+                    return false;
+                };
                 let capital = s.starts_with(char::is_uppercase);
                 let fits = if capital {
                     name.is_uppercase()
                 } else {
                     s.ends_with('.') && name.is_lowercase()
                 };
-                (!glued(before) && fits).then_some(0.8)
+                !glued(before) && fits
             }
         }
     }
@@ -248,13 +252,78 @@ fn numeric_date_fields_valid(s: &str) -> bool {
 }
 
 /// URLs in running text end before trailing punctuation.
-fn trim_url_tail(r: Recognizer, text: &str, start: usize, mut end: usize) -> (usize, usize) {
-    if r == Recognizer::Url {
-        while end > start && text[..end].ends_with(['.', ',', ';', ':', '!', '?']) {
-            end -= 1;
-        }
+fn trim_url_tail(text: &str, start: usize, mut end: usize) -> (usize, usize) {
+    while end > start && text[..end].ends_with(['.', ',', ';', ':', '!', '?']) {
+        end -= 1;
     }
     (start, end)
+}
+
+/// Card numbers have 13 to 19 digits (ISO/IEC 7812).
+const CARD_DIGITS: std::ops::RangeInclusive<usize> = 13..=19;
+
+/// The card numbers a run of digit groups (`text[start..end]`) may hold: runs of whole
+/// groups with 13 to 19 digits, grouped as cards are printed (compact, fours with a
+/// shorter last group, or 4-6-5 / 4-6-4) and passing Luhn, longest first, not overlapping.
+/// So "qty 2 4111 1111 1111 1111" gives the card after the quantity, and
+/// "Ref 2024 555-867-5309" (a phone's 3-3-4 groups) gives none.
+fn cards_in(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut at = start;
+    for part in text[start..end].split([' ', '-']) {
+        groups.push((at, at + part.len()));
+        at += part.len() + 1;
+    }
+    let printed = |g: &[(usize, usize)]| {
+        let lens: Vec<usize> = g.iter().map(|(a, b)| b - a).collect();
+        let seps: std::collections::HashSet<&str> = g.windows(2).map(|w| &text[w[0].1..w[1].0]).collect();
+        let fours = lens[..lens.len() - 1].iter().all(|&l| l == 4) && lens[lens.len() - 1] <= 4;
+        seps.len() <= 1 && (lens.len() == 1 || fours || lens == [4, 6, 5] || lens == [4, 6, 4])
+    };
+    let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
+    for i in 0..groups.len() {
+        for j in i..groups.len() {
+            let g = &groups[i..=j];
+            let digits = g.iter().map(|(a, b)| b - a).sum();
+            if CARD_DIGITS.contains(&digits) && printed(g) {
+                let d: Vec<u32> = g
+                    .iter()
+                    .flat_map(|&(a, b)| text[a..b].chars())
+                    .filter_map(|c| c.to_digit(10))
+                    .collect();
+                if luhn(&d) {
+                    candidates.push((digits, g[0].0, g[g.len() - 1].1));
+                }
+            }
+        }
+    }
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    for (_, a, b) in candidates {
+        if kept.iter().all(|&(x, y)| b <= x || a >= y) {
+            kept.push((a, b));
+        }
+    }
+    kept
+}
+
+/// The IBAN at the start of `text[start..end]`: as many characters (spaces aside) as its
+/// country's IBANs have, so that a reference number written after it is left out.
+fn iban_in(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
+    let s = &text[start..end];
+    let &(_, len) = IBAN_LENGTHS.iter().find(|(cc, _)| s.starts_with(cc))?;
+    let mut seen = 0;
+    for (i, c) in s.char_indices() {
+        if !c.is_whitespace() {
+            seen += 1;
+        }
+        if seen == len {
+            let cut = start + i + c.len_utf8();
+            // The cut must fall between groups, not inside one.
+            return (!text[cut..].starts_with(|c: char| c.is_ascii_alphanumeric())).then_some((start, cut));
+        }
+    }
+    None
 }
 
 pub fn luhn(digits: &[u32]) -> bool {
@@ -484,6 +553,36 @@ mod tests {
         );
         assert!(found(Recognizer::CreditCard, "card 4111 1111 1111 1112").is_empty());
         assert!(found(Recognizer::CreditCard, "id 12345678901").is_empty());
+    }
+
+    #[test]
+    fn a_card_is_found_inside_a_longer_run_of_digits_and_phones_are_no_cards() {
+        fn card(text: &str) -> Vec<&str> {
+            found(Recognizer::CreditCard, text)
+        }
+        assert_eq!(card("qty 2 4111 1111 1111 1111"), ["4111 1111 1111 1111"]);
+        assert_eq!(card("Expires 12/25 4111 1111 1111 1111"), ["4111 1111 1111 1111"]);
+        assert_eq!(card("ref 0044 4111-1111-1111-1111"), ["4111-1111-1111-1111"]);
+        assert_eq!(card("amex 3782 822463 10005"), ["3782 822463 10005"]);
+        // Twelve digits are too few for a card; a phone's groups are not a card's.
+        assert!(card("+353 21 490 3000").is_empty());
+        assert!(card("Ref 2024 555-867-5309").is_empty());
+        assert!(card("Ref 2024 555 867 5309").is_empty());
+        assert!(card("4111 1111 1111-1111").is_empty(), "mixed separators");
+        // In the full set the phone recognizer has them.
+        for text in ["+353 21 490 3000", "Ref 2024 555-867-5309"] {
+            let kinds: Vec<Recognizer> = find_all(text, &ALL).iter().map(|m| m.recognizer).collect();
+            assert_eq!(kinds, [Recognizer::Phone], "{text}");
+        }
+    }
+
+    #[test]
+    fn an_iban_ends_where_its_country_says() {
+        assert_eq!(
+            found(Recognizer::Iban, "IBAN DE89 3704 0044 0532 0130 00 1234 ref"),
+            ["DE89 3704 0044 0532 0130 00"]
+        );
+        assert!(found(Recognizer::Iban, "DE89370400440532013000123").is_empty());
     }
 
     #[test]
