@@ -46,6 +46,9 @@ pub const WINDOWS: chunk::Limits = chunk::Limits {
     sentence: 320,
     overlap: 40,
 };
+/// Context a window and its answer may need after the schema prefix: the window's bytes (a
+/// token takes at least one), its frame, and the answer budget of its words (see `extract`).
+pub const WINDOW_ROOM: usize = WINDOWS.sentence + 16 + answer_budget(WINDOWS.sentence.div_ceil(2)) + 16;
 /// The default [`decode::Limits::end_penalty`].
 pub const END_PENALTY: f32 = 0.0;
 
@@ -96,7 +99,7 @@ impl Extractor {
         schema: &Schema,
         mut on_entity: impl FnMut(&Entity),
     ) -> Result<Extraction> {
-        schema.validate()?;
+        self.check_schema(schema)?;
         if text.len() > MAX_TEXT_BYTES {
             return Err(Error::InputTooLarge {
                 bytes: text.len(),
@@ -152,7 +155,7 @@ impl Extractor {
             let doc = self.engine.tokenizer.encode(&prompt::document(chunk));
             let hidden = model.forward_hidden(&doc).await?;
             let limits = decode::Limits {
-                max_tokens: 16 + 4 * chunk.split_whitespace().count(),
+                max_tokens: answer_budget(chunk.split_whitespace().count()),
                 end_penalty: self.end_penalty,
             };
             let mut cursor = 0;
@@ -229,6 +232,23 @@ impl Extractor {
         })
     }
 
+    /// Validates `schema` and checks, before any work, that its prompt leaves room in the
+    /// model's context for a window and its answer; returns the prompt's length in tokens.
+    pub fn check_schema(&self, schema: &Schema) -> Result<usize> {
+        schema.validate()?;
+        let text = prompt::prefix_in(schema, self.free_format.unwrap_or(Format::Lines));
+        let tokens = self.engine.tokenizer.encode_prompt(&text).len();
+        let limit = self.engine.model.max_context().saturating_sub(WINDOW_ROOM);
+        if tokens > limit {
+            return Err(Error::InvalidSchema(format!(
+                "its prompt takes {tokens} tokens; the limit is {limit} (the model's context of {}, less \
+                 {WINDOW_ROOM} for a window of text and its answer): shorten the descriptions and examples",
+                self.engine.model.max_context()
+            )));
+        }
+        Ok(tokens)
+    }
+
     /// The KV cache after the schema prefix, computed once per schema.
     async fn prefix(&mut self, schema: &Schema) -> Result<KvSnapshot> {
         let text = prompt::prefix_in(schema, self.free_format.unwrap_or(Format::Lines));
@@ -245,6 +265,11 @@ impl Extractor {
         self.cached = Some((text, self.engine.adapter.clone(), snap.clone()));
         Ok(snap)
     }
+}
+
+/// Most answer tokens the model may decode for a window of `words` words.
+const fn answer_budget(words: usize) -> usize {
+    16 + 4 * words
 }
 
 /// Entities from the recognizers that the schema's types name.
@@ -266,7 +291,7 @@ pub fn pattern_entities(text: &str, schema: &Schema) -> Vec<Entity> {
             start: m.start,
             end: m.end,
             text: text[m.start..m.end].to_string(),
-            score: m.score,
+            score: 1.0,
             source: Source::Pattern,
         })
         .collect()

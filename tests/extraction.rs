@@ -613,3 +613,20 @@ fn training_sequences_are_the_extractors_prompt_and_answer_tokens() {
     };
     assert_eq!(render(&tok, &outside).unwrap_err().code(), "bad_gold");
 }
+
+#[test]
+fn a_schema_whose_prompt_cannot_fit_the_context_is_refused_before_any_work() {
+    let mut x = tiny_extractor();
+    let long = "guideline ".repeat(99);
+    let types: Vec<String> = (0..64)
+        .map(|i| format!(r#"{{"label": "T{i}", "description": "{long}"}}"#))
+        .collect();
+    // Within every per-field limit, so the schema alone validates.
+    let schema = Schema::from_json(&format!(r#"{{"labels": [{}]}}"#, types.join(","))).unwrap();
+    let e = x.check_schema(&schema).unwrap_err();
+    assert_eq!(e.code(), "invalid_schema");
+    assert!(e.to_string().contains("tokens; the limit is"), "{e}");
+    let e = block_on(x.extract("ab cd", &schema, |_| {})).unwrap_err();
+    assert_eq!(e.code(), "invalid_schema", "{e}");
+    assert!(x.check_schema(&tiny_schema()).unwrap() > 0);
+}
