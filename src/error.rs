@@ -28,6 +28,8 @@ pub enum Error {
     Malformed(String),
     #[error("the adapter does not fit this model: {0}")]
     BadAdapter(String),
+    #[error("unusable redaction key: {0}")]
+    BadKey(String),
     #[error("bad gold data: {0}")]
     BadGold(String),
     #[error("invalid schema: {0}")]
@@ -65,6 +67,7 @@ impl Error {
             Error::TensorShape { .. } => "tensor_shape",
             Error::Metadata { .. } => "bad_metadata",
             Error::BadAdapter(_) => "bad_adapter",
+            Error::BadKey(_) => "bad_key",
             Error::BadGold(_) => "bad_gold",
             Error::Malformed(_) => "malformed_gguf",
             Error::InvalidSchema(_) => "invalid_schema",

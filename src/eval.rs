@@ -186,6 +186,59 @@ impl Scores {
     }
 }
 
+/// One line of an eval-format JSONL file (gold, or predictions as `anote eval --out` writes
+/// them): `{"id", "text", "entities": [{"start", "end", "label"}]}`, offsets in code points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub id: serde_json::Value,
+    /// `None` only where the caller allows it (a predictions file may leave it out).
+    pub text: Option<String>,
+    pub spans: Vec<Span>,
+}
+
+impl Document {
+    /// Parses one line; a span that is empty, inverted or beyond the text's end, or that
+    /// lacks a field, is an error naming the span, so that nothing is scored against it.
+    pub fn parse(line: &str, text_required: bool) -> std::result::Result<Document, String> {
+        let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        if !doc.is_object() {
+            return Err("a document is a JSON object".into());
+        }
+        let text = doc["text"].as_str().map(str::to_owned);
+        if text.is_none() && (text_required || !doc["text"].is_null()) {
+            return Err("needs a \"text\" string".into());
+        }
+        let chars = text.as_deref().map(|t| t.chars().count());
+        let entities = match &doc["entities"] {
+            serde_json::Value::Null => &Vec::new(),
+            serde_json::Value::Array(a) => a,
+            _ => return Err("\"entities\" must be an array".into()),
+        };
+        let mut spans = Vec::with_capacity(entities.len());
+        for (i, e) in entities.iter().enumerate() {
+            let (Some(start), Some(end), Some(label)) = (e["start"].as_u64(), e["end"].as_u64(), e["label"].as_str())
+            else {
+                return Err(format!(
+                    "entity {i} needs \"start\", \"end\" (code points) and \"label\""
+                ));
+            };
+            let (start, end) = (start as usize, end as usize);
+            if start >= end || chars.is_some_and(|n| end > n) {
+                return Err(format!(
+                    "entity {i} ({label} {start}..{end}) is empty, inverted or past the end of the text ({} code points)",
+                    chars.map_or("?".into(), |n| n.to_string())
+                ));
+            }
+            spans.push((start, end, label.to_string()));
+        }
+        Ok(Document {
+            id: doc["id"].clone(),
+            text,
+            spans,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +268,32 @@ mod tests {
         assert_eq!(r.partial.per_label["PER"].tp, 1);
         assert_eq!(r.partial.per_label["MISC"].f1, 0.0);
         assert_eq!(r.strict.per_label.len(), 4);
+    }
+
+    #[test]
+    fn malformed_spans_are_refused_with_a_reason() {
+        let ok = Document::parse(
+            r#"{"id": "a", "text": "Ann Lee", "entities": [{"start": 0, "end": 7, "label": "P"}]}"#,
+            true,
+        );
+        assert_eq!(ok.unwrap().spans, [s(0, 7, "P")]);
+        for (line, why) in [
+            (
+                r#"{"text": "Ann", "entities": [{"start": 0, "end": 9, "label": "P"}]}"#,
+                "past the end",
+            ),
+            (
+                r#"{"text": "Ann", "entities": [{"start": 2, "end": 1, "label": "P"}]}"#,
+                "inverted",
+            ),
+            (r#"{"text": "Ann", "entities": [{"start": 1, "label": "P"}]}"#, "needs"),
+            (r#"{"entities": []}"#, "text"),
+            (r#"[1]"#, "object"),
+        ] {
+            let e = Document::parse(line, true).unwrap_err();
+            assert!(e.contains(why), "{line}: {e}");
+        }
+        // A predictions file may leave the text out.
+        assert!(Document::parse(r#"{"id": "a", "entities": []}"#, false).is_ok());
     }
 }

@@ -16,7 +16,7 @@ use crate::eval::Span;
 use crate::extract::Extractor;
 use crate::gguf::ByteSource;
 use crate::model::Adapter;
-use crate::redact::{Operator, Redactor};
+use crate::redact::{Key, Operator, Redactor};
 use crate::schema::Schema;
 use crate::spans::{Entity, OffsetMap, Source, Unit};
 
@@ -261,6 +261,15 @@ impl Engine {
         self.name.clone()
     }
 
+    /// Checks a schema (JSON) as extraction will, its prompt's length in this model's
+    /// context included; returns that length in tokens or throws `invalid_schema`.
+    #[wasm_bindgen(js_name = checkSchema)]
+    pub fn check_schema(&self, schema: &str) -> std::result::Result<usize, JsValue> {
+        let schema = Schema::from_json(schema).map_err(js_error)?;
+        let x = self.x.try_borrow().map_err(|_| busy())?;
+        x.check_schema(&schema).map_err(js_error)
+    }
+
     /// Token ids of `text` as user text (no BOS, never control tokens).
     pub fn tokenize(&self, text: &str) -> std::result::Result<Vec<u32>, JsValue> {
         Ok(self.x.try_borrow().map_err(|_| busy())?.engine.tokenizer.encode(text))
@@ -362,12 +371,19 @@ struct JsSpan {
     end: usize,
 }
 
-/// Redacts `text` given its entities (UTF-16 offsets, as `extract` returns them) and
-/// `operators`, a map from label to operator (`replace`, `mask:*:4`, `hash:SALT`,
-/// `pseudonym`; the key `*` for every other label). Returns `{text, replacements}`, the
-/// replacements' offsets in UTF-16 units of the original text.
+/// Redacts `text` given its entities (UTF-16 offsets, as `extract` returns them),
+/// `operators`, a map from label to operator (`replace`, `mask:*:4`, `hash`, `pseudonym`;
+/// the key `*` for every other label), and `key`, the secret of `hash` and `pseudonym`
+/// (at least 16 bytes of text; the page keeps one per origin). Returns `{text, replacements}`: per replacement its label,
+/// `start`/`end` in the original text and `redacted_start`/`redacted_end` in the redacted
+/// one (UTF-16 units), operator and replacement; never an original value.
 #[wasm_bindgen]
-pub fn redact(text: &str, entities: JsValue, operators: JsValue) -> std::result::Result<JsValue, JsValue> {
+pub fn redact(
+    text: &str,
+    entities: JsValue,
+    operators: JsValue,
+    key: Option<String>,
+) -> std::result::Result<JsValue, JsValue> {
     let bad = |e: serde_wasm_bindgen::Error| js_error(Error::InvalidSchema(e.to_string()));
     let spans: Vec<JsSpan> = serde_wasm_bindgen::from_value(entities).map_err(bad)?;
     let ops: HashMap<String, String> = serde_wasm_bindgen::from_value(operators).map_err(bad)?;
@@ -376,6 +392,8 @@ pub fn redact(text: &str, entities: JsValue, operators: JsValue) -> std::result:
         per_label.insert(label.clone(), op.parse::<Operator>().map_err(js_error)?);
     }
     let default = per_label.remove("*").unwrap_or(Operator::Replace);
+    let key = key.map(|k| Key::new(k.as_bytes())).transpose().map_err(js_error)?;
+    let redactor = Redactor::new(default, per_label, key).map_err(js_error)?;
     let map = OffsetMap::new(text);
     let byte = |i: usize| map.convert(i, Unit::Utf16, Unit::Bytes);
     let mut entities = Vec::new();
@@ -395,12 +413,26 @@ pub fn redact(text: &str, entities: JsValue, operators: JsValue) -> std::result:
             source: Source::Model,
         });
     }
-    entities.sort_by_key(|e| e.start);
-    let mut r = Redactor::new(default, per_label).redact(text, &entities);
+    let mut r = redactor.redact(text, &entities);
+    let redacted = OffsetMap::new(&r.text);
     for rep in &mut r.replacements {
         (rep.start, rep.end) = map.span(rep.start, rep.end, Unit::Utf16);
+        (rep.redacted_start, rep.redacted_end) = redacted.span(rep.redacted_start, rep.redacted_end, Unit::Utf16);
     }
     to_js(&r)
+}
+
+/// One line of a gold JSONL file checked as `anote eval` checks it: `{id, text, entities}`
+/// (code points), or the error `bad_gold` saying what is wrong with it.
+#[wasm_bindgen(js_name = parseGold)]
+pub fn parse_gold(line: &str) -> std::result::Result<JsValue, JsValue> {
+    let doc = crate::eval::Document::parse(line, true).map_err(|e| js_error(Error::BadGold(e)))?;
+    let entities: Vec<serde_json::Value> = doc
+        .spans
+        .iter()
+        .map(|(start, end, label)| serde_json::json!({"start": start, "end": end, "label": label}))
+        .collect();
+    to_js(&serde_json::json!({"id": doc.id, "text": doc.text, "entities": entities}))
 }
 
 /// The prompt extraction gives the model for `text` (one window) and `schema` (JSON): the

@@ -43,12 +43,24 @@ export interface Progress {
   total: number;
 }
 
+/** The redacted text and where each replacement went (UTF-16 offsets into the original and
+ *  the redacted text); never an original value. */
 export interface Redaction {
   text: string;
-  replacements: { label: string; start: number; end: number; original: string; replacement: string }[];
+  replacements: {
+    label: string;
+    start: number;
+    end: number;
+    redacted_start: number;
+    redacted_end: number;
+    operator: 'replace' | 'mask' | 'hash' | 'pseudonym';
+    replacement: string;
+  }[];
 }
 
-/** `replace`, `mask`, `mask:C:N`, `hash:SALT` or `pseudonym`, per label; `*` for the rest. */
+/** `replace`, `mask`, `mask:C:N`, `hash` or `pseudonym`, per label; `*` for the rest.
+ *  `hash` and `pseudonym` need a key (HMAC-SHA256): equal values get equal replacements
+ *  wherever the same key is used. `mask` keeps at most half of a value's characters. */
 export type Operators = Record<string, string>;
 
 /** Errors carry a stable `code` (e.g. `invalid_schema`, `not_gguf`, `cancelled`). */
@@ -62,7 +74,7 @@ export declare class Anote extends EventTarget {
   /** `backend`: 'auto' (default: a hardware WebGPU adapter, else the CPU), 'webgpu' (any adapter) or 'cpu'. */
   load(model?: string | Blob | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;
   extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;
-  redact(text: string, entities: Entity[], operators?: Operators): Promise<Redaction>;
+  redact(text: string, entities: Entity[], operators?: Operators, options?: { key?: string }): Promise<Redaction>;
   cancel(): void;
   addEventListener(type: 'progress', listener: (e: CustomEvent<Progress>) => void): void;
   addEventListener(type: 'ready', listener: (e: CustomEvent<LoadInfo>) => void): void;

@@ -72,10 +72,11 @@ export class AnoteClient {
   }
 
   /** Redacts `text`: `entities` as `extract` returns them, `operators` maps labels (or `*`)
-   *  to `replace`, `mask[:C[:N]]`, `hash[:SALT]` or `pseudonym`. Resolves to
-   *  `{text, replacements}`. Needs no model. */
-  redact(text, entities, operators) {
-    return this.#call('redact', { text, entities: entities.map(({ label, start, end }) => ({ label, start, end })), operators });
+   *  to `replace`, `mask[:C[:N]]`, `hash` or `pseudonym`; `key` (at least 16 characters) is
+   *  the secret of `hash` and `pseudonym`. Resolves to `{text, replacements}`, without any
+   *  original value. Needs no model. */
+  redact(text, entities, operators, key) {
+    return this.#call('redact', { text, entities: entities.map(({ label, start, end }) => ({ label, start, end })), operators, key });
   }
 
   /** Resolves if the schema is valid; rejects with code `invalid_schema` and the reason. */

@@ -183,7 +183,9 @@ $('text-input').addEventListener('drop', async (e) => {
   $('text-input').value = await readTextFile(f);
 });
 
-// The threshold applies to everything (view, exports, redaction); the type filter to the view.
+// The threshold applies to the view and the entity exports; the type filter to the view.
+// Redaction covers every entity found, whatever the threshold: a slider must not put a
+// validated phone number back into the "safe" text.
 function kept() {
   const min = Number($('threshold').value);
   return entities.filter((e) => e.score >= min);
@@ -276,9 +278,22 @@ $('cancel').addEventListener('click', () => client.cancel());
 
 // ---- Redaction ----------------------------------------------------------------------
 
-const OPERATORS = [['replace', '<LABEL>'], ['mask', 'mask ****'], ['mask:*:4', 'mask, keep last 4'], ['hash', 'SHA-256 hash'], ['pseudonym', 'pseudonym']];
+const OPERATORS = [['replace', '<LABEL>'], ['mask', 'mask ****'], ['mask:*:4', 'mask, keep last 4'], ['hash', 'keyed hash'], ['pseudonym', 'pseudonym']];
 const chosen = new Map();
 let redaction = { text: '', replacements: [] };
+
+// The key of hash and pseudonym: made once per origin (32 random bytes as hex), kept in
+// localStorage, replaceable by a shared one and exportable as a key file for the CLI.
+const KEY_STORE = 'anote-key-v1';
+function redactionKey() {
+  let key = localStorage.getItem(KEY_STORE);
+  if (!key) {
+    key = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, '0')).join('');
+    localStorage.setItem(KEY_STORE, key);
+  }
+  return key;
+}
+const keyed = () => [...chosen.values()].some((op) => op === 'hash' || op === 'pseudonym');
 
 function renderOperators(labels) {
   $('operators').replaceChildren(...labels.map((l) => {
@@ -295,19 +310,38 @@ function renderOperators(labels) {
 }
 
 async function redactNow() {
-  const salt = $('salt').value;
-  const ops = Object.fromEntries([...chosen].map(([l, op]) => [l, op === 'hash' ? `hash:${salt}` : op]));
+  const ops = Object.fromEntries(chosen);
+  // The key is made (and stored) only once a keyed operator is chosen.
+  const key = keyed() ? redactionKey() : undefined;
+  if (key) $('key').value = key;
   try {
-    redaction = await client.redact(lastText, kept(), ops);
+    redaction = await client.redact(lastText, entities, ops, key);
     $('redacted').textContent = redaction.text;
   } catch (e) {
     showError(e);
   }
 }
-$('salt').addEventListener('input', redactNow);
-$('redacted-copy').addEventListener('click', () => navigator.clipboard.writeText(redaction.text));
+$('key').value = localStorage.getItem(KEY_STORE) ?? '';
+$('key').addEventListener('change', () => {
+  if ($('key').value.length < 16) return showError(Object.assign(new Error('a key needs at least 16 characters'), { code: 'bad_key' }));
+  localStorage.setItem(KEY_STORE, $('key').value);
+  redactNow();
+});
+$('key-new').addEventListener('click', () => {
+  localStorage.removeItem(KEY_STORE);
+  $('key').value = redactionKey();
+  redactNow();
+});
+$('key-export').addEventListener('click', () => download('anote-key.txt', redactionKey()));
+$('redacted-copy').addEventListener('click', async () => {
+  await navigator.clipboard.writeText(redaction.text);
+  $('copy-status').textContent = 'Copied.';
+  setTimeout(() => { $('copy-status').textContent = ''; }, 2000);
+});
 $('redacted-download').addEventListener('click', () => download('redacted.txt', redaction.text));
-$('mapping-download').addEventListener('click', () => download('mapping.json', JSON.stringify(redaction.replacements, null, 2), 'application/json'));
+// Where each replacement went, and how: no original value (the entity exports above are the
+// explicit way to take the found values out of the page).
+$('replacements-download').addEventListener('click', () => download('replacements.json', JSON.stringify(redaction.replacements, null, 2), 'application/json'));
 
 // ---- Evaluate -----------------------------------------------------------------------
 

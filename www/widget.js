@@ -36,8 +36,9 @@ export class Anote extends EventTarget {
     return this.#client.extract(text, schema, (e) => this.dispatchEvent(new CustomEvent('entity', { detail: e })));
   }
 
-  redact(text, entities, operators = { '*': 'replace' }) {
-    return this.#client.redact(text, entities, operators);
+  /** `options.key`: the secret of `hash` and `pseudonym` (at least 16 characters). */
+  redact(text, entities, operators = { '*': 'replace' }, options = {}) {
+    return this.#client.redact(text, entities, operators, options.key);
   }
 
   cancel() {

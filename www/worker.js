@@ -12,8 +12,8 @@
 //                  {type:'extract', id, text, schema, cancel?}  schema: JSON string; cancel: Int32Array
 //                                                             on a SharedArrayBuffer, 1 = stop
 //                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets)
-//                  {type:'redact', id, text, entities, operators}
-//                  {type:'validate', id, schema}
+//                  {type:'redact', id, text, entities, operators, key?}  key: the secret of hash and pseudonym
+//                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
 //   worker → page  {type:'progress', id?, phase:'download'|'load'|'extract'|'evaluate', loaded, total}
 //                                                         (with an id: windows of an extraction, documents of an evaluation)
 //                  {type:'ready', backend, device, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
@@ -22,7 +22,7 @@
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
 //                  {type:'done', id, result}
 //                  {type:'error', id?, code, message}
-import init, { Engine, Scorer, checkCpuKernels, checkKernels, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
+import init, { Engine, Scorer, checkCpuKernels, checkKernels, defaultAdapter, parseGold, redact, validateSchema } from './pkg/anote_ner.js';
 import { codePoints } from './view.js';
 
 const MODEL_DIR = 'anote-models-v1';
@@ -211,8 +211,8 @@ async function setAdapter(msg) {
   post({ type: 'done', id: msg.id, result: { adapter: loaded().adapter() ?? null } });
 }
 
-// Scores the engine on a gold JSONL file, as `anote eval` does; broken lines are listed,
-// and the rest is still scored.
+// Scores the engine on a gold JSONL file, as `anote eval` does (each line checked by the
+// same parser); broken lines are listed, and the rest is still scored.
 async function evaluate(msg) {
   const lines = msg.gold.split('\n').map((l, i) => [i + 1, l]).filter(([, l]) => l.trim());
   const scorer = new Scorer();
@@ -222,15 +222,14 @@ async function evaluate(msg) {
   for (const [n, line] of lines) {
     let doc;
     try {
-      doc = JSON.parse(line);
-      if (typeof doc?.text !== 'string') throw new Error('needs a "text" string');
+      doc = parseGold(line);
     } catch (e) {
       broken.push({ line: n, message: e.message });
       continue;
     }
     const { entities } = await onGpuLoss(() => loaded().extract(doc.text, msg.schema, undefined, msg.cancel, undefined));
     const pred = entities.map((e) => ({ start: codePoints(doc.text, e.start), end: codePoints(doc.text, e.end), label: e.label }));
-    scorer.add((doc.entities ?? []).map(({ start, end, label }) => ({ start, end, label })), pred);
+    scorer.add(doc.entities, pred);
     predictions.push({ id: doc.id, text: doc.text, entities: pred });
     post({ type: 'progress', id: msg.id, phase: 'evaluate', loaded: ++done, total: lines.length });
   }
@@ -267,10 +266,11 @@ self.onmessage = async ({ data: msg }) => {
     else if (msg.type === 'adapter') await setAdapter(msg);
     else if (msg.type === 'redact') {
       await ready;
-      post({ type: 'done', id: msg.id, result: redact(msg.text, msg.entities, msg.operators) });
+      post({ type: 'done', id: msg.id, result: redact(msg.text, msg.entities, msg.operators, msg.key) });
     } else if (msg.type === 'validate') {
       await ready;
-      validateSchema(msg.schema);
+      if (engine) engine.checkSchema(msg.schema);
+      else validateSchema(msg.schema);
       post({ type: 'done', id: msg.id, result: true });
     }
     else throw Object.assign(new Error(`unknown message ${msg.type}`), { code: 'bad_message' });

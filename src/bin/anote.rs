@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use anote_ner::backend::webgpu::{Gpu, GpuOptions};
-use anote_ner::eval::{Scorer, Span};
+use anote_ner::eval::{Document, Scorer, Span};
 use anote_ner::extract::Extractor;
 use anote_ner::finetune;
 use anote_ner::gguf::Gguf;
 use anote_ner::model::Adapter;
 use anote_ner::prompt::{self, Format};
-use anote_ner::redact::{Operator, Redactor};
+use anote_ner::redact::{Key, Operator, Redaction, Redactor};
 use anote_ner::schema::Schema;
 use anote_ner::spans::{Entity, OffsetMap, Unit};
 use anote_ner::tokenizer::Tokenizer;
@@ -75,16 +75,30 @@ enum Command {
         file: Option<PathBuf>,
     },
     /// Redact FILE (or stdin): plain text out, or with --jsonl one {"id", "text"} per line in
-    /// and {"id", "text", "replacements"} out (streaming, progress on stderr)
+    /// and {"id", "text", "replacements"} out (streaming, progress on stderr). The output
+    /// holds no original value; a line that fails is reported and skipped, and the exit code
+    /// is then 2
     Redact {
         #[command(flatten)]
         schema: SchemaArg,
-        /// Operator per label, e.g. PERSON=pseudonym PHONE_NUMBER=mask:*:4 EMAIL_ADDRESS=hash:SALT
+        /// Operator per label, e.g. PERSON=pseudonym PHONE_NUMBER=mask:*:4 EMAIL_ADDRESS=hash
         #[arg(long = "op", value_name = "LABEL=OP")]
         ops: Vec<String>,
-        /// Operator for labels without --op: replace, mask[:C[:N]], hash[:SALT], pseudonym
+        /// Operator for labels without --op: replace, mask[:C[:N]], hash, pseudonym
         #[arg(long, default_value = "replace")]
         default_op: String,
+        /// The secret of hash and pseudonym (at least 16 bytes): the same key gives the same
+        /// replacements in every run [default: $ANOTE_KEY; pseudonym without a key: a new key
+        /// for this run]
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// Also write the re-identification table here (JSONL: id, label, original,
+        /// replacement), readable only by its owner
+        #[arg(long, value_name = "FILE")]
+        mapping: Option<PathBuf>,
+        /// With --jsonl: write each line that failed here (JSONL: line, code, message)
+        #[arg(long, value_name = "FILE", requires = "jsonl")]
+        errors: Option<PathBuf>,
         /// Input and output are JSONL documents
         #[arg(long)]
         jsonl: bool,
@@ -172,34 +186,20 @@ enum Predictor {
     Stored(HashMap<String, Vec<Span>>),
 }
 
-/// The spans of an eval-format document (gold or predicted), in code points.
-fn spans_of(doc: &serde_json::Value) -> Vec<Span> {
-    doc["entities"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    (
-                        e["start"].as_u64().unwrap_or(0) as usize,
-                        e["end"].as_u64().unwrap_or(0) as usize,
-                        e["label"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn stored_predictions(file: &PathBuf) -> Result<HashMap<String, Vec<Span>>, Error> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
     let mut by_id = HashMap::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let doc: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| Error::BadGold(format!("{}:{}: {e}", file.display(), n + 1)))?;
-        let id = doc["id"]
-            .as_str()
-            .ok_or_else(|| Error::BadGold(format!("{}:{}: a prediction needs an \"id\"", file.display(), n + 1)))?;
-        by_id.insert(id.to_string(), spans_of(&doc));
+        let doc =
+            Document::parse(line, false).map_err(|e| Error::BadGold(format!("{}:{}: {e}", file.display(), n + 1)))?;
+        if doc.id.is_null() {
+            return Err(Error::BadGold(format!(
+                "{}:{}: a prediction needs an \"id\"",
+                file.display(),
+                n + 1
+            )));
+        }
+        by_id.insert(doc.id.to_string(), doc.spans);
     }
     Ok(by_id)
 }
@@ -231,20 +231,16 @@ fn eval(
     // A broken line is reported and skipped; the rest is still scored.
     let mut broken = Vec::new();
     for (n, (line_no, line)) in lines.iter().enumerate() {
-        let doc: serde_json::Value = match serde_json::from_str(line) {
-            Ok(d @ serde_json::Value::Object(_)) if d["text"].is_string() => d,
-            Ok(_) => {
-                broken.push(serde_json::json!({"line": line_no + 1, "message": "needs a \"text\" string"}));
-                continue;
-            }
-            Err(e) => {
-                broken.push(serde_json::json!({"line": line_no + 1, "message": e.to_string()}));
+        let doc = match Document::parse(line, true) {
+            Ok(d) => d,
+            Err(message) => {
+                broken.push(serde_json::json!({"line": line_no + 1, "message": message}));
                 continue;
             }
         };
-        let text = doc["text"].as_str().unwrap_or_default();
+        let text = doc.text.as_deref().unwrap_or_default();
         let map = OffsetMap::new(text);
-        let gold_spans = spans_of(&doc);
+        let gold_spans = &doc.spans;
         let t0 = std::time::Instant::now();
         let entities = match &mut predictor {
             Predictor::Model(x) => {
@@ -254,11 +250,9 @@ fn eval(
             }
             Predictor::Patterns => anote_ner::extract::pattern_entities(text, schema),
             Predictor::Stored(by_id) => {
-                let id = doc["id"].as_str().unwrap_or_default();
-                let spans = by_id
-                    .get(id)
-                    .ok_or_else(|| Error::BadGold(format!("no prediction for document {id:?}")))?;
-                scorer.add(&gold_spans, spans);
+                // A document the other system left out found nothing.
+                let spans = by_id.get(&doc.id.to_string()).map_or(&[][..], Vec::as_slice);
+                scorer.add(gold_spans, spans);
                 continue;
             }
         };
@@ -270,13 +264,13 @@ fn eval(
                 (start, end, e.label.clone())
             })
             .collect();
-        scorer.add(&gold_spans, &pred_spans);
+        scorer.add(gold_spans, &pred_spans);
         if let Some(w) = &mut writer {
             let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(&map, e)).collect();
             writeln!(
                 w,
                 "{}",
-                serde_json::json!({"id": doc["id"], "text": text, "entities": pred})
+                serde_json::json!({"id": doc.id, "text": text, "entities": pred})
             )
             .map_err(io)?;
         }
@@ -384,7 +378,7 @@ fn open(path: &PathBuf) -> Result<std::fs::File, Error> {
     })
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+fn run(cli: Cli) -> Result<ExitCode, Error> {
     if let Some(n) = cli.threads {
         // candle sizes its thread pool from this variable on first use.
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
@@ -454,52 +448,29 @@ fn run(cli: Cli) -> Result<(), Error> {
             schema,
             ops,
             default_op,
+            key_file,
+            mapping,
+            errors,
             jsonl,
             file,
         } => {
             let schema = schema.load()?;
-            let mut per_label = HashMap::new();
-            for op in &ops {
-                let (label, op) = op
-                    .split_once('=')
-                    .ok_or_else(|| Error::InvalidSchema(format!("--op {op}: expected LABEL=OP")))?;
-                per_label.insert(label.to_string(), op.parse::<Operator>()?);
-            }
-            let mut redactor = Redactor::new(default_op.parse()?, per_label);
-            let input = read_input(file)?;
+            let redactor = redactor(&default_op, &ops, key_file.as_ref())?;
             let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
+            x.check_schema(&schema)?;
+            let mut mapping = mapping.as_ref().map(private_file).transpose()?;
             if !jsonl {
+                let input = read_input(file)?;
                 let entities = block_on(x.extract(&input, &schema, |_| {}))?.entities;
-                print!("{}", redactor.redact(&input, &entities).text);
-                return Ok(());
+                let r = redactor.redact(&input, &entities);
+                if let Some(m) = &mut mapping {
+                    write_mapping(m, &serde_json::Value::Null, &input, &r)?;
+                }
+                print!("{}", r.text);
+                return Ok(ExitCode::SUCCESS);
             }
-            let lines: Vec<&str> = input.lines().filter(|l| !l.trim().is_empty()).collect();
-            for (n, line) in lines.iter().enumerate() {
-                let doc: serde_json::Value =
-                    serde_json::from_str(line).map_err(|e| Error::Io(format!("line {}: {e}", n + 1)))?;
-                let text = doc["text"]
-                    .as_str()
-                    .ok_or_else(|| Error::Io(format!("line {}: no \"text\"", n + 1)))?;
-                let entities = block_on(x.extract(text, &schema, |_| {}))?.entities;
-                let r = redactor.redact(text, &entities);
-                // Offsets of the original text, in code points like every JSONL file here.
-                let map = OffsetMap::new(text);
-                let replacements: Vec<serde_json::Value> = r
-                    .replacements
-                    .iter()
-                    .map(|x| {
-                        let (start, end) = map.span(x.start, x.end, Unit::CodePoints);
-                        serde_json::json!({"label": x.label, "start": start, "end": end, "original": x.original,
-                            "replacement": x.replacement})
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({"id": doc["id"], "text": r.text, "replacements": replacements})
-                );
-                eprint!("\rredacted {}/{} documents", n + 1, lines.len());
-            }
-            eprintln!();
+            let failed = redact_jsonl(file, &mut x, &schema, &redactor, mapping.as_mut(), errors.as_ref())?;
+            return Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS });
         }
         Command::Eval {
             data,
@@ -523,7 +494,147 @@ fn run(cli: Cli) -> Result<(), Error> {
             eval(predictor, &data, &schema.load()?, out.as_ref(), limit, json)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The redactor `--default-op`, `--op` and the key ask for. The key comes from `key_file`,
+/// else `$ANOTE_KEY`; pseudonyms without one get a key made for this run.
+fn redactor(default_op: &str, ops: &[String], key_file: Option<&PathBuf>) -> Result<Redactor, Error> {
+    let mut per_label = HashMap::new();
+    for op in ops {
+        let (label, op) = op
+            .split_once('=')
+            .ok_or_else(|| Error::InvalidSchema(format!("--op {op}: expected LABEL=OP")))?;
+        per_label.insert(label.to_string(), op.parse::<Operator>()?);
+    }
+    let default: Operator = default_op.parse()?;
+    let key = match (key_file, std::env::var_os("ANOTE_KEY")) {
+        (Some(f), _) => Some(Key::new(
+            &std::fs::read(f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?,
+        )?),
+        (None, Some(k)) => Some(Key::new(k.as_encoded_bytes())?),
+        (None, None) if Redactor::wants_pseudonyms(&default, &per_label) => {
+            eprintln!(
+                "note: no key given (--key-file or $ANOTE_KEY): pseudonyms use a key made for this run, so \
+                 another run gives the same values other pseudonyms"
+            );
+            Some(Key::generate()?)
+        }
+        (None, None) => None,
+    };
+    Redactor::new(default, per_label, key)
+}
+
+/// A new file only its owner can read (the re-identification table, a list of failures
+/// that quotes the input).
+fn private_file(path: &PathBuf) -> Result<std::io::BufWriter<std::fs::File>, Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(path)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    eprintln!(
+        "warning: {} will hold original values: keep it as safe as the input",
+        path.display()
+    );
+    Ok(std::io::BufWriter::new(file))
+}
+
+/// One line of the re-identification table per replacement.
+fn write_mapping(
+    out: &mut impl std::io::Write,
+    id: &serde_json::Value,
+    text: &str,
+    r: &Redaction,
+) -> Result<(), Error> {
+    for x in &r.replacements {
+        let row = serde_json::json!({"id": id, "label": x.label, "original": &text[x.start..x.end],
+            "replacement": x.replacement});
+        writeln!(out, "{row}").map_err(io)?;
+    }
     Ok(())
+}
+
+/// Redacts a JSONL corpus line by line. A line that cannot be read or redacted is reported
+/// on stderr (and in `errors`) with its line number and skipped: the rest of the corpus is
+/// still processed. Returns whether any line failed.
+fn redact_jsonl(
+    file: Option<PathBuf>,
+    x: &mut Extractor,
+    schema: &Schema,
+    redactor: &Redactor,
+    mut mapping: Option<&mut std::io::BufWriter<std::fs::File>>,
+    errors: Option<&PathBuf>,
+) -> Result<bool, Error> {
+    use std::io::{BufRead, Write};
+    let input: Box<dyn BufRead> = match file.filter(|f| f.as_os_str() != "-") {
+        Some(f) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(&f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut errors = errors.map(private_file).transpose()?;
+    let mut stdout = std::io::stdout().lock();
+    let (mut lines_in, mut failed) = (0, 0);
+    for (n, line) in input.split(b'\n').enumerate() {
+        let line = line.map_err(io)?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        lines_in += 1;
+        let mut redact_line = || -> Result<(serde_json::Value, String, Redaction), Error> {
+            let line = std::str::from_utf8(&line).map_err(|e| Error::BadGold(format!("not UTF-8: {e}")))?;
+            let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::BadGold(e.to_string()))?;
+            let text = doc["text"]
+                .as_str()
+                .ok_or_else(|| Error::BadGold("needs a \"text\" string".into()))?
+                .to_string();
+            let entities = block_on(x.extract(&text, schema, |_| {}))?.entities;
+            let r = redactor.redact(&text, &entities);
+            Ok((doc["id"].clone(), text, r))
+        };
+        match redact_line() {
+            Ok((id, text, r)) => {
+                // Offsets in code points, like every JSONL file here: into the original text
+                // and into the redacted one.
+                let (original, redacted) = (OffsetMap::new(&text), OffsetMap::new(&r.text));
+                let replacements: Vec<serde_json::Value> = r
+                    .replacements
+                    .iter()
+                    .map(|x| {
+                        let (start, end) = original.span(x.start, x.end, Unit::CodePoints);
+                        let (rs, re) = redacted.span(x.redacted_start, x.redacted_end, Unit::CodePoints);
+                        serde_json::json!({"label": x.label, "start": start, "end": end, "redacted_start": rs,
+                            "redacted_end": re, "operator": x.operator, "replacement": x.replacement})
+                    })
+                    .collect();
+                let out = serde_json::json!({"id": id, "text": r.text, "replacements": replacements});
+                writeln!(stdout, "{out}").and_then(|_| stdout.flush()).map_err(io)?;
+                if let Some(m) = mapping.as_mut() {
+                    write_mapping(m, &id, &text, &r)?;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("\rline {}: skipped: error [{}]: {e}", n + 1, e.code());
+                if let Some(f) = errors.as_mut() {
+                    let row = serde_json::json!({"line": n + 1, "code": e.code(), "message": e.to_string()});
+                    writeln!(f, "{row}").map_err(io)?;
+                }
+            }
+        }
+        eprint!("\rredacted {} documents, {failed} failed", lines_in - failed);
+    }
+    eprintln!(
+        "\rredact: {lines_in} lines in, {} out, {failed} failed",
+        lines_in - failed
+    );
+    for f in mapping.into_iter().chain(errors.as_mut()) {
+        f.flush().map_err(io)?;
+    }
+    Ok(failed > 0)
 }
 
 fn extractor(
@@ -539,7 +650,7 @@ fn extractor(
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error [{}]: {e}", e.code());
             ExitCode::FAILURE

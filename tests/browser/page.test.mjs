@@ -205,11 +205,38 @@ await check('extract shows a legend, a table, a threshold, and redacts live with
   await shoot(page, 'page', null);
   await shoot(page, 'results', 'section[aria-labelledby=extract-h]');
   await shoot(page, 'redact', 'section[aria-labelledby=redact-h]');
-  await page.fill('[data-testid=threshold]', '1'); // nothing scores above 1: the view empties
+  // Above every model score the view keeps only the validated pattern matches (score 1),
+  // and the redaction still covers every entity: the slider un-redacts nothing.
+  await page.fill('[data-testid=threshold]', '1');
   await page.dispatchEvent('[data-testid=threshold]', 'input');
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid=entity]').length === 0);
+  assert.equal(await page.textContent('#threshold-value'), '1.00');
+  assert.ok(await page.$('[data-testid=entity][data-label=PHONE_NUMBER][data-source=pattern]'), 'a validated phone number is hidden by the threshold');
+  assert.ok(await page.$('[data-testid=entity][data-label=EMAIL_ADDRESS][data-source=pattern]'), 'a validated e-mail address is hidden by the threshold');
+  await page.waitForTimeout(500); // a redaction the threshold might have started
+  const redacted = await page.textContent('[data-testid=redacted]');
+  for (const original of ['Maria Lopez', 'ahmed.khan@example.com', '7946 0018']) assert.ok(!redacted.includes(original), `${original} in ${redacted}`);
   await page.fill('[data-testid=threshold]', '0');
   await page.dispatchEvent('[data-testid=threshold]', 'input');
+});
+
+await check('pseudonyms are keyed: a key is made once per origin, kept, and the downloads carry no original', async () => {
+  assert.equal(await page.inputValue('[data-testid=key]'), '', 'a key was made before a keyed operator was chosen');
+  await page.selectOption('[data-testid=operator][data-label=PERSON]', 'pseudonym');
+  await page.waitForFunction(() => /PERSON_[0-9a-f]{10}/.test(document.querySelector('[data-testid=redacted]').textContent));
+  const key = await page.inputValue('[data-testid=key]');
+  assert.match(key, /^[0-9a-f]{64}$/);
+  const pseudonym = (await page.textContent('[data-testid=redacted]')).match(/PERSON_[0-9a-f]{10}/)[0];
+  const [replacements] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=replacements-download]')]);
+  const json = await (await import('node:fs/promises')).readFile(await replacements.path(), 'utf8');
+  for (const original of ['Maria Lopez', 'ahmed.khan', '7946 0018']) assert.ok(!json.includes(original), `${original} in replacements.json`);
+  assert.ok(JSON.parse(json).every((r) => !('original' in r) && r.redacted_end > r.redacted_start));
+  // Another key, another pseudonym; the old key back, the old pseudonym.
+  await page.click('[data-testid=key-new]');
+  await page.waitForFunction((old) => !document.querySelector('[data-testid=redacted]').textContent.includes(old), pseudonym);
+  await page.fill('[data-testid=key]', key);
+  await page.dispatchEvent('[data-testid=key]', 'change');
+  await page.waitForFunction((old) => document.querySelector('[data-testid=redacted]').textContent.includes(old), pseudonym);
+  await page.selectOption('[data-testid=operator][data-label=PERSON]', 'replace');
 });
 
 await check('the evaluate tab scores a gold file like `anote eval`, skipping its broken line', async () => {
@@ -294,23 +321,29 @@ await check('the embedded widget redacts in a plain page', async () => {
   await w.close();
 });
 
-await check('offline after the first visit: the app, the engine and the model work with no network', async () => {
-  await page.reload(); // the service worker now controls the page and has the shell cached
-  assert.equal(await modelState(page), 'ready');
-  await context.setOffline(true);
+await check('offline after one visit: the app, the engine and the model work with no network', async () => {
+  const fresh = await browser.newContext();
   try {
-    await page.reload();
-    assert.equal(await modelState(page), 'ready', await page.textContent('[data-testid=error]'));
-    await page.fill('[data-testid=text-input]', 'Offline, write to ahmed.khan@example.com.');
-    await page.click('[data-testid=extract]');
-    await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
-    assert.ok(await page.$('[data-testid=entity][data-label=EMAIL_ADDRESS]'));
+    const p = await fresh.newPage();
+    p.on('pageerror', (e) => problems.push(String(e)));
+    await p.goto(url);
+    assert.equal(await modelState(p), 'ready', await p.textContent('[data-testid=error]'));
+    await p.evaluate(() => navigator.serviceWorker.ready); // installed: the shell is cached
+    await fresh.setOffline(true);
+    await p.reload();
+    assert.equal(await modelState(p), 'ready', await p.textContent('[data-testid=error]'));
+    await p.selectOption('[data-testid=preset]', 'pii');
+    await p.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 17);
+    await p.fill('[data-testid=text-input]', 'Offline, write to ahmed.khan@example.com.');
+    await p.click('[data-testid=extract]');
+    await p.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
+    assert.ok(await p.$('[data-testid=entity][data-label=EMAIL_ADDRESS]'));
   } finally {
-    await context.setOffline(false);
+    await fresh.close();
   }
 });
 
-await check('only the schema is stored: localStorage holds one key, Cache Storage the app shell, OPFS the model files', async () => {
+await check('only the schema and the redaction key are stored: localStorage, Cache Storage the app shell, OPFS the model files', async () => {
   const stored = await page.evaluate(async () => {
     const opfs = [];
     for await (const [name, entry] of (await navigator.storage.getDirectory()).entries()) {
@@ -324,8 +357,9 @@ await check('only the schema is stored: localStorage holds one key, Cache Storag
       opfs,
     };
   });
-  assert.deepEqual(stored.local, ['anote-schema-v1']);
-  assert.deepEqual(stored.caches, ['anote-shell-v1']);
+  assert.deepEqual(stored.local.sort(), ['anote-key-v1', 'anote-schema-v1']);
+  assert.equal(stored.caches.length, 1);
+  assert.match(stored.caches[0], /^anote-shell-[0-9a-f]{16}$/);
   for (const p of stored.cached) assert.ok(!/ahmed|Offline/.test(p), `cached ${p}`);
   // The default model and its adapter, complete (no `.part` left), under their URLs.
   assert.deepEqual(stored.opfs.map((p) => p.replace(/\/\/[^/]+\//, '//HOST/')).sort(),

@@ -193,6 +193,53 @@ fn build_web(root: &Path) -> Result<()> {
         "xtask: [build-web] www/pkg/anote_ner_bg.wasm is {:.2} MB",
         size as f64 / 1e6
     );
+    write_shell_manifest(root)
+}
+
+/// Writes `www/pkg/shell.js`: the files the service worker (`www/sw.js`) caches when it is
+/// installed, so that the page works offline after one visit, and a build id (a hash of
+/// their contents) that names the cache, so that a new build replaces the old files whole.
+/// The model and adapter are not in it: the engine keeps them in OPFS when it loads them.
+fn write_shell_manifest(root: &Path) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<String> = Vec::new();
+    for (dir, url) in [("www", ""), ("www/pkg", "pkg/"), ("presets", "presets/")] {
+        for entry in std::fs::read_dir(root.join(dir))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let wanted = [".html", ".js", ".css", ".json", ".wasm"]
+                .iter()
+                .any(|e| name.ends_with(e));
+            // The service worker is not a page resource, and the manifest cannot list itself.
+            if wanted && name != "sw.js" && name != "shell.js" && !name.ends_with(".d.ts") {
+                files.push(format!("{url}{name}"));
+            }
+        }
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    for f in &files {
+        let path = match f.strip_prefix("presets/") {
+            Some(p) => root.join("presets").join(p),
+            None => root.join("www").join(f),
+        };
+        hash.update(f.as_bytes());
+        hash.update(std::fs::read(path)?);
+    }
+    let build: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let list: Vec<String> = std::iter::once("./".to_string())
+        .chain(files)
+        .map(|f| format!("  '{f}',"))
+        .collect();
+    let js = format!(
+        "// Written by `cargo xtask build-web`: what the service worker caches at install.\n\
+         self.ANOTE_BUILD = '{build}';\nself.ANOTE_SHELL = [\n{}\n];\n",
+        list.join("\n")
+    );
+    std::fs::write(root.join("www/pkg/shell.js"), js)?;
+    println!(
+        "xtask: [build-web] www/pkg/shell.js: build {build}, {} files",
+        list.len()
+    );
     Ok(())
 }
 

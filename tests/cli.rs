@@ -1,0 +1,176 @@
+//! The `anote redact` command as a user runs it: JSONL corpora with bad lines, keys, the
+//! mapping file. On a tiny generated model (the recognizers find what is checked here), so
+//! each run takes milliseconds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::TinyGemma;
+
+/// A folder of its own for each test: the tiny model, a schema, inputs and outputs.
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("anote-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tiny = TinyGemma {
+        context: 8192,
+        ..Default::default()
+    };
+    std::fs::write(dir.join("tiny.gguf"), tiny.bytes()).unwrap();
+    std::fs::write(
+        dir.join("schema.json"),
+        r#"{"labels": [{"label": "EMAIL", "recognizer": "email"}, {"label": "CARD", "recognizer": "credit_card"}]}"#,
+    )
+    .unwrap();
+    dir
+}
+
+fn anote(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anote"))
+        .current_dir(dir)
+        .env_remove("ANOTE_KEY")
+        .args(["--model", "tiny.gguf", "--adapter", "none"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+const EMAILS: [&str; 3] = ["ann@example.com", "bob@example.org", "cy@example.net"];
+
+#[test]
+fn a_jsonl_run_skips_bad_lines_reports_them_and_processes_the_rest() {
+    let dir = workdir("jsonl");
+    let input = [
+        format!(r#"{{"id": 1, "text": "Write to {}."}}"#, EMAILS[0]),
+        String::new(),
+        "{not json".into(),
+        r#"{"id": 3, "txt": "no text field"}"#.into(),
+        format!(r#"{{"id": 4, "text": "Card 4111 1111 1111 1111, mail {}"}}"#, EMAILS[1]),
+        "\u{0}".into(),
+        format!(r#"{{"id": 6, "text": "{}"}}"#, EMAILS[2]),
+    ];
+    let mut bytes = input.join("\n").into_bytes();
+    bytes.extend(b"\n{\"id\": 7, \"text\": \"\xff\"}\n");
+    let out = anote(
+        &dir,
+        &[
+            "redact",
+            "--schema",
+            "schema.json",
+            "--jsonl",
+            "--errors",
+            "errors.jsonl",
+        ],
+        &bytes,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let docs = lines(&out.stdout);
+    let ids: Vec<i64> = docs.iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 4, 6], "{stderr}");
+    for (d, original) in docs.iter().zip(EMAILS) {
+        let text = d["text"].as_str().unwrap();
+        assert!(!d.to_string().contains(original), "{d}");
+        assert!(!d.to_string().contains("4111"), "{d}");
+        for r in d["replacements"].as_array().unwrap() {
+            assert!(r.get("original").is_none(), "{r}");
+            let (a, b) = (
+                r["redacted_start"].as_u64().unwrap(),
+                r["redacted_end"].as_u64().unwrap(),
+            );
+            let replaced: String = text.chars().skip(a as usize).take((b - a) as usize).collect();
+            assert_eq!(replaced, r["replacement"].as_str().unwrap());
+        }
+    }
+    // Line numbers count every line, blank ones included.
+    let errors = lines(&std::fs::read(dir.join("errors.jsonl")).unwrap());
+    let failed: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(failed, [3, 4, 6, 8], "{stderr}");
+    assert!(errors.iter().all(|e| e["code"] == "bad_gold"), "{errors:?}");
+    assert!(stderr.contains("line 3: skipped"), "{stderr}");
+    assert!(stderr.contains("7 lines in, 3 out, 4 failed"), "{stderr}");
+}
+
+#[test]
+fn keyed_operators_need_a_key_and_agree_across_processes() {
+    let dir = workdir("keys");
+    std::fs::write(dir.join("key.txt"), "a shared secret of more than 16 bytes\n").unwrap();
+    let text = format!("Mail {} and {} again.", EMAILS[0], EMAILS[0]);
+    let redact = |args: &[&str]| {
+        let mut all = vec!["redact", "--schema", "schema.json"];
+        all.extend(args);
+        anote(&dir, &all, text.as_bytes())
+    };
+    let no_key = redact(&["--default-op", "hash"]);
+    assert_eq!(no_key.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("error [bad_key]"));
+
+    let keyed = |op: &str| {
+        let out = redact(&["--default-op", op, "--key-file", "key.txt"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (hashed, pseudonymised) = (keyed("hash"), keyed("pseudonym"));
+    assert_eq!(hashed, keyed("hash"), "two processes, one key, one hash");
+    assert_eq!(pseudonymised, keyed("pseudonym"));
+    assert!(!hashed.contains(EMAILS[0]) && !pseudonymised.contains(EMAILS[0]));
+    let p: Vec<&str> = pseudonymised
+        .split_whitespace()
+        .filter(|w| w.starts_with("EMAIL_"))
+        .collect();
+    assert_eq!(p.len(), 2);
+    assert_eq!(p[0], p[1], "{pseudonymised}");
+
+    // Without a key, pseudonyms get one made for the run, and say so.
+    let once = redact(&["--default-op", "pseudonym"]);
+    assert!(String::from_utf8_lossy(&once.stderr).contains("a key made for this run"));
+    assert_ne!(String::from_utf8(once.stdout).unwrap(), pseudonymised);
+}
+
+#[test]
+fn the_mapping_is_written_only_when_asked_and_only_for_its_owner() {
+    let dir = workdir("mapping");
+    let input = format!(r#"{{"id": "a", "text": "Write to {}."}}"#, EMAILS[0]);
+    let out = anote(
+        &dir,
+        &[
+            "redact",
+            "--schema",
+            "schema.json",
+            "--jsonl",
+            "--mapping",
+            "mapping.jsonl",
+        ],
+        input.as_bytes(),
+    );
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(EMAILS[0]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: mapping.jsonl will hold original values"));
+    let mapping = lines(&std::fs::read(dir.join("mapping.jsonl")).unwrap());
+    assert_eq!(mapping[0]["original"], EMAILS[0]);
+    assert_eq!(mapping[0]["id"], "a");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("mapping.jsonl"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
