@@ -2,6 +2,7 @@
 //! everything a fresh machine needs, installed by the project itself.
 
 mod eval;
+mod fuzz;
 mod serve;
 mod setup;
 mod train;
@@ -35,6 +36,8 @@ usage: cargo xtask <command>
                      options after -- go to train/make_examples.py, one run of it (N examples)
                      per group that `+` separates (the shipped recipe: models/README.md);
                      --ship-only copies the last run's adapter to models/ (after an interrupted run)
+  fuzz [--minutes N]  every cargo-fuzz target in fuzz/ for N minutes (default 10) from the
+                     committed seeds, with the nightly toolchain -> docs/fuzz.md
   train [--rank R] --merge FILE:WEIGHT FILE:WEIGHT...
                      ships the weighted average of adapters, as one rank-R adapter (default 16)
 ";
@@ -46,9 +49,47 @@ fn main() {
     }
 }
 
+/// The flags each command takes; any other is refused, so that a typo (`eval --limt 5`)
+/// does not silently run the full job.
+const FLAGS: &[(&str, &[&str])] = &[
+    ("serve", &["--port"]),
+    ("eval", &["--limit", "--adapter", "--set"]),
+    (
+        "train",
+        &[
+            "--minutes",
+            "--examples",
+            "--lr",
+            "--batch",
+            "--device",
+            "--from",
+            "--ship-only",
+            "--merge",
+            "--rank",
+        ],
+    ),
+    ("fuzz", &["--minutes"]),
+];
+
+fn check_flags(args: &[String]) -> Result<()> {
+    let Some(command) = args.first() else {
+        return Ok(());
+    };
+    let known = FLAGS.iter().find(|(c, _)| c == command).map_or(&[][..], |(_, f)| *f);
+    // After `--` the options belong to another program (train/make_examples.py).
+    for a in args[1..].iter().take_while(|a| *a != "--") {
+        if a.starts_with('-') && !known.contains(&a.as_str()) {
+            eprint!("{USAGE}");
+            bail!("unknown flag {a} for `cargo xtask {command}`");
+        }
+    }
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = root();
+    check_flags(&args)?;
     match args.first().map(String::as_str) {
         Some("setup") => setup::all(&root),
         Some("build-web") => build_web(&root),
@@ -64,6 +105,7 @@ fn run() -> Result<()> {
             browser_tests(&root)
         }
         Some("bench") => bench(&root),
+        Some("fuzz") => fuzz::run(&root, flag_value(&args, "--minutes")?.unwrap_or(10.0)),
         Some("eval") => {
             let limit = flag_value(&args, "--limit")?;
             let adapter: Option<String> = flag_value(&args, "--adapter")?;
