@@ -174,3 +174,45 @@ fn the_mapping_is_written_only_when_asked_and_only_for_its_owner() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[test]
+fn eval_skips_malformed_gold_lines_and_scores_a_missing_prediction_as_empty() {
+    let dir = workdir("eval");
+    let gold = [
+        r#"{"id": "a", "text": "mail ann@example.com", "entities": [{"start": 5, "end": 20, "label": "EMAIL"}]}"#,
+        r#"{"id": "b", "text": "mail bob@example.org", "entities": [{"start": 5, "end": 20, "label": "EMAIL"}]}"#,
+        r#"{"id": "c", "text": "short", "entities": [{"start": 3, "end": 99, "label": "EMAIL"}]}"#,
+        r#"{"id": "d", "text": "short", "entities": [{"start": 4, "end": 2, "label": "EMAIL"}]}"#,
+    ];
+    std::fs::write(dir.join("gold.jsonl"), gold.join("\n")).unwrap();
+    // The other system answered for "a" only.
+    std::fs::write(dir.join("pred.jsonl"), gold[0]).unwrap();
+    let out = anote(
+        &dir,
+        &[
+            "eval",
+            "--data",
+            "gold.jsonl",
+            "--schema",
+            "schema.json",
+            "--predictions",
+            "pred.jsonl",
+            "--json",
+        ],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let broken: Vec<u64> = r["broken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(broken, [3, 4]);
+    assert_eq!(r["scores"]["documents"], 2);
+    let micro = &r["scores"]["strict"]["micro"];
+    assert_eq!((micro["tp"].as_u64(), micro["n_gold"].as_u64()), (Some(1), Some(2)));
+    assert!(stderr.contains("gold.jsonl:3: skipped"), "{stderr}");
+}
