@@ -281,29 +281,34 @@ fn variant_of(a: &[String], b: &[String]) -> bool {
 /// The value each entity's pseudonym is made from: its words, or those of the one longest
 /// name of its label in the document that it is a variant of ("Sarah", "Ms Whitfield" and
 /// "S. Whitfield" of "Sarah J. Whitfield"); a variant of two different names keeps its own.
+/// Distinct names are compared once each, so a long document costs names², not mentions³.
 fn canonical_values(entities: &[&Entity]) -> Vec<String> {
-    let words: Vec<Vec<String>> = entities.iter().map(|e| name_words(&e.text)).collect();
-    (0..entities.len())
-        .map(|i| {
-            let same_label = |j: &usize| entities[*j].label == entities[i].label;
-            let longest = |j: &usize| {
-                !(0..entities.len())
-                    .filter(same_label)
-                    .any(|k| variant_of(&words[*j], &words[k]))
-            };
-            let mut roots: Vec<&Vec<String>> = (0..entities.len())
-                .filter(same_label)
-                .filter(|j| variant_of(&words[i], &words[*j]))
-                .filter(longest)
-                .map(|j| &words[j])
-                .collect();
-            roots.dedup();
-            match roots[..] {
-                [root] => root.join(" "),
-                _ => words[i].join(" "),
+    let mut names: Vec<(&str, Vec<String>)> = Vec::new();
+    let index: Vec<usize> = entities
+        .iter()
+        .map(|e| {
+            let words = name_words(&e.text);
+            match names.iter().position(|(l, w)| *l == e.label && *w == words) {
+                Some(i) => i,
+                None => {
+                    names.push((&e.label, words));
+                    names.len() - 1
+                }
             }
         })
-        .collect()
+        .collect();
+    let variant = |a: usize, b: usize| names[a].0 == names[b].0 && variant_of(&names[a].1, &names[b].1);
+    let longest: Vec<bool> = (0..names.len()).map(|j| !(0..names.len()).any(|k| variant(j, k))).collect();
+    let canonical: Vec<String> = (0..names.len())
+        .map(|i| {
+            let roots: Vec<usize> = (0..names.len()).filter(|&j| longest[j] && variant(i, j)).collect();
+            match roots[..] {
+                [root] => names[root].1.join(" "),
+                _ => names[i].1.join(" "),
+            }
+        })
+        .collect();
+    index.into_iter().map(|i| canonical[i].clone()).collect()
 }
 
 #[cfg(test)]
