@@ -298,7 +298,9 @@ fn canonical_values(entities: &[&Entity]) -> Vec<String> {
         })
         .collect();
     let variant = |a: usize, b: usize| names[a].0 == names[b].0 && variant_of(&names[a].1, &names[b].1);
-    let longest: Vec<bool> = (0..names.len()).map(|j| !(0..names.len()).any(|k| variant(j, k))).collect();
+    let longest: Vec<bool> = (0..names.len())
+        .map(|j| !(0..names.len()).any(|k| variant(j, k)))
+        .collect();
     let canonical: Vec<String> = (0..names.len())
         .map(|i| {
             let roots: Vec<usize> = (0..names.len()).filter(|&j| longest[j] && variant(i, j)).collect();

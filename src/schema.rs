@@ -3,6 +3,7 @@
 //! `../shared/eval` loads as is, and unknown top-level keys are ignored.
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
 use crate::recognizers::Recognizer;
@@ -27,7 +28,8 @@ pub struct Schema {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntityType {
-    /// The label returned with each entity: letters, digits, `_` and `-`.
+    /// The label returned with each entity: natural language ("date of birth", "人名") or a
+    /// code (`PERSON`), kept as [`normalize_label`] writes it.
     pub label: String,
     /// The guideline: what counts as this type and what does not.
     #[serde(default)]
@@ -52,8 +54,11 @@ pub const PRESETS: &[(&str, &str)] = [
 impl Schema {
     /// Parses and validates a schema from JSON.
     pub fn from_json(json: &str) -> Result<Schema> {
-        let schema: Schema =
+        let mut schema: Schema =
             serde_json::from_str(json).map_err(|e| Error::InvalidSchema(format!("not a valid schema: {e}")))?;
+        for t in &mut schema.labels {
+            t.label = normalize_label(&t.label);
+        }
         schema.validate()?;
         Ok(schema)
     }
@@ -90,11 +95,20 @@ impl Schema {
             if l.is_empty() || l.chars().count() > MAX_LABEL_CHARS {
                 return bad(format!("label {l:?} must have 1 to {MAX_LABEL_CHARS} characters"));
             }
-            if !l.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
-                return bad(format!("label {l:?} may contain only letters, digits, '_' and '-'"));
+            // The model answers `label: span`, one per line: a colon or a control character
+            // would end the label early.
+            if l.chars().any(|c| c == ':' || c.is_control()) {
+                return bad(format!("label {l:?} may not contain ':' or control characters"));
             }
-            if !seen.insert(l.to_uppercase()) {
-                return bad(format!("label {l:?} is declared twice"));
+            if *l != normalize_label(l) {
+                return bad(format!(
+                    "label {l:?} must be trimmed, with single spaces, in Unicode NFC (as Schema::from_json writes it)"
+                ));
+            }
+            if !seen.insert(l.to_lowercase()) {
+                return bad(format!(
+                    "label {l:?} is declared twice (labels are compared ignoring case)"
+                ));
             }
             if t.description.chars().count() > MAX_DESCRIPTION_CHARS {
                 return bad(format!(
@@ -118,6 +132,13 @@ impl Schema {
     }
 }
 
+/// A label as the schema keeps it: Unicode NFC, surrounding whitespace dropped and every
+/// inner run of whitespace one space, so that "date  of\u{a0}birth" and "date of birth" are
+/// one label, as are a composed and a decomposed "é".
+pub fn normalize_label(label: &str) -> String {
+    label.split_whitespace().collect::<Vec<_>>().join(" ").nfc().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +158,17 @@ mod tests {
             ("{", "not a valid schema"),
             (r#"{"labels": []}"#, "no entity types"),
             (r#"{"labels": [{"label": "A"}, {"label": "a"}]}"#, "declared twice"),
-            (r#"{"labels": [{"label": "has space"}]}"#, "only letters"),
+            (r#"{"labels": [{"label": "time: start"}]}"#, "may not contain ':'"),
+            (r#"{"labels": [{"label": "bell\u0007"}]}"#, "control characters"),
+            (
+                r#"{"labels": [{"label": "Name"}, {"label": "name "}]}"#,
+                "declared twice",
+            ),
+            (
+                r#"{"labels": [{"label": "caf\u00e9"}, {"label": "CAFE\u0301"}]}"#,
+                "declared twice",
+            ),
+            (r#"{"labels": [{"label": "   "}]}"#, "1 to 48"),
             (r#"{"labels": [{"label": ""}]}"#, "1 to 48"),
             (r#"{"labels": [{"label": "A", "examples": [" "]}]}"#, "examples of A"),
             (
@@ -160,5 +191,19 @@ mod tests {
         let s = Schema::from_json(r#"{"labels": [{"label": "A", "negative_examples": ["x"]}], "dataset": "ignored"}"#)
             .unwrap();
         assert_eq!(s.labels[0].counter_examples, ["x"]);
+    }
+
+    #[test]
+    fn labels_are_natural_language_kept_normalised() {
+        let s = Schema::from_json(
+            r#"{"labels": [{"label": " Restaurant   Name "}, {"label": "date of birth"}, {"label": "人名"}, {"label": "cafe\u0301"}]}"#,
+        )
+        .unwrap();
+        let labels: Vec<&str> = s.labels.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["Restaurant Name", "date of birth", "人名", "caf\u{e9}"]);
+        // A schema built in code must already be normalised.
+        let mut raw = s.clone();
+        raw.labels[0].label = " Restaurant Name".into();
+        assert!(raw.validate().unwrap_err().to_string().contains("NFC"));
     }
 }

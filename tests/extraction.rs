@@ -630,3 +630,24 @@ fn a_schema_whose_prompt_cannot_fit_the_context_is_refused_before_any_work() {
     assert_eq!(e.code(), "invalid_schema", "{e}");
     assert!(x.check_schema(&tiny_schema()).unwrap() > 0);
 }
+
+#[test]
+fn natural_language_labels_pass_through_the_prompt_and_the_grammar() {
+    let text = "Booked a table at Chez Panisse for Ann, born 12 April 1990.";
+    let schema =
+        r#"{"labels": [{"label": "Restaurant Name", "description": "a restaurant"}, {"label": "date of birth"}]}"#;
+    let got = extract_answering(
+        schema,
+        text,
+        &[("Restaurant Name", "Chez Panisse"), ("date of birth", "12 April 1990")],
+    );
+    assert_eq!(
+        labelled(&got),
+        [
+            ("Restaurant Name", "Chez Panisse", Source::Model),
+            ("date of birth", "12 April 1990", Source::Model)
+        ]
+    );
+    let prompt = prompt::prefix(&Schema::from_json(schema).unwrap());
+    assert!(prompt.contains("- Restaurant Name: a restaurant"), "{prompt}");
+}

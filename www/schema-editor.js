@@ -79,7 +79,8 @@ export class SchemaEditor {
       el.addEventListener('input', () => { set(el.value); this.#save(); });
       return cell(el);
     };
-    input(t.label, (v) => { t.label = v.trim(); }, `label of type ${i + 1}`).dataset.testid = 'schema-label';
+    // Kept as the engine keeps labels (schema::normalize_label), so lookups by label match.
+    input(t.label, (v) => { t.label = v.trim().replace(/\s+/g, ' ').normalize('NFC'); }, `label of type ${i + 1}`).dataset.testid = 'schema-label';
     input(t.description ?? '', (v) => { t.description = v; }, `guideline of ${t.label}`, true);
     input((t.examples ?? []).join('; '), (v) => { t.examples = list(v); }, `examples of ${t.label}`);
     input((t.counter_examples ?? []).join('; '), (v) => { t.counter_examples = list(v); }, `counter-examples of ${t.label}`);

@@ -177,8 +177,14 @@ await check('the schema editor starts on the PII preset, validates inline, impor
   const labels = await page.$$('[data-testid=schema-label]');
   await labels[labels.length - 1].fill('PERSON'); // a duplicate label
   await page.waitForFunction(() => /duplicate|PERSON/i.test(document.querySelector('[data-testid=schema-error]').textContent));
+  await labels[labels.length - 1].fill('date of birth'); // natural language is a label too
+  await page.waitForFunction(() => document.querySelector('[data-testid=schema-error]').textContent === '');
   await page.click('[data-testid=schema-row]:last-child button[title^=remove]');
   await page.waitForFunction(() => document.querySelector('[data-testid=schema-error]').textContent === '');
+  // Within every field's limit, but its prompt cannot fit the model's context: refused before any work.
+  const long = Array.from({ length: 64 }, (_, i) => ({ label: `T${i}`, description: 'guideline '.repeat(99) }));
+  await page.setInputFiles('[data-testid=schema-import]', { name: 'long.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ labels: long })) });
+  await page.waitForFunction(() => /tokens; the limit is/.test(document.querySelector('[data-testid=schema-error]').textContent));
   await page.setInputFiles('[data-testid=schema-import]', { name: 'bad.json', mimeType: 'application/json', buffer: Buffer.from('{"labels": []}') });
   await page.waitForFunction(() => /bad\.json was not imported/.test(document.querySelector('[data-testid=schema-error]').textContent));
   await page.setInputFiles('[data-testid=schema-import]', { name: 'people.json', mimeType: 'application/json', buffer: Buffer.from('{"labels": [{"label": "PERSON", "description": "A name."}, {"label": "EMAIL", "recognizer": "email"}]}') });
