@@ -72,10 +72,10 @@ impl Engine {
     pub fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
         if let Some(a) = adapter {
             if a.base_fingerprint != self.fingerprint {
-                return Err(Error::BadAdapter(format!(
-                    "it was trained on a base model with fingerprint {}, this one is {}",
-                    a.base_fingerprint, self.fingerprint
-                )));
+                return Err(Error::ForeignAdapter {
+                    adapter: a.base_fingerprint.clone(),
+                    model: self.fingerprint.clone(),
+                });
             }
         }
         self.model.set_adapter(adapter)?;

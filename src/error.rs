@@ -28,6 +28,8 @@ pub enum Error {
     Malformed(String),
     #[error("the adapter does not fit this model: {0}")]
     BadAdapter(String),
+    #[error("the adapter was trained on another base model (fingerprint {adapter}; this model's is {model})")]
+    ForeignAdapter { adapter: String, model: String },
     #[error("unusable redaction key: {0}")]
     BadKey(String),
     #[error("bad gold data: {0}")]
@@ -67,6 +69,7 @@ impl Error {
             Error::TensorShape { .. } => "tensor_shape",
             Error::Metadata { .. } => "bad_metadata",
             Error::BadAdapter(_) => "bad_adapter",
+            Error::ForeignAdapter { .. } => "foreign_adapter",
             Error::BadKey(_) => "bad_key",
             Error::BadGold(_) => "bad_gold",
             Error::Malformed(_) => "malformed_gguf",

@@ -52,7 +52,7 @@ fn wrong_adapters_are_typed_errors_and_leave_the_model_as_it_was() {
     let code = |r: Result<(), Error>| r.unwrap_err().code();
 
     let foreign = Adapter::from_bytes(&adapter_file(&"0".repeat(64), &pairs, 0.5), None).unwrap();
-    assert_eq!(code(e.set_adapter(Some(&foreign))), "bad_adapter");
+    assert_eq!(code(e.set_adapter(Some(&foreign))), "foreign_adapter");
 
     let wrong_sha = Adapter::from_bytes(&good, Some(&"f".repeat(64)));
     assert_eq!(wrong_sha.err().unwrap().code(), "bad_adapter");

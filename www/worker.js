@@ -155,8 +155,7 @@ async function applyAdapter(modelUrl) {
     }
     engine.setAdapter(adapterBytes, shipped.sha256);
   } catch (e) {
-    const foreign = e.code === 'bad_adapter' && /fingerprint/.test(e.message);
-    if (!foreign && e.code !== 'fetch_failed') throw e;
+    if (e.code !== 'foreign_adapter' && e.code !== 'fetch_failed') throw e;
   }
 }
 

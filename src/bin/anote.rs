@@ -357,10 +357,12 @@ fn load_engine(path: &PathBuf, choice: &str, backend: &str, profile: bool) -> Re
         "default" => {
             if let Some((file, sha256)) = anote_ner::default_adapter() {
                 let adapter = Adapter::from_bytes(&read(&in_models(&file))?, Some(&sha256))?;
-                if adapter.base_fingerprint == engine.fingerprint {
-                    engine.set_adapter(Some(&adapter))?;
-                } else {
-                    eprintln!("note: the shipped adapter was trained on another base model; running without it");
+                // As in the page: another base model runs as it is.
+                match engine.set_adapter(Some(&adapter)) {
+                    Err(Error::ForeignAdapter { .. }) => {
+                        eprintln!("note: the shipped adapter was trained on another base model; running without it")
+                    }
+                    other => other?,
                 }
             }
         }
