@@ -1,6 +1,6 @@
 import { AnoteClient } from './anote.js';
 import { SchemaEditor } from './schema-editor.js';
-import { asJsonlRecord, countEntities, download, renderHighlights, renderLegend } from './view.js';
+import { asJsonlRecord, colorOf, countEntities, download, renderHighlights, renderLegend } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -65,11 +65,13 @@ client.onready = showBackend;
 async function loadModel(source, label) {
   started = performance.now();
   setStatus('loading', 'Loading…');
+  $('progress').hidden = false;
   for (const b of ['generate', 'extract', 'evaluate']) $(b).disabled = true;
   showError(null);
   try {
     const r = await client.load(source, { adapter: $('adapter').checked, backend: params.get('backend') ?? 'auto' });
     setStatus('ready', `${r.model} ready`);
+    $('progress').hidden = true; // once ready the panel is one status line
     showBackend(r);
     $('adapter').disabled = typeof source !== 'string';
     $('adapter').checked = Boolean(r.adapter);
@@ -124,8 +126,19 @@ const editor = new SchemaEditor({
   onChange: (schema) => {
     clearTimeout(validateTimer);
     validateTimer = setTimeout(() => validate(schema), 200);
+    renderTypeChips(schema);
+    if (!loadingPreset) $('preset').value = ''; // the menu no longer names a preset once edited
   },
 });
+
+// The active types beside the text, one chip each in its highlight colour.
+function renderTypeChips(schema) {
+  $('type-chips').replaceChildren(...schema.labels.map((t) => {
+    const chip = Object.assign(document.createElement('span'), { className: 'swatch', textContent: t.label, title: t.description ?? '' });
+    chip.style.background = colorOf(t.label);
+    return chip;
+  }));
+}
 
 async function validate(schema) {
   try {
@@ -138,12 +151,22 @@ async function validate(schema) {
   }
 }
 
+let loadingPreset = false;
 async function loadPreset(id) {
-  editor.set(await (await fetch(`presets/${id}.json`)).json());
+  const schema = await (await fetch(`presets/${id}.json`)).json();
+  loadingPreset = true;
+  try {
+    editor.set(schema);
+  } finally {
+    loadingPreset = false;
+  }
+  $('preset').value = id;
 }
 
+$('preset').append(new Option('edited', ''));
 for (const p of await (await fetch('presets/index.json')).json()) $('preset').append(new Option(p.name, p.id));
-$('preset').addEventListener('change', () => loadPreset($('preset').value));
+$('preset').addEventListener('change', () => { if ($('preset').value) loadPreset($('preset').value); });
+$('schema-import-button').addEventListener('click', () => $('schema-import').click());
 if (!editor.restore()) await loadPreset('pii');
 $('schema-add').addEventListener('click', () => editor.add());
 $('schema-export').addEventListener('click', () => download('schema.json', JSON.stringify(editor.schema, null, 2), 'application/json'));
@@ -262,6 +285,7 @@ $('extract').addEventListener('click', async () => {
     entities = r.entities;
     $('extract-status').textContent = `${countEntities(r.entities.length)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     $('extract-status').dataset.done = 'true';
+    $('highlighted').focus(); // keyboard users land on the result, not on <body>
   } catch (e) {
     $('extract-status').textContent = e.code === 'cancelled' ? 'Cancelled.' : '';
     $('extract-status').dataset.done = e.code ?? 'error';
@@ -275,6 +299,12 @@ $('extract').addEventListener('click', async () => {
   }
 });
 $('cancel').addEventListener('click', () => client.cancel());
+$('text-input').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !$('extract').disabled) {
+    e.preventDefault();
+    $('extract').click();
+  }
+});
 
 // ---- Redaction ----------------------------------------------------------------------
 
@@ -357,6 +387,7 @@ $('evaluate').addEventListener('click', async () => {
       $('eval-progress').value = loaded;
       $('eval-status').textContent = `${loaded} of ${total} documents`;
     });
+    $('eval-progress').value = $('eval-progress').max; // broken lines are done too
     renderScores(r.scores);
     const broken = r.broken.map((b) => `line ${b.line} (${b.message})`).join('; ');
     $('eval-status').textContent = `${r.scores.documents} documents scored` + (broken ? ` · skipped broken ${broken}` : '');

@@ -182,7 +182,7 @@ await check('the schema editor starts on the PII preset, validates inline, impor
   await page.click('[data-testid=schema-row]:last-child button[title^=remove]');
   await page.waitForFunction(() => document.querySelector('[data-testid=schema-error]').textContent === '');
   // Within every field's limit, but its prompt cannot fit the model's context: refused before any work.
-  const long = Array.from({ length: 64 }, (_, i) => ({ label: `T${i}`, description: 'guideline '.repeat(99) }));
+  const long = Array.from({ length: 64 }, (_, i) => ({ label: `T${i}`, description: '0123456789 '.repeat(90) })); // a token per digit
   await page.setInputFiles('[data-testid=schema-import]', { name: 'long.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ labels: long })) });
   await page.waitForFunction(() => /tokens; the limit is/.test(document.querySelector('[data-testid=schema-error]').textContent));
   await page.setInputFiles('[data-testid=schema-import]', { name: 'bad.json', mimeType: 'application/json', buffer: Buffer.from('{"labels": []}') });
@@ -245,6 +245,23 @@ await check('pseudonyms are keyed: a key is made once per origin, kept, and the 
   await page.selectOption('[data-testid=operator][data-label=PERSON]', 'replace');
 });
 
+await check('the task comes first: text on the first screen, Ctrl+Enter extracts and focuses the result, no sideways scroll on a phone', async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const box = await page.locator('[data-testid=text-input]').boundingBox();
+  assert.ok(box.y + box.height < 900, `the text box ends at y=${box.y + box.height}`);
+  assert.match(await page.textContent('[data-testid=type-chips]'), /PERSON/);
+  await page.fill('[data-testid=text-input]', 'Write to ahmed.khan@example.com.');
+  await page.evaluate(() => { delete document.querySelector('[data-testid=extract-status]').dataset.done; });
+  await page.focus('[data-testid=text-input]');
+  await page.keyboard.press('Control+Enter');
+  await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'highlighted');
+  await page.setViewportSize({ width: 390, height: 844 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  assert.ok(wide <= 390, `the page is ${wide} px wide at 390 px`);
+});
+
 await check('the evaluate tab scores a gold file like `anote eval`, skipping its broken line', async () => {
   await page.setInputFiles('[data-testid=gold-file]', gold);
   await page.click('[data-testid=evaluate]');
@@ -255,6 +272,7 @@ await check('the evaluate tab scores a gold file like `anote eval`, skipping its
   assert.match(status, /line 3/);
   const f1 = Number(await page.getAttribute('[data-testid=eval-status]', 'data-micro-f1'));
   assert.equal(f1.toFixed(4), nativeEval.scores.strict.micro.f1.toFixed(4));
+  assert.equal(await page.$eval('#eval-progress', (p) => p.value === p.max), true, 'the bar stopped short');
   await shoot(page, 'evaluate', 'section[aria-labelledby=eval-h]');
 });
 
