@@ -351,6 +351,16 @@ async function redactNow() {
     showError(e);
   }
 }
+// One choice for every type at once; each type's menu can then differ.
+$('operator-all').append(new Option('choose…', ''), ...OPERATORS.map(([v, t]) => new Option(t, v)));
+$('operator-all').addEventListener('change', () => {
+  const op = $('operator-all').value;
+  if (!op) return;
+  for (const sel of document.querySelectorAll('[data-testid=operator]')) chosen.set(sel.dataset.label, op);
+  $('operator-all').value = '';
+  renderOperators([...document.querySelectorAll('[data-testid=operator]')].map((s) => s.dataset.label));
+  redactNow();
+});
 $('key').value = localStorage.getItem(KEY_STORE) ?? '';
 $('key').addEventListener('change', () => {
   if ($('key').value.length < 16) return showError(Object.assign(new Error('a key needs at least 16 characters'), { code: 'bad_key' }));

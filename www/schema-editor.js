@@ -39,9 +39,14 @@ export class SchemaEditor {
     return this.schema.labels.find((t) => t.label === label)?.description ?? '';
   }
 
+  /** A new type at the end, its label focused and selected for typing. */
   add() {
     this.schema.labels.push({ label: `TYPE_${this.schema.labels.length + 1}`, description: '' });
     this.#changed();
+    const label = this.rows.lastElementChild.querySelector('[data-testid=schema-label]');
+    label.scrollIntoView({ block: 'nearest' });
+    label.focus();
+    label.select();
   }
 
   showError(message) {
@@ -79,13 +84,21 @@ export class SchemaEditor {
       el.addEventListener('input', () => { set(el.value); this.#save(); });
       return cell(el);
     };
-    // Kept as the engine keeps labels (schema::normalize_label), so lookups by label match.
-    input(t.label, (v) => { t.label = v.trim().replace(/\s+/g, ' ').normalize('NFC'); }, `label of type ${i + 1}`).dataset.testid = 'schema-label';
-    input(t.description ?? '', (v) => { t.description = v; }, `guideline of ${t.label}`, true);
-    input((t.examples ?? []).join('; '), (v) => { t.examples = list(v); }, `examples of ${t.label}`);
-    input((t.counter_examples ?? []).join('; '), (v) => { t.counter_examples = list(v); }, `counter-examples of ${t.label}`);
+    // Kept as the engine keeps labels (schema::normalize_label), so lookups by label match;
+    // the row's other controls are named after the label, so they are renamed with it.
+    const named = [];
+    const rename = () => {
+      for (const [el, what] of named) {
+        el.setAttribute('aria-label', `${what} ${t.label}`);
+        if (el.tagName === 'BUTTON') el.title = `${what} ${t.label}`;
+      }
+    };
+    input(t.label, (v) => { t.label = v.trim().replace(/\s+/g, ' ').normalize('NFC'); rename(); }, `label of type ${i + 1}`).dataset.testid = 'schema-label';
+    named.push([input(t.description ?? '', (v) => { t.description = v; }, '', true), 'guideline of']);
+    named.push([input((t.examples ?? []).join('; '), (v) => { t.examples = list(v); }, ''), 'examples of']);
+    named.push([input((t.counter_examples ?? []).join('; '), (v) => { t.counter_examples = list(v); }, ''), 'counter-examples of']);
     const rec = document.createElement('select');
-    rec.setAttribute('aria-label', `recognizer of ${t.label}`);
+    named.push([rec, 'recognizer of']);
     for (const r of RECOGNIZERS) rec.append(new Option(r || '—', r, false, (t.recognizer ?? '') === r));
     rec.addEventListener('change', () => { if (rec.value) t.recognizer = rec.value; else delete t.recognizer; this.#save(); });
     cell(rec);
@@ -95,18 +108,18 @@ export class SchemaEditor {
     for (const [text, title, act] of [
       ['↑', 'move up', () => i > 0 && L.splice(i - 1, 2, L[i], L[i - 1])],
       ['↓', 'move down', () => i < L.length - 1 && L.splice(i, 2, L[i + 1], L[i])],
-      ['⧉', 'duplicate', () => L.splice(i + 1, 0, { ...structuredClone(t), label: `${t.label}_COPY` })],
+      ['+', 'duplicate', () => L.splice(i + 1, 0, { ...structuredClone(t), label: `${t.label}_COPY` })],
       ['✕', 'remove', () => L.splice(i, 1)],
     ]) {
       const b = document.createElement('button');
       b.className = 'icon';
       b.textContent = text;
-      b.title = `${title} ${t.label}`;
-      b.setAttribute('aria-label', b.title);
+      named.push([b, title]);
       b.addEventListener('click', () => { act(); this.#changed(); });
       actions.append(b);
     }
     tr.append(actions);
+    rename();
     return tr;
   }
 }

@@ -174,11 +174,13 @@ await check('the page highlights entities without ever parsing text as HTML', as
 await check('the schema editor starts on the PII preset, validates inline, imports, and persists', async () => {
   assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 17);
   await page.click('[data-testid=schema-add]');
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'schema-label', 'the new row is not focused');
   const labels = await page.$$('[data-testid=schema-label]');
   await labels[labels.length - 1].fill('PERSON'); // a duplicate label
   await page.waitForFunction(() => /duplicate|PERSON/i.test(document.querySelector('[data-testid=schema-error]').textContent));
   await labels[labels.length - 1].fill('date of birth'); // natural language is a label too
   await page.waitForFunction(() => document.querySelector('[data-testid=schema-error]').textContent === '');
+  assert.equal(await page.getAttribute('[data-testid=schema-row]:last-child textarea', 'aria-label'), 'guideline of date of birth');
   await page.click('[data-testid=schema-row]:last-child button[title^=remove]');
   await page.waitForFunction(() => document.querySelector('[data-testid=schema-error]').textContent === '');
   // Within every field's limit, but its prompt cannot fit the model's context: refused before any work.
@@ -242,7 +244,10 @@ await check('pseudonyms are keyed: a key is made once per origin, kept, and the 
   await page.fill('[data-testid=key]', key);
   await page.dispatchEvent('[data-testid=key]', 'change');
   await page.waitForFunction((old) => document.querySelector('[data-testid=redacted]').textContent.includes(old), pseudonym);
-  await page.selectOption('[data-testid=operator][data-label=PERSON]', 'replace');
+  // One operator for every type at once.
+  await page.selectOption('[data-testid=operator-all]', 'replace');
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid=operator]')].every((s) => s.value === 'replace'));
+  await page.waitForFunction(() => /<PERSON>/.test(document.querySelector('[data-testid=redacted]').textContent));
 });
 
 await check('the task comes first: text on the first screen, Ctrl+Enter extracts and focuses the result, no sideways scroll on a phone', async () => {
