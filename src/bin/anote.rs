@@ -166,6 +166,23 @@ fn entity_json(map: &OffsetMap, e: &Entity) -> serde_json::Value {
     serde_json::json!({"start": start, "end": end, "label": e.label, "text": e.text, "score": e.score, "source": e.source})
 }
 
+/// Progress through the windows of one long document, on stderr when it is a terminal (a
+/// 6 KB text takes most of a minute, and said nothing while it ran).
+fn window_progress() -> Box<dyn Fn(usize, usize)> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return Box::new(|_, _| {});
+    }
+    Box::new(|done, total| {
+        if total > 1 {
+            eprint!("\rwindow {done}/{total}");
+            if done == total {
+                eprintln!();
+            }
+        }
+    })
+}
+
 /// A file's text, or stdin's for `-` or no file.
 fn read_input(file: Option<PathBuf>) -> Result<String, Error> {
     match file.filter(|f| f.as_os_str() != "-") {
@@ -438,6 +455,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let schema = schema.load()?;
             let text = read_input(file)?;
             let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
+            x.progress = window_progress();
             let r = block_on(x.extract(&text, &schema, |_| {}))?;
             let map = OffsetMap::new(&text);
             let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
@@ -463,6 +481,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let mut mapping = mapping.as_ref().map(private_file).transpose()?;
             if !jsonl {
                 let input = read_input(file)?;
+                x.progress = window_progress();
                 let entities = block_on(x.extract(&input, &schema, |_| {}))?.entities;
                 let r = redactor.redact(&input, &entities);
                 if let Some(m) = &mut mapping {
