@@ -1,6 +1,6 @@
 import { AnoteClient } from './anote.js';
 import { SchemaEditor } from './schema-editor.js';
-import { asJsonlRecord, colorOf, countEntities, download, renderHighlights, renderLegend } from './view.js';
+import { asJsonlRecord, colorOf, countEntities, download, renderHighlights, renderLegend, setPalette } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -133,6 +133,7 @@ const editor = new SchemaEditor({
 
 // The active types beside the text, one chip each in its highlight colour.
 function renderTypeChips(schema) {
+  setPalette(schema.labels.map((t) => t.label));
   $('type-chips').replaceChildren(...schema.labels.map((t) => {
     const chip = Object.assign(document.createElement('span'), { className: 'swatch', textContent: t.label, title: t.description ?? '' });
     chip.style.background = colorOf(t.label);
@@ -273,14 +274,19 @@ $('extract').addEventListener('click', async () => {
   lastText = $('text-input').value;
   entities = [];
   renderResults();
-  $('extract-status').textContent = 'Extracting…';
+  // The schema's prompt runs first (once per schema, seconds for a long one), then the windows.
+  $('extract-status').textContent = 'Reading the entity types…';
+  $('extract-progress').hidden = false;
+  $('extract-progress').value = 0;
   const t0 = performance.now();
   try {
     const r = await client.extract(lastText, editor.schema, (e) => {
       entities.push(e);
       drawSoon(); // entities appear as they are decoded
     }, ({ loaded, total }) => {
-      if (total > 1) $('extract-status').textContent = `Extracting… window ${Math.min(loaded + 1, total)} of ${total}`;
+      $('extract-progress').max = total;
+      $('extract-progress').value = loaded;
+      $('extract-status').textContent = total > 1 ? `Extracting… window ${Math.min(loaded + 1, total)} of ${total}` : 'Extracting…';
     });
     entities = r.entities;
     $('extract-status').textContent = `${countEntities(r.entities.length)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
@@ -293,6 +299,7 @@ $('extract').addEventListener('click', async () => {
   } finally {
     clearTimeout(drawTimer);
     drawTimer = null;
+    $('extract-progress').hidden = true;
     renderResults(); // what was found, also when cancelled
     $('extract').disabled = false;
     $('cancel').disabled = true;

@@ -1,8 +1,23 @@
 // Rendering shared by the page and the widget. Only text nodes and attributes are ever
 // created from the user's text or the model's output: nothing is parsed as HTML.
 
-/** A stable colour per label (hue from a string hash), readable on white. */
+// The schema's labels, in order, get hues spread evenly round the wheel, neighbours in the
+// schema a third of the wheel apart and lightness alternating, so no two of a schema's types
+// look alike (hashed hues put PERSON and PHONE_NUMBER side by side). Other labels hash.
+let palette = new Map();
+
+/** Sets the labels whose colours are spread evenly (the schema's, in its order). */
+export function setPalette(labels) {
+  const n = labels.length;
+  const stride = [...Array(n).keys()].reverse().find((k) => k <= n / 3 + 1 && gcd(k, n) === 1) || 1;
+  palette = new Map(labels.map((l, i) => [l, `hsl(${Math.round(((i * stride) % n) * (360 / n))} 80% ${i % 2 ? 86 : 76}%)`]));
+}
+
+const gcd = (a, b) => (b ? gcd(b, a % b) : a);
+
+/** A stable colour per label, readable on white. */
 export function colorOf(label) {
+  if (palette.has(label)) return palette.get(label);
   let h = 0;
   for (const c of label) h = (h * 31 + c.codePointAt(0)) >>> 0;
   return `hsl(${h % 360} 85% 80%)`;

@@ -11,7 +11,7 @@
 //
 // Types: anote.d.ts. Nothing the user types leaves the page: the engine runs in a worker.
 import { AnoteClient } from './anote.js';
-import { countEntities, renderHighlights } from './view.js';
+import { countEntities, renderHighlights, setPalette } from './view.js';
 
 const HERE = new URL('.', import.meta.url);
 export const DEFAULT_MODEL = new URL('models/gemma-3-270m-q4_k_m.gguf', HERE).href;
@@ -81,7 +81,9 @@ export class AnoteExtractor extends HTMLElement {
       status.textContent = 'Extracting…';
       try {
         const text = input.value;
-        const { entities } = await this.#anote.extract(text, await this.#schema());
+        const schema = await this.#schema();
+        setPalette(JSON.parse(schema).labels.map((t) => t.label));
+        const { entities } = await this.#anote.extract(text, schema);
         if (this.getAttribute('mode') === 'redact') {
           out.textContent = (await this.#anote.redact(text, entities)).text;
         } else {

@@ -255,6 +255,9 @@ await check('the task comes first: text on the first screen, Ctrl+Enter extracts
   const box = await page.locator('[data-testid=text-input]').boundingBox();
   assert.ok(box.y + box.height < 900, `the text box ends at y=${box.y + box.height}`);
   assert.match(await page.textContent('[data-testid=type-chips]'), /PERSON/);
+  // The 17 PII types get 17 colours, their hues spread evenly (21° apart).
+  const colours = await page.$$eval('[data-testid=type-chips] .swatch', (s) => s.map((c) => c.style.background));
+  assert.equal(new Set(colours).size, 17, colours.join(' '));
   await page.fill('[data-testid=text-input]', 'Write to ahmed.khan@example.com.');
   await page.evaluate(() => { delete document.querySelector('[data-testid=extract-status]').dataset.done; });
   await page.focus('[data-testid=text-input]');
@@ -289,6 +292,7 @@ await check('empty text finds nothing; a 1 MB paste shows progress, keeps the pa
   await page.fill('[data-testid=text-input]', 'Maria Lopez wrote to Peter from Leeds. '.repeat(27000));
   await page.click('[data-testid=extract]');
   await page.waitForFunction(() => /window \d+ of \d+/.test(document.querySelector('[data-testid=extract-status]').textContent), null, { timeout: 120_000 });
+  assert.ok(await page.isVisible('[data-testid=extract-progress]'), 'no progress bar while extracting');
   const t0 = Date.now();
   await page.selectOption('[data-testid=filter]', ''); // the page still answers while the worker works
   assert.ok(Date.now() - t0 < 2000, 'the page did not respond while extracting');
