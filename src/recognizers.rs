@@ -81,7 +81,7 @@ impl Recognizer {
             ),
             Recognizer::Iban => (3, r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"),
             // A run of digits in groups; the card is looked for inside it (see `cards_in`).
-            Recognizer::CreditCard => (4, r"\b[0-9](?:[ -]?[0-9]){12,}\b"),
+            Recognizer::CreditCard => (4, r"\b[0-9](?:[ -]?[0-9]){11,}\b"),
             Recognizer::UsSsn => (5, r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b"),
             Recognizer::Date => (
                 6,
@@ -144,7 +144,8 @@ impl Recognizer {
                     && b[2..4].iter().all(u8::is_ascii_digit)
                     && b.iter().all(u8::is_ascii_alphanumeric)
             }
-            Recognizer::CreditCard => CARD_DIGITS.contains(&digits),
+            // The model may find a 12-digit Maestro number, or a mistyped card.
+            Recognizer::CreditCard => (12..=19).contains(&digits),
             Recognizer::UsSsn => digits == 9,
             // Weekdays, "last spring", "the 1990s": dates have no shape to check.
             Recognizer::Date => true,
@@ -174,7 +175,11 @@ impl Recognizer {
             Recognizer::Iban => iban_valid(s),
             Recognizer::CreditCard => {
                 let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
-                !glued(before) && !glued(after) && CARD_DIGITS.contains(&digits.len()) && luhn(&digits)
+                // Twelve digits (some Maestro cards) pass only right after a word that names a
+                // card: unannounced, twelve digits are a phone number or an id.
+                let length =
+                    CARD_DIGITS.contains(&digits.len()) || digits.len() == 12 && card_named_before(text, start);
+                !glued(before) && !glued(after) && length && luhn(&digits)
             }
             Recognizer::UsSsn => {
                 let d: String = s.chars().filter(char::is_ascii_digit).collect();
@@ -259,8 +264,19 @@ fn trim_url_tail(text: &str, start: usize, mut end: usize) -> (usize, usize) {
     (start, end)
 }
 
-/// Card numbers have 13 to 19 digits (ISO/IEC 7812).
+/// Card numbers have 13 to 19 digits (ISO/IEC 7812); see `card_named_before` for 12.
 const CARD_DIGITS: std::ops::RangeInclusive<usize> = 13..=19;
+
+/// Whether the word before byte `at` names a card ("cc 5038 0205 3770", "Maestro: …").
+fn card_named_before(text: &str, at: usize) -> bool {
+    let word = text[..at]
+        .trim_end_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '#' | '.'))
+        .rsplit(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("")
+        .to_lowercase();
+    ["card", "cc", "maestro", "visa", "mastercard", "amex"].contains(&word.as_str())
+}
 
 /// The card numbers a run of digit groups (`text[start..end]`) may hold: runs of whole
 /// groups with 13 to 19 digits, grouped as cards are printed (compact, fours with a
@@ -285,7 +301,7 @@ fn cards_in(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
         for j in i..groups.len() {
             let g = &groups[i..=j];
             let digits = g.iter().map(|(a, b)| b - a).sum();
-            if CARD_DIGITS.contains(&digits) && printed(g) {
+            if (12..=19).contains(&digits) && printed(g) {
                 let d: Vec<u32> = g
                     .iter()
                     .flat_map(|&(a, b)| text[a..b].chars())
@@ -564,8 +580,12 @@ mod tests {
         assert_eq!(card("Expires 12/25 4111 1111 1111 1111"), ["4111 1111 1111 1111"]);
         assert_eq!(card("ref 0044 4111-1111-1111-1111"), ["4111-1111-1111-1111"]);
         assert_eq!(card("amex 3782 822463 10005"), ["3782 822463 10005"]);
-        // Twelve digits are too few for a card; a phone's groups are not a card's.
+        // Twelve digits are a card only after a word that names one; a phone's groups are
+        // not a card's.
         assert!(card("+353 21 490 3000").is_empty());
+        assert!(card("call 503802053770").is_empty());
+        assert_eq!(card("amount for cc 503802053770 on"), ["503802053770"]);
+        assert_eq!(card("Maestro: 5038 0205 3770."), ["5038 0205 3770"]);
         assert!(card("Ref 2024 555-867-5309").is_empty());
         assert!(card("Ref 2024 555 867 5309").is_empty());
         assert!(card("4111 1111 1111-1111").is_empty(), "mixed separators");
