@@ -99,7 +99,13 @@ impl Extractor {
         schema: &Schema,
         mut on_entity: impl FnMut(&Entity),
     ) -> Result<Extraction> {
-        self.check_schema(schema)?;
+        schema.validate()?;
+        let prompt = self.prompt(schema);
+        // A cached prefix passed the context check when it was computed: a corpus of short
+        // documents must not tokenize the schema's prompt once per document.
+        if self.cached_prefix(&prompt).is_none() {
+            self.check_prompt(&prompt)?;
+        }
         if text.len() > MAX_TEXT_BYTES {
             return Err(Error::InputTooLarge {
                 bytes: text.len(),
@@ -144,7 +150,7 @@ impl Extractor {
                 decoded_tokens: 0,
             });
         }
-        let snapshot = self.prefix(schema).await?;
+        let snapshot = self.prefix(prompt).await?;
         let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
         let mut decoded_tokens = 0;
         for (i, w) in windows.iter().enumerate() {
@@ -236,8 +242,17 @@ impl Extractor {
     /// model's context for a window and its answer; returns the prompt's length in tokens.
     pub fn check_schema(&self, schema: &Schema) -> Result<usize> {
         schema.validate()?;
-        let text = prompt::prefix_in(schema, self.free_format.unwrap_or(Format::Lines));
-        let tokens = self.engine.tokenizer.encode_prompt(&text).len();
+        self.check_prompt(&self.prompt(schema))
+    }
+
+    /// The schema prefix the model reads before every window.
+    fn prompt(&self, schema: &Schema) -> String {
+        prompt::prefix_in(schema, self.free_format.unwrap_or(Format::Lines))
+    }
+
+    /// [`Self::check_schema`]'s context check on a rendered prompt.
+    fn check_prompt(&self, prompt: &str) -> Result<usize> {
+        let tokens = self.engine.tokenizer.encode_prompt(prompt).len();
         let limit = self.engine.model.max_context().saturating_sub(WINDOW_ROOM);
         if tokens > limit {
             return Err(Error::InvalidSchema(format!(
@@ -249,20 +264,23 @@ impl Extractor {
         Ok(tokens)
     }
 
-    /// The KV cache after the schema prefix, computed once per schema.
-    async fn prefix(&mut self, schema: &Schema) -> Result<KvSnapshot> {
-        let text = prompt::prefix_in(schema, self.free_format.unwrap_or(Format::Lines));
-        if let Some((cached, adapter, snap)) = &self.cached {
-            if *cached == text && *adapter == self.engine.adapter {
-                return Ok(snap.clone());
-            }
+    /// The KV cache after `prompt`, if it is the cached one (with the current adapter).
+    fn cached_prefix(&self, prompt: &str) -> Option<&KvSnapshot> {
+        let (text, adapter, snap) = self.cached.as_ref()?;
+        (text == prompt && *adapter == self.engine.adapter).then_some(snap)
+    }
+
+    /// The KV cache after the schema prefix `prompt`, computed once per schema.
+    async fn prefix(&mut self, prompt: String) -> Result<KvSnapshot> {
+        if let Some(snap) = self.cached_prefix(&prompt) {
+            return Ok(snap.clone());
         }
-        let ids = self.engine.tokenizer.encode_prompt(&text);
+        let ids = self.engine.tokenizer.encode_prompt(&prompt);
         let model = &mut self.engine.model;
         model.truncate(0);
         model.forward_hidden(&ids).await?;
         let snap = model.snapshot();
-        self.cached = Some((text, self.engine.adapter.clone(), snap.clone()));
+        self.cached = Some((prompt, self.engine.adapter.clone(), snap.clone()));
         Ok(snap)
     }
 }
