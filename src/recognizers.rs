@@ -110,15 +110,21 @@ impl Recognizer {
                 Recognizer::Iban => iban_in(text, m.start(), m.end()).into_iter().collect(),
                 _ => vec![(m.start(), m.end())],
             };
+            // Candidates come longest first; a valid one takes its text from the shorter
+            // ones that overlap it.
+            let mut kept: Vec<Match> = Vec::new();
             for (start, end) in candidates {
-                if self.validate(&text[start..end], text, start, end) {
-                    out.push(Match {
+                let free = kept.iter().all(|k| end <= k.start || start >= k.end);
+                if free && self.validate(&text[start..end], text, start, end) {
+                    kept.push(Match {
                         start,
                         end,
                         recognizer: self,
                     });
                 }
             }
+            kept.sort_by_key(|m| m.start);
+            out.extend(kept);
         }
         out
     }
@@ -145,7 +151,7 @@ impl Recognizer {
                     && b.iter().all(u8::is_ascii_alphanumeric)
             }
             // The model may find a 12-digit Maestro number, or a mistyped card.
-            Recognizer::CreditCard => (12..=19).contains(&digits),
+            Recognizer::CreditCard => CARD_LENGTHS.contains(&digits),
             Recognizer::UsSsn => digits == 9,
             // Weekdays, "last spring", "the 1990s": dates have no shape to check.
             Recognizer::Date => true,
@@ -264,7 +270,9 @@ fn trim_url_tail(text: &str, start: usize, mut end: usize) -> (usize, usize) {
     (start, end)
 }
 
-/// Card numbers have 13 to 19 digits (ISO/IEC 7812); see `card_named_before` for 12.
+/// Card numbers have 12 to 19 digits (ISO/IEC 7812); twelve only in some Maestro numbers,
+/// taken as a card only after a word that names one (`card_named_before`).
+const CARD_LENGTHS: std::ops::RangeInclusive<usize> = 12..=19;
 const CARD_DIGITS: std::ops::RangeInclusive<usize> = 13..=19;
 
 /// Whether the word before byte `at` names a card ("cc 5038 0205 3770", "Maestro: …").
@@ -278,11 +286,11 @@ fn card_named_before(text: &str, at: usize) -> bool {
     ["card", "cc", "maestro", "visa", "mastercard", "amex"].contains(&word.as_str())
 }
 
-/// The card numbers a run of digit groups (`text[start..end]`) may hold: runs of whole
-/// groups with 13 to 19 digits, grouped as cards are printed (compact, fours with a
-/// shorter last group, or 4-6-5 / 4-6-4) and passing Luhn, longest first, not overlapping.
-/// So "qty 2 4111 1111 1111 1111" gives the card after the quantity, and
-/// "Ref 2024 555-867-5309" (a phone's 3-3-4 groups) gives none.
+/// The places a run of digit groups (`text[start..end]`) may hold a card number, longest
+/// first, for the validator (length, Luhn) to choose from: runs of whole groups with 12 to
+/// 19 digits, grouped as cards are printed (compact, fours with a shorter last group, or
+/// 4-6-5 / 4-6-4, one kind of separator). So "qty 2 4111 1111 1111 1111" offers the card
+/// after the quantity, and "Ref 2024 555-867-5309" (a phone's 3-3-4 groups) offers nothing.
 fn cards_in(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut at = start;
@@ -301,26 +309,13 @@ fn cards_in(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
         for j in i..groups.len() {
             let g = &groups[i..=j];
             let digits = g.iter().map(|(a, b)| b - a).sum();
-            if (12..=19).contains(&digits) && printed(g) {
-                let d: Vec<u32> = g
-                    .iter()
-                    .flat_map(|&(a, b)| text[a..b].chars())
-                    .filter_map(|c| c.to_digit(10))
-                    .collect();
-                if luhn(&d) {
-                    candidates.push((digits, g[0].0, g[g.len() - 1].1));
-                }
+            if CARD_LENGTHS.contains(&digits) && printed(g) {
+                candidates.push((digits, g[0].0, g[g.len() - 1].1));
             }
         }
     }
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-    let mut kept: Vec<(usize, usize)> = Vec::new();
-    for (_, a, b) in candidates {
-        if kept.iter().all(|&(x, y)| b <= x || a >= y) {
-            kept.push((a, b));
-        }
-    }
-    kept
+    candidates.into_iter().map(|(_, a, b)| (a, b)).collect()
 }
 
 /// The IBAN at the start of `text[start..end]`: as many characters (spaces aside) as its
