@@ -187,17 +187,29 @@ impl Redactor {
     pub fn redact(&self, text: &str, entities: &[Entity]) -> Redaction {
         let mut sorted: Vec<&Entity> = entities.iter().collect();
         sorted.sort_by_key(|e| (e.start, std::cmp::Reverse(e.end)));
-        let canonical = canonical_values(&sorted);
+        let operator = |e: &Entity| self.per_label.get(&e.label).unwrap_or(&self.default);
+        // Name variants matter only to pseudonyms: the other operators never compare names.
+        let pseudonymised: Vec<&Entity> = sorted
+            .iter()
+            .copied()
+            .filter(|e| *operator(e) == Operator::Pseudonym)
+            .collect();
+        let mut canonical = canonical_values(&pseudonymised).into_iter();
         let mut out = String::with_capacity(text.len());
         let mut replacements = Vec::new();
         let mut at = 0;
-        for (e, value) in sorted.iter().zip(&canonical) {
+        for e in sorted {
+            let op = operator(e);
+            let name = if *op == Operator::Pseudonym {
+                canonical.next().unwrap_or_default()
+            } else {
+                String::new()
+            };
             if e.start < at || e.end > text.len() || !text.is_char_boundary(e.start) || !text.is_char_boundary(e.end) {
                 continue;
             }
             out.push_str(&text[at..e.start]);
-            let op = self.per_label.get(&e.label).unwrap_or(&self.default);
-            let replacement = self.replace(op, &e.label, &text[e.start..e.end], value);
+            let replacement = self.replace(op, &e.label, &text[e.start..e.end], &name);
             let redacted_start = out.len();
             out.push_str(&replacement);
             replacements.push(Replacement {
@@ -218,6 +230,8 @@ impl Redactor {
         }
     }
 
+    /// `canonical`: the name a pseudonym is made from (see [`canonical_values`]); unused by
+    /// the other operators.
     fn replace(&self, op: &Operator, label: &str, value: &str, canonical: &str) -> String {
         let key = || self.key.as_ref().expect("Redactor::new checked the key");
         match op {
