@@ -363,10 +363,9 @@ $('operator-all').append(new Option('choose…', ''), ...OPERATORS.map(([v, t]) 
 $('operator-all').addEventListener('change', () => {
   const op = $('operator-all').value;
   if (!op) return;
-  for (const sel of document.querySelectorAll('[data-testid=operator]')) chosen.set(sel.dataset.label, op);
+  for (const label of new Set(entities.map((e) => e.label))) chosen.set(label, op);
   $('operator-all').value = '';
-  renderOperators([...document.querySelectorAll('[data-testid=operator]')].map((s) => s.dataset.label));
-  redactNow();
+  renderResults(); // the per-type menus, then the redaction
 });
 $('key').value = localStorage.getItem(KEY_STORE) ?? '';
 $('key').addEventListener('change', () => {
