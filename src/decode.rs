@@ -12,9 +12,6 @@
 
 use std::collections::HashMap;
 
-use crate::engine::argmax;
-use crate::error::{Error, Result};
-use crate::model::LanguageModel;
 use crate::spans::occurrences;
 use crate::tokenizer::Tokenizer;
 
@@ -159,50 +156,58 @@ pub struct Limits {
     pub end_penalty: f32,
 }
 
-/// What the next step feeds the model: the prompt's last hidden state, or the token chosen
-/// last, which is forwarded together with the next step's logits (one GPU submission and
-/// one readback per step).
-enum Input {
-    Hidden(Vec<f32>),
-    Token(u32),
-}
-
 /// Whether a line of label `.0` whose span is at document ranges `.1` can be placed.
 pub type Fits<'a> = dyn Fn(usize, &[(usize, usize)]) -> bool + 'a;
 
-/// Decodes the answer after the prompt whose last hidden state is `hidden`, calling
-/// `on_line` for each complete line; stops at the empty line, after `max_tokens`, when
-/// the context is full, or when `on_line` returns false. A line may go on to the next
+/// The answer to one window, decoded a step at a time so that many windows can share each
+/// forward of the model: [`Decoder::allowed`] gives the tokens the next step may choose
+/// among, the caller forwards the last chosen token (or the window, on the first step)
+/// asking for their logits, and [`Decoder::choose`] takes them. It stops at the empty
+/// line, after `max_tokens`, or when `on_line` returns false. A line may go on to the next
 /// only where `fits(label, at)` says the caller can place it: a repeated or mid-word span
 /// then has to grow into a placeable one, or end the list, instead of being written and
 /// refused (which used to end the answer with entities still unlisted).
-/// `cancelled` is asked before every step. Returns how many tokens were decoded.
-pub async fn decode(
-    model: &mut dyn LanguageModel,
-    grammar: &Grammar,
-    hidden: Vec<f32>,
+pub struct Decoder {
     limits: Limits,
-    cancelled: &dyn Fn() -> bool,
-    fits: &Fits<'_>,
-    mut on_line: impl FnMut(Line) -> bool,
-) -> Result<usize> {
-    let text = grammar.doc.text.as_str();
-    let mut decoded = 0;
-    let mut state = State::Label(String::new());
-    let mut logprob = 0.0f32;
-    let mut n_line_tokens = 0usize;
-    let mut input = Input::Hidden(hidden);
-    for _ in 0..limits.max_tokens {
-        if cancelled() {
-            return Err(Error::Cancelled);
+    state: State,
+    /// What each token allowed at this step does.
+    steps: Vec<(u32, Step)>,
+    ids: Vec<u32>,
+    logprob: f32,
+    line_tokens: usize,
+    decoded: usize,
+    done: bool,
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            done: limits.max_tokens == 0,
+            limits,
+            state: State::Label(String::new()),
+            steps: Vec::new(),
+            ids: Vec::new(),
+            logprob: 0.0,
+            line_tokens: 0,
+            decoded: 0,
         }
-        let pending = usize::from(matches!(input, Input::Token(_)));
-        if model.position() + pending + 1 > model.max_context() {
-            break;
+    }
+
+    /// Tokens decoded so far.
+    pub fn decoded(&self) -> usize {
+        self.decoded
+    }
+
+    /// Prepares the next step: the tokens it may choose among ([`Self::ids`]). False when
+    /// the answer is over.
+    pub fn allowed(&mut self, grammar: &Grammar, fits: &Fits<'_>) -> bool {
+        if self.done {
+            return false;
         }
-        // The allowed tokens and what each does.
-        let mut allowed: Vec<(u32, Step)> = Vec::new();
-        match &state {
+        let text = grammar.doc.text.as_str();
+        let allowed = &mut self.steps;
+        allowed.clear();
+        match &self.state {
             State::Label(typed) => {
                 if typed.is_empty() {
                     allowed.push((grammar.newline, Step::Finish));
@@ -252,29 +257,40 @@ pub async fn decode(
                 }
             }
         }
-        if allowed.is_empty() {
-            break;
-        }
-        let ids: Vec<u32> = allowed.iter().map(|a| a.0).collect();
-        let mut logits = match &input {
-            Input::Hidden(hidden) => model.logits_for(hidden, &ids).await?,
-            Input::Token(token) => model.forward_logits_for(&[*token], &ids).await?,
+        self.done = allowed.is_empty();
+        self.ids.clear();
+        self.ids.extend(allowed.iter().map(|a| a.0));
+        !self.done
+    }
+
+    /// The tokens the prepared step may choose among, whose logits [`Self::choose`] wants.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Takes the logits of the allowed tokens, chooses the best and calls `on_line` when it
+    /// completes a line. Returns the chosen token, which the next step forwards, or `None`
+    /// when the answer is over.
+    pub fn choose(&mut self, grammar: &Grammar, logits: &[f32], on_line: impl FnOnce(Line) -> bool) -> Option<u32> {
+        assert_eq!(logits.len(), self.steps.len(), "one logit per allowed token");
+        let penalised = |i: usize| match self.steps[i].1 {
+            Step::Finish | Step::EndLineAndList => logits[i] - self.limits.end_penalty,
+            _ => logits[i],
         };
-        for (l, (_, step)) in logits.iter_mut().zip(&allowed) {
-            if matches!(step, Step::Finish | Step::EndLineAndList) {
-                *l -= limits.end_penalty;
+        let best = (0..logits.len()).fold(0, |b, i| if penalised(i) > penalised(b) { i } else { b });
+        let max = penalised(best);
+        let log_z = max + (0..logits.len()).map(|i| (penalised(i) - max).exp()).sum::<f32>().ln();
+        self.logprob += max - log_z;
+        self.line_tokens += 1;
+        let (token, step) = self.steps.swap_remove(best);
+        self.steps.clear();
+        self.decoded += 1;
+        let state = std::mem::replace(&mut self.state, State::Label(String::new()));
+        self.state = match (state, step) {
+            (_, Step::Finish) => {
+                self.done = true;
+                return None;
             }
-        }
-        let best = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
-        let max = logits[best];
-        let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
-        logprob += logits[best] - log_z;
-        n_line_tokens += 1;
-        let (token, step) = allowed.swap_remove(best);
-        decoded += 1;
-        let mut finished = false;
-        state = match (state, step) {
-            (_, Step::Finish) => break,
             (State::Label(_), Step::Label(t)) => State::Label(t),
             (State::Label(_), Step::LabelDone(label)) => State::Span {
                 label,
@@ -291,72 +307,23 @@ pub async fn decode(
             }
             (State::Span { label, typed, ends }, step @ (Step::EndLine | Step::EndLineAndList)) => {
                 let at = grammar.ranges(&ends.unwrap_or_default(), typed.len());
-                let score = (logprob / n_line_tokens as f32).exp();
-                (logprob, n_line_tokens) = (0.0, 0);
+                let score = (self.logprob / self.line_tokens as f32).exp();
+                (self.logprob, self.line_tokens) = (0.0, 0);
                 let go_on = on_line(Line {
                     label,
                     text: typed,
                     at,
                     score,
                 });
-                finished = !go_on || matches!(step, Step::EndLineAndList);
+                self.done = !go_on || matches!(step, Step::EndLineAndList);
                 State::Label(String::new())
             }
             _ => unreachable!("steps are generated for their state"),
         };
-        if finished {
-            break;
-        }
-        input = Input::Token(token);
+        self.done |= self.decoded >= self.limits.max_tokens;
+        (!self.done).then_some(token)
     }
-    Ok(decoded)
 }
-
-/// Greedy decoding without a grammar, for the answer-format comparison
-/// ([`crate::extract::Extractor::free_format`]): the answer as text, and how many tokens it
-/// took. Stops at the end of sequence, at the empty line every format ends with, when the
-/// model starts the next text of its few-shot pattern, after `max_tokens`, or when the
-/// context is full.
-pub async fn decode_free(
-    model: &mut dyn LanguageModel,
-    tok: &Tokenizer,
-    hidden: Vec<f32>,
-    max_tokens: usize,
-    cancelled: &dyn Fn() -> bool,
-) -> Result<(String, usize)> {
-    let mut logits = model.logits(&hidden).await?;
-    let mut bytes = Vec::new();
-    let mut steps = 0;
-    while steps < max_tokens && model.position() < model.max_context() {
-        if cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let next = argmax(&logits);
-        if next == tok.eos {
-            break;
-        }
-        steps += 1;
-        // Only the new bytes, and the few before them that could start a marker, are searched.
-        let from = bytes
-            .len()
-            .saturating_sub(FREE_END_MARKERS.iter().map(|m| m.len() - 1).max().unwrap_or(0));
-        tok.append_bytes(next, &mut bytes);
-        let end = FREE_END_MARKERS
-            .iter()
-            .filter_map(|m| bytes[from..].windows(m.len()).position(|w| w == *m))
-            .min();
-        if let Some(end) = end {
-            bytes.truncate(from + end);
-            break;
-        }
-        logits = model.forward(&[next]).await?;
-    }
-    Ok((String::from_utf8_lossy(&bytes).into_owned(), steps))
-}
-
-/// What ends a free answer: the empty line every format ends with, or the next text of
-/// the few-shot pattern.
-const FREE_END_MARKERS: [&[u8]; 2] = [b"\n\n", b"\nText:"];
 
 /// The tokens of a complete answer, spelled as the grammar spells it (label tokens, then
 /// the span after a space, one line each, an empty line to end): what fine-tuning teaches

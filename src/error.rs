@@ -2,7 +2,7 @@
 //! [`Error::code`] (what programs and the page match on) and a sentence for people.
 
 /// Everything that can go wrong between bytes in and text out.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("this file is not a GGUF model (it does not start with the bytes \"GGUF\")")]
     NotGguf,

@@ -19,18 +19,17 @@
 //!   that nothing else claims (a redacted name must not leak where it is repeated), unless
 //!   the occurrence runs on into a neighbouring name-like word (see [`runs_on`]).
 
-use std::cell::RefCell;
 use std::ops::Range;
 
+use crate::batch::{self, answer_budget};
 use crate::chunk;
-use crate::decode::{self, Grammar, Line};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::KvSnapshot;
 use crate::prompt::{self, Format};
 use crate::recognizers::{self, Recognizer};
 use crate::schema::Schema;
-use crate::spans::{self, Entity, Source};
+use crate::spans::{self, inside_word, Entity, Source};
 
 /// Texts above this are refused: at a few hundred bytes a second, 2 MiB is already hours
 /// of work, and a corpus belongs in separate documents.
@@ -49,22 +48,26 @@ pub const WINDOWS: chunk::Limits = chunk::Limits {
 /// Context a window and its answer may need after the schema prefix: the window's bytes (a
 /// token takes at least one), its frame, and the answer budget of its words (see `extract`).
 pub const WINDOW_ROOM: usize = WINDOWS.sentence + 16 + answer_budget(WINDOWS.sentence.div_ceil(2)) + 16;
-/// The default [`decode::Limits::end_penalty`].
+/// The default [`crate::decode::Limits::end_penalty`].
 pub const END_PENALTY: f32 = 0.0;
+/// Windows decoded at once unless set ([`Extractor::batch`]).
+pub const DEFAULT_BATCH: usize = 8;
 
 pub struct Extractor {
     pub engine: Engine,
     /// Asked between decoding steps; `true` stops the extraction with [`Error::Cancelled`].
     pub cancelled: Box<dyn Fn() -> bool>,
-    /// Told `(windows done, windows in all)` before each window and at the end.
+    /// Told `(windows done, windows in all)` at the start and as each window's entities
+    /// become final.
     pub progress: Box<dyn Fn(usize, usize)>,
-    /// See [`decode::Limits::end_penalty`]; [`END_PENALTY`] unless set.
+    /// See [`crate::decode::Limits::end_penalty`]; [`END_PENALTY`] unless set.
     pub end_penalty: f32,
     /// `None` (the product): `LABEL: span` lines under the grammar. `Some(format)`: the
-    /// prompt asks for `format`, the model answers freely, and the answer is parsed and
-    /// grounded afterwards (labels outside the schema and spans not in the text dropped).
+    /// prompt asks for `format` and the answer is decoded freely ([`crate::free_format`]).
     /// Only the answer-format comparison in docs/eval.md uses it.
     pub free_format: Option<Format>,
+    /// Windows decoded at once ([`DEFAULT_BATCH`]; 1: one after another).
+    pub batch: usize,
     /// The schema prefix (and the adapter it ran with) whose KV cache is ready to restore.
     cached: Option<(String, Option<String>, KvSnapshot)>,
 }
@@ -87,18 +90,34 @@ impl Extractor {
             progress: Box::new(|_, _| {}),
             end_penalty: END_PENALTY,
             free_format: None,
+            batch: DEFAULT_BATCH,
             cached: None,
         }
     }
 
     /// Extracts every entity of `schema` from `text`; `on_entity` sees each final entity
-    /// as soon as it is known.
+    /// as soon as it is known, in text order of the windows.
     pub async fn extract(
         &mut self,
         text: &str,
         schema: &Schema,
         mut on_entity: impl FnMut(&Entity),
     ) -> Result<Extraction> {
+        let mut one = self.extract_many(&[text], schema, |_, e| on_entity(e)).await?;
+        one.pop().expect("one result per text")
+    }
+
+    /// Extracts from each of `texts`, their windows decoded together (a corpus of short
+    /// texts batches as well as one long text); `on_entity(i, e)` sees each final entity
+    /// of text `i` as soon as it is known, texts in order. A text that cannot be read (too
+    /// large) gets its error in its place; an error that ends the whole run (a bad schema,
+    /// cancellation, the model failing) is returned instead.
+    pub async fn extract_many(
+        &mut self,
+        texts: &[&str],
+        schema: &Schema,
+        mut on_entity: impl FnMut(usize, &Entity),
+    ) -> Result<Vec<Result<Extraction>>> {
         schema.validate()?;
         let prompt = self.prompt(schema);
         // A cached prefix passed the context check when it was computed: a corpus of short
@@ -106,136 +125,73 @@ impl Extractor {
         if self.cached_prefix(&prompt).is_none() {
             self.check_prompt(&prompt)?;
         }
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(Error::InputTooLarge {
-                bytes: text.len(),
-                max: MAX_TEXT_BYTES,
-            });
-        }
-        let mut found: Vec<Entity> = Vec::new();
-        // Spans are never empty, so "overlaps an accepted one" also drops the same span
-        // found again in the next window.
-        let mut accept = |e: Entity, found: &mut Vec<Entity>| {
-            let Some(e) = outside_patterns(text, e, found) else {
-                return;
-            };
-            // A value that cannot be of its recognizer's type is no entity (nor is what a
-            // pattern entity left of one: "Office" of "(37) 788-063-Office").
-            let recognizer = schema
-                .labels
-                .iter()
-                .find(|t| t.label == e.label)
-                .and_then(|t| t.recognizer);
-            if e.source == Source::Model && recognizer.is_some_and(|r| !r.plausible(&e.text)) {
-                return;
+        let mut docs: Vec<Result<Doc>> = texts.iter().map(|text| Doc::start(text, schema)).collect();
+        // Every window of every readable text, in text order.
+        let mut jobs: Vec<(usize, usize)> = Vec::new();
+        let mut chunks: Vec<&str> = Vec::new();
+        for (i, doc) in docs.iter_mut().enumerate() {
+            let Ok(doc) = doc else { continue };
+            if doc.windows.is_empty() {
+                doc.finish(schema);
+                doc.emit(|e| on_entity(i, e));
             }
-            if found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
-                on_entity(&e);
-                found.push(e);
+            for (w, range) in doc.windows.iter().enumerate() {
+                jobs.push((i, w));
+                chunks.push(&doc.text[range.clone()]);
             }
-        };
-        for e in pattern_entities(text, schema) {
-            accept(e, &mut found);
         }
-        let windows = if text.trim().is_empty() {
-            Vec::new()
-        } else {
-            chunk::windows(text, WINDOWS)
-        };
-        if windows.is_empty() {
-            found.sort_by_key(|e| e.start);
-            return Ok(Extraction {
-                entities: found,
-                windows,
-                decoded_tokens: 0,
-            });
-        }
-        let snapshot = self.prefix(prompt).await?;
-        let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
-        let mut decoded_tokens = 0;
-        for (i, w) in windows.iter().enumerate() {
-            (self.progress)(i, windows.len());
-            let chunk = &text[w.clone()];
-            let model = &mut self.engine.model;
-            model.restore(&snapshot)?;
-            let doc = self.engine.tokenizer.encode(&prompt::document(chunk));
-            let hidden = model.forward_hidden(&doc).await?;
-            let limits = decode::Limits {
-                max_tokens: answer_budget(chunk.split_whitespace().count()),
+        if !jobs.is_empty() {
+            let prefix = self.prefix(prompt).await?;
+            let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
+            let settings = batch::Settings {
+                batch: self.batch,
                 end_penalty: self.end_penalty,
+                free_format: self.free_format,
             };
-            let mut cursor = 0;
-            let used: RefCell<Vec<(usize, usize, usize)>> = RefCell::default();
-            let fits = |label: usize, at: &[(usize, usize)]| place(chunk, label, at, 0, &used.borrow()).is_some();
-            let mut on_line = |line: Line| {
-                let Some((start, end)) = place(chunk, line.label, &line.at, cursor, &used.borrow()) else {
-                    return false;
-                };
-                // The line stays placed (the answer goes on after it) even when `accept`
-                // drops its entity.
-                used.borrow_mut().push((line.label, start, end));
-                cursor = end;
-                let (start, end) = (w.start + start, w.start + end);
-                let e = Entity {
-                    label: labels[line.label].clone(),
-                    start,
-                    end,
-                    text: text[start..end].to_string(),
-                    score: line.score,
-                    source: Source::Model,
-                };
-                accept(e, &mut found);
-                true
-            };
-            let cancelled = &*self.cancelled;
-            decoded_tokens += match self.free_format {
-                None => {
-                    let grammar = Grammar::new(&self.engine.tokenizer, &labels, chunk);
-                    decode::decode(model.as_mut(), &grammar, hidden, limits, cancelled, &fits, &mut on_line).await?
-                }
-                Some(format) => {
-                    let tok = &self.engine.tokenizer;
-                    // JSON spends about a dozen tokens of syntax per entity and tags spell
-                    // the whole text again: the budget of lines would cut short texts short.
-                    let budget = match format {
-                        Format::Lines => limits.max_tokens,
-                        Format::Json | Format::Tags => 2 * limits.max_tokens,
-                    };
-                    let (answer, n) = decode::decode_free(model.as_mut(), tok, hidden, budget, cancelled).await?;
-                    let spelled = decode::Spelled::new(chunk);
-                    for (label, span) in prompt::parse_answer(format, &answer) {
-                        let Some(label) = labels.iter().position(|l| *l == label) else {
-                            continue;
-                        };
-                        let span = decode::spell(&span);
-                        // A line the grammar would not have let end (its span not in the
-                        // text, repeated, or inside a word) is dropped.
-                        let at = spelled.find(&span);
-                        if !fits(label, &at) {
-                            continue;
-                        }
-                        // A free answer has no distribution over allowed choices to score.
-                        on_line(Line {
-                            label,
-                            text: span,
-                            at,
-                            score: 1.0,
-                        });
+            let progress = &self.progress;
+            progress(0, jobs.len());
+            // Answers come in as windows finish; entities become final in window order,
+            // so that the overlap policies see them as they would one window at a time.
+            let mut waiting: Vec<Option<batch::Answer>> = jobs.iter().map(|_| None).collect();
+            let mut done = 0;
+            let on_answer = |job: usize, answer: batch::Answer| {
+                waiting[job] = Some(answer);
+                while let Some(answer) = waiting.get_mut(done).and_then(Option::take) {
+                    let (i, w) = jobs[done];
+                    let doc = docs[i].as_mut().expect("only readable texts have windows");
+                    doc.take(w, answer, &labels, schema);
+                    if w + 1 == doc.windows.len() {
+                        doc.finish(schema);
                     }
-                    n
+                    doc.emit(|e| on_entity(i, e));
+                    done += 1;
+                    progress(done, jobs.len());
                 }
             };
+            batch::answer_windows(
+                &mut self.engine,
+                &prefix,
+                &chunks,
+                &labels,
+                settings,
+                &*self.cancelled,
+                on_answer,
+            )
+            .await?;
         }
-        (self.progress)(windows.len(), windows.len());
-        for e in repeats(text, &found) {
-            accept(e, &mut found);
-        }
-        found.sort_by_key(|e| e.start);
-        Ok(Extraction {
-            entities: found,
-            windows,
-            decoded_tokens,
-        })
+        Ok(docs
+            .into_iter()
+            .map(|d| {
+                d.map(|mut d| {
+                    d.found.sort_by_key(|e| e.start);
+                    Extraction {
+                        entities: d.found,
+                        windows: d.windows,
+                        decoded_tokens: d.decoded,
+                    }
+                })
+            })
+            .collect())
     }
 
     /// Validates `schema` and checks, before any work, that its prompt leaves room in the
@@ -285,9 +241,95 @@ impl Extractor {
     }
 }
 
-/// Most answer tokens the model may decode for a window of `words` words.
-const fn answer_budget(words: usize) -> usize {
-    16 + 4 * words
+/// A text being extracted from: what is final so far.
+struct Doc<'t> {
+    text: &'t str,
+    found: Vec<Entity>,
+    /// How many of `found` were told (they are told as their window's turn comes, so
+    /// that the entities of many texts are told text after text).
+    told: usize,
+    windows: Vec<Range<usize>>,
+    decoded: usize,
+}
+
+impl<'t> Doc<'t> {
+    /// Checks the text's size, accepts its pattern entities and cuts its windows.
+    fn start(text: &'t str, schema: &Schema) -> Result<Doc<'t>> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Error::InputTooLarge {
+                bytes: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
+        }
+        let mut doc = Doc {
+            text,
+            found: Vec::new(),
+            windows: match text.trim().is_empty() {
+                true => Vec::new(),
+                false => chunk::windows(text, WINDOWS),
+            },
+            decoded: 0,
+            told: 0,
+        };
+        for e in pattern_entities(text, schema) {
+            doc.accept(e, schema);
+        }
+        Ok(doc)
+    }
+
+    /// Tells the entities accepted since the last call.
+    fn emit(&mut self, mut on_entity: impl FnMut(&Entity)) {
+        self.found[self.told..].iter().for_each(&mut on_entity);
+        self.told = self.found.len();
+    }
+
+    /// The entities of window `w`'s answer.
+    fn take(&mut self, w: usize, answer: batch::Answer, labels: &[String], schema: &Schema) {
+        let offset = self.windows[w].start;
+        self.decoded += answer.decoded;
+        for line in answer.lines {
+            let (start, end) = (offset + line.start, offset + line.end);
+            let e = Entity {
+                label: labels[line.label].clone(),
+                start,
+                end,
+                text: self.text[start..end].to_string(),
+                score: line.score,
+                source: Source::Model,
+            };
+            self.accept(e, schema);
+        }
+    }
+
+    /// After the last window: the repeats of labelled names.
+    fn finish(&mut self, schema: &Schema) {
+        for e in repeats(self.text, &self.found) {
+            self.accept(e, schema);
+        }
+    }
+
+    /// Adds `e` unless the policies drop it (see the module's documentation).
+    fn accept(&mut self, e: Entity, schema: &Schema) {
+        let found = &mut self.found;
+        let Some(e) = outside_patterns(self.text, e, found) else {
+            return;
+        };
+        // A value that cannot be of its recognizer's type is no entity (nor is what a
+        // pattern entity left of one: "Office" of "(37) 788-063-Office").
+        let recognizer = schema
+            .labels
+            .iter()
+            .find(|t| t.label == e.label)
+            .and_then(|t| t.recognizer);
+        if e.source == Source::Model && recognizer.is_some_and(|r| !r.plausible(&e.text)) {
+            return;
+        }
+        // Spans are never empty, so "overlaps an accepted one" also drops the same span
+        // found again in the next window.
+        if found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
+            found.push(e);
+        }
+    }
 }
 
 /// Entities from the recognizers that the schema's types name.
@@ -376,12 +418,6 @@ fn repeats(text: &str, found: &[Entity]) -> Vec<Entity> {
     out
 }
 
-/// Whether byte offset `at` falls between two letters or digits of one word.
-fn inside_word(text: &str, at: usize) -> bool {
-    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
-    word(text[..at].chars().next_back()) && word(text[at..].chars().next())
-}
-
 /// Whether `text[start..end]` runs on into a neighbouring capitalised word or number, as
 /// "United Kingdom" does in "the 1886 United Kingdom general election": it is then likely
 /// part of a longer name. Punctuation between them, or a capitalised first word of a
@@ -405,31 +441,6 @@ fn runs_on(text: &str, start: usize, end: usize) -> bool {
     let head = before[..before.len() - word.len()].trim_end_matches([' ', '\t']);
     let sentence_start = head.is_empty() || head.ends_with(['.', '!', '?', ':', '\n', '\r']);
     number(word) || (capital(word) && !sentence_start)
-}
-
-/// Where a decoded line of `label` whose text is at `at` sits in the chunk (byte range,
-/// surrounding whitespace trimmed): the first fitting occurrence at or after `cursor`, else
-/// the first; `None` if none fits (all inside words or already used for this label).
-fn place(
-    chunk: &str,
-    label: usize,
-    at: &[(usize, usize)],
-    cursor: usize,
-    used: &[(usize, usize, usize)],
-) -> Option<(usize, usize)> {
-    let trimmed = |&(s, e): &(usize, usize)| {
-        let span = &chunk[s..e];
-        let s = s + span.len() - span.trim_start().len();
-        (s, s + span.trim().len())
-    };
-    let fits = |&(s, e): &(usize, usize)| {
-        s < e
-            && !inside_word(chunk, s)
-            && !inside_word(chunk, e)
-            && !used.iter().any(|u| u.0 == label && u.1 == s && u.2 == e)
-    };
-    let spans: Vec<(usize, usize)> = at.iter().map(trimmed).filter(fits).collect();
-    spans.iter().find(|s| s.0 >= cursor).or(spans.first()).copied()
 }
 
 #[cfg(test)]

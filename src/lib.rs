@@ -7,6 +7,7 @@
 //! lives in `wasm`, a thin layer over [`extract::Extractor`]; the CLI is `bin/anote.rs`.
 
 pub mod backend;
+pub mod batch;
 pub mod chunk;
 mod clock;
 pub mod decode;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod extract;
 pub mod finetune;
+pub mod free_format;
 pub mod gguf;
 pub mod model;
 pub mod prompt;

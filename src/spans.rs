@@ -85,6 +85,12 @@ pub fn occurrences(text: &str, needle: &str) -> Vec<usize> {
     out
 }
 
+/// Whether byte offset `at` falls between two letters or digits of one word.
+pub fn inside_word(text: &str, at: usize) -> bool {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    word(text[..at].chars().next_back()) && word(text[at..].chars().next())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

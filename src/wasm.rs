@@ -13,7 +13,7 @@ use crate::backend::webgpu::{Gpu, GpuOptions};
 
 use crate::error::{Error, Result};
 use crate::eval::Span;
-use crate::extract::Extractor;
+use crate::extract::{Extractor, DEFAULT_BATCH};
 use crate::gguf::ByteSource;
 use crate::model::Adapter;
 use crate::redact::{Key, Operator, Redactor};
@@ -300,7 +300,8 @@ impl Engine {
     /// UTF-16 units.
     /// `cancel`: an `Int32Array` over a `SharedArrayBuffer`; storing 1 in its first slot
     /// (from another thread) stops the extraction with the error code `cancelled`.
-    /// `on_progress(done, total)` is told before each window of a long text.
+    /// `on_progress(done, total)` counts the windows of the text as their entities become final.
+    /// `batch`: windows decoded at once (the same entities whatever it is; default 8).
     pub fn extract(
         &self,
         text: String,
@@ -308,10 +309,12 @@ impl Engine {
         on_entity: Option<Function>,
         cancel: Option<Int32Array>,
         on_progress: Option<Function>,
+        batch: Option<usize>,
     ) -> Promise {
         #[allow(clippy::await_holding_refcell_ref)] // see `run`
         self.run(move |x| async move {
             let mut x = x.borrow_mut();
+            x.batch = batch.unwrap_or(DEFAULT_BATCH).max(1);
             extract(&mut x, &text, &schema, on_entity, cancel, on_progress).await
         })
     }

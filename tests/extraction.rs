@@ -238,25 +238,25 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
     let script = decode::answer_tokens(&tok, &gold);
     let taught = script.len();
     let mut model = ScriptedLm::teacher(script, 5);
-    let hidden = block_on(model.forward_hidden(&[0; 5])).unwrap();
     let grammar = Grammar::new(&tok, &labels, text);
+    let mut decoder = decode::Decoder::new(decode::Limits {
+        max_tokens: 200,
+        end_penalty: 0.0,
+    });
     let mut lines = Vec::new();
-    let decoded = block_on(decode::decode(
-        &mut model,
-        &grammar,
-        hidden,
-        decode::Limits {
-            max_tokens: 200,
-            end_penalty: 0.0,
-        },
-        &|| false,
-        &|_, _| true,
-        |l| {
+    // The prompt (5 tokens) with the first step, then each chosen token with the next.
+    let mut input = vec![0; 5];
+    while decoder.allowed(&grammar, &|_, _| true) {
+        let logits = block_on(model.forward_logits_for(&input, decoder.ids())).unwrap();
+        let Some(token) = decoder.choose(&grammar, &logits, |l| {
             lines.push(l);
             true
-        },
-    ))
-    .unwrap();
+        }) else {
+            break;
+        };
+        input = vec![token];
+    }
+    let decoded = decoder.decoded();
     assert_eq!(decoded, taught);
     assert_eq!(lines.len(), gold.len());
     for (line, (label, span)) in lines.iter().zip(gold) {

@@ -314,3 +314,50 @@ fn extraction_on_webgpu_finds_the_cpus_entities() {
     }
     assert!(found >= 5, "too few entities to compare ({found})");
 }
+
+/// Windows decoded together (within a document and across documents) find exactly the
+/// entities, with the same scores, that decoding them one at a time finds, on a 4 KB
+/// e-mail thread.
+#[test]
+fn batched_windows_find_what_one_window_at_a_time_finds() {
+    use anote_ner::model::Adapter;
+    let (bytes, sha256) = shipped_adapter();
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let mut x = anote_ner::Extractor::new(Engine::load(&file).unwrap());
+    x.engine
+        .set_adapter(Some(&Adapter::from_bytes(&bytes, Some(&sha256)).unwrap()))
+        .unwrap();
+    let schema = anote_ner::Schema::preset("pii").unwrap();
+    let thread = include_str!("../bench/documents/email-thread.txt");
+    // Scores to four decimals: the kernels' sums may round differently in the last bits.
+    let spans = |r: &anote_ner::extract::Extraction| -> Vec<(String, usize, usize, i32)> {
+        let score = |s: f32| (s * 1e4).round() as i32;
+        r.entities
+            .iter()
+            .map(|e| (e.label.clone(), e.start, e.end, score(e.score)))
+            .collect()
+    };
+    x.batch = 1;
+    let alone = block_on(x.extract(thread, &schema, |_| {})).unwrap();
+    x.batch = 8;
+    let together = block_on(x.extract(thread, &schema, |_| {})).unwrap();
+    assert!(alone.entities.len() > 40, "{} entities", alone.entities.len());
+    assert_eq!(spans(&together), spans(&alone));
+    assert_eq!(together.decoded_tokens, alone.decoded_tokens);
+
+    // Across documents: each text's entities as when it is extracted alone, entities
+    // streamed text by text, and a text too large to read fails alone.
+    let paragraphs: Vec<&str> = thread.split("\n\n").take(6).collect();
+    let too_large = "x".repeat(anote_ner::extract::MAX_TEXT_BYTES + 1);
+    let mut texts = paragraphs.clone();
+    texts.insert(2, &too_large);
+    let mut order = Vec::new();
+    let many = block_on(x.extract_many(&texts, &schema, |i, _| order.push(i))).unwrap();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "entities of text {order:?}");
+    assert_eq!(many[2].as_ref().unwrap_err().code(), "input_too_large");
+    for (text, got) in texts.iter().zip(&many).filter(|(t, _)| t.len() < 10_000) {
+        x.batch = 1;
+        let want = block_on(x.extract(text, &schema, |_| {})).unwrap();
+        assert_eq!(spans(got.as_ref().unwrap()), spans(&want), "{text}");
+    }
+}

@@ -47,6 +47,90 @@ fn batched_incremental_and_restored_forwards_agree() {
     );
 }
 
+/// Sequences forwarded together, each in its own slot over one shared prefix, get the
+/// logits each gets alone; a bad batch is refused and changes no cache.
+#[test]
+fn sequences_forwarded_together_get_their_logits_alone() {
+    use anote_ner::model::{BatchRow, Logits};
+    let mut e = engine(&TinyGemma::default());
+    let m = &mut e.model;
+    let prefix_tokens: Vec<u32> = (0..9).map(|i| 265 + (i * 5) % 20).collect();
+    block_on(m.forward(&prefix_tokens)).unwrap();
+    let prefix = m.snapshot();
+    let docs: [&[u32]; 3] = [&[270, 271, 272], &[280], &[266, 267]];
+    let ids = [265u32, 270, 283];
+    // Alone: the prefix restored, the document, then one more token.
+    let alone: Vec<(Vec<f32>, Vec<f32>)> = docs
+        .iter()
+        .map(|doc| {
+            m.restore(&prefix).unwrap();
+            let first = block_on(m.forward_logits_for(doc, &ids)).unwrap();
+            let next = block_on(m.forward(&[277])).unwrap();
+            (first, next)
+        })
+        .collect();
+    assert!(m.max_batch() >= 3);
+    for (slot, _) in docs.iter().enumerate() {
+        m.begin(slot, &prefix).unwrap();
+    }
+    let rows: Vec<BatchRow> = docs
+        .iter()
+        .enumerate()
+        .map(|(slot, doc)| BatchRow {
+            slot,
+            tokens: doc,
+            logits: Logits::Of(&ids),
+        })
+        .collect();
+    let first = block_on(m.forward_batch(&rows)).unwrap();
+    // Ragged steps: the second sequence sits one out.
+    let next: Vec<BatchRow> = [0, 2]
+        .map(|slot| BatchRow {
+            slot,
+            tokens: &[277],
+            logits: Logits::All,
+        })
+        .into();
+    let next = block_on(m.forward_batch(&next)).unwrap();
+    for (i, (a, b)) in alone.iter().zip(&first).enumerate() {
+        assert!(max_diff(&a.0, b) < 1e-4, "sequence {i}: {}", max_diff(&a.0, b));
+    }
+    for (a, b) in [(&alone[0].1, &next[0]), (&alone[2].1, &next[1])] {
+        assert!(max_diff(a, b) < 1e-4, "{}", max_diff(a, b));
+    }
+
+    let twice = [0, 0].map(|slot| BatchRow {
+        slot,
+        tokens: &[270],
+        logits: Logits::All,
+    });
+    assert_eq!(block_on(m.forward_batch(&twice)).unwrap_err().code(), "compute");
+    let out_of_vocabulary = [
+        BatchRow {
+            slot: 1,
+            tokens: &[270],
+            logits: Logits::All,
+        },
+        BatchRow {
+            slot: 2,
+            tokens: &[1_000_000],
+            logits: Logits::All,
+        },
+    ];
+    assert_eq!(
+        block_on(m.forward_batch(&out_of_vocabulary)).unwrap_err().code(),
+        "compute"
+    );
+    // Nothing moved: slot 1 still resumes where it was.
+    let again = block_on(m.forward_batch(&[BatchRow {
+        slot: 1,
+        tokens: &[277],
+        logits: Logits::All,
+    }]))
+    .unwrap();
+    assert!(max_diff(&alone[1].1, &again[0]) < 1e-4);
+}
+
 #[test]
 fn sliding_window_hides_tokens_beyond_its_reach() {
     // Two local layers with window 3: position p sees back to p - 4 at most.

@@ -98,13 +98,14 @@ export class AnoteClient {
   /** Entities of `schema` (an object or JSON) in `text`, streamed to `onEntity` as found;
    *  `onProgress({loaded, total})` counts windows of a long text. Resolves to
    *  `{entities, windows}` with UTF-16 offsets. `cancel()` stops it (the promise rejects
-   *  with code `cancelled`); that needs a cross-origin isolated page (COOP/COEP). */
-  extract(text, schema, onEntity, onProgress) {
+   *  with code `cancelled`); that needs a cross-origin isolated page (COOP/COEP).
+   *  `batch`: windows decoded at once (default 8; the same entities whatever it is). */
+  extract(text, schema, onEntity, onProgress, { batch } = {}) {
     const id = this.nextId++;
     const json = typeof schema === 'string' ? schema : JSON.stringify(schema);
     const cancel = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
     this.cancelFlags.set(id, cancel);
-    const done = this.#request(id, { type: 'extract', id, text, schema: json, cancel }, { onEntity, onProgress });
+    const done = this.#request(id, { type: 'extract', id, text, schema: json, cancel, batch }, { onEntity, onProgress });
     return done.finally(() => this.cancelFlags.delete(id));
   }
 

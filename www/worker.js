@@ -9,8 +9,8 @@
 //                  {type:'check-cpu-kernels', id}         our simd128 matrix kernel against an f32 reference
 //                  {type:'adapter', id, enabled}          switch the shipped adapter on or off
 //                  {type:'generate', id, prompt, maxTokens}
-//                  {type:'extract', id, text, schema, cancel?}  schema: JSON string; cancel: Int32Array
-//                                                             on a SharedArrayBuffer, 1 = stop
+//                  {type:'extract', id, text, schema, cancel?, batch?}  schema: JSON string; cancel: Int32Array
+//                                                             on a SharedArrayBuffer, 1 = stop; batch: windows decoded at once
 //                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets)
 //                  {type:'redact', id, text, entities, operators, key?}  key: the secret of hash and pseudonym
 //                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
@@ -244,7 +244,7 @@ async function generate(msg) {
 
 async function extract(msg) {
   const progress = (loaded, total) => post({ type: 'progress', id: msg.id, phase: 'extract', loaded, total });
-  const result = await onGpuLoss(() => loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel, progress));
+  const result = await onGpuLoss(() => loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel, progress, msg.batch));
   post({ type: 'done', id: msg.id, result });
 }
 

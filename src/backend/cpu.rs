@@ -74,9 +74,18 @@ impl Linear {
         Ok(w.chunks_exact(self.in_dim).map(|row| dot(row, x)).collect())
     }
 
-    /// `rows × in` → `rows × out`.
+    /// `rows × in` → `rows × out`. Each row's result is the same whatever the other rows
+    /// (sequences decoded together get what each gets alone).
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let mut y = match &self.weight {
+            // candle multiplies one Q6_K row with another kernel than several, whose sums
+            // round differently: a lone row goes twice, as a batch would take it.
+            Weight::Candle { matmul, tensor } if rows == 1 && tensor.dtype() == GgmlDType::Q6K => {
+                let xt = Tensor::from_slice(&[x, x].concat(), (2, self.in_dim), &Device::Cpu)?;
+                let mut y = matmul.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
+                y.truncate(self.out_dim);
+                y
+            }
             Weight::Candle { matmul, .. } => {
                 let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
                 matmul.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?
@@ -204,34 +213,112 @@ pub struct AttentionShape {
     pub scale: f32,
 }
 
+/// Keys or values of positions `0..`: the rows of a shared prefix, then a sequence's own.
+#[derive(Clone, Copy)]
+pub struct KvRows<'a> {
+    head: &'a [f32],
+    tail: &'a [f32],
+    width: usize,
+    split: usize,
+}
+
+impl<'a> KvRows<'a> {
+    /// `head` then `tail`, each a whole number of `width`-wide rows.
+    pub fn new(head: &'a [f32], tail: &'a [f32], width: usize) -> KvRows<'a> {
+        KvRows {
+            head,
+            tail,
+            width,
+            split: head.len() / width,
+        }
+    }
+
+    /// One contiguous run of rows.
+    pub fn whole(rows: &'a [f32], width: usize) -> KvRows<'a> {
+        KvRows::new(rows, &[], width)
+    }
+
+    pub fn row(&self, j: usize) -> &'a [f32] {
+        match j.checked_sub(self.split) {
+            None => &self.head[j * self.width..][..self.width],
+            Some(t) => &self.tail[t * self.width..][..self.width],
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<f32> {
+        [self.head, self.tail].concat()
+    }
+}
+
 /// Causal attention of `q` (`seq × heads × head_dim`, at absolute positions
 /// `first_pos..first_pos+seq`) over a KV cache holding positions `0..first_pos+seq`
-/// (`k`, `v`: `positions × kv_heads × head_dim`). Grouped-query: query head `h` reads
+/// (`k`, `v`: rows of `kv_heads × head_dim`). Grouped-query: query head `h` reads
 /// KV head `h / (heads / kv_heads)`.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], first_pos: usize, s: &AttentionShape) -> Vec<f32> {
-    let (hd, kv_row) = (s.head_dim, s.kv_heads * s.head_dim);
-    let group = s.heads / s.kv_heads;
-    let seq = q.len() / (s.heads * hd);
+pub fn attention(q: &[f32], k: KvRows, v: KvRows, first_pos: usize, s: &AttentionShape) -> Vec<f32> {
+    let seq = q.len() / (s.heads * s.head_dim);
+    attention_batch(
+        q,
+        &[Sequence {
+            k,
+            v,
+            first_pos,
+            tokens: seq,
+        }],
+        s,
+    )
+}
+
+/// One sequence of a batched attention: its cache and its queries' place in it.
+pub struct Sequence<'a> {
+    pub k: KvRows<'a>,
+    pub v: KvRows<'a>,
+    pub first_pos: usize,
+    /// How many rows of the batch's queries are this sequence's (in order).
+    pub tokens: usize,
+}
+
+/// [`attention`] of several sequences whose queries are stacked in `q`, each over its own
+/// cache. Query rows are shared out among the matrix kernels' threads: with many short
+/// sequences, attention is too large a part of a step to leave on one core.
+pub fn attention_batch(q: &[f32], seqs: &[Sequence], s: &AttentionShape) -> Vec<f32> {
+    let row = s.heads * s.head_dim;
+    // The sequence and position of every query row.
+    let rows: Vec<(&Sequence, usize)> = seqs
+        .iter()
+        .flat_map(|seq| (0..seq.tokens).map(move |t| (seq, seq.first_pos + t)))
+        .collect();
     let mut out = vec![0f32; q.len()];
-    let mut scores = Vec::new();
-    for t in 0..seq {
-        let pos = first_pos + t;
-        let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        for h in 0..s.heads {
-            let kvh = h / group;
-            let qh = &q[(t * s.heads + h) * hd..][..hd];
-            scores.clear();
-            scores.extend((lo..=pos).map(|j| dot(qh, &k[j * kv_row + kvh * hd..][..hd]) * s.scale));
-            softmax_in_place(&mut scores);
-            let o = &mut out[(t * s.heads + h) * hd..][..hd];
-            for (j, p) in (lo..=pos).zip(&scores) {
-                for (o, x) in o.iter_mut().zip(&v[j * kv_row + kvh * hd..][..hd]) {
-                    *o += p * x;
-                }
+    let slots: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(row).map(std::sync::Mutex::new).collect();
+    candle_core::utils::barrier_pool().execute_chunked(rows.len(), |range| {
+        let mut scores = Vec::new();
+        for i in range {
+            let (seq, pos) = rows[i];
+            let mut o = slots[i].lock().expect("each row is written by one worker");
+            attend(&q[i * row..][..row], seq, pos, s, &mut o, &mut scores);
+        }
+    });
+    drop(slots);
+    out
+}
+
+/// One query row at position `pos`, all heads, into `out`.
+fn attend(q: &[f32], seq: &Sequence, pos: usize, s: &AttentionShape, out: &mut [f32], scores: &mut Vec<f32>) {
+    let hd = s.head_dim;
+    let group = s.heads / s.kv_heads;
+    let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    for h in 0..s.heads {
+        let kvh = h / group;
+        let qh = &q[h * hd..][..hd];
+        scores.clear();
+        scores.extend((lo..=pos).map(|j| dot(qh, &seq.k.row(j)[kvh * hd..][..hd]) * s.scale));
+        softmax_in_place(scores);
+        let o = &mut out[h * hd..][..hd];
+        for (j, p) in (lo..=pos).zip(scores.iter()) {
+            for (o, x) in o.iter_mut().zip(&seq.v.row(j)[kvh * hd..][..hd]) {
+                *o += p * x;
             }
         }
     }
-    out
 }
 
 pub fn softmax_in_place(x: &mut [f32]) {
@@ -283,7 +370,13 @@ mod tests {
             scale: 1.0,
         };
         let q = [1.0, 0.0, 0.0, 1.0];
-        let out = attention(&q, &[0.5, 0.5], &[3.0, -1.0], 0, &shape);
+        let out = attention(
+            &q,
+            KvRows::whole(&[0.5, 0.5], 2),
+            KvRows::whole(&[3.0, -1.0], 2),
+            0,
+            &shape,
+        );
         assert_eq!(out, vec![3.0, -1.0, 3.0, -1.0]);
         // Three cached positions, window 1: the query at position 2 sees only itself.
         let shape = AttentionShape {
@@ -292,7 +385,16 @@ mod tests {
         };
         let k = [9.0, 9.0, 9.0, 9.0, 0.1, 0.1];
         let v = [100.0, 100.0, 100.0, 100.0, 1.0, 2.0];
-        let out = attention(&q, &k, &v, 2, &shape);
+        let out = attention(&q, KvRows::whole(&k, 2), KvRows::whole(&v, 2), 2, &shape);
         assert_eq!(out, vec![1.0, 2.0, 1.0, 2.0]);
+        // The same rows split between a shared prefix and a sequence's own.
+        let split = attention(
+            &q,
+            KvRows::new(&k[..4], &k[4..], 2),
+            KvRows::new(&v[..2], &v[2..], 2),
+            2,
+            &shape,
+        );
+        assert_eq!(split, out);
     }
 }

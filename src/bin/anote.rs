@@ -44,6 +44,9 @@ struct Cli {
     /// lower precision)
     #[arg(long, global = true, default_value_t = anote_ner::extract::END_PENALTY)]
     end_penalty: f32,
+    /// Extraction: windows decoded at once (1: one after another; the same entities either way)
+    #[arg(long, global = true, default_value_t = anote_ner::extract::DEFAULT_BATCH, value_parser = batch_size)]
+    batch: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -402,7 +405,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         // candle sizes its thread pool from this variable on first use.
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
-    let path = cli.model.unwrap_or_else(default_model);
+    let path = cli.model.clone().unwrap_or_else(default_model);
+    let settings = Settings::from(&cli);
     match cli.command {
         Command::RenderTraining { file } => {
             use std::io::Write;
@@ -454,7 +458,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Extract { schema, file } => {
             let schema = schema.load()?;
             let text = read_input(file)?;
-            let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
+            let mut x = extractor(&path, &settings)?;
             x.progress = window_progress();
             let r = block_on(x.extract(&text, &schema, |_| {}))?;
             let map = OffsetMap::new(&text);
@@ -476,7 +480,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let schema = schema.load()?;
             let redactor = redactor(&default_op, &ops, key_file.as_ref())?;
-            let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
+            let mut x = extractor(&path, &settings)?;
             x.check_schema(&schema)?;
             let mut mapping = mapping.as_ref().map(private_file).transpose()?;
             if !jsonl {
@@ -507,7 +511,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 (_, Some(file)) => Predictor::Stored(stored_predictions(&file)?),
                 (true, None) => Predictor::Patterns,
                 (false, None) => {
-                    let mut x = extractor(&path, &cli.adapter, (&cli.backend, cli.gpu_profile), cli.end_penalty)?;
+                    let mut x = extractor(&path, &settings)?;
                     x.free_format = unconstrained;
                     Predictor::Model(Box::new(x))
                 }
@@ -578,15 +582,18 @@ fn write_mapping(
     Ok(())
 }
 
-/// Redacts a JSONL corpus line by line. A line that cannot be read or redacted is reported
-/// on stderr (and in `errors`) with its line number and skipped: the rest of the corpus is
-/// still processed. Returns whether any line failed.
+/// Lines of `redact --jsonl` extracted together: their windows share the model's steps.
+const JSONL_GROUP: usize = 16;
+
+/// `redact --jsonl`: one `{"id", "text"}` per line in, one `{"id", "text", "replacements"}`
+/// per line out, in order; a line that fails is reported (and listed in `errors`) and
+/// skipped. Returns whether any failed.
 fn redact_jsonl(
     file: Option<PathBuf>,
     x: &mut Extractor,
     schema: &Schema,
     redactor: &Redactor,
-    mut mapping: Option<&mut std::io::BufWriter<std::fs::File>>,
+    mapping: Option<&mut std::io::BufWriter<std::fs::File>>,
     errors: Option<&PathBuf>,
 ) -> Result<bool, Error> {
     use std::io::{BufRead, Write};
@@ -596,77 +603,170 @@ fn redact_jsonl(
         )),
         None => Box::new(std::io::stdin().lock()),
     };
-    let mut errors = errors.map(private_file).transpose()?;
-    let mut stdout = std::io::stdout().lock();
-    let (mut lines_in, mut failed) = (0, 0);
+    let mut out = JsonlOut {
+        stdout: std::io::stdout().lock(),
+        mapping,
+        errors: errors.map(private_file).transpose()?,
+        lines_in: 0,
+        failed: 0,
+    };
+    let mut group = Vec::with_capacity(JSONL_GROUP);
     for (n, line) in input.split(b'\n').enumerate() {
         let line = line.map_err(io)?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        lines_in += 1;
-        let mut redact_line = || -> Result<(serde_json::Value, String, Redaction), Error> {
-            let line = std::str::from_utf8(&line).map_err(|e| Error::BadGold(format!("not UTF-8: {e}")))?;
-            let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::BadGold(e.to_string()))?;
-            let text = doc["text"]
-                .as_str()
-                .ok_or_else(|| Error::BadGold("needs a \"text\" string".into()))?
-                .to_string();
-            let entities = block_on(x.extract(&text, schema, |_| {}))?.entities;
-            let r = redactor.redact(&text, &entities);
-            Ok((doc["id"].clone(), text, r))
-        };
-        match redact_line() {
-            Ok((id, text, r)) => {
-                // Offsets in code points, like every JSONL file here: into the original text
-                // and into the redacted one.
-                let (original, redacted) = (OffsetMap::new(&text), OffsetMap::new(&r.text));
-                let replacements: Vec<serde_json::Value> = r
-                    .replacements
-                    .iter()
-                    .map(|x| {
-                        let (start, end) = original.span(x.start, x.end, Unit::CodePoints);
-                        let (rs, re) = redacted.span(x.redacted_start, x.redacted_end, Unit::CodePoints);
-                        serde_json::json!({"label": x.label, "start": start, "end": end, "redacted_start": rs,
-                            "redacted_end": re, "operator": x.operator, "replacement": x.replacement})
-                    })
-                    .collect();
-                let out = serde_json::json!({"id": id, "text": r.text, "replacements": replacements});
-                writeln!(stdout, "{out}").and_then(|_| stdout.flush()).map_err(io)?;
-                if let Some(m) = mapping.as_mut() {
-                    write_mapping(m, &id, &text, &r)?;
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("\rline {}: skipped: error [{}]: {e}", n + 1, e.code());
-                if let Some(f) = errors.as_mut() {
-                    let row = serde_json::json!({"line": n + 1, "code": e.code(), "message": e.to_string()});
-                    writeln!(f, "{row}").map_err(io)?;
-                }
-            }
+        out.lines_in += 1;
+        group.push((n + 1, document_of(&line)));
+        if group.len() == JSONL_GROUP {
+            out.redact_group(std::mem::take(&mut group), x, schema, redactor)?;
         }
-        eprint!("\rredacted {} documents, {failed} failed", lines_in - failed);
     }
+    out.redact_group(group, x, schema, redactor)?;
     eprintln!(
-        "\rredact: {lines_in} lines in, {} out, {failed} failed",
-        lines_in - failed
+        "\rredact: {} lines in, {} out, {} failed",
+        out.lines_in,
+        out.lines_in - out.failed,
+        out.failed
     );
-    for f in mapping.into_iter().chain(errors.as_mut()) {
+    for f in out.mapping.into_iter().chain(out.errors.as_mut()) {
         f.flush().map_err(io)?;
     }
-    Ok(failed > 0)
+    Ok(out.failed > 0)
 }
 
-fn extractor(
-    model: &PathBuf,
-    adapter: &str,
-    (backend, profile): (&str, bool),
+/// A `redact --jsonl` line's id and text.
+type Line = (serde_json::Value, String);
+
+fn document_of(line: &[u8]) -> Result<Line, Error> {
+    let line = std::str::from_utf8(line).map_err(|e| Error::BadGold(format!("not UTF-8: {e}")))?;
+    let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::BadGold(e.to_string()))?;
+    let text = doc["text"]
+        .as_str()
+        .ok_or_else(|| Error::BadGold("needs a \"text\" string".into()))?
+        .to_string();
+    Ok((doc["id"].clone(), text))
+}
+
+/// Where `redact --jsonl` writes.
+struct JsonlOut<'a> {
+    stdout: std::io::StdoutLock<'static>,
+    mapping: Option<&'a mut std::io::BufWriter<std::fs::File>>,
+    errors: Option<std::io::BufWriter<std::fs::File>>,
+    lines_in: usize,
+    failed: usize,
+}
+
+impl JsonlOut<'_> {
+    /// Extracts from the readable lines of `group` (line number, document) together, then
+    /// writes each line's result in order.
+    fn redact_group(
+        &mut self,
+        group: Vec<(usize, Result<Line, Error>)>,
+        x: &mut Extractor,
+        schema: &Schema,
+        redactor: &Redactor,
+    ) -> Result<(), Error> {
+        let texts: Vec<&str> = group
+            .iter()
+            .filter_map(|(_, d)| d.as_ref().ok())
+            .map(|d| d.1.as_str())
+            .collect();
+        // An error of the whole group (the model failing) is every line's.
+        let mut found = match block_on(x.extract_many(&texts, schema, |_, _| {})) {
+            Ok(found) => found,
+            Err(e) => texts.iter().map(|_| Err(e.clone())).collect(),
+        }
+        .into_iter();
+        for (n, doc) in group {
+            let result = doc.and_then(|(id, text)| {
+                let entities = found.next().expect("one result per readable line")?.entities;
+                Ok((id, redactor.redact(&text, &entities), text))
+            });
+            match result {
+                Ok((id, r, text)) => self.write(&id, &text, &r)?,
+                Err(e) => self.fail(n, &e)?,
+            }
+        }
+        eprint!(
+            "\rredacted {} documents, {} failed",
+            self.lines_in - self.failed,
+            self.failed
+        );
+        Ok(())
+    }
+
+    fn write(&mut self, id: &serde_json::Value, text: &str, r: &Redaction) -> Result<(), Error> {
+        use std::io::Write;
+        // Offsets in code points, like every JSONL file here: into the original text and
+        // into the redacted one.
+        let (original, redacted) = (OffsetMap::new(text), OffsetMap::new(&r.text));
+        let replacements: Vec<serde_json::Value> = r
+            .replacements
+            .iter()
+            .map(|x| {
+                let (start, end) = original.span(x.start, x.end, Unit::CodePoints);
+                let (rs, re) = redacted.span(x.redacted_start, x.redacted_end, Unit::CodePoints);
+                serde_json::json!({"label": x.label, "start": start, "end": end, "redacted_start": rs,
+                    "redacted_end": re, "operator": x.operator, "replacement": x.replacement})
+            })
+            .collect();
+        let out = serde_json::json!({"id": id, "text": r.text, "replacements": replacements});
+        writeln!(self.stdout, "{out}")
+            .and_then(|_| self.stdout.flush())
+            .map_err(io)?;
+        if let Some(m) = self.mapping.as_mut() {
+            write_mapping(m, id, text, r)?;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, line: usize, e: &Error) -> Result<(), Error> {
+        use std::io::Write;
+        self.failed += 1;
+        eprintln!("\rline {line}: skipped: error [{}]: {e}", e.code());
+        if let Some(f) = self.errors.as_mut() {
+            let row = serde_json::json!({"line": line, "code": e.code(), "message": e.to_string()});
+            writeln!(f, "{row}").map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// The global options an extractor is made with.
+struct Settings {
+    adapter: String,
+    backend: String,
+    gpu_profile: bool,
     end_penalty: f32,
-) -> Result<Extractor, Error> {
-    let mut x = Extractor::new(load_engine(model, adapter, backend, profile)?);
-    x.end_penalty = end_penalty;
+    batch: usize,
+}
+
+impl From<&Cli> for Settings {
+    fn from(cli: &Cli) -> Settings {
+        Settings {
+            adapter: cli.adapter.clone(),
+            backend: cli.backend.clone(),
+            gpu_profile: cli.gpu_profile,
+            end_penalty: cli.end_penalty,
+            batch: cli.batch,
+        }
+    }
+}
+
+fn extractor(model: &PathBuf, s: &Settings) -> Result<Extractor, Error> {
+    let mut x = Extractor::new(load_engine(model, &s.adapter, &s.backend, s.gpu_profile)?);
+    x.end_penalty = s.end_penalty;
+    x.batch = s.batch;
     Ok(x)
+}
+
+/// `--batch`: 1 to 256.
+fn batch_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=256) => Ok(n),
+        _ => Err(format!("{s} is not a number from 1 to 256")),
+    }
 }
 
 fn main() -> ExitCode {

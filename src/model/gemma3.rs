@@ -9,7 +9,10 @@
 
 use std::sync::Arc;
 
-use super::{check_tokens, load_linear, load_vector, Compute, KvCache, KvSnapshot, LanguageModel, MAX_CONTEXT};
+use super::{
+    check_slot, check_tokens, load_linear, load_vector, BatchRow, Compute, KvCache, KvSnapshot, LanguageModel, Logits,
+    MAX_CONTEXT,
+};
 use crate::backend::cpu::{self, AttentionShape, Linear};
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, Gguf};
@@ -20,6 +23,9 @@ use crate::model::adapter::{Adapter, LowRank};
 const GLOBAL_EVERY: usize = 6;
 /// Default RoPE base of the sliding-window layers (Gemma 3's `rope_local_base_freq`).
 const LOCAL_ROPE_BASE: f32 = 10_000.0;
+/// Sequences one forward carries. Each has its own cache (a few MB over a shared prefix);
+/// the extractor decides how many it uses.
+pub const MAX_BATCH: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -167,7 +173,8 @@ pub struct Gemma3 {
     layers: Vec<Layer<Linear, Vec<f32>>>,
     output_norm: Vec<f32>,
     lm_head: Arc<Linear>,
-    cache: KvCache,
+    /// One cache per sequence slot; slot 0 is the single-sequence methods' cache.
+    caches: Vec<KvCache>,
 }
 
 impl Gemma3 {
@@ -186,7 +193,7 @@ impl Gemma3 {
             .collect::<Result<Vec<_>>>()?;
         Ok(Gemma3 {
             output_norm: vec("output_norm.weight".into(), h)?,
-            cache: KvCache::new(c.layers, kv_dim),
+            caches: (0..MAX_BATCH).map(|_| KvCache::new(c.layers, kv_dim)).collect(),
             config: c,
             embedding,
             layers,
@@ -194,75 +201,142 @@ impl Gemma3 {
         })
     }
 
-    /// Hidden states after the final norm, for the last of `tokens`.
-    fn hidden_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+    /// Appends each sequence's tokens (`(slot, tokens)`, distinct slots) to its cache and
+    /// returns the hidden state after its last token (after the final norm), `hidden` wide
+    /// per sequence. All tokens go through each projection together: the weights are read
+    /// once per forward, not once per sequence.
+    fn hidden_last(&mut self, seqs: &[(usize, &[u32])]) -> Result<Vec<f32>> {
         let c = &self.config;
-        let (seq, h, hd) = (tokens.len(), c.hidden, c.head_dim);
-        let start = self.cache.len();
-        let mut x = self.embedding.rows(tokens)?;
+        let (h, hd) = (c.hidden, c.head_dim);
+        let all: Vec<u32> = seqs.iter().flat_map(|s| s.1.iter().copied()).collect();
+        let n = all.len();
+        // Where each sequence's rows start in the batch, and its first position.
+        let mut spans = Vec::with_capacity(seqs.len());
+        let mut row = 0;
+        for &(slot, tokens) in seqs {
+            spans.push((slot, row..row + tokens.len(), self.caches[slot].len()));
+            row += tokens.len();
+        }
+        let (q_row, kv_row) = (c.heads * hd, c.kv_heads * hd);
+        let mut x = self.embedding.rows(&all)?;
         cpu::scale_in_place(&mut x, (h as f32).sqrt());
         for (i, l) in self.layers.iter().enumerate() {
             let global = c.is_global(i);
             let mut a = x.clone();
             cpu::rms_norm(&mut a, &l.attn_norm, c.eps);
-            let mut q = l.q.forward(&a, seq)?;
-            let mut k = l.k.forward(&a, seq)?;
-            let v = l.v.forward(&a, seq)?;
+            let mut q = l.q.forward(&a, n)?;
+            let mut k = l.k.forward(&a, n)?;
+            let v = l.v.forward(&a, n)?;
             cpu::rms_norm(&mut q, &l.q_norm, c.eps);
             cpu::rms_norm(&mut k, &l.k_norm, c.eps);
             let base = if global { c.rope_base } else { c.local_rope_base };
-            cpu::rope(&mut q, c.heads, hd, start, base);
-            cpu::rope(&mut k, c.kv_heads, hd, start, base);
-            self.cache.append(i, &k, &v);
-            let kv = &self.cache.layers[i];
-            let attn = cpu::attention(&q, &kv.k, &kv.v, start, &c.attention_shape(global));
-            let mut a = l.o.forward(&attn, seq)?;
+            for (slot, rows, start) in &spans {
+                let q = &mut q[rows.start * q_row..rows.end * q_row];
+                let k = &mut k[rows.start * kv_row..rows.end * kv_row];
+                cpu::rope(q, c.heads, hd, *start, base);
+                cpu::rope(k, c.kv_heads, hd, *start, base);
+                self.caches[*slot].append(i, k, &v[rows.start * kv_row..rows.end * kv_row]);
+            }
+            let seqs: Vec<cpu::Sequence> = spans
+                .iter()
+                .map(|(slot, rows, start)| {
+                    let (k, v) = self.caches[*slot].rows(i);
+                    cpu::Sequence {
+                        k,
+                        v,
+                        first_pos: *start,
+                        tokens: rows.len(),
+                    }
+                })
+                .collect();
+            let attn = cpu::attention_batch(&q, &seqs, &c.attention_shape(global));
+            let mut a = l.o.forward(&attn, n)?;
             cpu::rms_norm(&mut a, &l.post_attn_norm, c.eps);
             cpu::add_in_place(&mut x, &a);
 
             let mut f = x.clone();
             cpu::rms_norm(&mut f, &l.ffn_norm, c.eps);
-            let mut gate = l.gate.forward(&f, seq)?;
-            let up = l.up.forward(&f, seq)?;
+            let mut gate = l.gate.forward(&f, n)?;
+            let up = l.up.forward(&f, n)?;
             cpu::gelu_mul(&mut gate, &up);
-            let mut f = l.down.forward(&gate, seq)?;
+            let mut f = l.down.forward(&gate, n)?;
             cpu::rms_norm(&mut f, &l.post_ffn_norm, c.eps);
             cpu::add_in_place(&mut x, &f);
         }
-        self.cache.advance(seq);
-        let mut last = x.split_off((seq - 1) * h);
+        let mut last = Vec::with_capacity(seqs.len() * h);
+        for (slot, rows, _) in &spans {
+            self.caches[*slot].advance(rows.len());
+            last.extend_from_slice(&x[(rows.end - 1) * h..rows.end * h]);
+        }
         cpu::rms_norm(&mut last, &self.output_norm, c.eps);
         Ok(last)
     }
-}
 
-impl Gemma3 {
-    fn hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        check_tokens(tokens, self.cache.len(), self.config.context, self.config.vocab)?;
-        let start = self.cache.len();
-        let result = self.hidden_last(tokens);
+    /// [`Self::hidden_last`] after checking every sequence; on an error every cache is
+    /// left as it was.
+    fn hidden(&mut self, seqs: &[(usize, &[u32])]) -> Result<Vec<f32>> {
+        for (i, &(slot, tokens)) in seqs.iter().enumerate() {
+            check_slot(slot, self.caches.len())?;
+            if seqs[..i].iter().any(|s| s.0 == slot) {
+                return Err(Error::Compute(format!("sequence slot {slot} twice in one batch")));
+            }
+            check_tokens(tokens, self.caches[slot].len(), self.config.context, self.config.vocab)?;
+        }
+        let starts: Vec<usize> = seqs.iter().map(|s| self.caches[s.0].len()).collect();
+        let result = self.hidden_last(seqs);
         if result.is_err() {
-            self.cache.truncate(start);
+            for (s, start) in seqs.iter().zip(starts) {
+                self.caches[s.0].truncate(start);
+            }
         }
         result
+    }
+
+    /// The logits a row asks for, from its hidden state.
+    fn row_logits(&self, hidden: &[f32], logits: Logits) -> Result<Vec<f32>> {
+        match logits {
+            Logits::All => self.lm_head.forward(hidden, 1),
+            Logits::Of(ids) => self.lm_head.forward_rows(hidden, ids),
+        }
     }
 }
 
 impl LanguageModel for Gemma3 {
     fn forward_hidden<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
-        Box::pin(std::future::ready(self.hidden(tokens)))
+        Box::pin(std::future::ready(self.hidden(&[(0, tokens)])))
     }
 
     fn logits<'a>(&'a self, hidden: &'a [f32]) -> Compute<'a, Vec<f32>> {
-        Box::pin(std::future::ready(self.lm_head.forward(hidden, 1)))
+        Box::pin(std::future::ready(self.row_logits(hidden, Logits::All)))
     }
 
     fn logits_for<'a>(&'a self, hidden: &'a [f32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
-        Box::pin(std::future::ready(self.lm_head.forward_rows(hidden, ids)))
+        Box::pin(std::future::ready(self.row_logits(hidden, Logits::Of(ids))))
+    }
+
+    fn max_batch(&self) -> usize {
+        self.caches.len()
+    }
+
+    fn begin(&mut self, slot: usize, prefix: &KvSnapshot) -> Result<()> {
+        check_slot(slot, self.caches.len())?;
+        self.caches[slot].restore(prefix)
+    }
+
+    fn forward_batch<'a>(&'a mut self, rows: &'a [BatchRow<'a>]) -> Compute<'a, Vec<Vec<f32>>> {
+        let seqs: Vec<(usize, &[u32])> = rows.iter().map(|r| (r.slot, r.tokens)).collect();
+        let logits = self.hidden(&seqs).and_then(|hidden| {
+            hidden
+                .chunks_exact(self.config.hidden)
+                .zip(rows)
+                .map(|(h, r)| self.row_logits(h, r.logits))
+                .collect()
+        });
+        Box::pin(std::future::ready(logits))
     }
 
     fn position(&self) -> usize {
-        self.cache.len()
+        self.caches[0].len()
     }
     fn max_context(&self) -> usize {
         self.config.context
@@ -271,13 +345,13 @@ impl LanguageModel for Gemma3 {
         self.config.vocab
     }
     fn truncate(&mut self, position: usize) {
-        self.cache.truncate(position);
+        self.caches[0].truncate(position);
     }
     fn snapshot(&self) -> KvSnapshot {
-        self.cache.snapshot()
+        self.caches[0].snapshot()
     }
     fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()> {
-        self.cache.restore(snapshot)
+        self.caches[0].restore(snapshot)
     }
     fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
         let shapes: Vec<[(usize, usize); 7]> = self
@@ -291,7 +365,9 @@ impl LanguageModel for Gemma3 {
                 linear.lora = pairs.next().flatten();
             }
         }
-        self.cache.truncate(0);
+        for cache in &mut self.caches {
+            cache.truncate(0);
+        }
         Ok(())
     }
     fn backend(&self) -> &'static str {

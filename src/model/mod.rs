@@ -72,6 +72,55 @@ pub trait LanguageModel {
     fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()>;
     /// Where the forward runs: `cpu` or `webgpu`.
     fn backend(&self) -> &'static str;
+
+    /// How many sequences one [`Self::forward_batch`] carries, each in its own cache
+    /// (slots `0..max_batch`; slot 0 is the cache the single-sequence methods use).
+    fn max_batch(&self) -> usize {
+        1
+    }
+    /// Starts sequence `slot` at the end of `prefix`, forgetting what the slot held.
+    fn begin(&mut self, slot: usize, prefix: &KvSnapshot) -> Result<()> {
+        check_slot(slot, self.max_batch())?;
+        self.restore(prefix)
+    }
+    /// Appends each row's tokens to its sequence and returns, per row, the logits it asks
+    /// for after its last token. The rows share every weight read: a step of B sequences
+    /// costs far less than B steps. The default carries one row.
+    fn forward_batch<'a>(&'a mut self, rows: &'a [BatchRow<'a>]) -> Compute<'a, Vec<Vec<f32>>> {
+        Box::pin(async move {
+            let [row] = rows else {
+                return Err(Error::Compute(format!("{} rows in a batch of at most 1", rows.len())));
+            };
+            check_slot(row.slot, 1)?;
+            let logits = match row.logits {
+                Logits::All => self.forward(row.tokens).await?,
+                Logits::Of(ids) => self.forward_logits_for(row.tokens, ids).await?,
+            };
+            Ok(vec![logits])
+        })
+    }
+}
+
+/// One sequence's part of a batched forward.
+pub struct BatchRow<'a> {
+    pub slot: usize,
+    pub tokens: &'a [u32],
+    pub logits: Logits<'a>,
+}
+
+/// Which logits a row wants after its last token.
+#[derive(Clone, Copy)]
+pub enum Logits<'a> {
+    All,
+    /// Only these tokens' (constrained decoding).
+    Of(&'a [u32]),
+}
+
+fn check_slot(slot: usize, slots: usize) -> Result<()> {
+    match slot < slots {
+        true => Ok(()),
+        false => Err(Error::Compute(format!("sequence slot {slot} of {slots}"))),
+    }
 }
 
 /// The checks every forward makes before touching the cache.

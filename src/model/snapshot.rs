@@ -16,10 +16,12 @@ pub struct KvSnapshot {
 
 impl KvSnapshot {
     pub fn new<T: Any>(len: usize, state: T) -> KvSnapshot {
-        KvSnapshot {
-            len,
-            state: Rc::new(state),
-        }
+        KvSnapshot::shared(len, Rc::new(state))
+    }
+
+    /// A snapshot of state that others hold too.
+    pub fn shared<T: Any>(len: usize, state: Rc<T>) -> KvSnapshot {
+        KvSnapshot { len, state }
     }
 
     /// Positions held.
@@ -34,6 +36,11 @@ impl KvSnapshot {
     /// The model's own state, or [`Error::BadSnapshot`] if another kind of model made it.
     pub fn state<T: Any>(&self) -> Result<&T> {
         self.state.downcast_ref().ok_or(Error::BadSnapshot)
+    }
+
+    /// As [`Self::state`], shared rather than borrowed: a cache can resume on it without a copy.
+    pub fn state_shared<T: Any>(&self) -> Result<Rc<T>> {
+        self.state.clone().downcast().map_err(|_| Error::BadSnapshot)
     }
 }
 

@@ -5,7 +5,7 @@
 //! the same comparison holds on Vulkan and on the browser's WebGPU.
 
 use super::{attention_parts_len, Gpu, GpuMatrix, Groups, Kernel};
-use crate::backend::cpu::{self, rope_table, AttentionShape};
+use crate::backend::cpu::{self, rope_table, AttentionShape, KvRows};
 use crate::backend::q8::Q8Rows;
 use crate::backend::{max_rel_diff, noise};
 use crate::error::Result;
@@ -228,7 +228,8 @@ pub async fn check_kernels(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
                 window,
                 scale: 0.3,
             };
-            let want = cpu::attention(&q, &k, &v, first, &shape);
+            let row = kv_heads * hd;
+            let want = cpu::attention(&q, KvRows::whole(&k, row), KvRows::whole(&v, row), first, &shape);
             let parts = gpu.zeros(attention_parts_len(&shape, seq));
             let out_buf = gpu.zeros(q.len());
             let mut rec = gpu.recorder();

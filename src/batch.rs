@@ -1,0 +1,245 @@
+//! Answers many windows at once. The windows of a document (and of many documents) are
+//! independent once the schema prefix is in the KV cache, so each live window gets a
+//! sequence slot of its own over that shared prefix, and every decoding step forwards one
+//! token of each live window together: the weights are read once per step instead of
+//! once per window. A window that finishes frees its slot for the next (continuous
+//! batching), whose prompt then rides along in the same forward as the others' tokens.
+//! Each window's answer is the same as when it is decoded alone.
+
+use crate::decode::{Decoder, Grammar, Limits, Line};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::free_format::FreeDecoder;
+use crate::model::{BatchRow, KvSnapshot, Logits};
+use crate::prompt::{self, Format};
+use crate::spans::inside_word;
+use crate::tokenizer::Tokenizer;
+
+/// How the windows are answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Windows decoded at once (at most what the model carries; 1: one after another).
+    pub batch: usize,
+    /// See [`Limits::end_penalty`].
+    pub end_penalty: f32,
+    /// `None` (the product): lines under the grammar; else see [`crate::free_format`].
+    pub free_format: Option<Format>,
+}
+
+/// A line of a window's answer, placed in the window: byte range, surrounding whitespace
+/// trimmed.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub label: usize,
+    pub start: usize,
+    pub end: usize,
+    pub score: f32,
+}
+
+/// One window's answer.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub lines: Vec<Placed>,
+    /// Answer tokens decoded.
+    pub decoded: usize,
+}
+
+/// Answers each of `windows` after `prefix` (the schema prompt's cache), telling
+/// `on_answer(i, answer)` as each window finishes, in whatever order they finish.
+/// `cancelled` is asked before every step.
+pub async fn answer_windows(
+    engine: &mut Engine,
+    prefix: &KvSnapshot,
+    windows: &[&str],
+    labels: &[String],
+    settings: Settings,
+    cancelled: &dyn Fn() -> bool,
+    mut on_answer: impl FnMut(usize, Answer),
+) -> Result<()> {
+    let Engine { model, tokenizer, .. } = engine;
+    let slots = settings.batch.clamp(1, model.max_batch());
+    let mut free: Vec<usize> = (0..slots).rev().collect();
+    let mut live: Vec<Live> = Vec::with_capacity(slots);
+    let mut next = 0;
+    loop {
+        while next < windows.len() && !free.is_empty() {
+            let slot = free.pop().expect("a free slot");
+            model.begin(slot, prefix)?;
+            let chunk = windows[next];
+            let input = tokenizer.encode(&prompt::document(chunk));
+            let room = model.max_context().saturating_sub(prefix.len() + input.len());
+            let max_tokens = answer_budget(chunk.split_whitespace().count()).min(room);
+            let decoder = match settings.free_format {
+                None => Decoding::Grammar(Box::new((
+                    Decoder::new(Limits {
+                        max_tokens,
+                        end_penalty: settings.end_penalty,
+                    }),
+                    Grammar::new(tokenizer, labels, chunk),
+                ))),
+                Some(format) => Decoding::Free(FreeDecoder::new(format, max_tokens)),
+            };
+            live.push(Live {
+                window: next,
+                slot,
+                chunk,
+                input,
+                decoder,
+                placer: Placer::default(),
+            });
+            next += 1;
+        }
+        if live.is_empty() {
+            return Ok(());
+        }
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        // Windows with nothing left to ask are done.
+        let mut i = 0;
+        while i < live.len() {
+            if live[i].wants_step() {
+                i += 1;
+            } else {
+                let l = live.swap_remove(i);
+                free.push(l.slot);
+                on_answer(l.window, l.finish(labels));
+            }
+        }
+        if live.is_empty() {
+            continue;
+        }
+        let rows: Vec<BatchRow> = live.iter().map(Live::row).collect();
+        let logits = model.forward_batch(&rows).await?;
+        for (l, logits) in live.iter_mut().zip(&logits) {
+            l.input.clear();
+            if let Some(token) = l.choose(tokenizer, logits) {
+                l.input.push(token);
+            }
+        }
+    }
+}
+
+/// Most answer tokens the model may decode for a window of `words` words.
+pub const fn answer_budget(words: usize) -> usize {
+    16 + 4 * words
+}
+
+/// A window being answered in a sequence slot.
+struct Live<'t> {
+    window: usize,
+    slot: usize,
+    chunk: &'t str,
+    /// What the next step forwards: the window's prompt, then each chosen token.
+    input: Vec<u32>,
+    decoder: Decoding,
+    placer: Placer,
+}
+
+enum Decoding {
+    Grammar(Box<(Decoder, Grammar)>),
+    Free(FreeDecoder),
+}
+
+impl Live<'_> {
+    /// Whether the answer goes on; prepares the step's allowed tokens.
+    fn wants_step(&mut self) -> bool {
+        if self.input.is_empty() {
+            return false;
+        }
+        let (chunk, placer) = (self.chunk, &self.placer);
+        match &mut self.decoder {
+            Decoding::Grammar(dg) => dg.0.allowed(&dg.1, &|label, at: &[(usize, usize)]| {
+                placer.place(chunk, label, at).is_some()
+            }),
+            Decoding::Free(d) => d.wants_step(),
+        }
+    }
+
+    fn row(&self) -> BatchRow<'_> {
+        let logits = match &self.decoder {
+            Decoding::Grammar(dg) => Logits::Of(dg.0.ids()),
+            Decoding::Free(_) => Logits::All,
+        };
+        BatchRow {
+            slot: self.slot,
+            tokens: &self.input,
+            logits,
+        }
+    }
+
+    /// The token this step chose, if the answer goes on.
+    fn choose(&mut self, tokenizer: &Tokenizer, logits: &[f32]) -> Option<u32> {
+        let (chunk, placer) = (self.chunk, &mut self.placer);
+        match &mut self.decoder {
+            Decoding::Grammar(dg) => {
+                let (d, g) = &mut **dg;
+                d.choose(g, logits, |line| placer.accept(chunk, &line))
+            }
+            Decoding::Free(d) => d.choose(tokenizer, logits),
+        }
+    }
+
+    fn finish(mut self, labels: &[String]) -> Answer {
+        let decoded = match &self.decoder {
+            Decoding::Grammar(dg) => dg.0.decoded(),
+            Decoding::Free(d) => {
+                // A line that fits nowhere is dropped; the ones after it still count.
+                for line in d.lines(self.chunk, labels) {
+                    self.placer.accept(self.chunk, &line);
+                }
+                d.decoded()
+            }
+        };
+        Answer {
+            lines: self.placer.lines,
+            decoded,
+        }
+    }
+}
+
+/// Where a window's lines go: a line maps to the first fitting occurrence of its text at or
+/// after the end of the previous line (answers are in text order), else to the first; an
+/// occurrence must not start or end inside a word, nor repeat a line of the same label.
+#[derive(Default)]
+struct Placer {
+    cursor: usize,
+    lines: Vec<Placed>,
+}
+
+impl Placer {
+    /// Where a line of `label` whose text is at `at` would go; `None` if nowhere fits.
+    fn place(&self, chunk: &str, label: usize, at: &[(usize, usize)]) -> Option<(usize, usize)> {
+        let trimmed = |&(s, e): &(usize, usize)| {
+            let span = &chunk[s..e];
+            let s = s + span.len() - span.trim_start().len();
+            (s, s + span.trim().len())
+        };
+        let fits = |&(s, e): &(usize, usize)| {
+            s < e
+                && !inside_word(chunk, s)
+                && !inside_word(chunk, e)
+                && !self
+                    .lines
+                    .iter()
+                    .any(|p| p.label == label && p.start == s && p.end == e)
+        };
+        let spans: Vec<(usize, usize)> = at.iter().map(trimmed).filter(fits).collect();
+        spans.iter().find(|s| s.0 >= self.cursor).or(spans.first()).copied()
+    }
+
+    /// Places `line`; false (the answer ends) if it fits nowhere.
+    fn accept(&mut self, chunk: &str, line: &Line) -> bool {
+        let Some((start, end)) = self.place(chunk, line.label, &line.at) else {
+            return false;
+        };
+        self.cursor = end;
+        self.lines.push(Placed {
+            label: line.label,
+            start,
+            end,
+            score: line.score,
+        });
+        true
+    }
+}
