@@ -29,7 +29,7 @@ use crate::model::KvSnapshot;
 use crate::prompt::{self, Format};
 use crate::recognizers::{self, Recognizer};
 use crate::schema::Schema;
-use crate::spans::{self, inside_word, Entity, Source};
+use crate::spans::{self, inside_word, Entity, Occupied, Source};
 
 /// Texts above this are refused: at a few hundred bytes a second, 2 MiB is already hours
 /// of work, and a corpus belongs in separate documents.
@@ -248,6 +248,9 @@ struct Doc<'t> {
     /// How many of `found` were told (they are told as their window's turn comes, so
     /// that the entities of many texts are told text after text).
     told: usize,
+    /// Where `found` are, and where its pattern entities are.
+    taken: Occupied,
+    patterns: Occupied,
     windows: Vec<Range<usize>>,
     decoded: usize,
 }
@@ -270,6 +273,8 @@ impl<'t> Doc<'t> {
             },
             decoded: 0,
             told: 0,
+            taken: Occupied::default(),
+            patterns: Occupied::default(),
         };
         for e in pattern_entities(text, schema) {
             doc.accept(e, schema);
@@ -310,8 +315,7 @@ impl<'t> Doc<'t> {
 
     /// Adds `e` unless the policies drop it (see the module's documentation).
     fn accept(&mut self, e: Entity, schema: &Schema) {
-        let found = &mut self.found;
-        let Some(e) = outside_patterns(self.text, e, found) else {
+        let Some(e) = outside_patterns(self.text, e, &self.patterns) else {
             return;
         };
         // A value that cannot be of its recognizer's type is no entity (nor is what a
@@ -326,8 +330,12 @@ impl<'t> Doc<'t> {
         }
         // Spans are never empty, so "overlaps an accepted one" also drops the same span
         // found again in the next window.
-        if found.iter().all(|f| e.end <= f.start || e.start >= f.end) {
-            found.push(e);
+        if !self.taken.overlaps(e.start, e.end) {
+            self.taken.insert(e.start, e.end);
+            if e.source == Source::Pattern {
+                self.patterns.insert(e.start, e.end);
+            }
+            self.found.push(e);
         }
     }
 }
@@ -357,22 +365,19 @@ pub fn pattern_entities(text: &str, schema: &Schema) -> Vec<Entity> {
         .collect()
 }
 
-/// A model entity without the edges that pattern entities in `found` already claim, and
-/// the spaces and punctuation beside them; `None` when no word of it is left. One with a
-/// pattern entity inside it comes back whole, for the overlap check to drop.
-fn outside_patterns(text: &str, mut e: Entity, found: &[Entity]) -> Option<Entity> {
+/// A model entity without the edges that the pattern entities at `patterns` already
+/// claim, and the spaces and punctuation beside them; `None` when no word of it is left.
+/// One with a pattern entity inside it comes back whole, for the overlap check to drop.
+fn outside_patterns(text: &str, mut e: Entity, patterns: &Occupied) -> Option<Entity> {
     if e.source != Source::Model {
         return Some(e);
     }
     let (start, end) = (e.start, e.end);
-    for p in found
-        .iter()
-        .filter(|p| p.source == Source::Pattern && p.start < end && p.end > start)
-    {
-        if p.start <= start {
-            e.start = e.start.max(p.end);
-        } else if p.end >= end {
-            e.end = e.end.min(p.start);
+    for (p_start, p_end) in patterns.overlapping(start, end) {
+        if p_start <= start {
+            e.start = e.start.max(p_end);
+        } else if p_end >= end {
+            e.end = e.end.min(p_start);
         }
     }
     if (e.start, e.end) == (start, end) {
@@ -446,7 +451,7 @@ fn runs_on(text: &str, start: usize, end: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{outside_patterns, runs_on};
-    use crate::spans::{Entity, Source};
+    use crate::spans::{Entity, Occupied, Source};
 
     fn entity(text: &str, part: &str, label: &str, source: Source) -> Entity {
         let start = text.find(part).unwrap();
@@ -465,9 +470,12 @@ mod tests {
         let text = "correct it to Dr. Berta Szöllössy, +1 555 0100 Mr Bo";
         let dr = entity(text, "Dr.", "TITLE", Source::Pattern);
         let phone = entity(text, "+1 555 0100", "PHONE_NUMBER", Source::Pattern);
-        let found = [dr.clone(), phone.clone()];
+        let mut patterns = Occupied::default();
+        for p in [&dr, &phone] {
+            patterns.insert(p.start, p.end);
+        }
         let kept =
-            |part: &str| outside_patterns(text, entity(text, part, "PERSON", Source::Model), &found).map(|e| e.text);
+            |part: &str| outside_patterns(text, entity(text, part, "PERSON", Source::Model), &patterns).map(|e| e.text);
         assert_eq!(kept("Dr. Berta Szöllössy").as_deref(), Some("Berta Szöllössy"));
         assert_eq!(kept("Szöllössy, +1 555 0100").as_deref(), Some("Szöllössy"));
         assert_eq!(kept("Berta Szöllössy").as_deref(), Some("Berta Szöllössy"));
@@ -480,7 +488,7 @@ mod tests {
         );
         // Pattern entities never shrink.
         assert_eq!(
-            outside_patterns(text, dr.clone(), &[phone]).map(|e| e.text),
+            outside_patterns(text, dr.clone(), &patterns).map(|e| e.text),
             Some(dr.text)
         );
     }

@@ -236,6 +236,9 @@ fn ggml_dtype(type_id: u32) -> Option<GgmlDType> {
 /// Sequential reader over a [`ByteSource`] that fetches the source in large windows.
 struct Reader<'a, S: ByteSource + ?Sized> {
     src: &'a S,
+    /// The source's size, asked once: a file answers with a system call, and a header has
+    /// hundreds of thousands of values (one per token of the vocabulary).
+    len: u64,
     pos: u64,
     window_start: u64,
     window: Vec<u8>,
@@ -245,7 +248,7 @@ const WINDOW: usize = 1 << 20;
 
 impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
     fn bytes(&mut self, n: u64, what: &str) -> Result<&[u8]> {
-        let len = self.src.size();
+        let len = self.len;
         let end = self
             .pos
             .checked_add(n)
@@ -305,12 +308,12 @@ impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
             9 => return Err(Error::Malformed(format!("{key}: nested arrays"))),
             t => return Err(Error::Malformed(format!("{key}: unknown array element type {t}"))),
         };
-        let left = self.src.size().saturating_sub(self.pos);
+        let left = self.len.saturating_sub(self.pos);
         if n.saturating_mul(min_size) > left {
             return Err(Error::Truncated {
                 what: format!("{key}: array of {n} elements"),
                 needed: self.pos.saturating_add(n.saturating_mul(min_size)),
-                len: self.src.size(),
+                len: self.len,
             });
         }
         let n = n as usize;
@@ -356,13 +359,15 @@ impl<'a, S: ByteSource + ?Sized> Reader<'a, S> {
 impl Gguf {
     /// Parses the header and checks that every tensor lies inside the file.
     pub fn parse<S: ByteSource + ?Sized>(src: &S) -> Result<Gguf> {
+        let len = src.size();
         let mut r = Reader {
             src,
+            len,
             pos: 0,
             window_start: 0,
             window: Vec::new(),
         };
-        if src.size() < 4 || r.bytes(4, "magic")? != MAGIC {
+        if len < 4 || r.bytes(4, "magic")? != MAGIC {
             return Err(Error::NotGguf);
         }
         let version = r.u32("version")?;
@@ -380,11 +385,11 @@ impl Gguf {
         }
         // A directory entry takes at least 32 bytes (empty name, no dims): check the count
         // against the bytes left before reserving room for it.
-        if n_tensors.saturating_mul(32) > src.size().saturating_sub(r.pos) {
+        if n_tensors.saturating_mul(32) > len.saturating_sub(r.pos) {
             return Err(Error::Truncated {
                 what: format!("a directory of {n_tensors} tensors"),
                 needed: r.pos.saturating_add(n_tensors.saturating_mul(32)),
-                len: src.size(),
+                len,
             });
         }
         let mut infos = Vec::with_capacity(n_tensors as usize);
@@ -419,11 +424,11 @@ impl Gguf {
                 .ok_or_else(|| Error::Malformed(format!("tensor {name} has dims {dims:?}")))?;
             // A relative offset near 2^64 must not wrap around onto the header.
             let needed = data_start.checked_add(rel).and_then(|o| o.checked_add(size as u64));
-            let Some(needed) = needed.filter(|&n| n <= src.size()) else {
+            let Some(needed) = needed.filter(|&n| n <= len) else {
                 return Err(Error::Truncated {
                     what: format!("tensor {name}"),
                     needed: needed.unwrap_or(u64::MAX),
-                    len: src.size(),
+                    len,
                 });
             };
             let offset = needed - size as u64;

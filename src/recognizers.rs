@@ -475,9 +475,11 @@ pub fn find_all(text: &str, recognizers: &[Recognizer]) -> Vec<Match> {
             .cmp(&b.recognizer)
             .then((b.end - b.start).cmp(&(a.end - a.start)))
     });
+    let mut taken = crate::spans::Occupied::default();
     let mut kept: Vec<Match> = Vec::new();
     for m in all {
-        if kept.iter().all(|k| m.end <= k.start || m.start >= k.end) {
+        if !taken.overlaps(m.start, m.end) {
+            taken.insert(m.start, m.end);
             kept.push(m);
         }
     }
