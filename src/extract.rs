@@ -258,12 +258,7 @@ struct Doc<'t> {
 impl<'t> Doc<'t> {
     /// Checks the text's size, accepts its pattern entities and cuts its windows.
     fn start(text: &'t str, schema: &Schema) -> Result<Doc<'t>> {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(Error::InputTooLarge {
-                bytes: text.len(),
-                max: MAX_TEXT_BYTES,
-            });
-        }
+        check_size(text)?;
         let mut doc = Doc {
             text,
             found: Vec::new(),
@@ -337,6 +332,18 @@ impl<'t> Doc<'t> {
             }
             self.found.push(e);
         }
+    }
+}
+
+/// [`Error::InputTooLarge`] for a text above [`MAX_TEXT_BYTES`]: callers can refuse it
+/// before loading a model.
+pub fn check_size(text: &str) -> Result<()> {
+    match text.len() > MAX_TEXT_BYTES {
+        true => Err(Error::InputTooLarge {
+            bytes: text.len(),
+            max: MAX_TEXT_BYTES,
+        }),
+        false => Ok(()),
     }
 }
 

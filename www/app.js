@@ -279,6 +279,7 @@ $('extract').addEventListener('click', async () => {
   $('extract-progress').hidden = false;
   $('extract-progress').value = 0;
   const t0 = performance.now();
+  let windowsStart = t0;
   try {
     const r = await client.extract(lastText, editor.schema, (e) => {
       entities.push(e);
@@ -286,7 +287,12 @@ $('extract').addEventListener('click', async () => {
     }, ({ loaded, total }) => {
       $('extract-progress').max = total;
       $('extract-progress').value = loaded;
-      $('extract-status').textContent = total > 1 ? `Extracting… window ${Math.min(loaded + 1, total)} of ${total}` : 'Extracting…';
+      // The windows' pace, from the first one (the schema's prompt runs before it).
+      if (loaded === 0) windowsStart = performance.now();
+      const left = loaded > 0 ? (performance.now() - windowsStart) / loaded * (total - loaded) / 1000 : null;
+      $('extract-status').textContent = total > 1
+        ? `Extracting… ${loaded} of ${total} windows done${left === null ? '' : `, about ${Math.ceil(left)} s left`}`
+        : 'Extracting…';
     });
     entities = r.entities;
     $('extract-status').textContent = `${countEntities(r.entities.length)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`;

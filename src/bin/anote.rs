@@ -44,6 +44,9 @@ struct Cli {
     /// lower precision)
     #[arg(long, global = true, default_value_t = anote_ner::extract::END_PENALTY)]
     end_penalty: f32,
+    /// No progress on stderr (there is none either when stderr is not a terminal)
+    #[arg(long, global = true)]
+    quiet: bool,
     /// Extraction: windows decoded at once (1: one after another; the same entities either way)
     #[arg(long, global = true, default_value_t = anote_ner::extract::DEFAULT_BATCH, value_parser = batch_size)]
     batch: usize,
@@ -169,21 +172,36 @@ fn entity_json(map: &OffsetMap, e: &Entity) -> serde_json::Value {
     serde_json::json!({"start": start, "end": end, "label": e.label, "text": e.text, "score": e.score, "source": e.source})
 }
 
-/// Progress through the windows of one long document, on stderr when it is a terminal (a
-/// 6 KB text takes most of a minute, and said nothing while it ran).
-fn window_progress() -> Box<dyn Fn(usize, usize)> {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
+/// Progress for someone waiting at a terminal: `what done/total` with the time left, on
+/// one rewritten stderr line; nothing when stderr is not a terminal (a log must not fill
+/// with carriage returns) or with `--quiet`.
+fn progress(quiet: bool, what: &'static str) -> Box<dyn Fn(usize, usize)> {
+    if quiet || !interactive() {
         return Box::new(|_, _| {});
     }
-    Box::new(|done, total| {
-        if total > 1 {
-            eprint!("\rwindow {done}/{total}");
-            if done == total {
-                eprintln!();
+    let start = std::time::Instant::now();
+    Box::new(move |done, total| {
+        if total <= 1 {
+            return;
+        }
+        let left = match done {
+            0 => String::new(),
+            _ => {
+                let secs = start.elapsed().as_secs_f64() / done as f64 * (total - done) as f64;
+                format!(", about {secs:.0} s left")
             }
+        };
+        eprint!("\r{what} {done}/{total}{left}   ");
+        if done == total {
+            eprintln!();
         }
     })
+}
+
+/// Whether stderr is a terminal someone watches.
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
 }
 
 /// A file's text, or stdin's for `-` or no file.
@@ -232,6 +250,7 @@ fn eval(
     out: Option<&PathBuf>,
     limit: Option<usize>,
     json: bool,
+    progress: Box<dyn Fn(usize, usize)>,
 ) -> Result<(), Error> {
     use std::io::Write;
     let gold = std::fs::read_to_string(data).map_err(|e| Error::Io(format!("{}: {e}", data.display())))?;
@@ -294,9 +313,8 @@ fn eval(
             )
             .map_err(io)?;
         }
-        eprint!("\r{}/{} documents", n + 1, lines.len());
+        progress(n + 1, lines.len());
     }
-    eprintln!();
     let scores = scorer.finish();
     latencies.sort_by(f64::total_cmp);
     let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
@@ -458,8 +476,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Extract { schema, file } => {
             let schema = schema.load()?;
             let text = read_input(file)?;
+            anote_ner::extract::check_size(&text)?;
             let mut x = extractor(&path, &settings)?;
-            x.progress = window_progress();
+            x.progress = progress(cli.quiet, "window");
             let r = block_on(x.extract(&text, &schema, |_| {}))?;
             let map = OffsetMap::new(&text);
             let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
@@ -480,12 +499,19 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let schema = schema.load()?;
             let redactor = redactor(&default_op, &ops, key_file.as_ref())?;
+            // One text is read (and refused when too large) before the model loads.
+            let (input, file) = match jsonl {
+                true => (None, file),
+                false => (Some(read_input(file)?), None),
+            };
+            if let Some(text) = &input {
+                anote_ner::extract::check_size(text)?;
+            }
             let mut x = extractor(&path, &settings)?;
             x.check_schema(&schema)?;
             let mut mapping = mapping.as_ref().map(private_file).transpose()?;
-            if !jsonl {
-                let input = read_input(file)?;
-                x.progress = window_progress();
+            if let Some(input) = input {
+                x.progress = progress(cli.quiet, "window");
                 let entities = block_on(x.extract(&input, &schema, |_| {}))?.entities;
                 let r = redactor.redact(&input, &entities);
                 if let Some(m) = &mut mapping {
@@ -494,7 +520,15 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 print!("{}", r.text);
                 return Ok(ExitCode::SUCCESS);
             }
-            let failed = redact_jsonl(file, &mut x, &schema, &redactor, mapping.as_mut(), errors.as_ref())?;
+            let failed = redact_jsonl(
+                file,
+                &mut x,
+                &schema,
+                &redactor,
+                mapping.as_mut(),
+                errors.as_ref(),
+                cli.quiet,
+            )?;
             return Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS });
         }
         Command::Eval {
@@ -516,7 +550,15 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     Predictor::Model(Box::new(x))
                 }
             };
-            eval(predictor, &data, &schema.load()?, out.as_ref(), limit, json)?;
+            eval(
+                predictor,
+                &data,
+                &schema.load()?,
+                out.as_ref(),
+                limit,
+                json,
+                progress(cli.quiet, "document"),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -595,6 +637,7 @@ fn redact_jsonl(
     redactor: &Redactor,
     mapping: Option<&mut std::io::BufWriter<std::fs::File>>,
     errors: Option<&PathBuf>,
+    quiet: bool,
 ) -> Result<bool, Error> {
     use std::io::{BufRead, Write};
     let input: Box<dyn BufRead> = match file.filter(|f| f.as_os_str() != "-") {
@@ -609,6 +652,7 @@ fn redact_jsonl(
         errors: errors.map(private_file).transpose()?,
         lines_in: 0,
         failed: 0,
+        status: !quiet && interactive(),
     };
     let mut group = Vec::with_capacity(JSONL_GROUP);
     for (n, line) in input.split(b'\n').enumerate() {
@@ -624,7 +668,8 @@ fn redact_jsonl(
     }
     out.redact_group(group, x, schema, redactor)?;
     eprintln!(
-        "\rredact: {} lines in, {} out, {} failed",
+        "{}redact: {} lines in, {} out, {} failed",
+        if out.status { "\r" } else { "" },
         out.lines_in,
         out.lines_in - out.failed,
         out.failed
@@ -655,6 +700,8 @@ struct JsonlOut<'a> {
     errors: Option<std::io::BufWriter<std::fs::File>>,
     lines_in: usize,
     failed: usize,
+    /// Whether to keep a count on stderr.
+    status: bool,
 }
 
 impl JsonlOut<'_> {
@@ -688,11 +735,13 @@ impl JsonlOut<'_> {
                 Err(e) => self.fail(n, &e)?,
             }
         }
-        eprint!(
-            "\rredacted {} documents, {} failed",
-            self.lines_in - self.failed,
-            self.failed
-        );
+        if self.status {
+            eprint!(
+                "\rredacted {} lines, {} failed",
+                self.lines_in - self.failed,
+                self.failed
+            );
+        }
         Ok(())
     }
 
@@ -724,7 +773,9 @@ impl JsonlOut<'_> {
     fn fail(&mut self, line: usize, e: &Error) -> Result<(), Error> {
         use std::io::Write;
         self.failed += 1;
-        eprintln!("\rline {line}: skipped: error [{}]: {e}", e.code());
+        // Over the count line, if there is one.
+        let over = if self.status { "\r" } else { "" };
+        eprintln!("{over}line {line}: skipped: error [{}]: {e}", e.code());
         if let Some(f) = self.errors.as_mut() {
             let row = serde_json::json!({"line": line, "code": e.code(), "message": e.to_string()});
             writeln!(f, "{row}").map_err(io)?;
