@@ -461,6 +461,63 @@ await check('a browser without WebGPU runs on the CPU and says why', async () =>
   }
 });
 
+await check('windows decoded together find what one window at a time finds', async () => {
+  const r = await page.evaluate(async () => {
+    const { AnoteClient } = await import('./anote.js');
+    const c = new AnoteClient();
+    await c.load(new URL('models/gemma-3-270m-q4_k_m.gguf', location.href).href);
+    const schema = await (await fetch('presets/pii.json')).json();
+    const text = 'Hi Daniel,\n\nTomasz Kowalczyk confirmed that order NB-44871 left Leeds on Monday. Call him on '
+      + '+44 113 496 0721.\n\nInvoices now go to Meridian Health Partners, 5 Castle Street, Winchester SO23 8UJ, for '
+      + 'Mr. George Patel in Finance.\n\nBest regards,\nSarah Whitfield\nNorthbridge Logistics Ltd';
+    const spans = (x) => x.entities.map((e) => [e.label, e.start, e.end, e.score.toFixed(4)]);
+    const alone = await c.extract(text, schema, undefined, undefined, { batch: 1 });
+    const together = await c.extract(text, schema, undefined, undefined, { batch: 8 });
+    return { windows: alone.windows.length, alone: spans(alone), together: spans(together) };
+  });
+  assert.ok(r.windows >= 4, `${r.windows} windows`);
+  assert.ok(r.alone.length >= 6, JSON.stringify(r.alone));
+  assert.deepEqual(r.together, r.alone);
+});
+
+await check('served by nginx with deploy/nginx/anote.conf: the headers the page needs, and it extracts', async () => {
+  const nginx = process.env.ANOTE_NGINX_URL;
+  const at = (path) => new URL(path, nginx);
+  const csp = (await (await fetch(url)).text()).match(/http-equiv="Content-Security-Policy"\s+content="([^"]+)"/)[1];
+  const model = 'models/gemma-3-270m-q4_k_m.gguf';
+  for (const path of ['', 'sw.js', 'pkg/anote_ner_bg.wasm', 'presets/pii.json', model]) {
+    const r = await fetch(at(path), { method: 'HEAD' });
+    assert.equal(r.status, 200, path);
+    for (const [name, value] of [['cross-origin-opener-policy', 'same-origin'], ['cross-origin-embedder-policy', 'require-corp'],
+      ['cross-origin-resource-policy', 'same-origin'], ['content-security-policy', csp], ['x-content-type-options', 'nosniff']]) {
+      assert.equal(r.headers.get(name), value, `${name} of /${path}`);
+    }
+    assert.equal(r.headers.get('cache-control'), path === model ? 'public, max-age=604800' : 'no-cache', `/${path}`);
+  }
+  assert.equal((await fetch(at('pkg/anote_ner_bg.wasm'), { method: 'HEAD' })).headers.get('content-type'), 'application/wasm');
+  assert.match((await fetch(at(''), { method: 'HEAD' })).headers.get('content-type'), /^text\/html; charset=utf-8/);
+  const gz = { 'accept-encoding': 'gzip' };
+  assert.equal((await fetch(at('app.js'), { headers: gz })).headers.get('content-encoding'), 'gzip');
+  const part = await fetch(at(model), { headers: { ...gz, range: 'bytes=0-3' } });
+  assert.equal(part.status, 206);
+  assert.equal(part.headers.get('content-encoding'), null, 'the weights are not compressed');
+  assert.equal(new TextDecoder().decode(await part.arrayBuffer()), 'GGUF');
+
+  const p = await browser.newPage();
+  const away = [];
+  p.on('request', (r) => { if (new URL(r.url()).origin !== new URL(nginx).origin) away.push(r.url()); });
+  await p.goto(nginx);
+  assert.equal(await p.evaluate(() => crossOriginIsolated), true, 'not cross-origin isolated');
+  assert.equal(await modelState(p), 'ready', await p.textContent('[data-testid=error]'));
+  await p.fill('[data-testid=text-input]', 'Please call Ahmed Khan on +44 20 7946 0018.');
+  await p.click('[data-testid=extract]');
+  await p.waitForSelector('[data-testid=extract-status][data-done=true]');
+  const found = await p.$$eval('[data-testid=entity]', (es) => es.map((e) => e.dataset.label));
+  assert.ok(found.includes('PHONE_NUMBER') && found.includes('PERSON'), JSON.stringify(found));
+  assert.deepEqual(away, []);
+  await p.close();
+});
+
 await check('no request leaves the origin, and none carries user text', async () => {
   for (const r of requests) {
     assert.equal(new URL(r.url()).origin, origin, `request to ${r.url()}`);

@@ -362,12 +362,14 @@ fn browser_tests(root: &Path) -> Result<()> {
     let screenshots = target_dir(root).join("screenshots");
     std::fs::create_dir_all(&screenshots)?;
     let server = serve::spawn(root, 0)?;
+    let nginx = serve::spawn_nginx(root)?;
     run_step(
         "test: browser (headless Chromium)",
         Command::new("node")
             .current_dir(root)
             .arg("tests/browser/page.test.mjs")
             .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
+            .env("ANOTE_NGINX_URL", format!("http://127.0.0.1:{}/", nginx.port))
             .env("ANOTE_PROMPT", prompt)
             .env("ANOTE_NATIVE", expected)
             .env("ANOTE_GOLD", &gold)

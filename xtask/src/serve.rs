@@ -119,3 +119,55 @@ fn handle(mut stream: TcpStream, root: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Debian's nginx serving the repository with `deploy/nginx/anote.conf` on a free loopback
+/// port (stopped when dropped): what a deployment runs, for the browser tests.
+pub struct Nginx {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn_nginx(root: &Path) -> Result<Nginx> {
+    // A free port: bound, then released for nginx.
+    let port = bind(0)?.local_addr()?.port();
+    let dir = crate::target_dir(root).join("nginx");
+    std::fs::create_dir_all(&dir)?;
+    let root_str = root.to_str().context("the repository's path is not UTF-8")?;
+    let site = std::fs::read_to_string(root.join("deploy/nginx/anote.conf"))?
+        .replace("/srv/anote", root_str)
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+    std::fs::write(dir.join("anote.conf"), site)?;
+    let d = dir.display();
+    // Only what running in the foreground, as this user, in target/ needs around the site.
+    let main = format!(
+        "daemon off;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+         http {{\n  include /etc/nginx/mime.types;\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+         scgi_temp_path {d}/scgi;\n  include {d}/anote.conf;\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), main)?;
+    let child = std::process::Command::new(crate::setup::NGINX)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .context("starting nginx (cargo xtask setup installs it)")?;
+    let nginx = Nginx { port, child };
+    // Ready when it answers.
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(nginx);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    anyhow::bail!("nginx did not listen on {port}: see {d}/error.log")
+}

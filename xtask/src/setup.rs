@@ -84,9 +84,10 @@ fn wasm_bindgen_cli(root: &Path) -> Result<()> {
     )
 }
 
-/// Debian packages: Chromium and its driver for the browser tests, and Mesa's Vulkan
+/// Debian packages: Chromium and its driver for the browser tests, Mesa's Vulkan
 /// drivers, whose lavapipe (software Vulkan) gives the native WebGPU tests an adapter on
-/// machines without a GPU.
+/// machines without a GPU, and nginx, which serves the page once in the browser tests with
+/// `deploy/nginx/anote.conf`.
 fn system_packages() -> Result<()> {
     let step = "Debian packages";
     let lavapipe = || {
@@ -97,10 +98,11 @@ fn system_packages() -> Result<()> {
             })
             .unwrap_or(false)
     };
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() && lavapipe() {
+    let installed = ["/usr/bin/chromium", "/usr/bin/chromedriver", NGINX].map(|p| Path::new(p).exists());
+    if installed.iter().all(|&i| i) && lavapipe() {
         done(
             step,
-            "chromium, chromium-driver and mesa-vulkan-drivers already installed",
+            "chromium, chromium-driver, mesa-vulkan-drivers and nginx already installed",
         );
         return Ok(());
     }
@@ -129,9 +131,13 @@ fn system_packages() -> Result<()> {
             "chromium-driver",
             "fonts-liberation",
             "mesa-vulkan-drivers",
+            "nginx",
         ]),
     )
 }
+
+/// Debian's nginx binary.
+pub const NGINX: &str = "/usr/sbin/nginx";
 
 fn node_packages(root: &Path) -> Result<()> {
     let step = "Node packages";
