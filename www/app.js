@@ -29,15 +29,19 @@ function setStatus(state, text) {
   $('model-status').textContent = text;
 }
 
+// One bar for the model's download; what follows (reading the weights into memory, the
+// fine-tuning adapter) has no byte count worth a second bar that would start again at 0 %.
 client.onprogress = ({ phase, loaded, total }) => {
+  if (phase !== 'download') {
+    $('progress').removeAttribute('value'); // indeterminate
+    $('progress-text').textContent = phase === 'load' ? 'Preparing the weights…' : 'Applying the fine-tuning adapter…';
+    return;
+  }
   $('progress').max = total || 1;
   $('progress').value = loaded;
   const secs = (performance.now() - started) / 1000;
   const pct = total ? Math.floor((100 * loaded) / total) : 0;
-  const verb = { download: 'Downloading', load: 'Preparing weights' }[phase];
-  $('progress-text').textContent = phase === 'load'
-    ? `${verb}…`
-    : `${verb}: ${MB(loaded)} of ${MB(total)} (${pct}%) · ${MB(loaded / Math.max(secs, 0.001))}/s`;
+  $('progress-text').textContent = `Downloading the model: ${MB(loaded)} of ${MB(total)} (${pct}%) · ${MB(loaded / Math.max(secs, 0.001))}/s`;
 };
 
 async function modelDir() {
@@ -152,9 +156,11 @@ async function validate(schema) {
   }
 }
 
+const BLANK = 'blank';
 let loadingPreset = false;
+// `blank`: no types, to write a schema from scratch.
 async function loadPreset(id) {
-  const schema = await (await fetch(`presets/${id}.json`)).json();
+  const schema = id === BLANK ? { labels: [] } : await (await fetch(`presets/${id}.json`)).json();
   loadingPreset = true;
   try {
     editor.set(schema);
@@ -166,6 +172,7 @@ async function loadPreset(id) {
 
 $('preset').append(new Option('edited', ''));
 for (const p of await (await fetch('presets/index.json')).json()) $('preset').append(new Option(p.name, p.id));
+$('preset').append(new Option('Blank (no types)', BLANK));
 $('preset').addEventListener('change', () => { if ($('preset').value) loadPreset($('preset').value); });
 $('schema-import-button').addEventListener('click', () => $('schema-import').click());
 if (!editor.restore()) await loadPreset('pii');

@@ -14,7 +14,7 @@
 //                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets)
 //                  {type:'redact', id, text, entities, operators, key?}  key: the secret of hash and pseudonym
 //                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
-//   worker → page  {type:'progress', id?, phase:'download'|'load'|'extract'|'evaluate', loaded, total}
+//   worker → page  {type:'progress', id?, phase:'download'|'adapter'|'load'|'extract'|'evaluate', loaded, total}
 //                                                         (with an id: windows of an extraction, documents of an evaluation)
 //                  {type:'ready', backend, device, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
 //                                                         (sent again if a lost GPU moves the engine to the CPU)
@@ -66,7 +66,7 @@ async function fetchOk(url) {
 
 // Streams a download into `write(chunk, at)` with progress; a body shorter than its
 // Content-Length (a dropped connection) is an error, never a silently short model.
-async function download(url, write) {
+async function download(url, phase, write) {
   const response = await fetchOk(url);
   const total = Number(response.headers.get('content-length')) || 0;
   let loaded = 0, lastPost = 0;
@@ -74,17 +74,17 @@ async function download(url, write) {
     write(chunk, loaded);
     loaded += chunk.length;
     const now = performance.now();
-    if (now - lastPost > 100) { post({ type: 'progress', phase: 'download', loaded, total }); lastPost = now; }
+    if (now - lastPost > 100) { post({ type: 'progress', phase, loaded, total }); lastPost = now; }
   }
   if (total && loaded !== total) throw Object.assign(new Error(`${url}: the download stopped at ${loaded} of ${total} bytes`), { code: 'fetch_failed' });
-  post({ type: 'progress', phase: 'download', loaded, total: total || loaded });
+  post({ type: 'progress', phase, loaded, total: total || loaded });
   return loaded;
 }
 
 // Outside a secure context there is no file store: the whole file is held in memory.
-async function downloadToMemory(url) {
+async function downloadToMemory(url, phase) {
   let bytes = new Uint8Array(0);
-  const size = await download(url, (chunk, at) => {
+  const size = await download(url, phase, (chunk, at) => {
     if (at + chunk.length > bytes.length) {
       const grown = new Uint8Array(Math.max(2 * bytes.length, at + chunk.length, 1 << 20));
       grown.set(bytes.subarray(0, at));
@@ -103,8 +103,9 @@ async function downloadToMemory(url) {
 // beside the weights (with Cache Storage and a Blob that cost ≈ 100–200 MB of peak memory).
 const modelDir = async () => (await navigator.storage.getDirectory()).getDirectoryHandle(MODEL_DIR, { create: true });
 
-async function fetchModel(url) {
-  if (!navigator.storage?.getDirectory) return { bytes: await downloadToMemory(url), fromCache: false };
+// `phase` names the download in its progress messages (`download`: the model, `adapter`).
+async function fetchModel(url, phase = 'download') {
+  if (!navigator.storage?.getDirectory) return { bytes: await downloadToMemory(url, phase), fromCache: false };
   const dir = await modelDir();
   const name = encodeURIComponent(url).slice(-200);
   let file = await dir.getFileHandle(name).catch(() => null);
@@ -113,10 +114,10 @@ async function fetchModel(url) {
     const part = await dir.getFileHandle(`${name}.part`, { create: true });
     const out = await part.createSyncAccessHandle().catch(() => null);
     // Another tab is downloading the same file (its handle is exclusive): load from memory.
-    if (!out) return { bytes: await downloadToMemory(url), fromCache: false };
+    if (!out) return { bytes: await downloadToMemory(url, phase), fromCache: false };
     try {
       out.truncate(0);
-      await download(url, (chunk, at) => out.write(chunk, { at }));
+      await download(url, phase, (chunk, at) => out.write(chunk, { at }));
       out.flush();
     } catch (e) {
       out.close();
@@ -151,7 +152,7 @@ async function applyAdapter(modelUrl) {
   if (!shipped) return;
   try {
     if (!adapterBytes) {
-      adapterBytes = readWhole((await fetchModel(new URL(shipped.file, modelUrl).href)).bytes);
+      adapterBytes = readWhole((await fetchModel(new URL(shipped.file, modelUrl).href, 'adapter')).bytes);
     }
     engine.setAdapter(adapterBytes, shipped.sha256);
   } catch (e) {

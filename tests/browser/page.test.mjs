@@ -194,6 +194,9 @@ await check('the schema editor starts on the PII preset, validates inline, impor
   await page.reload();
   await modelState(page);
   assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 2, 'the schema did not survive a reload');
+  await page.selectOption('[data-testid=preset]', 'blank'); // a schema from scratch, in one step
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 0);
+  assert.equal(await page.$$eval('#type-chips > *', (c) => c.length), 0);
   await page.selectOption('[data-testid=preset]', 'pii');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 17);
 });
