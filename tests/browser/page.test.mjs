@@ -284,6 +284,13 @@ await check('the evaluate tab scores a gold file like `anote eval`, skipping its
   const f1 = Number(await page.getAttribute('[data-testid=eval-status]', 'data-micro-f1'));
   assert.equal(f1.toFixed(4), nativeEval.scores.strict.micro.f1.toFixed(4));
   assert.equal(await page.$eval('#eval-progress', (p) => p.value === p.max), true, 'the bar stopped short');
+  // The sample file the tab offers is a gold file it scores whole.
+  const sample = await page.evaluate(async () => (await fetch(document.querySelector('[data-testid=sample-gold]').href)).text());
+  await page.setInputFiles('[data-testid=gold-file]', { name: 'sample-gold.jsonl', mimeType: 'application/json', buffer: Buffer.from(sample) });
+  await page.click('[data-testid=evaluate]');
+  await page.waitForSelector('[data-testid=eval-status][data-done=true]', { timeout: 600_000 });
+  assert.equal(await page.textContent('[data-testid=eval-status]'), '3 documents scored');
+  assert.ok(Number(await page.getAttribute('[data-testid=eval-status]', 'data-micro-f1')) > 0.5);
   await shoot(page, 'evaluate', 'section[aria-labelledby=eval-h]');
 });
 
