@@ -1,11 +1,10 @@
 import { AnoteClient } from './anote.js';
+import { DEFAULT_MODEL_PATH, KEY_STORE, MODEL_DIR } from './config.js';
 import { SchemaEditor } from './schema-editor.js';
 import { asJsonlRecord, colorOf, countEntities, download, renderHighlights, renderLegend, setPalette } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const DEFAULT_MODEL = 'models/gemma-3-270m-q4_k_m.gguf';
-const MODEL_DIR = 'anote-models-v1'; // in the origin private file system (OPFS), kept by the worker
 const MB = (n) => (n / 1e6).toFixed(1) + ' MB';
 
 // The app shell is cached by a service worker so the page works offline after a visit.
@@ -334,7 +333,6 @@ let redaction = { text: '', replacements: [] };
 
 // The key of hash and pseudonym: made once per origin (32 random bytes as hex), kept in
 // localStorage, replaceable by a shared one and exportable as a key file for the CLI.
-const KEY_STORE = 'anote-key-v1';
 function redactionKey() {
   let key = localStorage.getItem(KEY_STORE);
   if (!key) {
@@ -477,4 +475,4 @@ $('generate').addEventListener('click', async () => {
   }
 });
 
-loadModel(new URL(params.get('model') ?? DEFAULT_MODEL, location.href).href);
+loadModel(new URL(params.get('model') ?? DEFAULT_MODEL_PATH, location.href).href);

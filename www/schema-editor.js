@@ -1,7 +1,8 @@
 // The entity-type table: edit, add, remove, reorder, duplicate; presets, JSON import and
 // export; kept in localStorage. Validation is the engine's own (`invalid_schema`).
 
-const STORE = 'anote-schema-v1';
+import { SCHEMA_STORE } from './config.js';
+
 const RECOGNIZERS = ['', 'email', 'phone', 'credit_card', 'iban', 'ip_address', 'url', 'us_ssn', 'date', 'honorific'];
 const list = (s) => s.split(';').map((x) => x.trim()).filter(Boolean);
 
@@ -16,7 +17,7 @@ export class SchemaEditor {
   /** The saved schema, if any (first visit: none). */
   restore() {
     try {
-      const saved = JSON.parse(localStorage.getItem(STORE));
+      const saved = JSON.parse(localStorage.getItem(SCHEMA_STORE));
       if (saved?.labels) return this.set(saved), true;
     } catch { /* a broken entry is replaced by the preset */ }
     return false;
@@ -59,7 +60,7 @@ export class SchemaEditor {
   }
 
   #save() {
-    localStorage.setItem(STORE, JSON.stringify(this.schema));
+    localStorage.setItem(SCHEMA_STORE, JSON.stringify(this.schema));
     this.onChange(this.schema);
   }
 

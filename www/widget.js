@@ -11,10 +11,11 @@
 //
 // Types: anote.d.ts. Nothing the user types leaves the page: the engine runs in a worker.
 import { AnoteClient } from './anote.js';
+import { DEFAULT_MODEL_PATH } from './config.js';
 import { countEntities, renderHighlights, setPalette } from './view.js';
 
 const HERE = new URL('.', import.meta.url);
-export const DEFAULT_MODEL = new URL('models/gemma-3-270m-q4_k_m.gguf', HERE).href;
+export const DEFAULT_MODEL = new URL(DEFAULT_MODEL_PATH, HERE).href;
 
 export class Anote extends EventTarget {
   #client = new AnoteClient(new URL('worker.js', HERE));

@@ -24,8 +24,8 @@
 //                  {type:'error', id?, code, message}
 import init, { Engine, Scorer, checkCpuKernels, checkKernels, defaultAdapter, parseGold, redact, validateSchema } from './pkg/anote_ner.js';
 import { codePoints } from './view.js';
+import { MODEL_DIR } from './config.js';
 
-const MODEL_DIR = 'anote-models-v1';
 let engine = null;
 let adapterBytes = null; // the shipped adapter, once fetched (7.6 MB)
 const ready = init();
