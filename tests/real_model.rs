@@ -203,6 +203,16 @@ fn shipped_adapter() -> (Vec<u8>, String) {
     (std::fs::read(&path).unwrap(), sha256)
 }
 
+/// The real model with the shipped adapter, as the product runs it.
+fn tuned_extractor() -> anote_ner::Extractor {
+    let (bytes, sha256) = shipped_adapter();
+    let adapter = anote_ner::model::Adapter::from_bytes(&bytes, Some(&sha256)).unwrap();
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let mut x = anote_ner::Extractor::new(Engine::load(&file).unwrap());
+    x.engine.set_adapter(Some(&adapter)).unwrap();
+    x
+}
+
 #[test]
 fn the_shipped_adapter_is_verified_and_improves_extraction() {
     use anote_ner::model::Adapter;
@@ -234,13 +244,7 @@ fn the_shipped_adapter_is_verified_and_improves_extraction() {
 /// the body.
 #[test]
 fn every_paragraph_of_an_e_mail_is_read() {
-    use anote_ner::model::Adapter;
-    let (bytes, sha256) = shipped_adapter();
-    let file = std::fs::File::open(common::real_model_path()).unwrap();
-    let mut x = anote_ner::Extractor::new(Engine::load(&file).unwrap());
-    x.engine
-        .set_adapter(Some(&Adapter::from_bytes(&bytes, Some(&sha256)).unwrap()))
-        .unwrap();
+    let mut x = tuned_extractor();
     let text = "Hi Dr. Okafor,\n\nFollowing up on ticket #48213: my new card is 4111 1111 1111 1111 and the \
 refund should go to IBAN GB82 WEST 1234 5698 7654 32. I moved last month to 14 Rue des Lilas, 69003 Lyon, \
 France. You can reach me at +33 6 12 34 56 78 or amelie.durand@example.fr.\n\nThanks,\nAmélie Durand\n\
@@ -320,13 +324,7 @@ fn extraction_on_webgpu_finds_the_cpus_entities() {
 /// e-mail thread.
 #[test]
 fn batched_windows_find_what_one_window_at_a_time_finds() {
-    use anote_ner::model::Adapter;
-    let (bytes, sha256) = shipped_adapter();
-    let file = std::fs::File::open(common::real_model_path()).unwrap();
-    let mut x = anote_ner::Extractor::new(Engine::load(&file).unwrap());
-    x.engine
-        .set_adapter(Some(&Adapter::from_bytes(&bytes, Some(&sha256)).unwrap()))
-        .unwrap();
+    let mut x = tuned_extractor();
     let schema = anote_ner::Schema::preset("pii").unwrap();
     let thread = include_str!("../bench/documents/email-thread.txt");
     // Scores to four decimals: the kernels' sums may round differently in the last bits.
