@@ -28,6 +28,10 @@ enum Weight {
     Q8(Q8Rows),
 }
 
+/// Whether candle's Q6_K product of one row differs from its product of several (see
+/// [`Linear::forward`]).
+const LONE_Q6K_DIFFERS: bool = !cfg!(target_arch = "wasm32");
+
 /// Whether Q8_0 products run on our kernel ([`Linear::from_q8`]) rather than candle's.
 pub const OWN_Q8_KERNEL: bool = cfg!(target_arch = "wasm32");
 
@@ -78,9 +82,10 @@ impl Linear {
     /// (sequences decoded together get what each gets alone).
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let mut y = match &self.weight {
-            // candle multiplies one Q6_K row with another kernel than several, whose sums
-            // round differently: a lone row goes twice, as a batch would take it.
-            Weight::Candle { matmul, tensor } if rows == 1 && tensor.dtype() == GgmlDType::Q6K => {
+            // Natively candle multiplies one Q6_K row with another kernel than several (its
+            // repacked tiles start at two rows), whose sums round differently: a lone row
+            // goes twice, as a batch would take it. In wasm both take the same kernel.
+            Weight::Candle { matmul, tensor } if LONE_Q6K_DIFFERS && rows == 1 && tensor.dtype() == GgmlDType::Q6K => {
                 let xt = Tensor::from_slice(&[x, x].concat(), (2, self.in_dim), &Device::Cpu)?;
                 let mut y = matmul.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
                 y.truncate(self.out_dim);
