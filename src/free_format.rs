@@ -20,6 +20,8 @@ pub struct FreeDecoder {
     bytes: Vec<u8>,
     max_tokens: usize,
     decoded: usize,
+    /// The end of sequence or an end marker came.
+    ended: bool,
 }
 
 impl FreeDecoder {
@@ -35,6 +37,7 @@ impl FreeDecoder {
             bytes: Vec::new(),
             max_tokens,
             decoded: 0,
+            ended: false,
         }
     }
 
@@ -44,7 +47,7 @@ impl FreeDecoder {
 
     /// Whether another step is wanted (its logits: all of them).
     pub fn wants_step(&self) -> bool {
-        self.decoded < self.max_tokens
+        !self.ended && self.decoded < self.max_tokens
     }
 
     /// Takes the logits of every token: the chosen token, which the next step forwards, or
@@ -52,7 +55,7 @@ impl FreeDecoder {
     pub fn choose(&mut self, tok: &Tokenizer, logits: &[f32]) -> Option<u32> {
         let next = argmax(logits);
         if next == tok.eos {
-            self.max_tokens = self.decoded;
+            self.ended = true;
             return None;
         }
         self.decoded += 1;
@@ -68,7 +71,7 @@ impl FreeDecoder {
             .min();
         if let Some(end) = end {
             self.bytes.truncate(from + end);
-            self.max_tokens = self.decoded;
+            self.ended = true;
         }
         self.wants_step().then_some(next)
     }
