@@ -681,9 +681,10 @@ fn redact_jsonl(
 }
 
 /// A `redact --jsonl` line's id and text.
-type Line = (serde_json::Value, String);
+type IdAndText = (serde_json::Value, String);
 
-fn document_of(line: &[u8]) -> Result<Line, Error> {
+/// The id and text of a `redact --jsonl` line.
+fn document_of(line: &[u8]) -> Result<IdAndText, Error> {
     let line = std::str::from_utf8(line).map_err(|e| Error::BadGold(format!("not UTF-8: {e}")))?;
     let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::BadGold(e.to_string()))?;
     let text = doc["text"]
@@ -709,7 +710,7 @@ impl JsonlOut<'_> {
     /// writes each line's result in order.
     fn redact_group(
         &mut self,
-        group: Vec<(usize, Result<Line, Error>)>,
+        group: Vec<(usize, Result<IdAndText, Error>)>,
         x: &mut Extractor,
         schema: &Schema,
         redactor: &Redactor,
