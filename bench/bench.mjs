@@ -2,7 +2,8 @@
 // and in headless Chromium, next to llama.cpp (native, optional) and wllama (browser) on
 // the same GGUF, prompt and thread count, in the same run. Writes docs/benchmarks.md.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { launch } from '../tests/browser/chromium.mjs';
 
@@ -224,6 +225,18 @@ const oursDoc = stats(perDoc.ours.ms);
 const anchorDoc = stats(perDoc.anchor.ms);
 const after = load();
 
+// The npm package (`cargo xtask pack`): the tarball, its files unpacked, and the files a page
+// with the widget fetches on its first visit (the model aside: the site hosts it).
+const tarball = process.env.ANOTE_NPM_TARBALL;
+const packageDir = join(dirname(tarball), 'anote-ner');
+const filesUnder = (dir) => readdirSync(dir, { withFileTypes: true })
+  .flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
+const unpacked = filesUnder(packageDir).reduce((sum, f) => sum + statSync(f).size, 0);
+const FIRST_VISIT = ['index.js', 'widget.js', 'anote.js', 'config.js', 'view.js', 'widget.css', 'worker.js',
+  'pkg/anote_ner.js', 'pkg/anote_ner_bg.wasm', 'presets/pii.json', 'models/anote-ner-lora.safetensors'];
+const firstVisit = FIRST_VISIT.reduce((sum, f) => sum + statSync(join(packageDir, f)).size, 0);
+const modelBytes = statSync(MODEL).size;
+
 const mb = (b) => (b ? `${(b / 1e6).toFixed(0)} MB` : '—');
 const f = (x) => x.toFixed(1);
 const ratio = (a, b) => `${(a / b).toFixed(2)}×`;
@@ -276,6 +289,11 @@ ${pageDocs.map((d) => `| browser (headless Chromium), wasm SIMD128 | e-mail thre
 A window's answer is a handful of tokens after a prompt of some thirty, and the forward of the constrained decoder
 reads only the allowed rows of the LM head, so a step costs about what a prompt token costs whether it carries one
 window or eight: decoding windows together helps a memory-bound step, and here the step is bound by arithmetic.
+
+The npm package \`anote-ner\` (\`cargo xtask pack\`): the tarball is ${(statSync(tarball).size / 1e6).toFixed(1)} MB, ${(unpacked / 1e6).toFixed(1)} MB
+unpacked. A first visit to a page with the widget fetches ${(firstVisit / 1e6).toFixed(1)} MB of it (${FIRST_VISIT.join(', ')}; the
+adapter is most of it) and the model the site hosts (${(modelBytes / 1e6).toFixed(0)} MB); later visits read both from the browser's
+caches (the model and adapter from OPFS).
 
 Per-document extraction, native, 1 thread, schema prefix cached: the first ${EXTRACT_DOCS} documents of the PII dev set
 (\`${PII_DEV}\`, mean ≈ 20 words), \`pii\` preset, recognizers on.

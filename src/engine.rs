@@ -83,6 +83,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies the adapter shipped in `models/` (its `bytes`, checked against the sha256 in
+    /// `models/manifest.json`) and returns `true`; on another base model it returns `false`
+    /// and the model runs as it is, as in the page (a user's own GGUF must still work).
+    pub fn use_shipped_adapter(&mut self, bytes: &[u8]) -> Result<bool> {
+        let Some((_, sha256)) = crate::default_adapter() else {
+            return Ok(false);
+        };
+        match self.set_adapter(Some(&Adapter::from_bytes(bytes, Some(&sha256))?)) {
+            Ok(()) => Ok(true),
+            Err(Error::ForeignAdapter { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Greedy continuation of `prompt` (BOS added when the model wants it). `on_token`
     /// sees each new token id and the text it completes (possibly empty while a
     /// multi-byte character is still being assembled from byte tokens).

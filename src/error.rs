@@ -34,6 +34,8 @@ pub enum Error {
     BadKey(String),
     #[error("bad gold data: {0}")]
     BadGold(String),
+    #[error("not a text to read: {0}")]
+    BadInput(String),
     #[error("invalid schema: {0}")]
     InvalidSchema(String),
     #[error("unknown preset {0}")]
@@ -73,6 +75,7 @@ impl Error {
             Error::BadKey(_) => "bad_key",
             Error::BadGold(_) => "bad_gold",
             Error::Malformed(_) => "malformed_gguf",
+            Error::BadInput(_) => "bad_input",
             Error::InvalidSchema(_) => "invalid_schema",
             Error::UnknownPreset(_) => "unknown_preset",
             Error::InputTooLarge { .. } => "input_too_large",

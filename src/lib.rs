@@ -4,7 +4,8 @@
 //! Data flows one way: [`gguf`] bytes → [`tokenizer`] + [`model`] (ops in [`backend`]) →
 //! [`engine`]; then text + [`schema`] → [`extract`] ([`recognizers`], [`chunk`], [`prompt`],
 //! [`decode`], offsets in [`spans`]) → entities → [`redact`] or [`eval`]. The browser API
-//! lives in `wasm`, a thin layer over [`extract::Extractor`]; the CLI is `bin/anote.rs`.
+//! lives in `wasm` and the Python API's native half in `python` (the `python` feature),
+//! thin layers over [`extract::Extractor`]; the CLI is `bin/anote.rs`.
 
 pub mod backend;
 pub mod batch;
@@ -20,6 +21,8 @@ pub mod free_format;
 pub mod gguf;
 pub mod model;
 pub mod prompt;
+#[cfg(feature = "python")]
+mod python;
 pub mod recognizers;
 pub mod redact;
 pub mod schema;

@@ -177,6 +177,17 @@ impl Redactor {
         })
     }
 
+    /// A redactor from label → operator name, as the JavaScript and Python APIs take it;
+    /// the label `*` stands for every other label (`replace` when absent).
+    pub fn from_operators(operators: &HashMap<String, String>, key: Option<Key>) -> Result<Redactor> {
+        let mut per_label = HashMap::new();
+        for (label, op) in operators {
+            per_label.insert(label.clone(), op.parse::<Operator>()?);
+        }
+        let default = per_label.remove("*").unwrap_or(Operator::Replace);
+        Redactor::new(default, per_label, key)
+    }
+
     /// Whether any operator is `pseudonym` (the CLI makes a key for the run when none is given).
     pub fn wants_pseudonyms(default: &Operator, per_label: &HashMap<String, Operator>) -> bool {
         per_label.values().chain([default]).any(|o| *o == Operator::Pseudonym)

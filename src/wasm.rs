@@ -16,7 +16,7 @@ use crate::eval::Span;
 use crate::extract::{Extractor, DEFAULT_BATCH};
 use crate::gguf::ByteSource;
 use crate::model::Adapter;
-use crate::redact::{Key, Operator, Redactor};
+use crate::redact::{Key, Redactor};
 use crate::schema::Schema;
 use crate::spans::{Entity, OffsetMap, Source, Unit};
 
@@ -390,13 +390,8 @@ pub fn redact(
     let bad = |e: serde_wasm_bindgen::Error| js_error(Error::InvalidSchema(e.to_string()));
     let spans: Vec<JsSpan> = serde_wasm_bindgen::from_value(entities).map_err(bad)?;
     let ops: HashMap<String, String> = serde_wasm_bindgen::from_value(operators).map_err(bad)?;
-    let mut per_label = HashMap::new();
-    for (label, op) in &ops {
-        per_label.insert(label.clone(), op.parse::<Operator>().map_err(js_error)?);
-    }
-    let default = per_label.remove("*").unwrap_or(Operator::Replace);
     let key = key.map(|k| Key::new(k.as_bytes())).transpose().map_err(js_error)?;
-    let redactor = Redactor::new(default, per_label, key).map_err(js_error)?;
+    let redactor = Redactor::from_operators(&ops, key).map_err(js_error)?;
     let map = OffsetMap::new(text);
     let byte = |i: usize| map.convert(i, Unit::Utf16, Unit::Bytes);
     let mut entities = Vec::new();

@@ -102,7 +102,7 @@ fn a_jsonl_run_skips_bad_lines_reports_them_and_processes_the_rest() {
     let errors = lines(&std::fs::read(dir.join("errors.jsonl")).unwrap());
     let failed: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
     assert_eq!(failed, [3, 4, 6, 8], "{stderr}");
-    assert!(errors.iter().all(|e| e["code"] == "bad_gold"), "{errors:?}");
+    assert!(errors.iter().all(|e| e["code"] == "bad_input"), "{errors:?}");
     assert!(stderr.contains("line 3: skipped"), "{stderr}");
     assert!(stderr.contains("7 lines in, 3 out, 4 failed"), "{stderr}");
 }

@@ -68,6 +68,7 @@ export interface AnoteError extends Error {
   code: string;
 }
 
+/** `models/gemma-3-270m-q4_k_m.gguf` beside the page (the site hosts the model). */
 export declare const DEFAULT_MODEL: string;
 
 export declare class Anote extends EventTarget {

@@ -2,8 +2,9 @@
 // Every request returns a Promise; progress and streamed tokens arrive through callbacks.
 // The protocol is defined at the top of worker.js.
 export class AnoteClient {
-  constructor(workerUrl = new URL('./worker.js', import.meta.url)) {
-    this.worker = new Worker(workerUrl, { type: 'module' });
+  constructor() {
+    // Written out in full so that bundlers (Vite) see the worker and bundle it.
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     this.pending = new Map();
     this.cancelFlags = new Map();
     this.nextId = 1;

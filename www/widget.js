@@ -14,11 +14,11 @@ import { AnoteClient } from './anote.js';
 import { DEFAULT_MODEL_PATH } from './config.js';
 import { countEntities, renderHighlights, setPalette } from './view.js';
 
-const HERE = new URL('.', import.meta.url);
-export const DEFAULT_MODEL = new URL(DEFAULT_MODEL_PATH, HERE).href;
+// The model is the site's to host (it is not in the npm package): by default beside the page.
+export const DEFAULT_MODEL = new URL(DEFAULT_MODEL_PATH, document.baseURI).href;
 
 export class Anote extends EventTarget {
-  #client = new AnoteClient(new URL('worker.js', HERE));
+  #client = new AnoteClient();
 
   constructor() {
     super();
@@ -59,7 +59,7 @@ export class AnoteExtractor extends HTMLElement {
     const root = this.attachShadow({ mode: 'open' });
     const style = document.createElement('link');
     style.rel = 'stylesheet';
-    style.href = new URL('widget.css', HERE).href;
+    style.href = new URL('./widget.css', import.meta.url).href;
     const status = Object.assign(document.createElement('div'), { className: 'status' });
     status.dataset.testid = 'widget-status';
     const input = Object.assign(document.createElement('textarea'), { rows: 4 });
@@ -106,7 +106,7 @@ export class AnoteExtractor extends HTMLElement {
   }
 
   async #schema() {
-    const s = this.getAttribute('schema') ?? new URL('presets/pii.json', HERE).href;
+    const s = this.getAttribute('schema') ?? new URL('./presets/pii.json', import.meta.url).href;
     return s.trim().startsWith('{') ? s : (await fetch(new URL(s, location.href))).text();
   }
 }

@@ -144,15 +144,18 @@ function readWhole(bytes) {
   }
 }
 
-// The shipped adapter sits next to the default model; it is cached like the model and
-// checked against the sha256 built into the engine. A model it was not trained on (or one
-// served without it) runs as it is.
-async function applyAdapter(modelUrl) {
+// The shipped adapter comes with the engine (models/ beside this file, in the site and in the
+// npm package; written out so that bundlers emit it). It is cached like the model and checked
+// against the sha256 built into the engine. A model it was not trained on (or a site served
+// without it) runs as it is.
+const ADAPTER_URL = new URL('./models/anote-ner-lora.safetensors', import.meta.url);
+
+async function applyAdapter() {
   const shipped = defaultAdapter();
   if (!shipped) return;
   try {
     if (!adapterBytes) {
-      adapterBytes = readWhole((await fetchModel(new URL(shipped.file, modelUrl).href, 'adapter')).bytes);
+      adapterBytes = readWhole((await fetchModel(ADAPTER_URL.href, 'adapter')).bytes);
     }
     engine.setAdapter(adapterBytes, shipped.sha256);
   } catch (e) {
@@ -182,7 +185,7 @@ async function load(msg) {
   modelUrl = msg.url ?? null;
   lastLoad = { ...msg, bytes: undefined };
   localFile = !msg.url && engine.backend() === 'webgpu' ? msg.bytes : null;
-  if (modelUrl && msg.adapter !== false) await applyAdapter(modelUrl);
+  if (modelUrl && msg.adapter !== false) await applyAdapter();
   const loadMs = performance.now() - t0;
   post({ type: 'ready', backend: engine.backend(), device: engine.device(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(navigator.storage?.getDirectory), bytes: size, wasmBytes: await wasmBytes() });
 }
@@ -206,7 +209,7 @@ function loaded() {
 }
 
 async function setAdapter(msg) {
-  if (msg.enabled && modelUrl) await applyAdapter(modelUrl);
+  if (msg.enabled && modelUrl) await applyAdapter();
   else loaded().setAdapter(undefined, undefined);
   post({ type: 'done', id: msg.id, result: { adapter: loaded().adapter() ?? null } });
 }

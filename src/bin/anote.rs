@@ -393,14 +393,9 @@ fn load_engine(path: &PathBuf, choice: &str, backend: &str, profile: bool) -> Re
     match choice {
         "none" => {}
         "default" => {
-            if let Some((file, sha256)) = anote_ner::default_adapter() {
-                let adapter = Adapter::from_bytes(&read(&in_models(&file))?, Some(&sha256))?;
-                // As in the page: another base model runs as it is.
-                match engine.set_adapter(Some(&adapter)) {
-                    Err(Error::ForeignAdapter { .. }) => {
-                        eprintln!("note: the shipped adapter was trained on another base model; running without it")
-                    }
-                    other => other?,
+            if let Some((file, _)) = anote_ner::default_adapter() {
+                if !engine.use_shipped_adapter(&read(&in_models(&file))?)? {
+                    eprintln!("note: the shipped adapter was trained on another base model; running without it")
                 }
             }
         }
@@ -685,11 +680,11 @@ type IdAndText = (serde_json::Value, String);
 
 /// The id and text of a `redact --jsonl` line.
 fn document_of(line: &[u8]) -> Result<IdAndText, Error> {
-    let line = std::str::from_utf8(line).map_err(|e| Error::BadGold(format!("not UTF-8: {e}")))?;
-    let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::BadGold(e.to_string()))?;
+    let line = std::str::from_utf8(line).map_err(|e| Error::BadInput(format!("not UTF-8: {e}")))?;
+    let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::BadInput(e.to_string()))?;
     let text = doc["text"]
         .as_str()
-        .ok_or_else(|| Error::BadGold("needs a \"text\" string".into()))?
+        .ok_or_else(|| Error::BadInput("the line needs a \"text\" string".into()))?
         .to_string();
     Ok((doc["id"].clone(), text))
 }

@@ -3,6 +3,7 @@
 
 mod eval;
 mod fuzz;
+mod pack;
 mod serve;
 mod setup;
 mod train;
@@ -19,9 +20,14 @@ usage: cargo xtask <command>
                      version), Chromium + ChromeDriver, Node packages, the default model
   build-web          build the wasm engine into www/pkg (release, SIMD128)
   serve [--port N]   setup, build-web, then serve the page on http://127.0.0.1:8080
-  test               setup, then fmt, clippy, unit + parity tests, build-web and browser tests
-  test-browser       build-web, then only the browser tests
-  bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md
+  test               setup, then fmt, clippy, unit + parity tests, the Python and Spark tests,
+                     build-web and browser tests
+  wheel              the Python package (abi3 wheel for this platform) -> target/wheels/
+  pack               build-web, then the npm package -> target/npm/anote-ner-<version>.tgz
+  test-browser       build-web, then only the browser tests (the page, the npm package in two apps)
+  bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md,
+                     then bench-spark
+  bench-spark        redaction throughput of a local Spark job and the CLI -> docs/benchmarks-spark.md
   eval [--limit N] [--adapter default|none|patterns|both|formats|long] [--set NAME]
                      extraction quality on every dev set in ../shared/eval, fine-tuned and/or
                      base model -> docs/eval/*.json and docs/eval.md; formats: the answer
@@ -100,11 +106,25 @@ fn run() -> Result<()> {
             serve::serve_forever(&root, port)
         }
         Some("test") => test(&root),
+        Some("pack") => {
+            setup::all(&root)?;
+            build_web(&root)?;
+            pack::pack(&root).map(drop)
+        }
+        Some("wheel") => {
+            setup::all(&root)?;
+            wheel(&root, "release").map(drop)
+        }
         Some("test-browser") => {
             build_web(&root)?;
-            browser_tests(&root)
+            browser_tests(&root)?;
+            npm_consumer_tests(&root)
         }
         Some("bench") => bench(&root),
+        Some("bench-spark") => {
+            setup::all(&root)?;
+            bench_spark(&root)
+        }
         Some("fuzz") => fuzz::run(&root, flag_value(&args, "--minutes")?.unwrap_or(10.0)),
         Some("eval") => {
             let limit = flag_value(&args, "--limit")?;
@@ -298,6 +318,8 @@ fn test(root: &Path) -> Result<()> {
             "--release",
             "--workspace",
             "--all-targets",
+            "--features",
+            "anote-ner/python",
             "--",
             "-D",
             "warnings",
@@ -309,8 +331,109 @@ fn test(root: &Path) -> Result<()> {
         "test: native tests",
         quiet_vulkan(cargo().current_dir(root).args(["test", "--workspace"]))?,
     )?;
+    python_tests(root)?;
     build_web(root)?;
-    browser_tests(root)
+    browser_tests(root)?;
+    npm_consumer_tests(root)
+}
+
+/// The packed npm package installed into `tests/npm-consumer/`, built there with Vite and
+/// used without a bundler (an import map), both in headless Chromium.
+fn npm_consumer_tests(root: &Path) -> Result<()> {
+    let tarball = pack::pack(root)?;
+    let app = root.join("tests/npm-consumer");
+    run_step(
+        "test: npm consumer: install the package",
+        Command::new("npm")
+            .current_dir(&app)
+            .args(["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund"])
+            .arg(&tarball),
+    )?;
+    let dist = target_dir(root).join("npm-consumer");
+    run_step(
+        "test: npm consumer: vite build",
+        Command::new("node")
+            .current_dir(&app)
+            .arg(root.join("node_modules/vite/bin/vite.js"))
+            .args(["build", "--logLevel", "warn", "--emptyOutDir", "--outDir"])
+            .arg(&dist),
+    )?;
+    let built = serve::spawn_folder(root, &dist)?;
+    let plain = serve::spawn_folder(root, &app)?;
+    let pages = serde_json::json!([
+        {"name": "Vite build", "url": format!("http://127.0.0.1:{}/", built.port)},
+        {"name": "import map, no bundler", "url": format!("http://127.0.0.1:{}/importmap.html", plain.port)},
+    ]);
+    run_step(
+        "test: npm consumer (headless Chromium)",
+        Command::new("node")
+            .current_dir(root)
+            .arg("tests/npm-consumer/consumer.test.mjs")
+            .env("ANOTE_CONSUMER_PAGES", pages.to_string()),
+    )
+}
+
+/// Builds the Python package with maturin in `profile` into `target/wheels/`; returns the wheel.
+fn wheel(root: &Path, profile: &str) -> Result<PathBuf> {
+    let out = target_dir(root).join("wheels");
+    let name = format!("anote_ner-{}-cp39-abi3-", crate_version(root)?);
+    // An older build of the same version must not be the one installed.
+    for entry in std::fs::read_dir(&out).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&name) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    run_step(
+        "wheel: maturin",
+        Command::new(setup::python_env(root).join("bin/maturin"))
+            .current_dir(root)
+            .args(["build", "--quiet", "--profile", profile, "--out"])
+            .arg(&out),
+    )?;
+    let wheel = std::fs::read_dir(&out)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&name)))
+        .context("maturin wrote no wheel")?;
+    println!("xtask: [wheel] {}", wheel.display());
+    Ok(wheel)
+}
+
+/// The version of the `anote-ner` crate, which the wheel and the npm package carry.
+fn crate_version(root: &Path) -> Result<String> {
+    let id = output("version", cargo().current_dir(root).args(["pkgid", "-p", "anote-ner"]))?;
+    Ok(id.trim().rsplit(['@', '#']).next().unwrap_or_default().to_string())
+}
+
+/// Builds the wheel in `profile` and installs it in target/pyenv.
+fn install_wheel(root: &Path, profile: &str) -> Result<()> {
+    let wheel = wheel(root, profile)?;
+    run_step(
+        "install the wheel",
+        Command::new(setup::python_env(root).join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--force-reinstall",
+                "--no-deps",
+            ])
+            .arg(&wheel),
+    )
+}
+
+/// The wheel (test profile settings: see `[profile.pytest]`) installed in target/pyenv, then
+/// pytest on the Python API and a local Spark job, beside the CLI `cargo test` just built.
+fn python_tests(root: &Path) -> Result<()> {
+    install_wheel(root, "pytest")?;
+    let env = setup::python_env(root);
+    run_step(
+        "test: Python and Spark",
+        Command::new(env.join("bin/python"))
+            .current_dir(root)
+            .args(["-m", "pytest", "-q", "python/tests"])
+            .env("ANOTE_CLI", target_dir(root).join("debug/anote")),
+    )
 }
 
 /// Mesa's Vulkan drivers print an error for every device they open when there is no
@@ -385,6 +508,7 @@ fn browser_tests(root: &Path) -> Result<()> {
 fn bench(root: &Path) -> Result<()> {
     setup::all(root)?;
     build_web(root)?;
+    let tarball = pack::pack(root)?;
     run_step(
         "bench: native",
         cargo().current_dir(root).args(["build", "--release", "--bin", "anote"]),
@@ -396,6 +520,23 @@ fn bench(root: &Path) -> Result<()> {
             .current_dir(root)
             .arg("bench/bench.mjs")
             .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
+            .env("ANOTE_NPM_TARBALL", &tarball)
+            .env("ANOTE_BIN", target_dir(root).join("release/anote")),
+    )?;
+    bench_spark(root)
+}
+
+fn bench_spark(root: &Path) -> Result<()> {
+    run_step(
+        "bench-spark: native",
+        cargo().current_dir(root).args(["build", "--release", "--bin", "anote"]),
+    )?;
+    install_wheel(root, "release")?;
+    run_step(
+        "bench-spark",
+        Command::new(setup::python_env(root).join("bin/python"))
+            .current_dir(root)
+            .arg("bench/spark_bench.py")
             .env("ANOTE_BIN", target_dir(root).join("release/anote")),
     )
 }

@@ -1,4 +1,5 @@
-//! A small static file server for `www/` (and the model under `/models/`), with the
+//! A small static file server for `www/` (and the model under `/models/`), or another
+//! site's folder (the npm consumer test's apps), with the
 //! headers the page needs: `application/wasm`, and COOP/COEP so that the page is
 //! cross-origin isolated (precise timers, and threads when a wasm build uses them).
 
@@ -12,19 +13,54 @@ pub struct Server {
     pub port: u16,
 }
 
-/// Serves on 127.0.0.1:`port` (0: any free port) from a background thread.
+/// What a server serves: files from `www`, the model under `/models/` from `models`, and,
+/// for the repository's own page, `/presets/`, `/bench/` and `/node_modules/` from `repo`.
+#[derive(Clone)]
+struct Site {
+    www: PathBuf,
+    models: PathBuf,
+    repo: Option<PathBuf>,
+}
+
+impl Site {
+    fn repository(root: &Path) -> Site {
+        Site {
+            www: root.join("www"),
+            models: root.join("models"),
+            repo: Some(root.to_path_buf()),
+        }
+    }
+}
+
+/// Serves the page on 127.0.0.1:`port` (0: any free port) from a background thread.
 pub fn spawn(root: &Path, port: u16) -> Result<Server> {
+    spawn_site(Site::repository(root), port)
+}
+
+/// Serves `dir` (another site, such as an app that uses the npm package), with the
+/// repository's models under `/models/`, on any free port.
+pub fn spawn_folder(root: &Path, dir: &Path) -> Result<Server> {
+    spawn_site(
+        Site {
+            www: dir.to_path_buf(),
+            models: root.join("models"),
+            repo: None,
+        },
+        0,
+    )
+}
+
+fn spawn_site(site: Site, port: u16) -> Result<Server> {
     let listener = bind(port)?;
     let port = listener.local_addr()?.port();
-    let root = root.to_path_buf();
-    std::thread::spawn(move || accept(listener, root));
+    std::thread::spawn(move || accept(listener, site));
     Ok(Server { port })
 }
 
 pub fn serve_forever(root: &Path, port: u16) -> Result<()> {
     let listener = bind(port)?;
     println!("xtask: serving the page on http://127.0.0.1:{port}/  (Ctrl-C to stop)");
-    accept(listener, root.to_path_buf());
+    accept(listener, Site::repository(root));
     Ok(())
 }
 
@@ -32,33 +68,33 @@ fn bind(port: u16) -> Result<TcpListener> {
     TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("cannot listen on 127.0.0.1:{port}"))
 }
 
-fn accept(listener: TcpListener, root: PathBuf) {
+fn accept(listener: TcpListener, site: Site) {
     for stream in listener.incoming().flatten() {
-        let root = root.clone();
+        let site = site.clone();
         std::thread::spawn(move || {
-            let _ = handle(stream, &root);
+            let _ = handle(stream, &site);
         });
     }
 }
 
-/// `/models/…` comes from the repository's `models/`, `/presets/…` are the built-in
-/// schemas; `/bench/…` and `/node_modules/…` (the wllama anchor) serve the benchmark;
-/// everything else comes from `www/`.
-fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+/// The file a URL path names on `site`, if any.
+fn resolve(site: &Site, url_path: &str) -> Option<PathBuf> {
     let path = url_path.split(['?', '#']).next()?;
     if path.split('/').any(|seg| seg == ".." || seg.contains('\\')) {
         return None;
     }
     let rel = path.trim_start_matches('/');
+    let from_repo = site.repo.as_ref().filter(|_| {
+        ["node_modules/", "bench/", "presets/"]
+            .iter()
+            .any(|p| rel.starts_with(p))
+    });
     let file = if let Some(m) = rel.strip_prefix("models/") {
-        root.join("models").join(m)
-    } else if ["node_modules/", "bench/", "presets/"]
-        .iter()
-        .any(|p| rel.starts_with(p))
-    {
-        root.join(rel)
+        site.models.join(m)
+    } else if let Some(repo) = from_repo {
+        repo.join(rel)
     } else {
-        root.join("www").join(if rel.is_empty() { "index.html" } else { rel })
+        site.www.join(if rel.is_empty() { "index.html" } else { rel })
     };
     let file = if file.is_dir() { file.join("index.html") } else { file };
     file.is_file().then_some(file)
@@ -78,7 +114,7 @@ fn content_type(p: &Path) -> &'static str {
     }
 }
 
-fn handle(mut stream: TcpStream, root: &Path) -> Result<()> {
+fn handle(mut stream: TcpStream, site: &Site) -> Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -91,7 +127,7 @@ fn handle(mut stream: TcpStream, root: &Path) -> Result<()> {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let common = "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n\
                   Cross-Origin-Resource-Policy: same-origin\r\nCache-Control: no-cache\r\nConnection: close\r\n";
-    let Some(file) = resolve(root, target).filter(|_| method == "GET" || method == "HEAD") else {
+    let Some(file) = resolve(site, target).filter(|_| method == "GET" || method == "HEAD") else {
         let body = "not found\n";
         write!(
             stream,

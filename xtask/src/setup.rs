@@ -16,6 +16,7 @@ pub fn all(root: &Path) -> Result<()> {
     wasm_bindgen_cli(root)?;
     system_packages()?;
     node_packages(root)?;
+    python_packages(root)?;
     default_model(root)?;
     Ok(())
 }
@@ -98,11 +99,11 @@ fn system_packages() -> Result<()> {
             })
             .unwrap_or(false)
     };
-    let installed = ["/usr/bin/chromium", "/usr/bin/chromedriver", NGINX].map(|p| Path::new(p).exists());
+    let installed = ["/usr/bin/chromium", "/usr/bin/chromedriver", NGINX, JAVA].map(|p| Path::new(p).exists());
     if installed.iter().all(|&i| i) && lavapipe() {
         done(
             step,
-            "chromium, chromium-driver, mesa-vulkan-drivers and nginx already installed",
+            "chromium, chromium-driver, mesa-vulkan-drivers, nginx and Java already installed",
         );
         return Ok(());
     }
@@ -132,9 +133,13 @@ fn system_packages() -> Result<()> {
             "fonts-liberation",
             "mesa-vulkan-drivers",
             "nginx",
+            "openjdk-17-jre-headless",
         ]),
     )
 }
+
+/// Java, which runs Spark in the Python package's tests.
+const JAVA: &str = "/usr/bin/java";
 
 /// Debian's nginx binary.
 pub const NGINX: &str = "/usr/sbin/nginx";
@@ -155,6 +160,32 @@ fn node_packages(root: &Path) -> Result<()> {
             .current_dir(root)
             .args(["ci", "--no-audit", "--no-fund"]),
     )
+}
+
+/// The Python environment that builds the wheel and runs the Python and Spark tests.
+pub fn python_env(root: &Path) -> PathBuf {
+    crate::target_dir(root).join("pyenv")
+}
+
+/// `target/pyenv` with `python/requirements-dev.txt`, made again when the file changes.
+fn python_packages(root: &Path) -> Result<()> {
+    let step = "Python packages";
+    let env = python_env(root);
+    let requirements = root.join("python/requirements-dev.txt");
+    let stamp = env.join("requirements-dev.txt");
+    if std::fs::read(&stamp).ok() == Some(std::fs::read(&requirements)?) {
+        done(step, "target/pyenv matches python/requirements-dev.txt");
+        return Ok(());
+    }
+    run_step(step, Command::new("python3").args(["-m", "venv", "--clear"]).arg(&env))?;
+    run_step(
+        step,
+        Command::new(env.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )?;
+    std::fs::copy(&requirements, &stamp)?;
+    Ok(())
 }
 
 struct Manifest {
