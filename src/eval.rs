@@ -1,6 +1,8 @@
 //! Strict and partial span P/R/F1, computed exactly as `../shared/eval/score.py` does
 //! (a test runs both on the same files): strict = same (start, end, label); partial =
-//! overlapping spans of the same label, matched one-to-one.
+//! overlapping spans of the same label, matched one-to-one. [`evaluate`] is the one loop
+//! over a gold file that the CLI and the page share: broken lines skipped and reported,
+//! every other document predicted, scored and compared span by span.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -239,6 +241,121 @@ impl Document {
     }
 }
 
+/// A line of a gold file that could not be read, and why (the rest is still scored).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BrokenLine {
+    /// 1-based, counting every line, blank ones included.
+    pub line: usize,
+    pub message: String,
+}
+
+/// A span with its text, as a document's outcome lists it (code points).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Labelled {
+    pub start: usize,
+    pub end: usize,
+    pub label: String,
+    pub text: String,
+}
+
+/// One document of an evaluation: what was predicted, and, strictly, which gold spans were
+/// missed and which predictions gold does not have.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub id: serde_json::Value,
+    pub predicted: Vec<Labelled>,
+    pub missed: Vec<Labelled>,
+    pub spurious: Vec<Labelled>,
+}
+
+/// The result of [`evaluate`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub scores: Scores,
+    pub broken: Vec<BrokenLine>,
+    pub documents: Vec<Outcome>,
+}
+
+/// Scores `predict` on the first `limit` non-blank lines of `gold` (eval-format JSONL, code
+/// points). `predict` gets each readable document and returns its spans in code points;
+/// `progress(done, total)` follows the documents. An error of `predict` ends the run.
+pub async fn evaluate(
+    gold: &str,
+    limit: Option<usize>,
+    mut predict: impl AsyncFnMut(&Document) -> crate::Result<Vec<Span>>,
+    mut progress: impl FnMut(usize, usize),
+) -> crate::Result<Evaluation> {
+    let lines: Vec<(usize, &str)> = gold
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
+    let mut scorer = Scorer::default();
+    let mut broken = Vec::new();
+    let mut documents = Vec::new();
+    for (n, &(index, line)) in lines.iter().enumerate() {
+        match Document::parse(line, true) {
+            Ok(doc) => {
+                let predicted = predict(&doc).await?;
+                scorer.add(&doc.spans, &predicted);
+                documents.push(doc.outcome(&predicted));
+            }
+            Err(message) => broken.push(BrokenLine {
+                line: index + 1,
+                message,
+            }),
+        }
+        progress(n + 1, lines.len());
+    }
+    Ok(Evaluation {
+        scores: scorer.finish(),
+        broken,
+        documents,
+    })
+}
+
+impl Document {
+    /// `predicted` against this document's gold spans.
+    fn outcome(&self, predicted: &[Span]) -> Outcome {
+        let text = self.text.as_deref().unwrap_or_default();
+        let labelled = |spans: &[&Span]| -> Vec<Labelled> {
+            spans
+                .iter()
+                .map(|(start, end, label)| Labelled {
+                    start: *start,
+                    end: *end,
+                    label: label.clone(),
+                    text: text.chars().skip(*start).take(end.saturating_sub(*start)).collect(),
+                })
+                .collect()
+        };
+        Outcome {
+            id: self.id.clone(),
+            predicted: labelled(&predicted.iter().collect::<Vec<_>>()),
+            missed: labelled(&multiset_minus(&self.spans, predicted)),
+            spurious: labelled(&multiset_minus(predicted, &self.spans)),
+        }
+    }
+}
+
+/// The spans of `a` left when each span of `b` takes away one equal span.
+fn multiset_minus<'a>(a: &'a [Span], b: &[Span]) -> Vec<&'a Span> {
+    let mut left: HashMap<&Span, usize> = HashMap::new();
+    for s in b {
+        *left.entry(s).or_default() += 1;
+    }
+    a.iter()
+        .filter(|s| match left.get_mut(s) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +412,36 @@ mod tests {
         }
         // A predictions file may leave the text out.
         assert!(Document::parse(r#"{"id": "a", "entities": []}"#, false).is_ok());
+    }
+
+    #[test]
+    fn evaluation_skips_broken_lines_and_lists_misses_per_document() {
+        let gold = concat!(
+            r#"{"id": "a", "text": "Ann met Bob in Oslo", "entities": [{"start": 0, "end": 3, "label": "P"}, {"start": 8, "end": 11, "label": "P"}, {"start": 15, "end": 19, "label": "L"}]}"#,
+            "\n\nnot json\n",
+            r#"{"id": "b", "text": "Cé", "entities": []}"#,
+            "\n",
+        );
+        // Finds Ann, labels Oslo wrongly, and invents a span in the second document.
+        let predict = async |d: &Document| {
+            Ok(match d.id.as_str() {
+                Some("a") => vec![s(0, 3, "P"), s(15, 19, "P")],
+                _ => vec![s(0, 2, "L")],
+            })
+        };
+        let mut seen = Vec::new();
+        let r = pollster::block_on(evaluate(gold, None, predict, |d, n| seen.push((d, n)))).unwrap();
+        assert_eq!(seen, [(1, 3), (2, 3), (3, 3)]);
+        assert_eq!(r.broken.len(), 1);
+        assert_eq!(r.broken[0].line, 3);
+        assert_eq!(r.scores.documents, 2);
+        assert_eq!(r.scores.strict.micro.tp, 1);
+        let texts = |v: &[Labelled]| v.iter().map(|l| format!("{}:{}", l.label, l.text)).collect::<Vec<_>>();
+        assert_eq!(texts(&r.documents[0].missed), ["P:Bob", "L:Oslo"]);
+        assert_eq!(texts(&r.documents[0].spurious), ["P:Oslo"]);
+        assert_eq!(texts(&r.documents[1].spurious), ["L:Cé"]);
+        // --limit counts lines with content, broken ones too.
+        let r = pollster::block_on(evaluate(gold, Some(2), predict, |_, _| {})).unwrap();
+        assert_eq!((r.scores.documents, r.broken.len()), (1, 1));
     }
 }

@@ -318,6 +318,56 @@ impl Engine {
             extract(&mut x, &text, &schema, on_entity, cancel, on_progress).await
         })
     }
+
+    /// Scores extraction with `schema` (JSON) on `gold`, eval-format JSONL (code points), as
+    /// `anote eval` does: `{scores, broken: [{line, message}], documents: [{id, predicted,
+    /// missed, spurious}]}`, spans `{start, end, label, text}` in code points.
+    /// `on_progress(done, total)` counts the lines; `cancel` as for `extract`.
+    pub fn evaluate(
+        &self,
+        gold: String,
+        schema: String,
+        cancel: Option<Int32Array>,
+        on_progress: Option<Function>,
+    ) -> Promise {
+        #[allow(clippy::await_holding_refcell_ref)] // see `run`
+        self.run(move |x| async move {
+            let schema = Schema::from_json(&schema).map_err(js_error)?;
+            let mut x = x.borrow_mut();
+            x.cancelled = cancel_flag(cancel);
+            x.progress = Box::new(|_, _| {});
+            let predict = async |doc: &crate::eval::Document| -> Result<Vec<Span>> {
+                let text = doc.text.as_deref().unwrap_or_default();
+                let found = x.extract(text, &schema, |_| {}).await?;
+                let map = OffsetMap::new(text);
+                Ok(found
+                    .entities
+                    .iter()
+                    .map(|e| {
+                        let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
+                        (start, end, e.label.clone())
+                    })
+                    .collect())
+            };
+            let progress = |done: usize, total: usize| {
+                if let Some(f) = &on_progress {
+                    let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
+                }
+            };
+            let evaluation = crate::eval::evaluate(&gold, None, predict, progress)
+                .await
+                .map_err(js_error)?;
+            to_js(&evaluation)
+        })
+    }
+}
+
+/// The extractor's cancellation check: `cancel[0] != 0`, set from another thread.
+fn cancel_flag(cancel: Option<Int32Array>) -> Box<dyn Fn() -> bool> {
+    match cancel {
+        Some(flag) => Box::new(move || Atomics::load(&flag, 0).is_ok_and(|v| v != 0)),
+        None => Box::new(|| false),
+    }
 }
 
 async fn extract(
@@ -329,10 +379,7 @@ async fn extract(
     on_progress: Option<Function>,
 ) -> std::result::Result<JsValue, JsValue> {
     let schema = Schema::from_json(schema).map_err(js_error)?;
-    x.cancelled = match cancel {
-        Some(flag) => Box::new(move || Atomics::load(&flag, 0).is_ok_and(|v| v != 0)),
-        None => Box::new(|| false),
-    };
+    x.cancelled = cancel_flag(cancel);
     x.progress = match on_progress {
         Some(f) => Box::new(move |done, total| {
             let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
@@ -420,19 +467,6 @@ pub fn redact(
     to_js(&r)
 }
 
-/// One line of a gold JSONL file checked as `anote eval` checks it: `{id, text, entities}`
-/// (code points), or the error `bad_gold` saying what is wrong with it.
-#[wasm_bindgen(js_name = parseGold)]
-pub fn parse_gold(line: &str) -> std::result::Result<JsValue, JsValue> {
-    let doc = crate::eval::Document::parse(line, true).map_err(|e| js_error(Error::BadGold(e)))?;
-    let entities: Vec<serde_json::Value> = doc
-        .spans
-        .iter()
-        .map(|(start, end, label)| serde_json::json!({"start": start, "end": end, "label": label}))
-        .collect();
-    to_js(&serde_json::json!({"id": doc.id, "text": doc.text, "entities": entities}))
-}
-
 /// The prompt extraction gives the model for `text` (one window) and `schema` (JSON): the
 /// schema prefix, then the document. For anchors that run the same prompt elsewhere.
 #[wasm_bindgen(js_name = extractionPrompt)]
@@ -445,35 +479,6 @@ pub fn extraction_prompt(schema: &str, text: &str) -> std::result::Result<String
 #[wasm_bindgen(js_name = validateSchema)]
 pub fn validate_schema(schema: &str) -> std::result::Result<(), JsValue> {
     Schema::from_json(schema).and_then(|s| s.validate()).map_err(js_error)
-}
-
-/// Strict and partial P/R/F1 over documents, as `anote eval` and `score.py` compute them.
-/// Spans are `{start, end, label}` in any one unit (the eval files use code points).
-#[wasm_bindgen]
-#[derive(Default)]
-pub struct Scorer(crate::eval::Scorer);
-
-#[wasm_bindgen]
-impl Scorer {
-    #[wasm_bindgen(constructor)]
-    pub fn new() -> Scorer {
-        Scorer::default()
-    }
-
-    pub fn add(&mut self, gold: JsValue, pred: JsValue) -> std::result::Result<(), JsValue> {
-        let spans = |v: JsValue| -> std::result::Result<Vec<Span>, JsValue> {
-            let v: Vec<JsSpan> =
-                serde_wasm_bindgen::from_value(v).map_err(|e| js_error(Error::BadGold(e.to_string())))?;
-            Ok(v.into_iter().map(|s| (s.start, s.end, s.label)).collect())
-        };
-        self.0.add(&spans(gold)?, &spans(pred)?);
-        Ok(())
-    }
-
-    /// `{documents, strict, partial}`, each with `per_label`, `micro` and `macro_f1`.
-    pub fn finish(&self) -> std::result::Result<JsValue, JsValue> {
-        to_js(&self.0.finish())
-    }
 }
 
 /// Runs our CPU matrix kernel (simd128 in this build) against an f32 reference:

@@ -86,7 +86,8 @@ export class AnoteClient {
   }
 
   /** Extracts over a gold JSONL file and scores it; `onProgress({loaded, total})`. Resolves
-   *  to `{scores, broken, predictions}` (code-point offsets). */
+   *  to `{scores, broken: [{line, message}], documents: [{id, predicted, missed, spurious}]}`,
+   *  spans `{start, end, label, text}` in code points (as in the gold file). */
   evaluate(gold, schema, onProgress) {
     const json = typeof schema === 'string' ? schema : JSON.stringify(schema);
     const cancel = self.crossOriginIsolated ? new Int32Array(new SharedArrayBuffer(4)) : undefined;

@@ -416,6 +416,7 @@ $('evaluate').addEventListener('click', async () => {
     });
     $('eval-progress').value = $('eval-progress').max; // broken lines are done too
     renderScores(r.scores);
+    renderMisses(r.documents);
     const broken = r.broken.map((b) => `line ${b.line} (${b.message})`).join('; ');
     $('eval-status').textContent = `${r.scores.documents} documents scored` + (broken ? ` · skipped broken ${broken}` : '');
     $('eval-status').dataset.done = 'true';
@@ -427,6 +428,26 @@ $('evaluate').addEventListener('click', async () => {
     $('evaluate').disabled = false;
   }
 });
+
+// The documents where extraction and gold differ (strictly): what was missed, what gold lacks.
+function renderMisses(documents) {
+  const wrong = documents.filter((d) => d.missed.length || d.spurious.length);
+  const spans = (list) => list.map((s) => `${s.label} “${s.text}”`).join(', ');
+  $('eval-docs').replaceChildren(...wrong.map((d) => {
+    const li = document.createElement('li');
+    li.dataset.id = JSON.stringify(d.id);
+    const id = Object.assign(document.createElement('strong'), { textContent: d.id ?? '(no id)' });
+    const parts = [];
+    if (d.missed.length) parts.push(`missed ${spans(d.missed)}`);
+    if (d.spurious.length) parts.push(`not in gold ${spans(d.spurious)}`);
+    li.append(id, `: ${parts.join('; ')}`);
+    return li;
+  }));
+  $('eval-docs-summary').textContent = wrong.length
+    ? `${wrong.length} of ${documents.length} documents differ from gold (strict)`
+    : `All ${documents.length} documents match gold exactly`;
+  $('eval-docs-box').hidden = false;
+}
 
 function renderScores(s) {
   const row = (cells, head = false) => {

@@ -11,7 +11,8 @@
 //                  {type:'generate', id, prompt, maxTokens}
 //                  {type:'extract', id, text, schema, cancel?, batch?}  schema: JSON string; cancel: Int32Array
 //                                                             on a SharedArrayBuffer, 1 = stop; batch: windows decoded at once
-//                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets)
+//                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets); done:
+//                                                         {scores, broken, documents: [{id, predicted, missed, spurious}]}
 //                  {type:'redact', id, text, entities, operators, key?}  key: the secret of hash and pseudonym
 //                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
 //   worker → page  {type:'progress', id?, phase:'download'|'adapter'|'load'|'extract'|'evaluate', loaded, total}
@@ -22,8 +23,7 @@
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
 //                  {type:'done', id, result}
 //                  {type:'error', id?, code, message}
-import init, { Engine, Scorer, checkCpuKernels, checkKernels, defaultAdapter, parseGold, redact, validateSchema } from './pkg/anote_ner.js';
-import { codePoints } from './view.js';
+import init, { Engine, checkCpuKernels, checkKernels, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
 import { MODEL_DIR } from './config.js';
 
 let engine = null;
@@ -216,29 +216,12 @@ async function setAdapter(msg) {
 
 // Scores the engine on a gold JSONL file, as `anote eval` does (each line checked by the
 // same parser); broken lines are listed, and the rest is still scored.
+// The engine's evaluation loop (the one `anote eval` runs): lines, scores and each
+// document's misses, code-point offsets.
 async function evaluate(msg) {
-  const lines = msg.gold.split('\n').map((l, i) => [i + 1, l]).filter(([, l]) => l.trim());
-  const scorer = new Scorer();
-  const broken = [];
-  const predictions = [];
-  let done = 0;
-  for (const [n, line] of lines) {
-    let doc;
-    try {
-      doc = parseGold(line);
-    } catch (e) {
-      broken.push({ line: n, message: e.message });
-      continue;
-    }
-    const { entities } = await onGpuLoss(() => loaded().extract(doc.text, msg.schema, undefined, msg.cancel, undefined));
-    const pred = entities.map((e) => ({ start: codePoints(doc.text, e.start), end: codePoints(doc.text, e.end), label: e.label }));
-    scorer.add(doc.entities, pred);
-    predictions.push({ id: doc.id, text: doc.text, entities: pred });
-    post({ type: 'progress', id: msg.id, phase: 'evaluate', loaded: ++done, total: lines.length });
-  }
-  const scores = scorer.finish();
-  scorer.free();
-  post({ type: 'done', id: msg.id, result: { scores, broken, predictions } });
+  const progress = (loaded, total) => post({ type: 'progress', id: msg.id, phase: 'evaluate', loaded, total });
+  const result = await onGpuLoss(() => loaded().evaluate(msg.gold, msg.schema, msg.cancel, progress));
+  post({ type: 'done', id: msg.id, result });
 }
 
 async function generate(msg) {

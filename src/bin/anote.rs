@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use anote_ner::backend::webgpu::{Gpu, GpuOptions};
-use anote_ner::eval::{Document, Scorer, Span};
+use anote_ner::eval::{Document, Span};
 use anote_ner::extract::Extractor;
 use anote_ner::finetune;
 use anote_ner::gguf::Gguf;
@@ -137,6 +137,9 @@ enum Command {
         /// Print the scores as JSON
         #[arg(long)]
         json: bool,
+        /// Also list each document's missed and spurious spans (strict)
+        #[arg(long)]
+        per_document: bool,
     },
     /// Fine-tuning data: JSONL {"schema", "docs": [{"text", "entities"}]} in, JSONL
     /// {"ids", "answers"} out (token ids of prompt and answers, as the extractor spells them)
@@ -242,14 +245,14 @@ fn stored_predictions(file: &PathBuf) -> Result<HashMap<String, Vec<Span>>, Erro
     Ok(by_id)
 }
 
-/// Scores the predictor's entities on a gold file.
+/// Scores the predictor's entities on a gold file (the library's evaluation loop).
 fn eval(
     mut predictor: Predictor,
     data: &PathBuf,
     schema: &Schema,
     out: Option<&PathBuf>,
     limit: Option<usize>,
-    json: bool,
+    report: Report,
     progress: Box<dyn Fn(usize, usize)>,
 ) -> Result<(), Error> {
     use std::io::Write;
@@ -258,52 +261,23 @@ fn eval(
         Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(io)?)),
         None => None,
     };
-    let mut scorer = Scorer::default();
     let mut latencies = Vec::new();
     let mut answer_tokens = 0;
-    let lines: Vec<(usize, &str)> = gold
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .take(limit.unwrap_or(usize::MAX))
-        .collect();
-    // A broken line is reported and skipped; the rest is still scored.
-    let mut broken = Vec::new();
-    for (n, (line_no, line)) in lines.iter().enumerate() {
-        let doc = match Document::parse(line, true) {
-            Ok(d) => d,
-            Err(message) => {
-                broken.push(serde_json::json!({"line": line_no + 1, "message": message}));
-                continue;
-            }
-        };
+    let predict = async |doc: &Document| -> Result<Vec<Span>, Error> {
         let text = doc.text.as_deref().unwrap_or_default();
-        let map = OffsetMap::new(text);
-        let gold_spans = &doc.spans;
         let t0 = std::time::Instant::now();
         let entities = match &mut predictor {
             Predictor::Model(x) => {
-                let found = block_on(x.extract(text, schema, |_| {}))?;
+                let found = x.extract(text, schema, |_| {}).await?;
                 answer_tokens += found.decoded_tokens;
                 found.entities
             }
             Predictor::Patterns => anote_ner::extract::pattern_entities(text, schema),
-            Predictor::Stored(by_id) => {
-                // A document the other system left out found nothing.
-                let spans = by_id.get(&doc.id.to_string()).map_or(&[][..], Vec::as_slice);
-                scorer.add(gold_spans, spans);
-                continue;
-            }
+            // A document the other system left out found nothing.
+            Predictor::Stored(by_id) => return Ok(by_id.get(&doc.id.to_string()).cloned().unwrap_or_default()),
         };
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let pred_spans: Vec<Span> = entities
-            .iter()
-            .map(|e| {
-                let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
-                (start, end, e.label.clone())
-            })
-            .collect();
-        scorer.add(gold_spans, &pred_spans);
+        let map = OffsetMap::new(text);
         if let Some(w) = &mut writer {
             let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(&map, e)).collect();
             writeln!(
@@ -313,22 +287,25 @@ fn eval(
             )
             .map_err(io)?;
         }
-        progress(n + 1, lines.len());
-    }
-    let scores = scorer.finish();
+        Ok(entities
+            .iter()
+            .map(|e| {
+                let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
+                (start, end, e.label.clone())
+            })
+            .collect())
+    };
+    let evaluation = block_on(anote_ner::eval::evaluate(&gold, limit, predict, |done, total| {
+        progress(done, total)
+    }))?;
     latencies.sort_by(f64::total_cmp);
     let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
     let p95 = latencies
         .get((latencies.len() * 95 / 100).min(latencies.len().saturating_sub(1)))
         .copied()
         .unwrap_or(0.0);
-    for b in &broken {
-        eprintln!(
-            "{}:{}: skipped: {}",
-            data.display(),
-            b["line"],
-            b["message"].as_str().unwrap_or("")
-        );
+    for b in &evaluation.broken {
+        eprintln!("{}:{}: skipped: {}", data.display(), b.line, b.message);
     }
     // What the prompt costs: the schema prefix (once per schema) and the answers.
     let prefix_tokens = match &predictor {
@@ -343,17 +320,49 @@ fn eval(
             .len()
     });
     let answer_tokens = answer_tokens as f64 / latencies.len().max(1) as f64;
-    if json {
+    if report.json {
+        let mut out = serde_json::json!({"scores": evaluation.scores, "latency_ms": {"mean": mean, "p95": p95},
+            "broken": evaluation.broken, "prefix_tokens": prefix_tokens, "answer_tokens": {"mean": answer_tokens}});
+        if report.per_document {
+            out["documents"] = serde_json::json!(evaluation.documents);
+        }
+        println!("{out}");
+        return Ok(());
+    }
+    print!("{}", evaluation.scores.table());
+    println!("\nper-document latency: mean {mean:.0} ms, p95 {p95:.0} ms");
+    if report.per_document {
+        let spans = |v: &[anote_ner::eval::Labelled]| -> String {
+            let each: Vec<String> = v.iter().map(|l| format!("{} {:?}", l.label, l.text)).collect();
+            each.join(", ")
+        };
+        let differ: Vec<_> = evaluation
+            .documents
+            .iter()
+            .filter(|d| !d.missed.is_empty() || !d.spurious.is_empty())
+            .collect();
         println!(
-            "{}",
-            serde_json::json!({"scores": scores, "latency_ms": {"mean": mean, "p95": p95}, "broken": broken,
-                "prefix_tokens": prefix_tokens, "answer_tokens": {"mean": answer_tokens}})
+            "\n{} of {} documents differ from gold (strict):",
+            differ.len(),
+            evaluation.documents.len()
         );
-    } else {
-        print!("{}", scores.table());
-        println!("\nper-document latency: mean {mean:.0} ms, p95 {p95:.0} ms");
+        for d in differ {
+            println!(
+                "{}: missed [{}], spurious [{}]",
+                d.id,
+                spans(&d.missed),
+                spans(&d.spurious)
+            );
+        }
     }
     Ok(())
+}
+
+/// How `anote eval` reports.
+struct Report {
+    json: bool,
+    /// Each document's misses and spurious spans too.
+    per_document: bool,
 }
 
 /// `models/<file>`: in the working directory if there, else in the source tree.
@@ -535,6 +544,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             predictions,
             unconstrained,
             json,
+            per_document,
         } => {
             let predictor = match (patterns_only, predictions) {
                 (_, Some(file)) => Predictor::Stored(stored_predictions(&file)?),
@@ -551,7 +561,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 &schema.load()?,
                 out.as_ref(),
                 limit,
-                json,
+                Report { json, per_document },
                 progress(cli.quiet, "document"),
             )?;
         }

@@ -11,6 +11,7 @@ const native = JSON.parse(process.env.ANOTE_NATIVE);
 const gold = process.env.ANOTE_GOLD; // a small gold JSONL file, with one broken line
 const direction = process.env.ANOTE_ADAPTER_GOLD; // sentences the base model gets wrong more often
 const nativeEval = JSON.parse(process.env.ANOTE_NATIVE_EVAL); // `anote eval --json` on it
+const nativeSample = JSON.parse(process.env.ANOTE_NATIVE_SAMPLE_EVAL); // `anote eval --json --per-document` on www/sample-gold.jsonl
 const origin = new URL(url).origin;
 const shots = process.env.ANOTE_SCREENSHOTS; // a folder for screenshots of the main views, if set
 const shoot = async (p, name, selector) => {
@@ -291,6 +292,14 @@ await check('the evaluate tab scores a gold file like `anote eval`, skipping its
   await page.waitForSelector('[data-testid=eval-status][data-done=true]', { timeout: 600_000 });
   assert.equal(await page.textContent('[data-testid=eval-status]'), '3 documents scored');
   assert.ok(Number(await page.getAttribute('[data-testid=eval-status]', 'data-micro-f1')) > 0.5);
+  // Each document that differs from gold is listed with its misses, as `anote eval --per-document` lists them.
+  const differ = nativeSample.documents.filter((d) => d.missed.length || d.spurious.length);
+  const listed = await page.$$eval('[data-testid=eval-documents] li', (lis) => lis.map((li) => ({ id: JSON.parse(li.dataset.id), text: li.textContent })));
+  assert.deepEqual(listed.map((l) => l.id), differ.map((d) => d.id));
+  for (const [i, d] of differ.entries()) {
+    for (const s of [...d.missed, ...d.spurious]) assert.ok(listed[i].text.includes(`${s.label} “${s.text}”`), `${listed[i].text} lacks ${s.label} ${s.text}`);
+  }
+  assert.match(await page.textContent('#eval-docs-summary'), new RegExp(`${differ.length ? differ.length : 'All 3'} .*documents`));
   await shoot(page, 'evaluate', 'section[aria-labelledby=eval-h]');
 });
 

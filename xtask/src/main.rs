@@ -482,6 +482,12 @@ fn browser_tests(root: &Path) -> Result<()> {
             .args(["eval", "--json", "--preset", "pii", "--data"])
             .arg(&gold),
     )?;
+    let sample = output(
+        "test: native eval reference",
+        anote_as_tested(root)
+            .args(["eval", "--json", "--per-document", "--preset", "pii", "--data"])
+            .arg(root.join("www/sample-gold.jsonl")),
+    )?;
     let screenshots = target_dir(root).join("screenshots");
     std::fs::create_dir_all(&screenshots)?;
     let server = serve::spawn(root, 0)?;
@@ -501,7 +507,8 @@ fn browser_tests(root: &Path) -> Result<()> {
                 root.join("tests/fixtures/adapter_direction.jsonl"),
             )
             .env("ANOTE_SCREENSHOTS", screenshots)
-            .env("ANOTE_NATIVE_EVAL", native_eval.trim()),
+            .env("ANOTE_NATIVE_EVAL", native_eval.trim())
+            .env("ANOTE_NATIVE_SAMPLE_EVAL", sample.trim()),
     )
 }
 
