@@ -1,41 +1,21 @@
 //! Anote NER: private entity extraction with a small GGUF language model that runs where
 //! the text is — natively, or in the browser through WebAssembly.
 //!
-//! Data flows one way: [`gguf`] bytes → [`tokenizer`] + [`model`] (ops in [`backend`]) →
-//! [`engine`]; then text + [`schema`] → [`extract`] ([`recognizers`], [`chunk`], [`prompt`],
-//! [`decode`], offsets in [`spans`]) → entities → [`redact`] or [`eval`]. The browser API
-//! lives in `wasm` and the Python API's native half in `python` (the `python` feature),
-//! thin layers over [`extract::Extractor`]; the CLI is `bin/anote.rs`.
+//! Three layers, each using only the ones below it: [`runtime`] (GGUF, tokenizer, model,
+//! CPU and WebGPU backends, generation), [`ner`] (schema, prompt, constrained decoding,
+//! recognizers, extraction, redaction, evaluation), and the API edges (`api`: wasm and
+//! Python; the CLI is `bin/anote.rs`). [`error`] is shared by all.
 
-pub mod backend;
-pub mod batch;
-pub mod chunk;
-mod clock;
-pub mod decode;
-pub mod engine;
+mod api;
 pub mod error;
-pub mod eval;
-pub mod extract;
-pub mod finetune;
-pub mod free_format;
-pub mod gguf;
-pub mod model;
-pub mod prompt;
-#[cfg(feature = "python")]
-mod python;
-pub mod recognizers;
-pub mod redact;
-pub mod schema;
-pub mod spans;
-pub mod tokenizer;
-#[cfg(target_arch = "wasm32")]
-mod wasm;
+pub mod ner;
+pub mod runtime;
 
-pub use engine::{Engine, Generation};
 pub use error::{Error, Result};
-pub use extract::{Extraction, Extractor};
-pub use schema::Schema;
-pub use spans::Entity;
+pub use ner::extract::{Extraction, Extractor};
+pub use ner::schema::Schema;
+pub use ner::spans::Entity;
+pub use runtime::engine::{Engine, Generation};
 
 /// File name of the default model inside `models/` (see `models/manifest.json`).
 pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";

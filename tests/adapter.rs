@@ -6,7 +6,7 @@ mod common;
 
 use pollster::block_on;
 
-use anote_ner::model::Adapter;
+use anote_ner::runtime::model::Adapter;
 use anote_ner::{Engine, Error};
 use common::{adapter_file, max_diff, projections, TinyGemma, H, HEADS, HEAD_DIM, RANK};
 

@@ -8,15 +8,15 @@ use pollster::block_on;
 use std::path::Path;
 use std::process::Command;
 
-use anote_ner::decode::{self, Grammar};
-use anote_ner::eval::{Scorer, Span};
-use anote_ner::extract::{pattern_entities, Extractor};
-use anote_ner::gguf::Gguf;
-use anote_ner::model::{Adapter, Compute, KvCache, KvSnapshot, LanguageModel};
-use anote_ner::prompt::{self, Format};
-use anote_ner::schema::Schema;
-use anote_ner::spans::{Entity, OffsetMap, Source, Unit};
-use anote_ner::tokenizer::Tokenizer;
+use anote_ner::ner::decode::{self, Grammar};
+use anote_ner::ner::eval::{Scorer, Span};
+use anote_ner::ner::extract::{pattern_entities, Extractor};
+use anote_ner::ner::prompt::{self, Format};
+use anote_ner::ner::schema::Schema;
+use anote_ner::ner::spans::{Entity, OffsetMap, Source, Unit};
+use anote_ner::runtime::gguf::Gguf;
+use anote_ner::runtime::model::{Adapter, Compute, KvCache, KvSnapshot, LanguageModel};
+use anote_ner::runtime::tokenizer::Tokenizer;
 use anote_ner::Engine;
 use common::TinyGemma;
 
@@ -572,7 +572,7 @@ fn recognizer_scores_on_the_pii_dev_set_equal_score_py() {
 
 #[test]
 fn training_sequences_are_the_extractors_prompt_and_answer_tokens() {
-    use anote_ner::finetune::{render, Doc, Example, GoldSpan};
+    use anote_ner::ner::finetune::{render, Doc, Example, GoldSpan};
     let file = std::fs::File::open(common::real_model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
     let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
@@ -596,7 +596,7 @@ fn training_sequences_are_the_extractors_prompt_and_answer_tokens() {
         ],
     };
     let seq = render(&tok, &example).unwrap();
-    let prefix = tok.encode_prompt(&anote_ner::prompt::prefix(&schema));
+    let prefix = tok.encode_prompt(&anote_ner::ner::prompt::prefix(&schema));
     assert_eq!(seq.ids[..prefix.len()], prefix[..]);
     let answers: Vec<String> = seq.answers.iter().map(|r| tok.decode(&seq.ids[r.clone()])).collect();
     // Sorted by position; ORG is not in the schema, so it is left out.

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use anote_ner::redact::{Key, Operator, Redactor};
-use anote_ner::spans::{Entity, OffsetMap, Source, Unit};
+use anote_ner::ner::redact::{Key, Operator, Redactor};
+use anote_ner::ner::spans::{Entity, OffsetMap, Source, Unit};
 use proptest::prelude::*;
 
 /// Text from a pool that mixes one-, two-, three- and four-byte characters, a combining

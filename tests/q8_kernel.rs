@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use anote_ner::backend::cpu::Linear;
-use anote_ner::backend::q8::{self, Q8Rows};
-use anote_ner::backend::{max_rel_diff, noise};
+use anote_ner::runtime::backend::cpu::Linear;
+use anote_ner::runtime::backend::q8::{self, Q8Rows};
+use anote_ner::runtime::backend::{max_rel_diff, noise};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 

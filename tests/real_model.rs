@@ -5,10 +5,10 @@ mod common;
 
 use std::rc::Rc;
 
-use anote_ner::backend::webgpu::{Gpu, GpuOptions};
-use anote_ner::engine::argmax;
-use anote_ner::gguf::Gguf;
-use anote_ner::tokenizer::{TokenKind, Tokenizer};
+use anote_ner::runtime::backend::webgpu::{Gpu, GpuOptions};
+use anote_ner::runtime::engine::argmax;
+use anote_ner::runtime::gguf::Gguf;
+use anote_ner::runtime::tokenizer::{TokenKind, Tokenizer};
 use anote_ner::Engine;
 use pollster::block_on;
 use serde_json::Value;
@@ -170,17 +170,17 @@ fn gpu_close_to_cpu(g: &[f32], c: &[f32], what: &str) {
 
 /// Strict micro-F1 of `x` on a gold JSONL fixture with `schema`.
 fn fixture_f1(x: &mut anote_ner::Extractor, name: &str, schema: &anote_ner::Schema) -> f64 {
-    use anote_ner::spans::{OffsetMap, Unit};
+    use anote_ner::ner::spans::{OffsetMap, Unit};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
-    let mut scorer = anote_ner::eval::Scorer::default();
+    let mut scorer = anote_ner::ner::eval::Scorer::default();
     for line in std::fs::read_to_string(path).unwrap().lines() {
         let doc: Value = serde_json::from_str(line).unwrap();
         let text = doc["text"].as_str().unwrap();
         let map = OffsetMap::new(text);
         let gold = common::gold_spans(&doc);
-        let pred: Vec<anote_ner::eval::Span> = block_on(x.extract(text, schema, |_| {}))
+        let pred: Vec<anote_ner::ner::eval::Span> = block_on(x.extract(text, schema, |_| {}))
             .unwrap()
             .entities
             .iter()
@@ -206,7 +206,7 @@ fn shipped_adapter() -> (Vec<u8>, String) {
 /// The real model with the shipped adapter, as the product runs it.
 fn tuned_extractor() -> anote_ner::Extractor {
     let (bytes, sha256) = shipped_adapter();
-    let adapter = anote_ner::model::Adapter::from_bytes(&bytes, Some(&sha256)).unwrap();
+    let adapter = anote_ner::runtime::model::Adapter::from_bytes(&bytes, Some(&sha256)).unwrap();
     let file = std::fs::File::open(common::real_model_path()).unwrap();
     let mut x = anote_ner::Extractor::new(Engine::load(&file).unwrap());
     x.engine.set_adapter(Some(&adapter)).unwrap();
@@ -215,7 +215,7 @@ fn tuned_extractor() -> anote_ner::Extractor {
 
 #[test]
 fn the_shipped_adapter_is_verified_and_improves_extraction() {
-    use anote_ner::model::Adapter;
+    use anote_ner::runtime::model::Adapter;
     let (bytes, sha256) = shipped_adapter();
     let mut corrupt = bytes.clone();
     let last = corrupt.len() - 1;
@@ -253,7 +253,7 @@ Senior Data Analyst, Northwind Traders\n";
     let by_model: Vec<(&str, &str)> = r
         .entities
         .iter()
-        .filter(|e| e.source == anote_ner::spans::Source::Model)
+        .filter(|e| e.source == anote_ner::ner::spans::Source::Model)
         .map(|e| (e.label.as_str(), e.text.as_str()))
         .collect();
     println!("{by_model:?}");
@@ -273,7 +273,7 @@ Senior Data Analyst, Northwind Traders\n";
 /// adapter on, as the product runs).
 #[test]
 fn extraction_on_webgpu_finds_the_cpus_entities() {
-    use anote_ner::model::Adapter;
+    use anote_ner::runtime::model::Adapter;
     let (bytes, sha256) = shipped_adapter();
     let adapter = Adapter::from_bytes(&bytes, Some(&sha256)).unwrap();
     let file = std::fs::File::open(common::real_model_path()).unwrap();
@@ -328,7 +328,7 @@ fn batched_windows_find_what_one_window_at_a_time_finds() {
     let schema = anote_ner::Schema::preset("pii").unwrap();
     let thread = include_str!("../bench/documents/email-thread.txt");
     // Scores to four decimals: the kernels' sums may round differently in the last bits.
-    let spans = |r: &anote_ner::extract::Extraction| -> Vec<(String, usize, usize, i32)> {
+    let spans = |r: &anote_ner::ner::extract::Extraction| -> Vec<(String, usize, usize, i32)> {
         let score = |s: f32| (s * 1e4).round() as i32;
         r.entities
             .iter()
@@ -346,7 +346,7 @@ fn batched_windows_find_what_one_window_at_a_time_finds() {
     // Across documents: each text's entities as when it is extracted alone, entities
     // streamed text by text, and a text too large to read fails alone.
     let paragraphs: Vec<&str> = thread.split("\n\n").take(6).collect();
-    let too_large = "x".repeat(anote_ner::extract::MAX_TEXT_BYTES + 1);
+    let too_large = "x".repeat(anote_ner::ner::extract::MAX_TEXT_BYTES + 1);
     let mut texts = paragraphs.clone();
     texts.insert(2, &too_large);
     let mut order = Vec::new();

@@ -2,8 +2,8 @@
 
 mod common;
 
-use anote_ner::gguf::{Array, Gguf, Value};
-use anote_ner::tokenizer::{TokenKind, Tokenizer};
+use anote_ner::runtime::gguf::{Array, Gguf, Value};
+use anote_ner::runtime::tokenizer::{TokenKind, Tokenizer};
 use anote_ner::{Engine, Error};
 use common::{max_diff, GgufWriter, TinyGemma};
 use pollster::block_on;
@@ -51,7 +51,7 @@ fn batched_incremental_and_restored_forwards_agree() {
 /// logits each gets alone; a bad batch is refused and changes no cache.
 #[test]
 fn sequences_forwarded_together_get_their_logits_alone() {
-    use anote_ner::model::{BatchRow, Logits};
+    use anote_ner::runtime::model::{BatchRow, Logits};
     let mut e = engine(&TinyGemma::default());
     let m = &mut e.model;
     let prefix_tokens: Vec<u32> = (0..9).map(|i| 265 + (i * 5) % 20).collect();

@@ -1,5 +1,5 @@
 //! The GPU backend natively: every WGSL kernel against its CPU twin
-//! ([`anote_ner::backend::webgpu::check`], which the browser test runs too), the load-time
+//! ([`anote_ner::runtime::backend::webgpu::check`], which the browser test runs too), the load-time
 //! repack, a kernel that does not compile, and whole models on the GPU against the CPU.
 //!
 //! These run on whatever adapter wgpu finds; `cargo xtask setup` installs Mesa's lavapipe
@@ -9,11 +9,11 @@ mod common;
 
 use std::rc::Rc;
 
-use anote_ner::backend::q8::Q8Rows;
-use anote_ner::backend::webgpu::check::check_kernels;
-use anote_ner::backend::webgpu::{Gpu, GpuOptions};
-use anote_ner::engine::argmax;
-use anote_ner::model::Adapter;
+use anote_ner::runtime::backend::q8::Q8Rows;
+use anote_ner::runtime::backend::webgpu::check::check_kernels;
+use anote_ner::runtime::backend::webgpu::{Gpu, GpuOptions};
+use anote_ner::runtime::engine::argmax;
+use anote_ner::runtime::model::Adapter;
 use anote_ner::Engine;
 use common::{adapter_file, max_diff, noise, projections, TinyGemma};
 use pollster::block_on;

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from train import TARGETS
 
-# The extractor's prompt for a two-type schema (src/prompts/guidelines.txt, rendered).
+# The extractor's prompt for a two-type schema (src/ner/prompts/guidelines.txt, rendered).
 PROMPT = (
     "Task: annotate the text with entities of the types below. Answer with one line per entity, in text order, "
     "as TYPE: exact text from the text. End with an empty line.\n\nSpan rules: mark the shortest span that names "

@@ -7,7 +7,7 @@ use anote_ner::Engine;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = anote_ner::gguf::Gguf::parse(data);
+    let _ = anote_ner::runtime::gguf::Gguf::parse(data);
     if let Ok(mut engine) = Engine::load(data) {
         let _ = pollster::block_on(engine.generate("ab c", 2, |_, _| {}));
     }

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use anote_ner::redact::{Key, Operator, Redactor};
-use anote_ner::spans::{Entity, Source};
+use anote_ner::ner::redact::{Key, Operator, Redactor};
+use anote_ner::ner::spans::{Entity, Source};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

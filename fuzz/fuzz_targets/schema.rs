@@ -2,7 +2,7 @@
 //! a valid schema renders its prompt, and a JSON round trip gives the same schema.
 #![no_main]
 
-use anote_ner::schema::Schema;
+use anote_ner::ner::schema::Schema;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match Schema::from_json(json) {
         Ok(schema) => {
-            let _ = anote_ner::prompt::prefix(&schema);
+            let _ = anote_ner::ner::prompt::prefix(&schema);
             let again = Schema::from_json(&serde_json::to_string(&schema).unwrap()).unwrap();
             assert_eq!(again, schema);
         }

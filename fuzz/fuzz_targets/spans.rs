@@ -3,11 +3,11 @@
 //! and span placement (`Spelled::find`) lie on char boundaries inside the text.
 #![no_main]
 
-use anote_ner::chunk;
-use anote_ner::decode::Spelled;
-use anote_ner::extract::WINDOWS;
-use anote_ner::recognizers::{self, ALL};
-use anote_ner::spans::{OffsetMap, Unit};
+use anote_ner::ner::chunk;
+use anote_ner::ner::decode::Spelled;
+use anote_ner::ner::extract::WINDOWS;
+use anote_ner::ner::recognizers::{self, ALL};
+use anote_ner::ner::spans::{OffsetMap, Unit};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let spelled = Spelled::new(text);
     let needle: String = text.chars().skip(text.chars().count() / 3).take(5).collect();
-    for (s, e) in spelled.find(&anote_ner::decode::spell(&needle)) {
+    for (s, e) in spelled.find(&anote_ner::ner::decode::spell(&needle)) {
         assert!(s <= e && e <= text.len() && text.is_char_boundary(s) && text.is_char_boundary(e));
     }
 });

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use anote_ner::gguf::{Array, Gguf, Value};
-use anote_ner::tokenizer::Tokenizer;
+use anote_ner::runtime::gguf::{Array, Gguf, Value};
+use anote_ner::runtime::tokenizer::Tokenizer;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

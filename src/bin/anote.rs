@@ -4,17 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use anote_ner::backend::webgpu::{Gpu, GpuOptions};
-use anote_ner::eval::{Document, Span};
-use anote_ner::extract::Extractor;
-use anote_ner::finetune;
-use anote_ner::gguf::Gguf;
-use anote_ner::model::Adapter;
-use anote_ner::prompt::{self, Format};
-use anote_ner::redact::{Key, Operator, Redaction, Redactor};
-use anote_ner::schema::Schema;
-use anote_ner::spans::{Entity, OffsetMap, Unit};
-use anote_ner::tokenizer::Tokenizer;
+use anote_ner::ner::eval::{Document, Span};
+use anote_ner::ner::extract::Extractor;
+use anote_ner::ner::finetune;
+use anote_ner::ner::prompt::{self, Format};
+use anote_ner::ner::redact::{Key, Operator, Redaction, Redactor};
+use anote_ner::ner::schema::Schema;
+use anote_ner::ner::spans::{Entity, OffsetMap, Unit};
+use anote_ner::runtime::backend::webgpu::{Gpu, GpuOptions};
+use anote_ner::runtime::gguf::Gguf;
+use anote_ner::runtime::model::Adapter;
+use anote_ner::runtime::tokenizer::Tokenizer;
 use anote_ner::{Engine, Error};
 use clap::{Parser, Subcommand};
 use pollster::block_on;
@@ -42,13 +42,13 @@ struct Cli {
     gpu_profile: bool,
     /// Extraction: subtracted from the logit of ending the answer (higher: more entities,
     /// lower precision)
-    #[arg(long, global = true, default_value_t = anote_ner::extract::END_PENALTY)]
+    #[arg(long, global = true, default_value_t = anote_ner::ner::extract::END_PENALTY)]
     end_penalty: f32,
     /// No progress on stderr (there is none either when stderr is not a terminal)
     #[arg(long, global = true)]
     quiet: bool,
     /// Extraction: windows decoded at once (1: one after another; the same entities either way)
-    #[arg(long, global = true, default_value_t = anote_ner::extract::DEFAULT_BATCH, value_parser = batch_size)]
+    #[arg(long, global = true, default_value_t = anote_ner::ner::extract::DEFAULT_BATCH, value_parser = batch_size)]
     batch: usize,
     #[command(subcommand)]
     command: Command,
@@ -272,7 +272,7 @@ fn eval(
                 answer_tokens += found.decoded_tokens;
                 found.entities
             }
-            Predictor::Patterns => anote_ner::extract::pattern_entities(text, schema),
+            Predictor::Patterns => anote_ner::ner::extract::pattern_entities(text, schema),
             // A document the other system left out found nothing.
             Predictor::Stored(by_id) => return Ok(by_id.get(&doc.id.to_string()).cloned().unwrap_or_default()),
         };
@@ -295,7 +295,7 @@ fn eval(
             })
             .collect())
     };
-    let evaluation = block_on(anote_ner::eval::evaluate(&gold, limit, predict, |done, total| {
+    let evaluation = block_on(anote_ner::ner::eval::evaluate(&gold, limit, predict, |done, total| {
         progress(done, total)
     }))?;
     latencies.sort_by(f64::total_cmp);
@@ -332,7 +332,7 @@ fn eval(
     print!("{}", evaluation.scores.table());
     println!("\nper-document latency: mean {mean:.0} ms, p95 {p95:.0} ms");
     if report.per_document {
-        let spans = |v: &[anote_ner::eval::Labelled]| -> String {
+        let spans = |v: &[anote_ner::ner::eval::Labelled]| -> String {
             let each: Vec<String> = v.iter().map(|l| format!("{} {:?}", l.label, l.text)).collect();
             each.join(", ")
         };
@@ -480,7 +480,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Extract { schema, file } => {
             let schema = schema.load()?;
             let text = read_input(file)?;
-            anote_ner::extract::check_size(&text)?;
+            anote_ner::ner::extract::check_size(&text)?;
             let mut x = extractor(&path, &settings)?;
             x.progress = progress(cli.quiet, "window");
             let r = block_on(x.extract(&text, &schema, |_| {}))?;
@@ -509,7 +509,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 false => (Some(read_input(file)?), None),
             };
             if let Some(text) = &input {
-                anote_ner::extract::check_size(text)?;
+                anote_ner::ner::extract::check_size(text)?;
             }
             let mut x = extractor(&path, &settings)?;
             x.check_schema(&schema)?;

@@ -21,7 +21,7 @@ pub fn real_model_path() -> PathBuf {
 
 /// The `entities` of an eval-format JSONL document as scorer spans (code points); a
 /// malformed entity fails the test.
-pub fn gold_spans(doc: &serde_json::Value) -> Vec<anote_ner::eval::Span> {
+pub fn gold_spans(doc: &serde_json::Value) -> Vec<anote_ner::ner::eval::Span> {
     doc["entities"]
         .as_array()
         .unwrap()
@@ -169,7 +169,7 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Deterministic pseudo-random numbers in [-scale, scale].
-pub use anote_ner::backend::noise;
+pub use anote_ner::runtime::backend::noise;
 
 pub struct TinyGemma {
     pub layers: usize,

@@ -347,7 +347,7 @@ fn long_table(root: &Path) -> Result<String> {
         "\n## Long texts\n\n\
 `{}` (adapter `{}…`): the first {LONG_DOCS} documents of three sets, scored one by one and joined into\n\
 longer texts, strict micro-F1 and recall. The model was trained on single sentences, templates and tweets; the\n\
-extractor reads a long text in windows of a paragraph or a few sentences (`src/chunk.rs`), and this is what\n\
+extractor reads a long text in windows of a paragraph or a few sentences (`src/ner/chunk.rs`), and this is what\n\
 joining costs all the same.\n\n\
 | dataset | documents | per text | joined by | F1 alone | F1 joined | recall alone | recall joined |\n\
 |---|---|---|---|---|---|---|---|\n{rows}",

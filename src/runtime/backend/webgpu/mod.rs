@@ -1,6 +1,6 @@
 //! WebGPU compute through wgpu: WebGPU in the browser, Vulkan/Metal/DX12 natively.
 //!
-//! One WGSL file per op in `kernels/`, each with a CPU twin in [`crate::backend::cpu`] and a
+//! One WGSL file per op in `kernels/`, each with a CPU twin in [`crate::runtime::backend::cpu`] and a
 //! test comparing the two (`tests/webgpu.rs` natively, the page's self-test in the browser).
 //! Quantized weights are repacked once at load into one GPU-friendly format (int8 in u32
 //! words plus an f32 scale per 32 values: Q8_0 with the scale widened), split into
@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
-use crate::backend::cpu::AttentionShape;
-use crate::backend::q8::Q8Rows;
 use crate::error::{Error, Result};
+use crate::runtime::backend::cpu::AttentionShape;
+use crate::runtime::backend::q8::Q8Rows;
 
 /// The kernels a forward pass needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -374,7 +374,7 @@ impl Recorder<'_> {
     }
 
     /// Records attention of `tokens` queries at positions `first…` over the KV cache
-    /// (`q`, `k`, `v` as [`crate::backend::cpu::attention`] takes them) into `out`. When
+    /// (`q`, `k`, `v` as [`crate::runtime::backend::cpu::attention`] takes them) into `out`. When
     /// heads × tokens are fewer than [`SPLIT_BELOW`] workgroups (a decode step), each
     /// query's keys are split over up to [`ATTENTION_MAX_SPLITS`] workgroups whose parts
     /// (`parts`, [`attention_parts_len`] floats) a second kernel merges.

@@ -18,11 +18,11 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::extract::{Extraction, Extractor};
-use crate::model::Adapter;
-use crate::redact::{Key, Redactor};
-use crate::schema::Schema;
-use crate::spans::{Entity, OffsetMap, Unit};
+use crate::ner::extract::{Extraction, Extractor};
+use crate::ner::redact::{Key, Redactor};
+use crate::ner::schema::Schema;
+use crate::ner::spans::{Entity, OffsetMap, Unit};
+use crate::runtime::model::Adapter;
 
 // Named `anote_ner.AnoteError`, where Python finds it again: Spark pickles the classes a job
 // refers to by that name.
@@ -34,7 +34,7 @@ create_exception!(
 );
 
 /// The shipped adapter (`adapter="default"`), checked against `models/manifest.json` when applied.
-const SHIPPED_ADAPTER: &[u8] = include_bytes!("../models/anote-ner-lora.safetensors");
+const SHIPPED_ADAPTER: &[u8] = include_bytes!("../../models/anote-ner-lora.safetensors");
 
 fn anote_error(py: Python<'_>, e: &Error) -> PyErr {
     let err = AnoteError::new_err(e.to_string());
@@ -56,8 +56,8 @@ fn py_entities(text: &str, entities: &[Entity]) -> Vec<PyEntity> {
         .map(|e| {
             let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
             let source = match e.source {
-                crate::spans::Source::Model => "model",
-                crate::spans::Source::Pattern => "pattern",
+                crate::ner::spans::Source::Model => "model",
+                crate::ner::spans::Source::Pattern => "pattern",
             };
             (e.label.clone(), start, end, e.text.clone(), e.score, source)
         })
@@ -248,7 +248,7 @@ fn parse_schema(py: Python<'_>, json: &str) -> PyResult<Schema> {
     Schema::from_json(json).map_err(|e| anote_error(py, &e))
 }
 
-fn py_redaction(text: &str, r: &crate::redact::Redaction, mapping: bool) -> (String, Vec<PyReplacement>) {
+fn py_redaction(text: &str, r: &crate::ner::redact::Redaction, mapping: bool) -> (String, Vec<PyReplacement>) {
     let (original, redacted) = (OffsetMap::new(text), OffsetMap::new(&r.text));
     let replacements = r
         .replacements
@@ -308,8 +308,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MODELS_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/models"))?;
     m.add(
         "PRESETS",
-        crate::schema::PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        crate::ner::schema::PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
     )?;
-    m.add("MAX_TEXT_BYTES", crate::extract::MAX_TEXT_BYTES)?;
+    m.add("MAX_TEXT_BYTES", crate::ner::extract::MAX_TEXT_BYTES)?;
     Ok(())
 }

@@ -13,10 +13,10 @@ use super::{
     check_slot, check_tokens, load_linear, load_vector, BatchRow, Compute, KvCache, KvSnapshot, LanguageModel, Logits,
     MAX_CONTEXT,
 };
-use crate::backend::cpu::{self, AttentionShape, Linear};
 use crate::error::{Error, Result};
-use crate::gguf::{ByteSource, Gguf};
-use crate::model::adapter::{Adapter, LowRank};
+use crate::runtime::backend::cpu::{self, AttentionShape, Linear};
+use crate::runtime::gguf::{ByteSource, Gguf};
+use crate::runtime::model::adapter::{Adapter, LowRank};
 
 /// Unless the GGUF says otherwise, every sixth layer attends globally and the others use
 /// the sliding window (llama.cpp's default swa pattern for gemma3).

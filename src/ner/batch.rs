@@ -6,14 +6,14 @@
 //! batching), whose prompt then rides along in the same forward as the others' tokens.
 //! Each window's answer is the same as when it is decoded alone.
 
-use crate::decode::{Decoder, Grammar, Limits, Line};
-use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::free_format::FreeDecoder;
-use crate::model::{BatchRow, KvSnapshot, Logits};
-use crate::prompt::{self, Format};
-use crate::spans::inside_word;
-use crate::tokenizer::Tokenizer;
+use crate::ner::decode::{Decoder, Grammar, Limits, Line};
+use crate::ner::free_format::FreeDecoder;
+use crate::ner::prompt::{self, Format};
+use crate::ner::spans::inside_word;
+use crate::runtime::engine::Engine;
+use crate::runtime::model::{BatchRow, KvSnapshot, Logits};
+use crate::runtime::tokenizer::Tokenizer;
 
 /// How the windows are answered.
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +22,7 @@ pub struct Settings {
     pub batch: usize,
     /// See [`Limits::end_penalty`].
     pub end_penalty: f32,
-    /// `None` (the product): lines under the grammar; else see [`crate::free_format`].
+    /// `None` (the product): lines under the grammar; else see [`crate::ner::free_format`].
     pub free_format: Option<Format>,
 }
 

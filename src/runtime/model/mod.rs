@@ -20,10 +20,10 @@ pub use adapter::Adapter;
 pub use kv_cache::KvCache;
 pub use snapshot::KvSnapshot;
 
-use crate::backend::cpu::{self, Linear};
-use crate::backend::q8::{Q8Rows, Q8_0_BLOCK_BYTES};
 use crate::error::{Error, Result};
-use crate::gguf::{ByteSource, Gguf, TensorInfo};
+use crate::runtime::backend::cpu::{self, Linear};
+use crate::runtime::backend::q8::{Q8Rows, Q8_0_BLOCK_BYTES};
+use crate::runtime::gguf::{ByteSource, Gguf, TensorInfo};
 
 /// The most tokens a model keeps in its KV cache, whatever the GGUF allows: extraction
 /// prompts are a schema prefix plus one chunk, and the cache grows on demand up to this.
@@ -165,7 +165,7 @@ pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Box<dyn Languag
 
 /// Loads the model the GGUF describes onto `gpu`.
 pub fn load_webgpu<S: ByteSource + ?Sized>(
-    gpu: std::rc::Rc<crate::backend::webgpu::Gpu>,
+    gpu: std::rc::Rc<crate::runtime::backend::webgpu::Gpu>,
     g: &Gguf,
     src: &S,
 ) -> Result<Box<dyn LanguageModel>> {

@@ -10,11 +10,11 @@ use std::ops::Range;
 
 use serde::Deserialize;
 
-use crate::decode::answer_tokens;
 use crate::error::{Error, Result};
-use crate::prompt;
-use crate::schema::Schema;
-use crate::tokenizer::Tokenizer;
+use crate::ner::decode::answer_tokens;
+use crate::ner::prompt;
+use crate::ner::schema::Schema;
+use crate::runtime::tokenizer::Tokenizer;
 
 #[derive(Debug, Deserialize)]
 pub struct Example {

@@ -2,11 +2,11 @@
 
 use std::rc::Rc;
 
-use crate::backend::webgpu::Gpu;
 use crate::error::{Error, Result};
-use crate::gguf::{ByteSource, Gguf};
-use crate::model::{self, Adapter, LanguageModel};
-use crate::tokenizer::Tokenizer;
+use crate::runtime::backend::webgpu::Gpu;
+use crate::runtime::gguf::{ByteSource, Gguf};
+use crate::runtime::model::{self, Adapter, LanguageModel};
+use crate::runtime::tokenizer::Tokenizer;
 
 pub struct Engine {
     pub tokenizer: Tokenizer,
@@ -39,7 +39,7 @@ impl Engine {
         Engine::load_on(src, None)
     }
 
-    /// As [`Engine::load`], on `gpu` (see [`crate::backend::webgpu::Gpu::new`]).
+    /// As [`Engine::load`], on `gpu` (see [`crate::runtime::backend::webgpu::Gpu::new`]).
     pub fn load_webgpu<S: ByteSource + ?Sized>(src: &S, gpu: Rc<Gpu>) -> Result<Engine> {
         Engine::load_on(src, Some(gpu))
     }
@@ -118,9 +118,9 @@ impl Engine {
             });
         }
         self.model.truncate(0);
-        let t0 = crate::clock::now_ms();
+        let t0 = crate::runtime::clock::now_ms();
         let mut logits = self.model.forward(&ids).await?;
-        let t1 = crate::clock::now_ms();
+        let t1 = crate::runtime::clock::now_ms();
         let mut tokens = Vec::new();
         let mut pending = Vec::new();
         let mut text = String::new();
@@ -148,7 +148,7 @@ impl Engine {
             tokens,
             prompt_tokens: ids.len(),
             prefill_ms: t1 - t0,
-            decode_ms: crate::clock::now_ms() - t1,
+            decode_ms: crate::runtime::clock::now_ms() - t1,
             decode_steps,
             stopped_at_eos,
         })

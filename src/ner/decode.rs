@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 
-use crate::spans::occurrences;
-use crate::tokenizer::Tokenizer;
+use crate::ner::spans::occurrences;
+use crate::runtime::tokenizer::Tokenizer;
 
 /// The longest token text the candidate scan looks for, in characters.
 const MAX_PIECE_CHARS: usize = 24;

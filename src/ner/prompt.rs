@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use regex::Regex;
 
-use crate::schema::Schema;
+use crate::ner::schema::Schema;
 
 const GUIDELINES: &str = include_str!("prompts/guidelines.txt");
 

@@ -8,8 +8,8 @@
 use std::rc::Rc;
 
 use super::KvSnapshot;
-use crate::backend::cpu::KvRows;
 use crate::error::{Error, Result};
+use crate::runtime::backend::cpu::KvRows;
 
 #[derive(Clone, Debug, Default)]
 struct LayerKv {

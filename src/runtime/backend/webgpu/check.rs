@@ -5,10 +5,10 @@
 //! the same comparison holds on Vulkan and on the browser's WebGPU.
 
 use super::{attention_parts_len, Gpu, GpuMatrix, Groups, Kernel};
-use crate::backend::cpu::{self, rope_table, AttentionShape, KvRows};
-use crate::backend::q8::Q8Rows;
-use crate::backend::{max_rel_diff, noise};
 use crate::error::Result;
+use crate::runtime::backend::cpu::{self, rope_table, AttentionShape, KvRows};
+use crate::runtime::backend::q8::Q8Rows;
+use crate::runtime::backend::{max_rel_diff, noise};
 
 /// One comparison: the largest difference, relative to the largest reference value.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::spans::Entity;
+use crate::ner::spans::Entity;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operator {
@@ -341,7 +341,7 @@ fn canonical_values(entities: &[&Entity]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spans::Source;
+    use crate::ner::spans::Source;
 
     fn ents(text: &str, spans: &[(&str, &str)]) -> Vec<Entity> {
         let mut from = 0;

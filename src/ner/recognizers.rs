@@ -475,7 +475,7 @@ pub fn find_all(text: &str, recognizers: &[Recognizer]) -> Vec<Match> {
             .cmp(&b.recognizer)
             .then((b.end - b.start).cmp(&(a.end - a.start)))
     });
-    let mut taken = crate::spans::Occupied::default();
+    let mut taken = crate::ner::spans::Occupied::default();
     let mut kept: Vec<Match> = Vec::new();
     for m in all {
         if !taken.overlaps(m.start, m.end) {

@@ -9,16 +9,16 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::backend::webgpu::{Gpu, GpuOptions};
+use crate::runtime::backend::webgpu::{Gpu, GpuOptions};
 
 use crate::error::{Error, Result};
-use crate::eval::Span;
-use crate::extract::{Extractor, DEFAULT_BATCH};
-use crate::gguf::ByteSource;
-use crate::model::Adapter;
-use crate::redact::{Key, Redactor};
-use crate::schema::Schema;
-use crate::spans::{Entity, OffsetMap, Source, Unit};
+use crate::ner::eval::Span;
+use crate::ner::extract::{Extractor, DEFAULT_BATCH};
+use crate::ner::redact::{Key, Redactor};
+use crate::ner::schema::Schema;
+use crate::ner::spans::{Entity, OffsetMap, Source, Unit};
+use crate::runtime::gguf::ByteSource;
+use crate::runtime::model::Adapter;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -336,7 +336,7 @@ impl Engine {
             let mut x = x.borrow_mut();
             x.cancelled = cancel_flag(cancel);
             x.progress = Box::new(|_, _| {});
-            let predict = async |doc: &crate::eval::Document| -> Result<Vec<Span>> {
+            let predict = async |doc: &crate::ner::eval::Document| -> Result<Vec<Span>> {
                 let text = doc.text.as_deref().unwrap_or_default();
                 let found = x.extract(text, &schema, |_| {}).await?;
                 let map = OffsetMap::new(text);
@@ -354,7 +354,7 @@ impl Engine {
                     let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
                 }
             };
-            let evaluation = crate::eval::evaluate(&gold, None, predict, progress)
+            let evaluation = crate::ner::eval::evaluate(&gold, None, predict, progress)
                 .await
                 .map_err(js_error)?;
             to_js(&evaluation)
@@ -472,7 +472,7 @@ pub fn redact(
 #[wasm_bindgen(js_name = extractionPrompt)]
 pub fn extraction_prompt(schema: &str, text: &str) -> std::result::Result<String, JsValue> {
     let schema = Schema::from_json(schema).map_err(js_error)?;
-    Ok(crate::prompt::prefix(&schema) + &crate::prompt::document(text))
+    Ok(crate::ner::prompt::prefix(&schema) + &crate::ner::prompt::document(text))
 }
 
 /// Checks a schema (JSON) as extraction would; throws the typed error (`invalid_schema`).
@@ -485,7 +485,7 @@ pub fn validate_schema(schema: &str) -> std::result::Result<(), JsValue> {
 /// `[[case, max_rel_diff]]`; anything above 1e-5 is a bug.
 #[wasm_bindgen(js_name = checkCpuKernels)]
 pub fn check_cpu_kernels() -> std::result::Result<JsValue, JsValue> {
-    to_js(&crate::backend::q8::self_check())
+    to_js(&crate::runtime::backend::q8::self_check())
 }
 
 /// Runs every WebGPU kernel against its CPU twin on this browser's adapter:
@@ -494,7 +494,7 @@ pub fn check_cpu_kernels() -> std::result::Result<JsValue, JsValue> {
 #[wasm_bindgen(js_name = checkKernels)]
 pub async fn check_kernels() -> std::result::Result<JsValue, JsValue> {
     let gpu = Gpu::new(SOFTWARE_TOO).await.map_err(js_error)?;
-    let checks = crate::backend::webgpu::check::check_kernels(&gpu)
+    let checks = crate::runtime::backend::webgpu::check::check_kernels(&gpu)
         .await
         .map_err(js_error)?;
     to_js(&serde_json::json!({ "adapter": gpu.adapter, "checks": checks }))

@@ -2,12 +2,12 @@
 //! `docs/eval.md` asks for lines, JSON or inline tags in the prompt, lets the model answer
 //! greedily without a grammar, then parses the answer and drops what is not grounded
 //! (labels outside the schema, spans not in the text). The product decodes under the
-//! grammar ([`crate::decode`]).
+//! grammar ([`crate::ner::decode`]).
 
-use crate::decode::{self, Line, Spelled};
-use crate::engine::argmax;
-use crate::prompt::{self, Format};
-use crate::tokenizer::Tokenizer;
+use crate::ner::decode::{self, Line, Spelled};
+use crate::ner::prompt::{self, Format};
+use crate::runtime::engine::argmax;
+use crate::runtime::tokenizer::Tokenizer;
 
 /// What ends a free answer: the empty line every format ends with, or the next text of
 /// the few-shot pattern.

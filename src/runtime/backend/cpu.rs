@@ -1,6 +1,6 @@
 //! CPU ops over row-major `f32` slices. The matrix products go through candle's quantized
 //! kernels (AVX2/AVX-512/NEON natively, simd128 in wasm), except Q8_0 ones in wasm, which
-//! use ours ([`crate::backend::q8`]); everything else is small enough that plain loops,
+//! use ours ([`crate::runtime::backend::q8`]); everything else is small enough that plain loops,
 //! written so that LLVM vectorises them, are as fast and far clearer.
 
 use std::sync::Arc;
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
-use crate::backend::q8::Q8Rows;
 use crate::error::{Error, Result};
-use crate::model::adapter::LowRank;
+use crate::runtime::backend::q8::Q8Rows;
+use crate::runtime::model::adapter::LowRank;
 
 /// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`, plus an optional low-rank
 /// adapter beside it.
@@ -22,7 +22,7 @@ pub struct Linear {
 }
 
 /// Whose kernels multiply: candle's, or ours on the Q8 layout. In wasm ours take Q8_0
-/// (see [`crate::backend::q8`] for why); natively candle's AVX kernels, threaded, win.
+/// (see [`crate::runtime::backend::q8`] for why); natively candle's AVX kernels, threaded, win.
 enum Weight {
     Candle { matmul: QMatMul, tensor: Arc<QTensor> },
     Q8(Q8Rows),

@@ -11,9 +11,9 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
-use crate::backend::cpu::dot;
-use crate::backend::{max_rel_diff, noise};
 use crate::error::Result;
+use crate::runtime::backend::cpu::dot;
+use crate::runtime::backend::{max_rel_diff, noise};
 
 /// Values per block, each block with one scale.
 pub const BLOCK: usize = 32;

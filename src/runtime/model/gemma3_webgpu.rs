@@ -1,5 +1,5 @@
 //! Gemma 3 on the GPU: the forward of [`super::gemma3`], each op a WGSL kernel
-//! ([`crate::backend::webgpu`]). Weights are uploaded once; a forward is one command
+//! ([`crate::runtime::backend::webgpu`]). Weights are uploaded once; a forward is one command
 //! submission, and only the final hidden state (640 floats) or the logits come back.
 //! The KV cache lives on the GPU and grows on demand; snapshots are GPU-side copies.
 //! Activations live in buffers kept across layers and steps: creating GPU buffers per
@@ -12,10 +12,10 @@ use std::rc::Rc;
 
 use super::gemma3::{Config, Layer};
 use super::{load_q8rows, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
-use crate::backend::cpu::rope_table;
-use crate::backend::webgpu::{attention_parts_len, Gpu, GpuMatrix, Groups, Kernel, Recorder, MAX_HEAD_DIM};
 use crate::error::{Error, Result};
-use crate::gguf::{ByteSource, Gguf};
+use crate::runtime::backend::cpu::rope_table;
+use crate::runtime::backend::webgpu::{attention_parts_len, Gpu, GpuMatrix, Groups, Kernel, Recorder, MAX_HEAD_DIM};
+use crate::runtime::gguf::{ByteSource, Gguf};
 
 /// A projection, and its weights with an adapter merged in while one is set.
 struct GpuLinear {

@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::error::{Error, Result};
-use crate::gguf::{Gguf, Value};
+use crate::runtime::gguf::{Gguf, Value};
 
 /// What a token is, from `tokenizer.ggml.token_type` (llama.cpp's `llama_token_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

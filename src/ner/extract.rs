@@ -21,15 +21,15 @@
 
 use std::ops::Range;
 
-use crate::batch::{self, answer_budget};
-use crate::chunk;
-use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::KvSnapshot;
-use crate::prompt::{self, Format};
-use crate::recognizers::{self, Recognizer};
-use crate::schema::Schema;
-use crate::spans::{self, inside_word, Entity, Occupied, Source};
+use crate::ner::batch::{self, answer_budget};
+use crate::ner::chunk;
+use crate::ner::prompt::{self, Format};
+use crate::ner::recognizers::{self, Recognizer};
+use crate::ner::schema::Schema;
+use crate::ner::spans::{self, inside_word, Entity, Occupied, Source};
+use crate::runtime::engine::Engine;
+use crate::runtime::model::KvSnapshot;
 
 /// Texts above this are refused: at a few hundred bytes a second, 2 MiB is already hours
 /// of work, and a corpus belongs in separate documents.
@@ -48,7 +48,7 @@ pub const WINDOWS: chunk::Limits = chunk::Limits {
 /// Context a window and its answer may need after the schema prefix: the window's bytes (a
 /// token takes at least one), its frame, and the answer budget of its words (see `extract`).
 pub const WINDOW_ROOM: usize = WINDOWS.sentence + 16 + answer_budget(WINDOWS.sentence.div_ceil(2)) + 16;
-/// The default [`crate::decode::Limits::end_penalty`].
+/// The default [`crate::ner::decode::Limits::end_penalty`].
 pub const END_PENALTY: f32 = 0.0;
 /// Windows decoded at once unless set ([`Extractor::batch`]).
 pub const DEFAULT_BATCH: usize = 8;
@@ -60,10 +60,10 @@ pub struct Extractor {
     /// Told `(windows done, windows in all)` at the start and as each window's entities
     /// become final.
     pub progress: Box<dyn Fn(usize, usize)>,
-    /// See [`crate::decode::Limits::end_penalty`]; [`END_PENALTY`] unless set.
+    /// See [`crate::ner::decode::Limits::end_penalty`]; [`END_PENALTY`] unless set.
     pub end_penalty: f32,
     /// `None` (the product): `LABEL: span` lines under the grammar. `Some(format)`: the
-    /// prompt asks for `format` and the answer is decoded freely ([`crate::free_format`]).
+    /// prompt asks for `format` and the answer is decoded freely ([`crate::ner::free_format`]).
     /// Only the answer-format comparison in docs/eval.md uses it.
     pub free_format: Option<Format>,
     /// Windows decoded at once ([`DEFAULT_BATCH`]; 1: one after another).
@@ -458,7 +458,7 @@ fn runs_on(text: &str, start: usize, end: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{outside_patterns, runs_on};
-    use crate::spans::{Entity, Occupied, Source};
+    use crate::ner::spans::{Entity, Occupied, Source};
 
     fn entity(text: &str, part: &str, label: &str, source: Source) -> Entity {
         let start = text.find(part).unwrap();

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
-use crate::recognizers::Recognizer;
+use crate::ner::recognizers::Recognizer;
 
 /// Limits that keep the prompt (and its cached prefix) a sensible size.
 pub const MAX_TYPES: usize = 64;
@@ -46,8 +46,8 @@ pub struct EntityType {
 
 /// Built-in schemas, by name.
 pub const PRESETS: &[(&str, &str)] = [
-    ("pii", include_str!("../presets/pii.json")),
-    ("conll", include_str!("../presets/conll.json")),
+    ("pii", include_str!("../../presets/pii.json")),
+    ("conll", include_str!("../../presets/conll.json")),
 ]
 .as_slice();
 
