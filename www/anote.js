@@ -80,6 +80,13 @@ export class AnoteClient {
     return this.#call('redact', { text, entities: entities.map(({ label, start, end }) => ({ label, start, end })), operators, key });
   }
 
+  /** Redacts the text of the last completed `extract` with its entities, as the engine
+   *  holds them (nothing is sent back); `operators` and `key` as for `redact`. Rejects with
+   *  code `bad_input` when no extraction has completed. */
+  redactLast(operators, key) {
+    return this.#call('redact-last', { operators, key });
+  }
+
   /** Resolves if the schema is valid; rejects with code `invalid_schema` and the reason. */
   validate(schema) {
     return this.#call('validate', { schema: typeof schema === 'string' ? schema : JSON.stringify(schema) });

@@ -14,6 +14,9 @@ const client = new AnoteClient();
 let started = performance.now();
 let lastText = '';
 let entities = [];
+// Whether the last extraction ran to its end: only then is there a redaction (a cancelled
+// one would leave the unread part of the text as it was).
+let complete = false;
 let sortKey = 'start';
 let sortDir = 1;
 
@@ -279,6 +282,7 @@ $('extract').addEventListener('click', async () => {
   showError(null);
   lastText = $('text-input').value;
   entities = [];
+  complete = false;
   renderResults();
   // The schema's prompt runs first (once per schema, seconds for a long one), then the windows.
   $('extract-status').textContent = 'Reading the entity types…';
@@ -301,6 +305,7 @@ $('extract').addEventListener('click', async () => {
         : 'Extracting…';
     });
     entities = r.entities;
+    complete = true;
     $('extract-status').textContent = `${countEntities(r.entities.length)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     $('extract-status').dataset.done = 'true';
     $('highlighted').focus(); // keyboard users land on the result, not on <body>
@@ -363,7 +368,7 @@ async function redactNow() {
   const key = keyed() ? redactionKey() : undefined;
   if (key) $('key').value = key;
   try {
-    redaction = await client.redact(lastText, entities, ops, key);
+    redaction = complete ? await client.redactLast(ops, key) : { text: '', replacements: [] };
     $('redacted').textContent = redaction.text;
   } catch (e) {
     showError(e);

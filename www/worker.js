@@ -14,6 +14,7 @@
 //                  {type:'evaluate', id, gold, schema, cancel?} gold: JSONL text (code-point offsets); done:
 //                                                         {scores, broken, documents: [{id, predicted, missed, spurious}]}
 //                  {type:'redact', id, text, entities, operators, key?}  key: the secret of hash and pseudonym
+//                  {type:'redact-last', id, operators, key?}  the last completed extraction, as the engine holds it
 //                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
 //   worker → page  {type:'progress', id?, phase:'download'|'adapter'|'load'|'extract'|'evaluate', loaded, total}
 //                                                         (with an id: windows of an extraction, documents of an evaluation)
@@ -253,6 +254,8 @@ self.onmessage = async ({ data: msg }) => {
     else if (msg.type === 'redact') {
       await ready;
       post({ type: 'done', id: msg.id, result: redact(msg.text, msg.entities, msg.operators, msg.key) });
+    } else if (msg.type === 'redact-last') {
+      post({ type: 'done', id: msg.id, result: loaded().redactLast(msg.operators, msg.key) });
     } else if (msg.type === 'validate') {
       await ready;
       if (engine) engine.checkSchema(msg.schema);

@@ -13,7 +13,7 @@ use crate::runtime::backend::webgpu::{Gpu, GpuOptions};
 
 use crate::error::{Error, Result};
 use crate::ner::eval::Span;
-use crate::ner::extract::{Extractor, DEFAULT_BATCH};
+use crate::ner::extract::{Extraction, Extractor, DEFAULT_BATCH};
 use crate::ner::redact::{Key, Redactor};
 use crate::ner::schema::Schema;
 use crate::ner::spans::{Entity, OffsetMap, Source, Unit};
@@ -114,6 +114,9 @@ impl ByteSource for JsBytes {
 #[wasm_bindgen]
 pub struct Engine {
     x: Rc<RefCell<Extractor>>,
+    /// The last text extracted and its entities (byte offsets), which `redactLast` redacts:
+    /// the page changes operators without sending the text back or converting offsets twice.
+    last: Rc<RefCell<Option<(String, Vec<Entity>)>>>,
     /// `webgpu` or `cpu`; fixed at load, like the name, so that asking never waits.
     backend: &'static str,
     /// The GPU adapter's name, or why the CPU runs the model instead of WebGPU.
@@ -208,6 +211,7 @@ impl Engine {
             backend: engine.model.backend(),
             name: engine.name.clone(),
             x: Rc::new(RefCell::new(Extractor::new(engine))),
+            last: Rc::default(),
             device,
         })
     }
@@ -311,12 +315,28 @@ impl Engine {
         on_progress: Option<Function>,
         batch: Option<usize>,
     ) -> Promise {
+        let last = self.last.clone();
         #[allow(clippy::await_holding_refcell_ref)] // see `run`
         self.run(move |x| async move {
             let mut x = x.borrow_mut();
             x.batch = batch.unwrap_or(DEFAULT_BATCH).max(1);
-            extract(&mut x, &text, &schema, on_entity, cancel, on_progress).await
+            last.replace(None);
+            let entities = extract(&mut x, &text, &schema, on_entity, cancel, on_progress).await?;
+            let result = extraction_js(&text, &entities);
+            last.replace(Some((text, entities.entities)));
+            result
         })
+    }
+
+    /// Redacts the text of the last `extract` with its entities (see [`redact`] for
+    /// `operators`, `key` and the result); throws `bad_input` when there is none.
+    #[wasm_bindgen(js_name = redactLast)]
+    pub fn redact_last(&self, operators: JsValue, key: Option<String>) -> std::result::Result<JsValue, JsValue> {
+        let last = self.last.try_borrow().map_err(|_| busy())?;
+        let (text, entities) = last
+            .as_ref()
+            .ok_or_else(|| js_error(Error::BadInput("nothing has been extracted to redact".into())))?;
+        redact_entities(text, entities, operators, key)
     }
 
     /// Scores extraction with `schema` (JSON) on `gold`, eval-format JSONL (code points), as
@@ -377,7 +397,7 @@ async fn extract(
     on_entity: Option<Function>,
     cancel: Option<Int32Array>,
     on_progress: Option<Function>,
-) -> std::result::Result<JsValue, JsValue> {
+) -> std::result::Result<Extraction, JsValue> {
     let schema = Schema::from_json(schema).map_err(js_error)?;
     x.cancelled = cancel_flag(cancel);
     x.progress = match on_progress {
@@ -387,14 +407,18 @@ async fn extract(
         None => Box::new(|_, _| {}),
     };
     let map = OffsetMap::new(text);
-    let r = x
-        .extract(text, &schema, |e| {
-            if let (Some(f), Ok(v)) = (&on_entity, to_js(&js_entity(&map, e))) {
-                let _ = f.call1(&JsValue::NULL, &v);
-            }
-        })
-        .await
-        .map_err(js_error)?;
+    x.extract(text, &schema, |e| {
+        if let (Some(f), Ok(v)) = (&on_entity, to_js(&js_entity(&map, e))) {
+            let _ = f.call1(&JsValue::NULL, &v);
+        }
+    })
+    .await
+    .map_err(js_error)
+}
+
+/// `{entities, windows, decoded_tokens}` with UTF-16 offsets into `text`.
+fn extraction_js(text: &str, r: &Extraction) -> std::result::Result<JsValue, JsValue> {
+    let map = OffsetMap::new(text);
     let entities: Vec<JsEntity> = r.entities.iter().map(|e| js_entity(&map, e)).collect();
     let windows: Vec<(usize, usize)> = r
         .windows
@@ -436,9 +460,6 @@ pub fn redact(
 ) -> std::result::Result<JsValue, JsValue> {
     let bad = |e: serde_wasm_bindgen::Error| js_error(Error::InvalidSchema(e.to_string()));
     let spans: Vec<JsSpan> = serde_wasm_bindgen::from_value(entities).map_err(bad)?;
-    let ops: HashMap<String, String> = serde_wasm_bindgen::from_value(operators).map_err(bad)?;
-    let key = key.map(|k| Key::new(k.as_bytes())).transpose().map_err(js_error)?;
-    let redactor = Redactor::from_operators(&ops, key).map_err(js_error)?;
     let map = OffsetMap::new(text);
     let byte = |i: usize| map.convert(i, Unit::Utf16, Unit::Bytes);
     let mut entities = Vec::new();
@@ -458,7 +479,22 @@ pub fn redact(
             source: Source::Model,
         });
     }
-    let mut r = redactor.redact(text, &entities);
+    redact_entities(text, &entities, operators, key)
+}
+
+/// [`redact`] with entities in byte offsets.
+fn redact_entities(
+    text: &str,
+    entities: &[Entity],
+    operators: JsValue,
+    key: Option<String>,
+) -> std::result::Result<JsValue, JsValue> {
+    let ops: HashMap<String, String> =
+        serde_wasm_bindgen::from_value(operators).map_err(|e| js_error(Error::InvalidSchema(e.to_string())))?;
+    let key = key.map(|k| Key::new(k.as_bytes())).transpose().map_err(js_error)?;
+    let redactor = Redactor::from_operators(&ops, key).map_err(js_error)?;
+    let mut r = redactor.redact(text, entities);
+    let map = OffsetMap::new(text);
     let redacted = OffsetMap::new(&r.text);
     for rep in &mut r.replacements {
         (rep.start, rep.end) = map.span(rep.start, rep.end, Unit::Utf16);

@@ -318,6 +318,8 @@ await check('empty text finds nothing; a 1 MB paste shows progress, keeps the pa
   assert.ok(Date.now() - t0 < 2000, 'the page did not respond while extracting');
   await page.click('[data-testid=cancel]');
   await page.waitForSelector('[data-testid=extract-status][data-done=cancelled]', { timeout: 120_000 });
+  // A cancelled extraction redacts nothing: the text it did not read would stay as it was.
+  assert.equal(await page.textContent('[data-testid=redacted]'), '');
   await page.fill('[data-testid=text-input]', 'x'.repeat(3 << 20));
   await page.click('[data-testid=extract]');
   await page.waitForFunction(() => /input_too_large/.test(document.querySelector('[data-testid=error]').textContent));
