@@ -9,8 +9,9 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 use crate::error::{Error, Result};
+use crate::runtime::backend::dot::dot;
+use crate::runtime::backend::low_rank::LowRank;
 use crate::runtime::backend::q8::Q8Rows;
-use crate::runtime::model::adapter::LowRank;
 
 /// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`, plus an optional low-rank
 /// adapter beside it.
@@ -124,19 +125,6 @@ pub fn needs_repack(dtype: GgmlDType) -> bool {
 pub fn repack_q8_0(q: QTensor) -> Result<QTensor> {
     let dense = q.dequantize(&Device::Cpu)?;
     Ok(QTensor::quantize(&dense, GgmlDType::Q8_0)?)
-}
-
-/// `Σ a·b` with eight independent accumulators, so that it vectorises without fast-math.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// RMSNorm of each `w.len()`-wide row of `x`, in place: `x / rms(x) · w`.
@@ -341,16 +329,6 @@ pub fn softmax_in_place(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_matches_naive_on_odd_lengths() {
-        for n in [0, 1, 7, 8, 9, 31, 256, 257] {
-            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert!((dot(&a, &b) - naive).abs() < 1e-4, "n={n}");
-        }
-    }
 
     #[test]
     fn rope_at_position_zero_is_identity_and_preserves_norm() {

@@ -4,6 +4,8 @@
 //! `webgpu` implements the same ops as WGSL kernels, each tested against its CPU twin.
 
 pub mod cpu;
+pub mod dot;
+pub mod low_rank;
 pub mod q8;
 pub mod webgpu;
 

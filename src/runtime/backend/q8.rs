@@ -12,7 +12,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use crate::error::Result;
-use crate::runtime::backend::cpu::dot;
+use crate::runtime::backend::dot::dot;
 use crate::runtime::backend::{max_rel_diff, noise};
 
 /// Values per block, each block with one scale.

@@ -17,52 +17,9 @@ use safetensors::SafeTensors;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::runtime::backend::cpu::dot;
+use crate::runtime::backend::low_rank::LowRank;
 
 pub const FORMAT: &str = "anote-lora-v1";
-
-/// One adapted projection, row-major f32: `A` `[r, in]`, and `B` stored transposed,
-/// `Bᵀ` `[r, out]`, so that its product is r long vector updates rather than `out`
-/// dot products of length r (each ending in a horizontal sum).
-pub struct LowRank {
-    a: Vec<f32>,
-    bt: Vec<f32>,
-    rank: usize,
-    in_dim: usize,
-    out_dim: usize,
-}
-
-impl LowRank {
-    /// `y += (x·Aᵀ)·Bᵀ` for every row of `x` (`rows × in`; `y` is `rows × out`). Plain
-    /// loops: per row this is r·(in+out) multiply-adds, too little to be worth a tensor
-    /// library's per-call overhead (that overhead cost 12-21 % of a token).
-    pub fn add_to(&self, x: &[f32], y: &mut [f32]) {
-        for (xr, yr) in x.chunks_exact(self.in_dim).zip(y.chunks_exact_mut(self.out_dim)) {
-            for (a, bt) in self.a.chunks_exact(self.in_dim).zip(self.bt.chunks_exact(self.out_dim)) {
-                let m = dot(a, xr);
-                for (yo, b) in yr.iter_mut().zip(bt) {
-                    *yo += m * b;
-                }
-            }
-        }
-    }
-
-    pub fn rank(&self) -> usize {
-        self.rank
-    }
-
-    /// `A` `[r, in]` and `B` `[out, r]`, row-major (what the GPU's merge reads).
-    pub fn matrices(&self) -> (&[f32], Vec<f32>) {
-        (&self.a, transpose(&self.bt, self.rank, self.out_dim))
-    }
-}
-
-/// The transpose of a row-major `rows × cols` matrix.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols)
-        .flat_map(|c| (0..rows).map(move |r| m[r * cols + c]))
-        .collect()
-}
 
 pub struct Adapter {
     /// sha256 of the adapter file.
@@ -135,13 +92,7 @@ impl Adapter {
         for (stem, halves) in halves {
             match halves {
                 (Some((a, [r, in_dim])), Some((b, [out_dim, rb]))) if r == rb => {
-                    let pair = LowRank {
-                        a,
-                        bt: transpose(&b, out_dim, r),
-                        rank: r,
-                        in_dim,
-                        out_dim,
-                    };
+                    let pair = LowRank::new(a, &b, r, in_dim, out_dim);
                     pairs.insert(stem, Arc::new(pair));
                 }
                 _ => return Err(Error::BadAdapter(format!("{stem} needs lora_a and lora_b of one rank"))),
@@ -163,10 +114,11 @@ impl Adapter {
         let Some(p) = self.pairs.get(stem) else {
             return Ok(None);
         };
-        if p.in_dim != in_dim || p.out_dim != out_dim {
+        if p.shape() != (out_dim, in_dim) {
             return Err(Error::BadAdapter(format!(
                 "{stem} is {}×{} in the adapter but {out_dim}×{in_dim} in the model",
-                p.out_dim, p.in_dim
+                p.shape().0,
+                p.shape().1
             )));
         }
         Ok(Some(p.clone()))

@@ -15,8 +15,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::{self, AttentionShape, Linear};
+use crate::runtime::backend::low_rank::LowRank;
 use crate::runtime::gguf::{ByteSource, Gguf};
-use crate::runtime::model::adapter::{Adapter, LowRank};
+use crate::runtime::model::adapter::Adapter;
 
 /// Unless the GGUF says otherwise, every sixth layer attends globally and the others use
 /// the sliding window (llama.cpp's default swa pattern for gemma3).

@@ -58,7 +58,7 @@ async fn run(
 
 fn naive_matmul(w: &[f32], x: &[f32], rows: usize, cols: usize, tokens: usize) -> Vec<f32> {
     (0..tokens * rows)
-        .map(|i| cpu::dot(&w[(i % rows) * cols..][..cols], &x[(i / rows) * cols..][..cols]))
+        .map(|i| crate::runtime::backend::dot::dot(&w[(i % rows) * cols..][..cols], &x[(i / rows) * cols..][..cols]))
         .collect()
 }
 
