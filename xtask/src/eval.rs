@@ -19,7 +19,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::{output, run_step, target_dir};
+use crate::{output, run_step, setup, target_dir};
 
 /// Engines a run can measure: name in the table, `anote` flags.
 const ENGINES: [(&str, &str, &[&str]); 3] = [
@@ -439,11 +439,7 @@ fn eval_command(bin: &Path, shared: &Path, set: &str, data: &Path, flags: &[&str
 }
 
 fn adapter_sha256(root: &Path) -> Value {
-    let m: Value = std::fs::read_to_string(root.join("models/manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
-    m["adapter"]["sha256"].clone()
+    setup::read_manifest(root).unwrap_or(Value::Null)["adapter"]["sha256"].clone()
 }
 
 /// docs/eval.md from the stored runs.

@@ -89,9 +89,7 @@ pub fn pack(root: &Path) -> Result<PathBuf> {
 
 /// The shipped adapter's file name, from `models/manifest.json`.
 fn adapter_file(root: &Path) -> Result<String> {
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("models/manifest.json"))?)?;
-    manifest["adapter"]["file"]
+    crate::setup::read_manifest(root)?["adapter"]["file"]
         .as_str()
         .map(str::to_string)
         .context("models/manifest.json names no adapter file")

@@ -195,9 +195,15 @@ struct Manifest {
     packages: Vec<String>,
 }
 
-fn manifest(root: &Path) -> Result<Manifest> {
+/// `models/manifest.json`: the default model's file, size, sha256 and source, and the
+/// shipped adapter's file, size and sha256. Every chore reads it through here.
+pub fn read_manifest(root: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(root.join("models/manifest.json")).context("reading models/manifest.json")?;
-    let v: serde_json::Value = serde_json::from_str(&text).context("parsing models/manifest.json")?;
+    serde_json::from_str(&text).context("parsing models/manifest.json")
+}
+
+fn manifest(root: &Path) -> Result<Manifest> {
+    let v = read_manifest(root)?;
     let d = &v["default"];
     let s = |k: &str| {
         d[k].as_str()

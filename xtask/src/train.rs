@@ -137,15 +137,17 @@ pub fn ship(root: &Path, adapter: &Path) -> Result<()> {
     let file = "anote-ner-lora.safetensors";
     let dest = root.join("models").join(file);
     std::fs::copy(adapter, &dest).with_context(|| format!("copying {}", adapter.display()))?;
-    let path = root.join("models/manifest.json");
-    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let mut m = setup::read_manifest(root)?;
     m["adapter"] = serde_json::json!({
         "name": "Anote NER schema-following LoRA for Gemma 3 270M (see models/README.md)",
         "file": file,
         "size": std::fs::metadata(&dest)?.len(),
         "sha256": setup::sha256_file(&dest)?,
     });
-    std::fs::write(&path, serde_json::to_string_pretty(&m)? + "\n")?;
+    std::fs::write(
+        root.join("models/manifest.json"),
+        serde_json::to_string_pretty(&m)? + "\n",
+    )?;
     println!("xtask: [train] wrote models/{file} and its sha256 to models/manifest.json");
     Ok(())
 }
