@@ -359,15 +359,7 @@ impl Engine {
             let predict = async |doc: &crate::ner::eval::Document| -> Result<Vec<Span>> {
                 let text = doc.text.as_deref().unwrap_or_default();
                 let found = x.extract(text, &schema, |_| {}).await?;
-                let map = OffsetMap::new(text);
-                Ok(found
-                    .entities
-                    .iter()
-                    .map(|e| {
-                        let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
-                        (start, end, e.label.clone())
-                    })
-                    .collect())
+                Ok(crate::ner::eval::code_point_spans(text, &found.entities))
             };
             let progress = |done: usize, total: usize| {
                 if let Some(f) = &on_progress {

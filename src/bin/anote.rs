@@ -277,8 +277,8 @@ fn eval(
             Predictor::Stored(by_id) => return Ok(by_id.get(&doc.id.to_string()).cloned().unwrap_or_default()),
         };
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let map = OffsetMap::new(text);
         if let Some(w) = &mut writer {
+            let map = OffsetMap::new(text);
             let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(&map, e)).collect();
             writeln!(
                 w,
@@ -287,13 +287,7 @@ fn eval(
             )
             .map_err(io)?;
         }
-        Ok(entities
-            .iter()
-            .map(|e| {
-                let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
-                (start, end, e.label.clone())
-            })
-            .collect())
+        Ok(anote_ner::ner::eval::code_point_spans(text, &entities))
     };
     let evaluation = block_on(anote_ner::ner::eval::evaluate(&gold, limit, predict, |done, total| {
         progress(done, total)

@@ -188,6 +188,18 @@ impl Scores {
     }
 }
 
+/// `entities` of `text` (byte offsets) as spans in code points, the unit of gold files.
+pub fn code_point_spans(text: &str, entities: &[crate::ner::spans::Entity]) -> Vec<Span> {
+    let map = crate::ner::spans::OffsetMap::new(text);
+    entities
+        .iter()
+        .map(|e| {
+            let (start, end) = map.span(e.start, e.end, crate::ner::spans::Unit::CodePoints);
+            (start, end, e.label.clone())
+        })
+        .collect()
+}
+
 /// One line of an eval-format JSONL file (gold, or predictions as `anote eval --out` writes
 /// them): `{"id", "text", "entities": [{"start", "end", "label"}]}`, offsets in code points.
 #[derive(Debug, Clone, PartialEq)]
