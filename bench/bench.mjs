@@ -128,17 +128,18 @@ function rendererPeak(ancestorPid) {
 
 // Per-document extraction in the browser: ours, then wllama on the same prompts with
 // answers of the same length (bench/documents.html).
-// One long document in the page at `batch` windows at once (bench/documents.html).
-async function documentInBrowser(text, schema, batch) {
+// One long document in the page on `threads` threads, `batch` windows at once (bench/documents.html).
+async function documentInBrowser(name, text, schema, threads, batch) {
   const browser = await launch();
   try {
     const page = await browser.newPage();
-    await page.goto(new URL(`bench/documents.html?engine=anote&batch=${batch}`, url).href);
+    await page.goto(new URL(`bench/documents.html?engine=anote&threads=${threads}&batch=${batch}`, url).href);
     await page.evaluate((d) => { window.__docs = d; }, { docs: [{ text }], schema });
     await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 900_000, polling: 500 });
     const res = await page.evaluate(() => window.__result);
-    if (res.error) throw new Error(`anote, batch ${batch}: ${res.error}`);
-    const row = { batch, bytes: new TextEncoder().encode(text).length, secs: res.ms[0] / 1000, peak: rendererPeak(process.pid) };
+    if (res.error) throw new Error(`anote, ${threads} threads, batch ${batch}: ${res.error}`);
+    if (res.threads !== threads) throw new Error(`asked for ${threads} threads, the page ran ${res.threads}`);
+    const row = { name, threads, batch, bytes: new TextEncoder().encode(text).length, secs: res.ms[0] / 1000, peak: rendererPeak(process.pid) };
     console.log(JSON.stringify(row));
     return row;
   } finally {
@@ -208,13 +209,17 @@ const nativeDocs = [
   ...[[1, 1], [1, 8], [2, 1], [2, 8]].map(([t, b]) => nativeDocument(EMAIL, t, b)),
   ...[[2, 1], [2, 8]].map(([t, b]) => nativeDocument(LONG_FILE, t, b)),
 ];
-const wasm = await inBrowser('bench/anote.html', 'anote (ours), wasm SIMD128',
-  (r) => `with the adapter; wasm linear memory (its peak) ${(r.wasm_bytes / 1e6).toFixed(0)} MB`);
+const wasmNote = (r) => `with the adapter; wasm linear memory (its peak) ${(r.wasm_bytes / 1e6).toFixed(0)} MB`;
+const wasm = await inBrowser('bench/anote.html', 'anote (ours), wasm SIMD128', wasmNote);
 const wl = await inBrowser('bench/wllama.html?threads=1', 'wllama 3.13.0 (llama.cpp, wasm)', () => '');
+const wasm2 = await inBrowser('bench/anote.html?threads=2', 'anote (ours), wasm SIMD128, threaded build', wasmNote);
 const wl2 = await inBrowser('bench/wllama.html?threads=2', 'wllama 3.13.0 (llama.cpp, wasm)', () => '');
-const emailText = readFileSync(EMAIL, 'utf8');
+const piiSchema = readFileSync('presets/pii.json', 'utf8');
 const pageDocs = [];
-for (const batch of [1, 8]) pageDocs.push(await documentInBrowser(emailText, readFileSync('presets/pii.json', 'utf8'), batch));
+for (const [threads, batch] of [[1, 1], [1, 8], [2, 1], [2, 8]]) {
+  pageDocs.push(await documentInBrowser('e-mail thread', readFileSync(EMAIL, 'utf8'), piiSchema, threads, batch));
+}
+pageDocs.push(await documentInBrowser('joined PII documents', readFileSync(LONG_FILE, 'utf8'), piiSchema, 2, 8));
 // SwiftShader is as slow as lavapipe: one run there (two took over the page's 15 minutes).
 const webgpu = await inBrowser(`bench/anote.html?backend=webgpu&ntok=16&runs=${software ? 1 : 2}`, 'anote (ours), WebGPU',
   (r) => `with the adapter; ${r.backend === 'webgpu' ? `on ${r.device}` : `fell back: ${r.device}`}; 16 tokens${software ? ', 1 run' : ''}`);
@@ -245,6 +250,8 @@ const ratios = [
   `| native, 1 thread: with adapter / base model (median of ${CPU_TRIES} back-to-back pairs) | ${pairedRatio(ours1, base1, 'prefill_tok_s').toFixed(2)}× | ${pairedRatio(ours1, base1, 'decode_tok_s').toFixed(2)}× | ${ratio(ours1.peakBytes, base1.peakBytes)} |`,
   `| wasm, 1 thread: ours / wllama | ${ratio(wasm.row.prefill, wl.row.prefill)} | ${ratio(wasm.row.decode, wl.row.decode)} | ${ratio(wasm.row.peakBytes, wl.row.peakBytes)} |`,
   `| wasm: ours (1 thread) / wllama (${wl2.row.threads} threads) | ${ratio(wasm.row.prefill, wl2.row.prefill)} | ${ratio(wasm.row.decode, wl2.row.decode)} | ${ratio(wasm.row.peakBytes, wl2.row.peakBytes)} |`,
+  `| wasm, ${wasm2.row.threads} threads: ours / wllama | ${ratio(wasm2.row.prefill, wl2.row.prefill)} | ${ratio(wasm2.row.decode, wl2.row.decode)} | ${ratio(wasm2.row.peakBytes, wl2.row.peakBytes)} |`,
+  `| wasm, ours: ${wasm2.row.threads} threads / 1 thread | ${ratio(wasm2.row.prefill, wasm.row.prefill)} | ${ratio(wasm2.row.decode, wasm.row.decode)} | ${ratio(wasm2.row.peakBytes, wasm.row.peakBytes)} |`,
   `| native: WebGPU (${nativeAdapter}) / CPU 1 thread | ${ratio(gpu1.prefill, ours1.prefill)} | ${ratio(gpu1.decode, ours1.decode)} | ${ratio(gpu1.peakBytes, ours1.peakBytes)} |`,
   `| browser: WebGPU (${webgpu.res.device}) / wasm SIMD128 | ${ratio(webgpu.row.prefill, wasm.row.prefill)} | ${ratio(webgpu.row.decode, wasm.row.decode)} | — |`,
   ...(cpp ? [
@@ -278,13 +285,14 @@ ${ratios.join('\n')}
 Long documents, extracted whole (\`pii\` preset, recognizers on, the adapter): \`${EMAIL}\` (an e-mail thread with
 PII) and the PII dev documents joined as paragraphs (${(nativeDocs[4].bytes / 1000).toFixed(0)} KB, up to 40 KB of them). Natively the time is the
 whole command, loading the model and the schema prefix included (\`anote --threads T --batch B extract --preset pii FILE\`);
-in the page it is the extraction alone, the schema prefix cached (\`bench/documents.html?batch=B\`). \`--batch\` is how
+in the page it is the extraction alone, the schema prefix cached (\`bench/documents.html?threads=T&batch=B\`; more than
+one thread is the threaded build). \`--batch\` is how
 many windows decode at once; the entities are the same at every batch.
 
 | where | document | threads | windows at once | seconds | bytes/s | entities | peak memory |
 |---|---|---|---|---|---|---|---|
 ${nativeDocs.map((d) => `| native | ${d.file === EMAIL ? 'e-mail thread' : 'joined PII documents'} (${(d.bytes / 1000).toFixed(1)} KB) | ${d.threads} | ${d.batch} | ${d.secs.toFixed(1)} | ${(d.bytes / d.secs).toFixed(0)} | ${d.entities} | ${mb(d.peak)} |`).join('\n')}
-${pageDocs.map((d) => `| browser (headless Chromium), wasm SIMD128 | e-mail thread (${(d.bytes / 1000).toFixed(1)} KB) | 1 | ${d.batch} | ${d.secs.toFixed(1)} | ${(d.bytes / d.secs).toFixed(0)} | — | ${mb(d.peak)} |`).join('\n')}
+${pageDocs.map((d) => `| browser (headless Chromium), wasm SIMD128 | ${d.name} (${(d.bytes / 1000).toFixed(1)} KB) | ${d.threads} | ${d.batch} | ${d.secs.toFixed(1)} | ${(d.bytes / d.secs).toFixed(0)} | — | ${mb(d.peak)} |`).join('\n')}
 
 A window's answer is a handful of tokens after a prompt of some thirty, and the forward of the constrained decoder
 reads only the allowed rows of the LM head, so a step costs about what a prompt token costs whether it carries one

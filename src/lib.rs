@@ -17,6 +17,11 @@ pub use ner::schema::Schema;
 pub use ner::spans::Entity;
 pub use runtime::engine::{Engine, Generation};
 
+/// `initThreadPool(n)` for JavaScript: starts the threaded browser build's `n` helper Web
+/// Workers (`www/worker.js` awaits it before it loads a model).
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 /// File name of the default model inside `models/` (see `models/manifest.json`).
 pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
 

@@ -29,6 +29,9 @@ export interface LoadInfo {
   backend: 'cpu' | 'webgpu';
   /** The GPU adapter's name, or why the CPU runs the model. */
   device: string;
+  /** Threads that share the CPU's work, and why that many (threads need a cross-origin
+   *  isolated page: COOP `same-origin` and COEP `require-corp`). */
+  threads: { count: number; why: string };
   model: string;
   /** sha256 of the fine-tuning adapter in use, or null. */
   adapter: string | null;
@@ -72,6 +75,9 @@ export interface AnoteError extends Error {
 export declare const DEFAULT_MODEL: string;
 
 export declare class Anote extends EventTarget {
+  /** `threads`: Web Workers that share the CPU's work where the page is cross-origin
+   *  isolated (default: all cores but one, at most 8). */
+  constructor(options?: { threads?: number });
   /** `backend`: 'auto' (default: a hardware WebGPU adapter, else the CPU), 'webgpu' (any adapter) or 'cpu'. */
   load(model?: string | Blob | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;
   extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;

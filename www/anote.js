@@ -2,9 +2,12 @@
 // Every request returns a Promise; progress and streamed tokens arrive through callbacks.
 // The protocol is defined at the top of worker.js.
 export class AnoteClient {
-  constructor() {
+  /** `threads`: Web Workers that share the engine's work where the page is cross-origin
+   *  isolated (default: all cores but one, at most 8); fixed for the client's life. */
+  constructor({ threads } = {}) {
     // Written out in full so that bundlers (Vite) see the worker and bundle it.
     this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    if (threads !== undefined) this.worker.postMessage({ type: 'start', threads });
     this.pending = new Map();
     this.cancelFlags = new Map();
     this.nextId = 1;
@@ -43,7 +46,8 @@ export class AnoteClient {
   /** Loads a model from a URL (cached in the origin private file system), a Blob/File or an ArrayBuffer. With a
    *  URL, the shipped fine-tuning adapter is applied unless `{adapter: false}`. `backend`:
    *  `auto` (WebGPU where the browser has it, else the CPU), `webgpu` or `cpu`. Resolves to
-   *  `{backend, device, model, adapter, …}`; `device` names the GPU, or says why the CPU runs. */
+   *  `{backend, device, threads: {count, why}, model, adapter, …}`; `device` names the GPU,
+   *  or says why the CPU runs; `threads` how many share the CPU's work, and why. */
   load(source, { adapter = true, backend = 'auto' } = {}) {
     const msg = typeof source === 'string' ? { type: 'load', url: source, adapter, backend } : { type: 'load', bytes: source, backend };
     return this.#request('load', msg, {}, source instanceof ArrayBuffer ? [source] : []);

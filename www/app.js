@@ -10,7 +10,8 @@ const MB = (n) => (n / 1e6).toFixed(1) + ' MB';
 // The app shell is cached by a service worker so the page works offline after a visit.
 if ('serviceWorker' in navigator && isSecureContext) navigator.serviceWorker.register('sw.js').catch(() => {});
 
-const client = new AnoteClient();
+// `?threads=N`: Web Workers that share the CPU's work (default: all cores but one).
+const client = new AnoteClient({ threads: Number(params.get('threads')) || undefined });
 let started = performance.now();
 let lastText = '';
 let entities = [];
@@ -60,11 +61,14 @@ async function showCache() {
   $('cache-info').textContent = `Model cache: ${files} file(s), ${MB(bytes)}`;
 }
 
-// The badge says where the model runs; its tooltip names the GPU or says why the CPU runs.
+// The badge says where the model runs; its tooltip names the GPU or says why the CPU runs,
+// and on how many threads.
 function showBackend(r) {
-  $('backend').textContent = r.backend === 'webgpu' ? 'WebGPU' : 'CPU SIMD';
+  const cpu = r.backend !== 'webgpu';
+  $('backend').textContent = cpu ? `CPU SIMD${r.threads.count > 1 ? ` ×${r.threads.count}` : ''}` : 'WebGPU';
   $('backend').dataset.backend = r.backend;
-  $('backend').title = r.device;
+  $('backend').dataset.threads = r.threads.count;
+  $('backend').title = cpu ? `${r.device}; ${r.threads.why}` : r.device;
 }
 client.onready = showBackend;
 
@@ -105,6 +109,12 @@ $('model-file').addEventListener('change', async () => {
 $('model-url-load').addEventListener('click', () => {
   const url = $('model-url').value.trim();
   if (url) loadModel(new URL(url, location.href).href);
+});
+$('threads-choice').value = params.get('threads') ?? '';
+$('threads-choice').addEventListener('change', () => {
+  const v = Number($('threads-choice').value);
+  if (v >= 1) params.set('threads', String(Math.floor(v))); else params.delete('threads');
+  location.search = params.toString();
 });
 $('backend-choice').value = params.get('backend') ?? '';
 $('backend-choice').addEventListener('change', () => {

@@ -18,10 +18,12 @@ import { countEntities, renderHighlights, setPalette } from './view.js';
 export const DEFAULT_MODEL = new URL(DEFAULT_MODEL_PATH, document.baseURI).href;
 
 export class Anote extends EventTarget {
-  #client = new AnoteClient();
+  #client;
 
-  constructor() {
+  /** `threads`: Web Workers that share the CPU's work (see AnoteClient). */
+  constructor({ threads } = {}) {
     super();
+    this.#client = new AnoteClient({ threads });
     this.#client.onprogress = (p) => this.dispatchEvent(new CustomEvent('progress', { detail: p }));
   }
 

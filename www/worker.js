@@ -1,6 +1,8 @@
 // The engine's Web Worker: owns the wasm module and the model, so the page never blocks.
 // Protocol (the only place it is defined; anote.js speaks it for the page):
-//   page → worker  {type:'load', url, adapter?, backend?}  fetch (or read from the file store, OPFS) and load a GGUF;
+//   page → worker  {type:'start', threads}                before anything else, if at all: the threads to use
+//                                                         (default: all cores but one, at most 8)
+//                  {type:'load', url, adapter?, backend?}  fetch (or read from the file store, OPFS) and load a GGUF;
 //                                                         adapter (default true): apply the shipped fine-tuning
 //                                                         adapter when the model is the base it was trained on;
 //                                                         backend: 'auto' (default) | 'webgpu' | 'cpu'
@@ -18,20 +20,39 @@
 //                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
 //   worker → page  {type:'progress', id?, phase:'download'|'adapter'|'load'|'extract'|'evaluate', loaded, total}
 //                                                         (with an id: windows of an extraction, documents of an evaluation)
-//                  {type:'ready', backend, device, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
+//                  {type:'ready', backend, device, threads: {count, why}, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
 //                                                         (sent again if a lost GPU moves the engine to the CPU)
 //                  {type:'token', id, token, text}
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
 //                  {type:'done', id, result}
 //                  {type:'error', id?, code, message}
-import init, { Engine, checkCpuKernels, checkKernels, defaultAdapter, redact, validateSchema } from './pkg/anote_ner.js';
 import { MODEL_DIR } from './config.js';
+
+// The engine comes in two builds (`cargo xtask build-web`): `pkg-threads` shares each
+// matrix product and the attention among a pool of Web Workers over one shared memory,
+// which needs a cross-origin isolated page (COOP/COEP); `pkg` runs on this thread alone,
+// anywhere. The page's first message ('start') says how many threads it wants; the build
+// is chosen once, when the engine is first needed.
+let threadsWanted = Math.min(8, Math.max(1, (navigator.hardwareConcurrency ?? 1) - 1));
+let started = null;
+const wasm = () => (started ??= startEngine(threadsWanted));
+
+async function startEngine(threads) {
+  if (threads > 1 && self.crossOriginIsolated) {
+    const pkg = await import('./pkg-threads/anote_ner.js');
+    const exports = await pkg.default();
+    await pkg.initThreadPool(threads - 1); // helpers of the engine's own thread
+    return { pkg, exports, threads: { count: threads, why: `${threads} threads (the page is cross-origin isolated)` } };
+  }
+  const pkg = await import('./pkg/anote_ner.js');
+  const why = threads > 1 ? 'one thread: threads need a cross-origin isolated page (COOP/COEP headers)' : 'one thread';
+  return { pkg, exports: await pkg.default(), threads: { count: 1, why } };
+}
 
 let engine = null;
 let adapterBytes = null; // the shipped adapter, once fetched (7.6 MB)
-const ready = init();
 // Linear memory never shrinks, so its size is the engine's peak (what the benchmark reports).
-const wasmBytes = async () => (await ready).memory.buffer.byteLength;
+const wasmBytes = async () => (await wasm()).exports.memory.buffer.byteLength;
 
 function post(msg) { self.postMessage(msg); }
 
@@ -152,7 +173,7 @@ function readWhole(bytes) {
 const ADAPTER_URL = new URL('./models/anote-ner-lora.safetensors', import.meta.url);
 
 async function applyAdapter() {
-  const shipped = defaultAdapter();
+  const shipped = (await wasm()).pkg.defaultAdapter();
   if (!shipped) return;
   try {
     if (!adapterBytes) {
@@ -169,7 +190,7 @@ let lastLoad = null; // what to reload on the CPU if the GPU is lost
 let localFile = null; // a local file (Blob or bytes), kept only while the engine runs on the GPU
 
 async function load(msg) {
-  await ready;
+  const { pkg, threads } = await wasm();
   engine?.free();
   engine = null;
   const { bytes, fromCache } = msg.url
@@ -179,7 +200,7 @@ async function load(msg) {
   post({ type: 'progress', phase: 'load', loaded: 0, total: size });
   const t0 = performance.now();
   try {
-    engine = await Engine.load(bytes, msg.backend ?? 'auto');
+    engine = await pkg.Engine.load(bytes, msg.backend ?? 'auto');
   } finally {
     bytes.close?.(); // a file handle: the weights are in wasm memory now
   }
@@ -188,7 +209,7 @@ async function load(msg) {
   localFile = !msg.url && engine.backend() === 'webgpu' ? msg.bytes : null;
   if (modelUrl && msg.adapter !== false) await applyAdapter();
   const loadMs = performance.now() - t0;
-  post({ type: 'ready', backend: engine.backend(), device: engine.device(), model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(navigator.storage?.getDirectory), bytes: size, wasmBytes: await wasmBytes() });
+  post({ type: 'ready', backend: engine.backend(), device: engine.device(), threads, model: engine.modelName(), adapter: engine.adapter() ?? null, loadMs, fromCache, cached: Boolean(navigator.storage?.getDirectory), bytes: size, wasmBytes: await wasmBytes() });
 }
 
 // A GPU that fails mid-run (device lost, out of memory) is reported with code `gpu`: the
@@ -238,28 +259,26 @@ async function extract(msg) {
 
 self.onmessage = async ({ data: msg }) => {
   try {
-    if (msg.type === 'load') await load(msg);
+    if (msg.type === 'start') threadsWanted = Math.max(1, Math.floor(msg.threads) || 1);
+    else if (msg.type === 'load') await load(msg);
     else if (msg.type === 'generate') await generate(msg);
     else if (msg.type === 'extract') await extract(msg);
     else if (msg.type === 'evaluate') await evaluate(msg);
     else if (msg.type === 'check-kernels') {
-      await ready;
-      post({ type: 'done', id: msg.id, result: await checkKernels() });
+      post({ type: 'done', id: msg.id, result: await (await wasm()).pkg.checkKernels() });
     }
     else if (msg.type === 'check-cpu-kernels') {
-      await ready;
-      post({ type: 'done', id: msg.id, result: checkCpuKernels() });
+      post({ type: 'done', id: msg.id, result: (await wasm()).pkg.checkCpuKernels() });
     }
     else if (msg.type === 'adapter') await setAdapter(msg);
     else if (msg.type === 'redact') {
-      await ready;
-      post({ type: 'done', id: msg.id, result: redact(msg.text, msg.entities, msg.operators, msg.key) });
+      post({ type: 'done', id: msg.id, result: (await wasm()).pkg.redact(msg.text, msg.entities, msg.operators, msg.key) });
     } else if (msg.type === 'redact-last') {
       post({ type: 'done', id: msg.id, result: loaded().redactLast(msg.operators, msg.key) });
     } else if (msg.type === 'validate') {
-      await ready;
+      const { pkg } = await wasm();
       if (engine) engine.checkSchema(msg.schema);
-      else validateSchema(msg.schema);
+      else pkg.validateSchema(msg.schema);
       post({ type: 'done', id: msg.id, result: true });
     }
     else throw Object.assign(new Error(`unknown message ${msg.type}`), { code: 'bad_message' });

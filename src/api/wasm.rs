@@ -108,6 +108,9 @@ impl ByteSource for JsBytes {
     }
 }
 
+/// A text and the entities found in it.
+type Extracted = (String, Vec<Entity>);
+
 /// The engine: a loaded model, ready to generate and to extract. Compute is async (a
 /// WebGPU readback resolves from the event loop), so `generate` and `extract` return
 /// promises; the worker runs one request at a time.
@@ -116,7 +119,7 @@ pub struct Engine {
     x: Rc<RefCell<Extractor>>,
     /// The last text extracted and its entities (byte offsets), which `redactLast` redacts:
     /// the page changes operators without sending the text back or converting offsets twice.
-    last: Rc<RefCell<Option<(String, Vec<Entity>)>>>,
+    last: Rc<RefCell<Option<Extracted>>>,
     /// `webgpu` or `cpu`; fixed at load, like the name, so that asking never waits.
     backend: &'static str,
     /// The GPU adapter's name, or why the CPU runs the model instead of WebGPU.

@@ -13,6 +13,7 @@ const direction = process.env.ANOTE_ADAPTER_GOLD; // sentences the base model ge
 const nativeEval = JSON.parse(process.env.ANOTE_NATIVE_EVAL); // `anote eval --json` on it
 const nativeSample = JSON.parse(process.env.ANOTE_NATIVE_SAMPLE_EVAL); // `anote eval --json --per-document` on www/sample-gold.jsonl
 const origin = new URL(url).origin;
+const notIsolated = process.env.ANOTE_NOT_ISOLATED_URL; // the same site without COOP/COEP
 const shots = process.env.ANOTE_SCREENSHOTS; // a folder for screenshots of the main views, if set
 const shoot = async (p, name, selector) => {
   if (!shots) return;
@@ -68,14 +69,17 @@ function tinyGguf(arch, truncated) {
   return Array.from(out);
 }
 
-await page.goto(url);
+// The main page runs the threaded build (two threads whatever the machine's cores), so every
+// check on it (greedy parity with the native engine included) runs the threaded kernels.
+await page.goto(`${url}?threads=2`);
 
-await check('the default model loads in the worker, downloaded with progress, on the CPU: the only WebGPU adapter is software', async () => {
+await check('the default model loads in the worker, downloaded with progress, on the CPU with two threads: the only WebGPU adapter is software', async () => {
   assert.equal(await modelState(page), 'ready', await page.textContent('[data-testid=error]'));
   assert.match(await page.textContent('[data-testid=progress-text]'), /downloaded and cached/);
   assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
-  assert.equal(await page.textContent('[data-testid=backend]'), 'CPU SIMD');
-  assert.match(await page.getAttribute('[data-testid=backend]', 'title'), /software renderer/);
+  assert.equal(await page.getAttribute('[data-testid=backend]', 'data-threads'), '2');
+  assert.equal(await page.textContent('[data-testid=backend]'), 'CPU SIMD ×2');
+  assert.match(await page.getAttribute('[data-testid=backend]', 'title'), /software renderer.*2 threads/);
 });
 
 await check('greedy tokens in the browser equal the native engine', async () => {
@@ -381,12 +385,13 @@ await check('offline after one visit: the app, the engine and the model work wit
   try {
     const p = await fresh.newPage();
     p.on('pageerror', (e) => problems.push(String(e)));
-    await p.goto(url);
+    await p.goto(`${url}?threads=2`); // the threaded build, its thread pool's scripts included
     assert.equal(await modelState(p), 'ready', await p.textContent('[data-testid=error]'));
     await p.evaluate(() => navigator.serviceWorker.ready); // installed: the shell is cached
     await fresh.setOffline(true);
     await p.reload();
     assert.equal(await modelState(p), 'ready', await p.textContent('[data-testid=error]'));
+    assert.equal(await p.getAttribute('[data-testid=backend]', 'data-threads'), '2');
     await p.selectOption('[data-testid=preset]', 'pii');
     await p.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 17);
     await p.fill('[data-testid=text-input]', 'Offline, write to ahmed.khan@example.com.');
@@ -482,31 +487,59 @@ await check('a browser without WebGPU runs on the CPU and says why', async () =>
   }
 });
 
+// A short e-mail of several windows, with PII of most kinds.
+const EMAIL = 'Hi Daniel,\n\nTomasz Kowalczyk confirmed that order NB-44871 left Leeds on Monday. Call him on '
+  + '+44 113 496 0721.\n\nInvoices now go to Meridian Health Partners, 5 Castle Street, Winchester SO23 8UJ, for '
+  + 'Mr. George Patel in Finance.\n\nBest regards,\nSarah Whitfield\nNorthbridge Logistics Ltd';
+
+// `EMAIL` extracted in page `p` by a new client of `threads` threads, one run per batch size.
+const extractEmail = (p, threads, batches) => p.evaluate(async ({ text, threads, batches }) => {
+  const { AnoteClient } = await import('./anote.js');
+  const c = new AnoteClient({ threads });
+  const ready = await c.load(new URL('models/gemma-3-270m-q4_k_m.gguf', location.href).href);
+  const schema = await (await fetch('presets/pii.json')).json();
+  const runs = [];
+  for (const batch of batches) {
+    const x = await c.extract(text, schema, undefined, undefined, { batch });
+    runs.push({ windows: x.windows.length, spans: x.entities.map((e) => [e.label, e.start, e.end, e.score.toFixed(4)]) });
+  }
+  c.worker.terminate();
+  return { threads: ready.threads, isolated: crossOriginIsolated, runs };
+}, { text: EMAIL, threads, batches });
+
 await check('windows decoded together find what one window at a time finds', async () => {
-  const r = await page.evaluate(async () => {
-    const { AnoteClient } = await import('./anote.js');
-    const c = new AnoteClient();
-    await c.load(new URL('models/gemma-3-270m-q4_k_m.gguf', location.href).href);
-    const schema = await (await fetch('presets/pii.json')).json();
-    const text = 'Hi Daniel,\n\nTomasz Kowalczyk confirmed that order NB-44871 left Leeds on Monday. Call him on '
-      + '+44 113 496 0721.\n\nInvoices now go to Meridian Health Partners, 5 Castle Street, Winchester SO23 8UJ, for '
-      + 'Mr. George Patel in Finance.\n\nBest regards,\nSarah Whitfield\nNorthbridge Logistics Ltd';
-    const spans = (x) => x.entities.map((e) => [e.label, e.start, e.end, e.score.toFixed(4)]);
-    const alone = await c.extract(text, schema, undefined, undefined, { batch: 1 });
-    const together = await c.extract(text, schema, undefined, undefined, { batch: 8 });
-    return { windows: alone.windows.length, alone: spans(alone), together: spans(together) };
-  });
-  assert.ok(r.windows >= 4, `${r.windows} windows`);
-  assert.ok(r.alone.length >= 6, JSON.stringify(r.alone));
-  assert.deepEqual(r.together, r.alone);
+  const { runs: [alone, together] } = await extractEmail(page, 1, [1, 8]);
+  assert.ok(alone.windows >= 4, `${alone.windows} windows`);
+  assert.ok(alone.spans.length >= 6, JSON.stringify(alone.spans));
+  assert.deepEqual(together.spans, alone.spans);
 });
 
-await check('served by nginx with deploy/nginx/anote.conf: the headers the page needs, and it extracts', async () => {
+await check('two threads find what one finds; served without COOP/COEP the page runs one thread, says why, and finds the same', async () => {
+  const one = await extractEmail(page, 1, [8]);
+  const two = await extractEmail(page, 2, [8]);
+  assert.deepEqual(two.threads.count, 2);
+  assert.deepEqual(two.runs, one.runs);
+  const p = await context.newPage();
+  try {
+    await p.goto(`${notIsolated}?threads=2`);
+    assert.equal(await modelState(p), 'ready', await p.textContent('[data-testid=error]'));
+    assert.equal(await p.getAttribute('[data-testid=backend]', 'data-threads'), '1');
+    assert.match(await p.getAttribute('[data-testid=backend]', 'title'), /one thread: threads need a cross-origin isolated page/);
+    const fallback = await extractEmail(p, 2, [8]);
+    assert.equal(fallback.isolated, false);
+    assert.equal(fallback.threads.count, 1);
+    assert.deepEqual(fallback.runs, one.runs);
+  } finally {
+    await p.close();
+  }
+});
+
+await check('served by nginx with deploy/nginx/anote.conf: the headers the page needs, and it extracts on two threads', async () => {
   const nginx = process.env.ANOTE_NGINX_URL;
   const at = (path) => new URL(path, nginx);
   const csp = (await (await fetch(url)).text()).match(/http-equiv="Content-Security-Policy"\s+content="([^"]+)"/)[1];
   const model = 'models/gemma-3-270m-q4_k_m.gguf';
-  for (const path of ['', 'sw.js', 'pkg/anote_ner_bg.wasm', 'presets/pii.json', model]) {
+  for (const path of ['', 'sw.js', 'pkg/anote_ner_bg.wasm', 'pkg-threads/anote_ner_bg.wasm', 'presets/pii.json', model]) {
     const r = await fetch(at(path), { method: 'HEAD' });
     assert.equal(r.status, 200, path);
     for (const [name, value] of [['cross-origin-opener-policy', 'same-origin'], ['cross-origin-embedder-policy', 'require-corp'],
@@ -527,9 +560,10 @@ await check('served by nginx with deploy/nginx/anote.conf: the headers the page 
   const p = await browser.newPage();
   const away = [];
   p.on('request', (r) => { if (new URL(r.url()).origin !== new URL(nginx).origin) away.push(r.url()); });
-  await p.goto(nginx);
+  await p.goto(`${nginx}?threads=2`); // the threaded build: its helper workers must pass the CSP
   assert.equal(await p.evaluate(() => crossOriginIsolated), true, 'not cross-origin isolated');
   assert.equal(await modelState(p), 'ready', await p.textContent('[data-testid=error]'));
+  assert.equal(await p.getAttribute('[data-testid=backend]', 'data-threads'), '2');
   await p.fill('[data-testid=text-input]', 'Please call Ahmed Khan on +44 20 7946 0018.');
   await p.click('[data-testid=extract]');
   await p.waitForSelector('[data-testid=extract-status][data-done=true]');

@@ -1,6 +1,7 @@
 // The packed npm package as web developers use it, in headless Chromium: an app built with
 // Vite and a page with an import map (no bundler), each serving the model from its own
-// origin. Each extracts an e-mail with exact offsets through the API and shows entities
+// origin. Each extracts an e-mail with exact offsets through the API on two threads (the
+// threaded build, served cross-origin isolated) and shows entities
 // through <anote-extractor>, styled by the package's stylesheet. Run by `cargo xtask test` after `cargo xtask pack`.
 import assert from 'node:assert/strict';
 import { launch } from '../browser/chromium.mjs';
@@ -21,8 +22,9 @@ try {
     page.on('pageerror', (e) => problems.push(String(e)));
     try {
       await page.goto(url);
-      const { adapter, entities } = await page.evaluate((t) => window.extractEmail(t), TEXT);
+      const { adapter, threads, entities } = await page.evaluate((t) => window.extractEmail(t), TEXT);
       assert.ok(adapter, 'the adapter in the package was not applied');
+      assert.equal(threads.count, 2, threads.why);
       const email = entities.find((e) => e.label === 'EMAIL_ADDRESS');
       assert.ok(email, `no e-mail among ${JSON.stringify(entities)}`);
       assert.deepEqual({ start: email.start, end: email.end, text: email.text }, { start: 5, end: 20, text: 'ana@example.com' });
@@ -50,7 +52,7 @@ try {
         assert.ok(!sent.includes('ahmed.khan') && !sent.includes('ana@example'), `a request carries the text: ${r.url()}`);
       }
       assert.deepEqual(problems, []);
-      console.log(`ok   ${name}: e-mail at 5–20, the widget highlights ${marked.length} entities, ${requests.length} requests, all same-origin`);
+      console.log(`ok   ${name}: e-mail at 5–20 on ${threads.count} threads, the widget highlights ${marked.length} entities, ${requests.length} requests, all same-origin`);
     } catch (e) {
       failed++;
       console.log(`FAIL ${name}: ${e.stack ?? e}`);

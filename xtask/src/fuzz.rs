@@ -87,12 +87,7 @@ pub fn run(root: &Path, minutes: f64) -> Result<()> {
 /// The nightly toolchain (libFuzzer needs its sanitizer flags) and cargo-fuzz, where missing.
 fn install(root: &Path) -> Result<()> {
     let works = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
-    if !works(Command::new("rustc").args(["+nightly", "--version"])) {
-        run_step(
-            "fuzz: install the nightly toolchain",
-            Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]),
-        )?;
-    }
+    crate::setup::nightly()?;
     if !works(Command::new("cargo").current_dir(root).args(["fuzz", "--version"])) {
         run_step(
             "fuzz: install cargo-fuzz",

@@ -229,33 +229,74 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// wasm32 release build (SIMD128 via .cargo/config.toml), then wasm-bindgen into www/pkg.
+/// The threaded browser build's flags: shared memory that the page's workers import, and
+/// the thread-local storage exports wasm-bindgen's thread start-up needs (since
+/// nightly-2025-10-03 `+atomics` alone no longer makes the memory shared). Its maximum is
+/// what the engine may grow to: a shared memory's maximum is fixed when it is made.
+const THREADS_RUSTFLAGS: &str = "-C target-feature=+atomics,+bulk-memory,+simd128 \
+    -C link-args=--shared-memory -C link-args=--import-memory -C link-args=--max-memory=2147483648 \
+    -C link-args=--export=__wasm_init_tls -C link-args=--export=__tls_size \
+    -C link-args=--export=__tls_align -C link-args=--export=__tls_base";
+
+/// The two wasm32 release builds, each through wasm-bindgen: `www/pkg` (single-threaded,
+/// stable toolchain, SIMD128 via .cargo/config.toml) and `www/pkg-threads` (feature
+/// `threads`: nightly, std rebuilt with atomics, in a target folder of its own).
 /// No wasm-opt: Debian's binaryen 108 breaks wasm-bindgen's output, and candle's kernels
 /// are already optimised by LLVM.
 fn build_web(root: &Path) -> Result<()> {
-    run_step(
-        "build-web: cargo",
-        cargo()
-            .current_dir(root)
-            .args(["build", "--lib", "--release", "--target", "wasm32-unknown-unknown"]),
-    )?;
-    let wasm = target_dir(root).join("wasm32-unknown-unknown/release/anote_ner.wasm");
+    let single = ["build", "--lib", "--release", "--target", "wasm32-unknown-unknown"];
+    run_step("build-web: cargo", cargo().current_dir(root).args(single))?;
+    bindgen(root, &target_dir(root), "www/pkg")?;
+    run_step("build-web: cargo (threads)", &mut threaded_cargo(root, "build"))?;
+    bindgen(root, &threads_target(root), "www/pkg-threads")?;
+    write_shell_manifest(root)
+}
+
+/// The threaded build's own target folder: its std and flags differ from the other builds'.
+fn threads_target(root: &Path) -> PathBuf {
+    target_dir(root).join("wasm-threads")
+}
+
+/// `cargo +nightly <subcommand>` of the threaded browser build (release, feature `threads`).
+fn threaded_cargo(root: &Path, subcommand: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root)
+        .args([
+            "+nightly",
+            subcommand,
+            "--lib",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .args([
+            "--features",
+            "threads",
+            "-Z",
+            "build-std=panic_abort,std",
+            "--target-dir",
+        ])
+        .arg(threads_target(root))
+        .env("RUSTFLAGS", THREADS_RUSTFLAGS);
+    cmd
+}
+
+/// wasm-bindgen's JavaScript for the engine built under `target`, into `out` (`www/…`).
+fn bindgen(root: &Path, target: &Path, out: &str) -> Result<()> {
+    let wasm = target.join("wasm32-unknown-unknown/release/anote_ner.wasm");
     run_step(
         "build-web: wasm-bindgen",
         Command::new(setup::wasm_bindgen_bin())
             .current_dir(root)
-            .arg("--target")
-            .arg("web")
-            .arg("--out-dir")
-            .arg("www/pkg")
+            .args(["--target", "web", "--out-dir", out])
             .arg(&wasm),
     )?;
-    let size = std::fs::metadata(root.join("www/pkg/anote_ner_bg.wasm"))?.len();
+    let size = std::fs::metadata(root.join(out).join("anote_ner_bg.wasm"))?.len();
     println!(
-        "xtask: [build-web] www/pkg/anote_ner_bg.wasm is {:.2} MB",
+        "xtask: [build-web] {out}/anote_ner_bg.wasm is {:.2} MB",
         size as f64 / 1e6
     );
-    write_shell_manifest(root)
+    Ok(())
 }
 
 /// Writes `www/pkg/shell.js`: the files the service worker (`www/sw.js`) caches when it is
@@ -265,17 +306,14 @@ fn build_web(root: &Path) -> Result<()> {
 fn write_shell_manifest(root: &Path) -> Result<()> {
     use sha2::{Digest, Sha256};
     let mut files: Vec<String> = Vec::new();
-    for (dir, url) in [("www", ""), ("www/pkg", "pkg/"), ("presets", "presets/")] {
-        for entry in std::fs::read_dir(root.join(dir))? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            let wanted = [".html", ".js", ".css", ".json", ".wasm"]
-                .iter()
-                .any(|e| name.ends_with(e));
-            // The service worker is not a page resource, and the manifest cannot list itself.
-            if wanted && name != "sw.js" && name != "shell.js" && !name.ends_with(".d.ts") {
-                files.push(format!("{url}{name}"));
-            }
-        }
+    // The wasm builds' folders whole (the threaded one has wasm-bindgen's snippets below it).
+    for (dir, url, deep) in [
+        ("www", "", false),
+        ("www/pkg", "pkg/", true),
+        ("www/pkg-threads", "pkg-threads/", true),
+        ("presets", "presets/", false),
+    ] {
+        shell_files(&root.join(dir), url, deep, &mut files)?;
     }
     files.sort();
     let mut hash = Sha256::new();
@@ -305,6 +343,26 @@ fn write_shell_manifest(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The page resources in `dir` (served under `url`) into `files`; `deep`: below it too.
+fn shell_files(dir: &Path, url: &str, deep: bool, files: &mut Vec<String>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if deep && entry.file_type()?.is_dir() {
+            shell_files(&entry.path(), &format!("{url}{name}/"), true, files)?;
+            continue;
+        }
+        let wanted = [".html", ".js", ".css", ".json", ".wasm"]
+            .iter()
+            .any(|e| name.ends_with(e));
+        // The service worker is not a page resource, and the manifest cannot list itself.
+        if wanted && name != "sw.js" && name != "shell.js" && !name.ends_with(".d.ts") {
+            files.push(format!("{url}{name}"));
+        }
+    }
+    Ok(())
+}
+
 fn test(root: &Path) -> Result<()> {
     setup::all(root)?;
     run_step(
@@ -324,6 +382,10 @@ fn test(root: &Path) -> Result<()> {
             "-D",
             "warnings",
         ]),
+    )?;
+    run_step(
+        "test: clippy (threaded wasm build)",
+        threaded_cargo(root, "clippy").args(["--", "-D", "warnings"]),
     )?;
     // The test profile (opt-level 3, no LTO): one fat-LTO link per test binary would cost
     // minutes on two cores, and the tests run the real model, so they must be optimised.
@@ -491,6 +553,7 @@ fn browser_tests(root: &Path) -> Result<()> {
     let screenshots = target_dir(root).join("screenshots");
     std::fs::create_dir_all(&screenshots)?;
     let server = serve::spawn(root, 0)?;
+    let not_isolated = serve::spawn_not_isolated(root)?;
     let nginx = serve::spawn_nginx(root)?;
     run_step(
         "test: browser (headless Chromium)",
@@ -498,6 +561,10 @@ fn browser_tests(root: &Path) -> Result<()> {
             .current_dir(root)
             .arg("tests/browser/page.test.mjs")
             .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
+            .env(
+                "ANOTE_NOT_ISOLATED_URL",
+                format!("http://127.0.0.1:{}/", not_isolated.port),
+            )
             .env("ANOTE_NGINX_URL", format!("http://127.0.0.1:{}/", nginx.port))
             .env("ANOTE_PROMPT", prompt)
             .env("ANOTE_NATIVE", expected)

@@ -11,7 +11,8 @@ use anyhow::{Context, Result};
 
 use crate::{crate_version, output, target_dir};
 
-/// The page's modules the package needs (`www/`), the wasm build (`www/pkg/`).
+/// The page's modules the package needs (`www/`), the single-threaded wasm build
+/// (`www/pkg/`); the threaded build (`www/pkg-threads/`) goes whole, its snippets included.
 const WWW: &[&str] = &[
     "anote.js",
     "anote.d.ts",
@@ -46,6 +47,7 @@ pub fn pack(root: &Path) -> Result<PathBuf> {
     for f in PKG {
         copy(root.join("www/pkg").join(f), dir.join("pkg").join(f))?;
     }
+    copy_tree(&root.join("www/pkg-threads"), &dir.join("pkg-threads"))?;
     for f in PRESETS {
         copy(root.join("presets").join(f), dir.join("presets").join(f))?;
     }
@@ -85,6 +87,22 @@ pub fn pack(root: &Path) -> Result<PathBuf> {
     let tarball = out.join(name.trim());
     println!("xtask: [pack] {}", tarball.display());
     Ok(tarball)
+}
+
+/// `from` into `to`, folders included, without TypeScript declarations (the package's
+/// types are `anote.d.ts`).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let (path, name) = (entry.path(), entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&path, &to.join(&name))?;
+        } else if !name.to_string_lossy().ends_with(".d.ts") {
+            std::fs::copy(&path, to.join(&name)).with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The shipped adapter's file name, from `models/manifest.json`.

@@ -14,12 +14,15 @@ pub struct Server {
 }
 
 /// What a server serves: files from `www`, the model under `/models/` from `models`, and,
-/// for the repository's own page, `/presets/`, `/bench/` and `/node_modules/` from `repo`.
+/// for the repository's own page, `/presets/`, `/bench/` and `/node_modules/` from `repo`;
+/// `isolated`: with COOP/COEP (without, the page cannot have threads: how a host that
+/// cannot set headers serves it).
 #[derive(Clone)]
 struct Site {
     www: PathBuf,
     models: PathBuf,
     repo: Option<PathBuf>,
+    isolated: bool,
 }
 
 impl Site {
@@ -28,6 +31,7 @@ impl Site {
             www: root.join("www"),
             models: root.join("models"),
             repo: Some(root.to_path_buf()),
+            isolated: true,
         }
     }
 }
@@ -35,6 +39,15 @@ impl Site {
 /// Serves the page on 127.0.0.1:`port` (0: any free port) from a background thread.
 pub fn spawn(root: &Path, port: u16) -> Result<Server> {
     spawn_site(Site::repository(root), port)
+}
+
+/// Serves the page as [`spawn`] does on any free port, but without COOP/COEP.
+pub fn spawn_not_isolated(root: &Path) -> Result<Server> {
+    let site = Site {
+        isolated: false,
+        ..Site::repository(root)
+    };
+    spawn_site(site, 0)
 }
 
 /// Serves `dir` (another site, such as an app that uses the npm package), with the
@@ -45,6 +58,7 @@ pub fn spawn_folder(root: &Path, dir: &Path) -> Result<Server> {
             www: dir.to_path_buf(),
             models: root.join("models"),
             repo: None,
+            isolated: true,
         },
         0,
     )
@@ -125,8 +139,13 @@ fn handle(mut stream: TcpStream, site: &Site) -> Result<()> {
     }
     let mut parts = request.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let common = "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n\
-                  Cross-Origin-Resource-Policy: same-origin\r\nCache-Control: no-cache\r\nConnection: close\r\n";
+    let isolation = match site.isolated {
+        true => "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n",
+        false => "",
+    };
+    let common = format!(
+        "{isolation}Cross-Origin-Resource-Policy: same-origin\r\nCache-Control: no-cache\r\nConnection: close\r\n"
+    );
     let Some(file) = resolve(site, target).filter(|_| method == "GET" || method == "HEAD") else {
         let body = "not found\n";
         write!(

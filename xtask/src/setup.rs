@@ -13,6 +13,7 @@ use crate::{output, run_step};
 
 pub fn all(root: &Path) -> Result<()> {
     wasm_target()?;
+    nightly_wasm()?;
     wasm_bindgen_cli(root)?;
     system_packages()?;
     node_packages(root)?;
@@ -35,6 +36,44 @@ fn wasm_target() -> Result<()> {
     run_step(
         step,
         Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]),
+    )
+}
+
+/// The nightly toolchain, where missing (the threaded wasm build and the fuzzers need it).
+pub fn nightly() -> Result<()> {
+    let works = Command::new("rustc").args(["+nightly", "--version"]).output();
+    if works.is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    run_step(
+        "setup: nightly toolchain",
+        Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]),
+    )
+}
+
+/// What the threaded wasm build needs beside the stable toolchain: nightly, its wasm32
+/// target and the standard library's source (rebuilt with atomics).
+fn nightly_wasm() -> Result<()> {
+    let step = "nightly wasm32 + rust-src";
+    nightly()?;
+    let has = |kind: &str, name: &str| -> Result<bool> {
+        let list = output(
+            step,
+            Command::new("rustup").args([kind, "list", "--installed", "--toolchain", "nightly"]),
+        )?;
+        Ok(list.lines().any(|l| l.trim().starts_with(name)))
+    };
+    if has("target", "wasm32-unknown-unknown")? && has("component", "rust-src")? {
+        done(step, "already installed");
+        return Ok(());
+    }
+    run_step(
+        step,
+        Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+    )?;
+    run_step(
+        step,
+        Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown", "--toolchain", "nightly"]),
     )
 }
 

@@ -3,15 +3,17 @@
 //! use ours ([`crate::runtime::backend::q8`]); everything else is small enough that plain loops,
 //! written so that LLVM vectorises them, are as fast and far clearer.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 use crate::error::{Error, Result};
 use crate::runtime::backend::dot::dot;
 use crate::runtime::backend::low_rank::LowRank;
 use crate::runtime::backend::q8::Q8Rows;
+use crate::runtime::backend::threads;
 
 /// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`, plus an optional low-rank
 /// adapter beside it.
@@ -25,25 +27,76 @@ pub struct Linear {
 /// Whose kernels multiply: candle's, or ours on the Q8 layout. In wasm ours take Q8_0
 /// (see [`crate::runtime::backend::q8`] for why); natively candle's AVX kernels, threaded, win.
 enum Weight {
-    Candle { matmul: QMatMul, tensor: Arc<QTensor> },
+    /// Runs of rows, in order: one natively (candle threads inside its kernels), one per
+    /// Web Worker in the threaded browser build (candle's kernels run on one thread there).
+    Candle(Vec<RowRun>),
     Q8(Q8Rows),
 }
 
+/// Rows `first..first + rows` of a weight, as a matrix of their own.
+struct RowRun {
+    matmul: QMatMul,
+    tensor: Arc<QTensor>,
+    first: usize,
+    rows: usize,
+}
+
+impl RowRun {
+    fn new(tensor: Arc<QTensor>, first: usize) -> Result<RowRun> {
+        Ok(RowRun {
+            matmul: QMatMul::from_arc(tensor.clone())?,
+            rows: tensor.shape().dims2()?.0,
+            tensor,
+            first,
+        })
+    }
+
+    /// `rows × in` → `rows × self.rows`.
+    fn forward(&self, x: &[f32], rows: usize, in_dim: usize) -> Result<Vec<f32>> {
+        // Natively candle multiplies one Q6_K row with another kernel than several (its
+        // repacked tiles start at two rows), whose sums round differently: a lone row goes
+        // twice, as a batch would take it. In wasm both take the same kernel.
+        if LONE_Q6K_DIFFERS && rows == 1 && self.tensor.dtype() == GgmlDType::Q6K {
+            let xt = Tensor::from_slice(&[x, x].concat(), (2, in_dim), &Device::Cpu)?;
+            let mut y = self.matmul.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
+            y.truncate(self.rows);
+            return Ok(y);
+        }
+        let xt = Tensor::from_slice(x, (rows, in_dim), &Device::Cpu)?;
+        Ok(self.matmul.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
 /// Whether candle's Q6_K product of one row differs from its product of several (see
-/// [`Linear::forward`]).
+/// [`RowRun::forward`]).
 const LONE_Q6K_DIFFERS: bool = !cfg!(target_arch = "wasm32");
 
 /// Whether Q8_0 products run on our kernel ([`Linear::from_q8`]) rather than candle's.
 pub const OWN_Q8_KERNEL: bool = cfg!(target_arch = "wasm32");
 
 impl Linear {
+    /// A weight on candle's kernels; in the threaded browser build cut into one run of rows
+    /// per thread, each multiplied on its own thread.
     pub fn new(q: Arc<QTensor>) -> Result<Linear> {
         let (out_dim, in_dim) = q.shape().dims2()?;
+        let per = out_dim.div_ceil(threads::count());
+        let runs = match threads::WEB_WORKERS && per < out_dim {
+            false => vec![RowRun::new(q, 0)?],
+            true => {
+                let (data, row_bytes) = (q.data()?, q.storage_size_in_bytes() / out_dim);
+                (0..out_dim)
+                    .step_by(per)
+                    .map(|first| {
+                        let rows = per.min(out_dim - first);
+                        let bytes = &data[first * row_bytes..(first + rows) * row_bytes];
+                        let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, q.dtype())?;
+                        RowRun::new(Arc::new(QTensor::new(storage, (rows, in_dim))?), first)
+                    })
+                    .collect::<Result<_>>()?
+            }
+        };
         Ok(Linear {
-            weight: Weight::Candle {
-                matmul: QMatMul::from_arc(q.clone())?,
-                tensor: q,
-            },
+            weight: Weight::Candle(runs),
             lora: None,
             out_dim,
             in_dim,
@@ -63,9 +116,17 @@ impl Linear {
     pub fn rows(&self, ids: &[u32]) -> Result<Vec<f32>> {
         self.check_rows(ids)?;
         match &self.weight {
-            Weight::Candle { tensor, .. } => {
-                let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
-                Ok(tensor.embedding(&idx)?.flatten_all()?.to_vec1::<f32>()?)
+            Weight::Candle(runs) => {
+                let run_of = |id: &u32| runs.partition_point(|r| r.first <= *id as usize) - 1;
+                let mut out = Vec::with_capacity(ids.len() * self.in_dim);
+                // Consecutive ids in one run are looked up together.
+                for group in ids.chunk_by(|a, b| run_of(a) == run_of(b)) {
+                    let run = &runs[run_of(&group[0])];
+                    let local: Vec<u32> = group.iter().map(|&i| i - run.first as u32).collect();
+                    let idx = Tensor::from_slice(&local, local.len(), &Device::Cpu)?;
+                    out.extend(run.tensor.embedding(&idx)?.flatten_all()?.to_vec1::<f32>()?);
+                }
+                Ok(out)
             }
             Weight::Q8(q) => Ok(q.dequantize_rows(self.in_dim, ids.iter().map(|&i| i as usize))),
         }
@@ -80,21 +141,23 @@ impl Linear {
     }
 
     /// `rows × in` → `rows × out`. Each row's result is the same whatever the other rows
-    /// (sequences decoded together get what each gets alone).
+    /// (sequences decoded together get what each gets alone), and whatever the threads.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let mut y = match &self.weight {
-            // Natively candle multiplies one Q6_K row with another kernel than several (its
-            // repacked tiles start at two rows), whose sums round differently: a lone row
-            // goes twice, as a batch would take it. In wasm both take the same kernel.
-            Weight::Candle { matmul, tensor } if LONE_Q6K_DIFFERS && rows == 1 && tensor.dtype() == GgmlDType::Q6K => {
-                let xt = Tensor::from_slice(&[x, x].concat(), (2, self.in_dim), &Device::Cpu)?;
-                let mut y = matmul.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
-                y.truncate(self.out_dim);
+            Weight::Candle(runs) if runs.len() == 1 => runs[0].forward(x, rows, self.in_dim)?,
+            Weight::Candle(runs) => {
+                let parts: Vec<Mutex<Result<Vec<f32>>>> = runs.iter().map(|_| Mutex::new(Ok(Vec::new()))).collect();
+                threads::run(runs.len(), |i| {
+                    *parts[i].lock().expect("each part is written by one task") = runs[i].forward(x, rows, self.in_dim);
+                });
+                let mut y = vec![0f32; rows * self.out_dim];
+                for (run, part) in runs.iter().zip(parts) {
+                    let part = part.into_inner().expect("the tasks are done")?;
+                    for (t, p) in part.chunks_exact(run.rows).enumerate() {
+                        y[t * self.out_dim + run.first..][..run.rows].copy_from_slice(p);
+                    }
+                }
                 y
-            }
-            Weight::Candle { matmul, .. } => {
-                let xt = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-                matmul.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?
             }
             Weight::Q8(q) => q.matmul(x, self.in_dim),
         };
@@ -271,8 +334,8 @@ pub struct Sequence<'a> {
 }
 
 /// [`attention`] of several sequences whose queries are stacked in `q`, each over its own
-/// cache. Query rows are shared out among the matrix kernels' threads: with many short
-/// sequences, attention is too large a part of a step to leave on one core.
+/// cache. Query rows are shared out among the threads: with many short sequences,
+/// attention is too large a part of a step to leave on one core.
 pub fn attention_batch(q: &[f32], seqs: &[Sequence], s: &AttentionShape) -> Vec<f32> {
     let row = s.heads * s.head_dim;
     // The sequence and position of every query row.
@@ -281,16 +344,10 @@ pub fn attention_batch(q: &[f32], seqs: &[Sequence], s: &AttentionShape) -> Vec<
         .flat_map(|seq| (0..seq.tokens).map(move |t| (seq, seq.first_pos + t)))
         .collect();
     let mut out = vec![0f32; q.len()];
-    let slots: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(row).map(std::sync::Mutex::new).collect();
-    candle_core::utils::barrier_pool().execute_chunked(rows.len(), |range| {
-        let mut scores = Vec::new();
-        for i in range {
-            let (seq, pos) = rows[i];
-            let mut o = slots[i].lock().expect("each row is written by one worker");
-            attend(&q[i * row..][..row], seq, pos, s, &mut o, &mut scores);
-        }
+    threads::rows_mut(&mut out, row, |i, o| {
+        let (seq, pos) = rows[i];
+        attend(&q[i * row..][..row], seq, pos, s, o, &mut Vec::new());
     });
-    drop(slots);
     out
 }
 

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod dot;
 pub mod low_rank;
 pub mod q8;
+pub mod threads;
 pub mod webgpu;
 
 /// The largest difference between `got` and the reference `want`, relative to the largest

@@ -13,7 +13,7 @@ use candle_core::Device;
 
 use crate::error::Result;
 use crate::runtime::backend::dot::dot;
-use crate::runtime::backend::{max_rel_diff, noise};
+use crate::runtime::backend::{max_rel_diff, noise, threads};
 
 /// Values per block, each block with one scale.
 pub const BLOCK: usize = 32;
@@ -100,17 +100,21 @@ impl Q8Rows {
         let blocks = cols / BLOCK;
         let w = self.values();
         let n = self.scales.len() / blocks;
-        let mut y = vec![0f32; tokens * n];
         // Weight row outermost: it stays in cache while every token reads it. (Two or four
-        // rows per activation load measured no faster in Chromium, or slower.)
-        for r in 0..n {
+        // rows per activation load measured no faster in Chromium, or slower.) The threads
+        // take runs of weight rows, so the products come out transposed.
+        let mut yt = vec![0f32; n * tokens];
+        threads::rows_mut(&mut yt, tokens, |r, out| {
             let (wq, wd) = (&w[r * cols..(r + 1) * cols], &self.scales[r * blocks..(r + 1) * blocks]);
-            for t in 0..tokens {
+            for (t, y) in out.iter_mut().enumerate() {
                 let (xq, xd) = (&xq[t * cols..(t + 1) * cols], &xd[t * blocks..(t + 1) * blocks]);
-                y[t * n + r] = dot_q8(wq, wd, xq, xd);
+                *y = dot_q8(wq, wd, xq, xd);
             }
+        });
+        match tokens {
+            1 => yt,
+            _ => (0..tokens * n).map(|i| yt[(i % n) * tokens + i / n]).collect(),
         }
-        y
     }
 }
 
