@@ -143,7 +143,7 @@ const editor = new SchemaEditor({
     clearTimeout(validateTimer);
     validateTimer = setTimeout(() => validate(schema), 200);
     renderTypeChips(schema);
-    if (!loadingPreset) $('preset').value = ''; // the menu no longer names a preset once edited
+    if (!loadingPreset) markEdited(); // the menu no longer names a preset once edited
   },
 });
 
@@ -170,6 +170,13 @@ async function validate(schema) {
 
 const BLANK = 'blank';
 let loadingPreset = false;
+// The menu's entry for an edited schema names the preset it started from.
+const custom = new Option('Custom', '');
+let presetName = null;
+function markEdited() {
+  custom.text = presetName ? `Custom (edited from ${presetName})` : 'Custom';
+  $('preset').value = '';
+}
 // `blank`: no types, to write a schema from scratch.
 async function loadPreset(id) {
   const schema = id === BLANK ? { labels: [] } : await (await fetch(`presets/${id}.json`)).json();
@@ -180,14 +187,34 @@ async function loadPreset(id) {
     loadingPreset = false;
   }
   $('preset').value = id;
+  // A schema written from blank is simply custom.
+  presetName = id === BLANK ? null : shortName($('preset').selectedOptions[0].text);
 }
 
-$('preset').append(new Option('edited', ''));
-for (const p of await (await fetch('presets/index.json')).json()) $('preset').append(new Option(p.name, p.id));
+const shortName = (name) => name.replace(/ \(.*\)$/, ''); // "PII (17 types)" → "PII"
+
+// A schema kept from an earlier visit is named after the preset it equals, if any.
+async function nameRestored(presets) {
+  const same = (s) => JSON.stringify({ description: s.description ?? '', span_rules: s.span_rules ?? '', labels: s.labels ?? [] });
+  const mine = same(editor.schema);
+  for (const p of presets) {
+    if (same(await (await fetch(`presets/${p.id}.json`)).json()) === mine) {
+      $('preset').value = p.id;
+      presetName = shortName(p.name);
+      return;
+    }
+  }
+  markEdited();
+}
+
+$('preset').append(custom);
+const presets = await (await fetch('presets/index.json')).json();
+for (const p of presets) $('preset').append(new Option(p.name, p.id));
 $('preset').append(new Option('Blank (no types)', BLANK));
 $('preset').addEventListener('change', () => { if ($('preset').value) loadPreset($('preset').value); });
 $('schema-import-button').addEventListener('click', () => $('schema-import').click());
 if (!editor.restore()) await loadPreset('pii');
+else await nameRestored(presets);
 $('schema-add').addEventListener('click', () => editor.add());
 $('schema-export').addEventListener('click', () => download('schema.json', JSON.stringify(editor.schema, null, 2), 'application/json'));
 $('schema-import').addEventListener('change', async () => {
@@ -333,6 +360,11 @@ $('extract').addEventListener('click', async () => {
   }
 });
 $('cancel').addEventListener('click', () => client.cancel());
+// The skip link puts the caret in the text box (a fragment alone only scrolls there).
+$('skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  $('text-input').focus();
+});
 $('text-input').addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !$('extract').disabled) {
     e.preventDefault();

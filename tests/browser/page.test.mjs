@@ -52,6 +52,28 @@ async function check(name, fn) {
   }
 }
 
+// Colours as the eye compares them: `rgb(…)` strings to CIELAB (D65), the smallest distance
+// (CIE76) between any two, and WCAG's contrast ratio of two colours.
+const linear = (rgb) => rgb.match(/\d+(\.\d+)?/g).slice(0, 3).map((v) => {
+  const c = v / 255;
+  return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+});
+const luminance = (rgb) => { const [r, g, b] = linear(rgb); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+function lab(rgb) {
+  const [r, g, b] = linear(rgb);
+  const f = (t) => (t > 0.008856 ? Math.cbrt(t) : 7.787 * t + 16 / 116);
+  const [x, y, z] = [(0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b,
+    (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883];
+  return [116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))];
+}
+function closestPair(colours) {
+  const labs = colours.map(lab);
+  let min = Infinity;
+  labs.forEach((p, i) => labs.slice(i + 1).forEach((q) => { min = Math.min(min, Math.hypot(p[0] - q[0], p[1] - q[1], p[2] - q[2])); }));
+  return min;
+}
+const contrast = (a, b) => { const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x); return (hi + 0.05) / (lo + 0.05); };
+
 // A GGUF header written by hand: `arch` as general.architecture and, with `truncated`,
 // one F32 tensor whose data lies beyond the end of the file.
 function tinyGguf(arch, truncated) {
@@ -180,6 +202,7 @@ await check('the schema editor starts on the PII preset, validates inline, impor
   assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 17);
   await page.click('[data-testid=schema-add]');
   assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'schema-label', 'the new row is not focused');
+  assert.equal(await page.$eval('[data-testid=preset]', (m) => m.selectedOptions[0].text), 'Custom (edited from PII)');
   const labels = await page.$$('[data-testid=schema-label]');
   await labels[labels.length - 1].fill('PERSON'); // a duplicate label
   await page.waitForFunction(() => /duplicate|PERSON/i.test(document.querySelector('[data-testid=schema-error]').textContent));
@@ -258,22 +281,46 @@ await check('pseudonyms are keyed: a key is made once per origin, kept, and the 
   await page.waitForFunction(() => /<PERSON>/.test(document.querySelector('[data-testid=redacted]').textContent));
 });
 
-await check('the task comes first: text on the first screen, Ctrl+Enter extracts and focuses the result, no sideways scroll on a phone', async () => {
+await check('the task comes first: text on the first screen, two keys from load to the text box, Ctrl+Enter extracts and focuses the result, no sideways scroll on a phone', async () => {
   await page.setViewportSize({ width: 1280, height: 900 });
+  await page.reload();
+  assert.equal(await modelState(page), 'ready');
+  await page.keyboard.press('Tab'); // the skip link comes first
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'skip');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'text-input');
   const box = await page.locator('[data-testid=text-input]').boundingBox();
   assert.ok(box.y + box.height < 900, `the text box ends at y=${box.y + box.height}`);
   assert.match(await page.textContent('[data-testid=type-chips]'), /PERSON/);
-  // The 17 PII types get 17 colours, their hues spread evenly (21° apart).
-  const colours = await page.$$eval('[data-testid=type-chips] .swatch', (s) => s.map((c) => c.style.background));
-  assert.equal(new Set(colours).size, 17, colours.join(' '));
+  // The 17 PII types get 17 colours, clearly apart to the eye (CIELAB), as do 24 types.
+  const colours = await page.$$eval('[data-testid=type-chips] .swatch', (s) => s.map((c) => getComputedStyle(c).backgroundColor));
+  assert.equal(colours.length, 17);
+  assert.ok(closestPair(colours) >= 10, `PII colours ${closestPair(colours).toFixed(1)} apart: ${colours.join(' ')}`);
+  const many = await page.evaluate(async (labels) => {
+    const { setPalette, colorOf } = await import('./view.js');
+    setPalette(labels);
+    const out = labels.map(colorOf);
+    setPalette([...document.querySelectorAll('[data-testid=type-chips] .swatch')].map((c) => c.textContent));
+    return out;
+  }, Array.from({ length: 24 }, (_, i) => `TYPE_${i}`));
+  assert.ok(closestPair(many) >= 10, `24 colours ${closestPair(many).toFixed(1)} apart: ${many.join(' ')}`);
   await page.fill('[data-testid=text-input]', 'Write to ahmed.khan@example.com.');
   await page.evaluate(() => { delete document.querySelector('[data-testid=extract-status]').dataset.done; });
   await page.focus('[data-testid=text-input]');
   await page.keyboard.press('Control+Enter');
   await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'highlighted');
+  // The text on a highlight and its type tag stay readable on every colour (WCAG AA, 4.5:1).
+  const inks = await page.evaluate(() => {
+    const mark = document.querySelector('#highlighted mark');
+    return [getComputedStyle(mark).color, getComputedStyle(mark, '::after').color];
+  });
+  for (const bg of [...colours, ...many]) {
+    for (const ink of inks) assert.ok(contrast(bg, ink) >= 4.5, `${ink} on ${bg}: ${contrast(bg, ink).toFixed(2)}:1`);
+  }
   await page.setViewportSize({ width: 390, height: 844 });
   const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  await shoot(page, 'phone', null);
   await page.setViewportSize({ width: 1280, height: 900 });
   assert.ok(wide <= 390, `the page is ${wide} px wide at 390 px`);
 });
