@@ -8,9 +8,10 @@ use pollster::block_on;
 use std::path::Path;
 use std::process::Command;
 
+use anote_ner::ner::batch::Settings;
 use anote_ner::ner::decode::{self, Grammar};
 use anote_ner::ner::eval::{Scorer, Span};
-use anote_ner::ner::extract::{pattern_entities, Extractor};
+use anote_ner::ner::extract::{pattern_entities, Extractor, Options};
 use anote_ner::ner::prompt::{self, Format};
 use anote_ner::ner::schema::Schema;
 use anote_ner::ner::spans::{Entity, OffsetMap, Source, Unit};
@@ -146,7 +147,7 @@ fn extract_answering(schema: &str, text: &str, answer: &[(&str, &str)]) -> Vec<E
     let script = decode::answer_tokens(&tok, answer);
     let first = answer_start(&tok, &schema, Format::Lines, text);
     let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
-    block_on(Extractor::new(engine).extract(text, &schema, |_| {}))
+    block_on(Extractor::new(engine).extract(text, &schema, &Options::default(), |_| {}))
         .unwrap()
         .entities
 }
@@ -181,7 +182,7 @@ fn every_entity_is_grounded_whatever_the_model_decodes() {
             .collect();
         let text = words.join(if seed.is_multiple_of(3) { "" } else { " " });
         let mut streamed = Vec::new();
-        let r = block_on(x.extract(&text, &schema, |e| streamed.push(e.clone()))).unwrap();
+        let r = block_on(x.extract(&text, &schema, &Options::default(), |e| streamed.push(e.clone()))).unwrap();
         streamed.sort_by_key(|e| e.start);
         assert_eq!(
             streamed, r.entities,
@@ -350,7 +351,8 @@ fn a_line_that_cannot_be_placed_is_never_let_end() {
         let want = if ids.contains(&want) { want } else { end_of_list };
         ids.iter().map(|&i| if i == want { 1.0 } else { 0.0 }).collect()
     });
-    let got = block_on(Extractor::new(scripted_engine(tok, model)).extract(text, &schema, |_| {})).unwrap();
+    let got = block_on(Extractor::new(scripted_engine(tok, model)).extract(text, &schema, &Options::default(), |_| {}))
+        .unwrap();
     let found: Vec<(&str, usize)> = got.entities.iter().map(|e| (e.label.as_str(), e.start)).collect();
     assert_eq!(found, [("PERSON", 0)]);
     assert_eq!(
@@ -387,8 +389,14 @@ fn free_answers_in_every_format_are_grounded_like_constrained_ones() {
         let script = tok.encode(&format!("{answer}\n\n"));
         let first = answer_start(&tok, &schema, format, text);
         let mut x = Extractor::new(scripted_engine(tok, ScriptedLm::teacher(script, first)));
-        x.free_format = Some(format);
-        let got = block_on(x.extract(text, &schema, |_| {})).unwrap();
+        let free = Options {
+            decoding: Settings {
+                free_format: Some(format),
+                ..Settings::default()
+            },
+            ..Options::default()
+        };
+        let got = block_on(x.extract(text, &schema, &free, |_| {})).unwrap();
         let found: Vec<(&str, &str, usize)> = got
             .entities
             .iter()
@@ -407,10 +415,10 @@ fn the_cached_schema_prefix_gives_the_same_result_as_a_fresh_one() {
     let schema = tiny_schema();
     let text = "abc eos bad abc";
     let mut warm = tiny_extractor();
-    let first = block_on(warm.extract(text, &schema, |_| {})).unwrap();
-    block_on(warm.extract("cab ode", &schema, |_| {})).unwrap();
-    let again = block_on(warm.extract(text, &schema, |_| {})).unwrap();
-    let fresh = block_on(tiny_extractor().extract(text, &schema, |_| {})).unwrap();
+    let first = block_on(warm.extract(text, &schema, &Options::default(), |_| {})).unwrap();
+    block_on(warm.extract("cab ode", &schema, &Options::default(), |_| {})).unwrap();
+    let again = block_on(warm.extract(text, &schema, &Options::default(), |_| {})).unwrap();
+    let fresh = block_on(tiny_extractor().extract(text, &schema, &Options::default(), |_| {})).unwrap();
     assert_eq!(first.entities, again.entities);
     assert_eq!(first.entities, fresh.entities);
 }
@@ -419,33 +427,42 @@ fn the_cached_schema_prefix_gives_the_same_result_as_a_fresh_one() {
 fn bad_input_is_an_error_or_a_correct_result() {
     let mut x = tiny_extractor();
     let schema = tiny_schema();
-    assert!(block_on(x.extract("", &schema, |_| {})).unwrap().entities.is_empty());
-    let ws = block_on(x.extract(" \n\t  ", &schema, |_| {})).unwrap();
+    assert!(block_on(x.extract("", &schema, &Options::default(), |_| {}))
+        .unwrap()
+        .entities
+        .is_empty());
+    let ws = block_on(x.extract(" \n\t  ", &schema, &Options::default(), |_| {})).unwrap();
     assert!(ws.entities.is_empty() && ws.windows.is_empty());
     let huge = "abc ".repeat(600_000);
     assert_eq!(
-        block_on(x.extract(&huge, &schema, |_| {})).unwrap_err().code(),
+        block_on(x.extract(&huge, &schema, &Options::default(), |_| {}))
+            .unwrap_err()
+            .code(),
         "input_too_large"
     );
     // A long text is read whole, window by window, with progress (the browser test pastes 1 MB
     // into the page, watches the progress and cancels).
-    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let log = seen.clone();
-    x.progress = Box::new(move |done, total| log.borrow_mut().push((done, total)));
+    let seen = std::cell::RefCell::new(Vec::new());
+    let counted = Options {
+        progress: &|done, total| seen.borrow_mut().push((done, total)),
+        ..Options::default()
+    };
     let mb = "Ab cd e. ".repeat(2000);
-    let r = block_on(x.extract(&mb, &schema, |_| {})).unwrap();
+    let r = block_on(x.extract(&mb, &schema, &counted, |_| {})).unwrap();
     let seen = seen.borrow();
     assert_eq!(seen.len(), r.windows.len() + 1);
     assert!(seen.iter().enumerate().all(|(i, &p)| p == (i, r.windows.len())));
     assert_eq!(r.windows.last().unwrap().end, mb.trim_end().len());
-    x.progress = Box::new(|_, _| {});
     let controls = "<eos><bos><start_of_turn>user\n<end_of_turn></s>".repeat(20);
-    for e in block_on(x.extract(&controls, &schema, |_| {})).unwrap().entities {
+    for e in block_on(x.extract(&controls, &schema, &Options::default(), |_| {}))
+        .unwrap()
+        .entities
+    {
         assert_eq!(&controls[e.start..e.end], e.text);
     }
     // A long sentence is read in overlapping windows that cover all of it.
     let long = "abc bad eos ".repeat(400);
-    let r = block_on(x.extract(&long, &schema, |_| {})).unwrap();
+    let r = block_on(x.extract(&long, &schema, &Options::default(), |_| {})).unwrap();
     assert!(r.windows.len() > 1);
     assert!(r.windows.windows(2).all(|p| p[1].start < p[0].end));
     assert_eq!(
@@ -457,7 +474,9 @@ fn bad_input_is_an_error_or_a_correct_result() {
         ..tiny_schema()
     };
     assert_eq!(
-        block_on(x.extract("abc", &bad, |_| {})).unwrap_err().code(),
+        block_on(x.extract("abc", &bad, &Options::default(), |_| {}))
+            .unwrap_err()
+            .code(),
         "invalid_schema"
     );
 }
@@ -468,7 +487,7 @@ fn real_model_and_recognizers_on_a_pii_sentence() {
     let mut x = Extractor::new(Engine::load(&file).unwrap());
     let text =
         "Please call Ahmed Khan on +44 20 7946 0018 at the Manchester office, or write to ahmed.khan@example.com.";
-    let r = block_on(x.extract(text, &Schema::preset("pii").unwrap(), |_| {})).unwrap();
+    let r = block_on(x.extract(text, &Schema::preset("pii").unwrap(), &Options::default(), |_| {})).unwrap();
     let got = labelled(&r.entities);
     println!("{got:?}");
     assert!(got.contains(&("PHONE_NUMBER", "+44 20 7946 0018", Source::Pattern)));
@@ -626,7 +645,7 @@ fn a_schema_whose_prompt_cannot_fit_the_context_is_refused_before_any_work() {
     let e = x.check_schema(&schema).unwrap_err();
     assert_eq!(e.code(), "invalid_schema");
     assert!(e.to_string().contains("tokens; the limit is"), "{e}");
-    let e = block_on(x.extract("ab cd", &schema, |_| {})).unwrap_err();
+    let e = block_on(x.extract("ab cd", &schema, &Options::default(), |_| {})).unwrap_err();
     assert_eq!(e.code(), "invalid_schema", "{e}");
     assert!(x.check_schema(&tiny_schema()).unwrap() > 0);
 }

@@ -5,6 +5,8 @@ mod common;
 
 use std::rc::Rc;
 
+use anote_ner::ner::batch::Settings;
+use anote_ner::ner::extract::Options;
 use anote_ner::runtime::backend::webgpu::{Gpu, GpuOptions};
 use anote_ner::runtime::engine::argmax;
 use anote_ner::runtime::gguf::Gguf;
@@ -180,7 +182,7 @@ fn fixture_f1(x: &mut anote_ner::Extractor, name: &str, schema: &anote_ner::Sche
         let text = doc["text"].as_str().unwrap();
         let map = OffsetMap::new(text);
         let gold = common::gold_spans(&doc);
-        let pred: Vec<anote_ner::ner::eval::Span> = block_on(x.extract(text, schema, |_| {}))
+        let pred: Vec<anote_ner::ner::eval::Span> = block_on(x.extract(text, schema, &Options::default(), |_| {}))
             .unwrap()
             .entities
             .iter()
@@ -249,7 +251,13 @@ fn every_paragraph_of_an_e_mail_is_read() {
 refund should go to IBAN GB82 WEST 1234 5698 7654 32. I moved last month to 14 Rue des Lilas, 69003 Lyon, \
 France. You can reach me at +33 6 12 34 56 78 or amelie.durand@example.fr.\n\nThanks,\nAmélie Durand\n\
 Senior Data Analyst, Northwind Traders\n";
-    let r = block_on(x.extract(text, &anote_ner::Schema::preset("pii").unwrap(), |_| {})).unwrap();
+    let r = block_on(x.extract(
+        text,
+        &anote_ner::Schema::preset("pii").unwrap(),
+        &Options::default(),
+        |_| {},
+    ))
+    .unwrap();
     let by_model: Vec<(&str, &str)> = r
         .entities
         .iter()
@@ -307,7 +315,7 @@ fn extraction_on_webgpu_finds_the_cpus_entities() {
         };
         let text = doc["text"].as_str().unwrap();
         let [cpu, gpu] = engines.each_mut().map(|x| {
-            let r = block_on(x.extract(text, &schema, |_| {})).unwrap();
+            let r = block_on(x.extract(text, &schema, &Options::default(), |_| {})).unwrap();
             let spans: Vec<(String, usize, usize)> =
                 r.entities.iter().map(|e| (e.label.clone(), e.start, e.end)).collect();
             spans
@@ -335,10 +343,15 @@ fn batched_windows_find_what_one_window_at_a_time_finds() {
             .map(|e| (e.label.clone(), e.start, e.end, score(e.score)))
             .collect()
     };
-    x.batch = 1;
-    let alone = block_on(x.extract(thread, &schema, |_| {})).unwrap();
-    x.batch = 8;
-    let together = block_on(x.extract(thread, &schema, |_| {})).unwrap();
+    let batch = |batch| Options {
+        decoding: Settings {
+            batch,
+            ..Settings::default()
+        },
+        ..Options::default()
+    };
+    let alone = block_on(x.extract(thread, &schema, &batch(1), |_| {})).unwrap();
+    let together = block_on(x.extract(thread, &schema, &batch(8), |_| {})).unwrap();
     assert!(alone.entities.len() > 40, "{} entities", alone.entities.len());
     assert_eq!(spans(&together), spans(&alone));
     assert_eq!(together.decoded_tokens, alone.decoded_tokens);
@@ -350,12 +363,11 @@ fn batched_windows_find_what_one_window_at_a_time_finds() {
     let mut texts = paragraphs.clone();
     texts.insert(2, &too_large);
     let mut order = Vec::new();
-    let many = block_on(x.extract_many(&texts, &schema, |i, _| order.push(i))).unwrap();
+    let many = block_on(x.extract_many(&texts, &schema, &Options::default(), |i, _| order.push(i))).unwrap();
     assert!(order.windows(2).all(|w| w[0] <= w[1]), "entities of text {order:?}");
     assert_eq!(many[2].as_ref().unwrap_err().code(), "input_too_large");
     for (text, got) in texts.iter().zip(&many).filter(|(t, _)| t.len() < 10_000) {
-        x.batch = 1;
-        let want = block_on(x.extract(text, &schema, |_| {})).unwrap();
+        let want = block_on(x.extract(text, &schema, &batch(1), |_| {})).unwrap();
         assert_eq!(spans(got.as_ref().unwrap()), spans(&want), "{text}");
     }
 }

@@ -18,7 +18,8 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::ner::extract::{Extraction, Extractor};
+use crate::ner::batch::Settings;
+use crate::ner::extract::{Extraction, Extractor, Options};
 use crate::ner::redact::{Key, Redactor};
 use crate::ner::schema::Schema;
 use crate::ner::spans::{Entity, OffsetMap, Unit};
@@ -73,6 +74,8 @@ struct Engine {
     jobs: Sender<Job>,
     /// Read by the extractor between decoding steps; set when Python is interrupted.
     cancel: Arc<AtomicBool>,
+    /// Windows decoded at once.
+    batch: usize,
     #[pyo3(get)]
     model_name: String,
     /// sha256 of the adapter in use, `None` for the base model.
@@ -95,7 +98,6 @@ impl Engine {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready, loaded) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        let cancelled = cancel.clone();
         std::thread::Builder::new()
             .name("anote-engine".into())
             .spawn(move || {
@@ -103,8 +105,6 @@ impl Engine {
                     Ok(x) => x,
                     Err(e) => return drop(ready.send(Err(e))),
                 };
-                x.batch = batch.max(1);
-                x.cancelled = Box::new(move || cancelled.load(Ordering::Relaxed));
                 let _ = ready.send(Ok((x.engine.name.clone(), x.engine.adapter.clone())));
                 for job in inbox {
                     job(&mut x);
@@ -115,6 +115,7 @@ impl Engine {
         Ok(Engine {
             jobs,
             cancel,
+            batch: batch.max(1),
             model_name,
             adapter,
         })
@@ -193,9 +194,18 @@ impl Engine {
         texts: Vec<String>,
         schema: Schema,
     ) -> PyResult<(Vec<String>, Vec<Result<Extraction>>)> {
+        let (cancel, batch) = (self.cancel.clone(), self.batch);
         self.run(py, move |x| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let found = pollster::block_on(x.extract_many(&refs, &schema, |_, _| {}))?;
+            let options = Options {
+                cancelled: &|| cancel.load(Ordering::Relaxed),
+                decoding: Settings {
+                    batch,
+                    ..Settings::default()
+                },
+                ..Options::default()
+            };
+            let found = pollster::block_on(x.extract_many(&refs, &schema, &options, |_, _| {}))?;
             Ok((texts, found))
         })
     }

@@ -12,8 +12,9 @@ use std::rc::Rc;
 use crate::runtime::backend::webgpu::{Gpu, GpuOptions};
 
 use crate::error::{Error, Result};
+use crate::ner::batch::{Settings, DEFAULT_BATCH};
 use crate::ner::eval::Span;
-use crate::ner::extract::{Extraction, Extractor, DEFAULT_BATCH};
+use crate::ner::extract::{Extraction, Extractor, Options};
 use crate::ner::redact::{Key, Redactor};
 use crate::ner::schema::Schema;
 use crate::ner::spans::{Entity, OffsetMap, Source, Unit};
@@ -322,9 +323,9 @@ impl Engine {
         #[allow(clippy::await_holding_refcell_ref)] // see `run`
         self.run(move |x| async move {
             let mut x = x.borrow_mut();
-            x.batch = batch.unwrap_or(DEFAULT_BATCH).max(1);
             last.replace(None);
-            let entities = extract(&mut x, &text, &schema, on_entity, cancel, on_progress).await?;
+            let batch = batch.unwrap_or(DEFAULT_BATCH).max(1);
+            let entities = extract(&mut x, &text, &schema, on_entity, cancel, on_progress, batch).await?;
             let result = extraction_js(&text, &entities);
             last.replace(Some((text, entities.entities)));
             result
@@ -357,11 +358,14 @@ impl Engine {
         self.run(move |x| async move {
             let schema = Schema::from_json(&schema).map_err(js_error)?;
             let mut x = x.borrow_mut();
-            x.cancelled = cancel_flag(cancel);
-            x.progress = Box::new(|_, _| {});
+            let cancelled = cancel_flag(cancel);
+            let options = Options {
+                cancelled: &cancelled,
+                ..Options::default()
+            };
             let predict = async |doc: &crate::ner::eval::Document| -> Result<Vec<Span>> {
                 let text = doc.text.as_deref().unwrap_or_default();
-                let found = x.extract(text, &schema, |_| {}).await?;
+                let found = x.extract(text, &schema, &options, |_| {}).await?;
                 Ok(crate::ner::eval::code_point_spans(text, &found.entities))
             };
             let progress = |done: usize, total: usize| {
@@ -378,10 +382,11 @@ impl Engine {
 }
 
 /// The extractor's cancellation check: `cancel[0] != 0`, set from another thread.
-fn cancel_flag(cancel: Option<Int32Array>) -> Box<dyn Fn() -> bool> {
-    match cancel {
-        Some(flag) => Box::new(move || Atomics::load(&flag, 0).is_ok_and(|v| v != 0)),
-        None => Box::new(|| false),
+fn cancel_flag(cancel: Option<Int32Array>) -> impl Fn() -> bool {
+    move || {
+        cancel
+            .as_ref()
+            .is_some_and(|flag| Atomics::load(flag, 0).is_ok_and(|v| v != 0))
     }
 }
 
@@ -392,17 +397,25 @@ async fn extract(
     on_entity: Option<Function>,
     cancel: Option<Int32Array>,
     on_progress: Option<Function>,
+    batch: usize,
 ) -> std::result::Result<Extraction, JsValue> {
     let schema = Schema::from_json(schema).map_err(js_error)?;
-    x.cancelled = cancel_flag(cancel);
-    x.progress = match on_progress {
-        Some(f) => Box::new(move |done, total| {
+    let cancelled = cancel_flag(cancel);
+    let progress = |done: usize, total: usize| {
+        if let Some(f) = &on_progress {
             let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
-        }),
-        None => Box::new(|_, _| {}),
+        }
+    };
+    let options = Options {
+        cancelled: &cancelled,
+        progress: &progress,
+        decoding: Settings {
+            batch,
+            ..Settings::default()
+        },
     };
     let map = OffsetMap::new(text);
-    x.extract(text, &schema, |e| {
+    x.extract(text, &schema, &options, |e| {
         if let (Some(f), Ok(v)) = (&on_entity, to_js(&js_entity(&map, e))) {
             let _ = f.call1(&JsValue::NULL, &v);
         }
@@ -453,14 +466,14 @@ pub fn redact(
     operators: JsValue,
     key: Option<String>,
 ) -> std::result::Result<JsValue, JsValue> {
-    let bad = |e: serde_wasm_bindgen::Error| js_error(Error::InvalidSchema(e.to_string()));
+    let bad = |e: serde_wasm_bindgen::Error| js_error(Error::BadInput(format!("entities: {e}")));
     let spans: Vec<JsSpan> = serde_wasm_bindgen::from_value(entities).map_err(bad)?;
     let map = OffsetMap::new(text);
     let byte = |i: usize| map.convert(i, Unit::Utf16, Unit::Bytes);
     let mut entities = Vec::new();
     for s in spans {
         let (Some(start), Some(end)) = (byte(s.start), byte(s.end)) else {
-            return Err(js_error(Error::InvalidSchema(format!(
+            return Err(js_error(Error::BadInput(format!(
                 "entity {}..{} is not on character boundaries of the text",
                 s.start, s.end
             ))));

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
 
+use anote_ner::ner::batch;
 use anote_ner::ner::eval::{Document, Span};
-use anote_ner::ner::extract::Extractor;
+use anote_ner::ner::extract::{Extractor, Options};
 use anote_ner::ner::finetune;
 use anote_ner::ner::prompt::{self, Format};
 use anote_ner::ner::redact::{Key, Operator, Redaction, Redactor};
@@ -42,13 +43,13 @@ struct Cli {
     gpu_profile: bool,
     /// Extraction: subtracted from the logit of ending the answer (higher: more entities,
     /// lower precision)
-    #[arg(long, global = true, default_value_t = anote_ner::ner::extract::END_PENALTY)]
+    #[arg(long, global = true, default_value_t = anote_ner::ner::batch::END_PENALTY)]
     end_penalty: f32,
     /// No progress on stderr (there is none either when stderr is not a terminal)
     #[arg(long, global = true)]
     quiet: bool,
     /// Extraction: windows decoded at once (1: one after another; the same entities either way)
-    #[arg(long, global = true, default_value_t = anote_ner::ner::extract::DEFAULT_BATCH, value_parser = batch_size)]
+    #[arg(long, global = true, default_value_t = anote_ner::ner::batch::DEFAULT_BATCH, value_parser = batch_size)]
     batch: usize,
     #[command(subcommand)]
     command: Command,
@@ -221,7 +222,8 @@ fn io(e: impl std::fmt::Display) -> Error {
 
 /// Where `anote eval` gets its entities.
 enum Predictor {
-    Model(Box<Extractor>),
+    /// The model, decoding as set.
+    Model(Box<Extractor>, batch::Settings),
     Patterns,
     /// Spans by document id, read from a predictions file.
     Stored(HashMap<String, Vec<Span>>),
@@ -267,8 +269,12 @@ fn eval(
         let text = doc.text.as_deref().unwrap_or_default();
         let t0 = std::time::Instant::now();
         let entities = match &mut predictor {
-            Predictor::Model(x) => {
-                let found = x.extract(text, schema, |_| {}).await?;
+            Predictor::Model(x, decoding) => {
+                let options = Options {
+                    decoding: *decoding,
+                    ..Options::default()
+                };
+                let found = x.extract(text, schema, &options, |_| {}).await?;
                 answer_tokens += found.decoded_tokens;
                 found.entities
             }
@@ -303,11 +309,11 @@ fn eval(
     }
     // What the prompt costs: the schema prefix (once per schema) and the answers.
     let prefix_tokens = match &predictor {
-        Predictor::Model(x) => Some(x),
+        Predictor::Model(x, decoding) => Some((x, decoding)),
         _ => None,
     }
-    .map(|x| {
-        let format = x.free_format.unwrap_or(Format::Lines);
+    .map(|(x, decoding)| {
+        let format = decoding.free_format.unwrap_or(Format::Lines);
         x.engine
             .tokenizer
             .encode_prompt(&prompt::prefix_in(schema, format))
@@ -476,8 +482,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let text = read_input(file)?;
             anote_ner::ner::extract::check_size(&text)?;
             let mut x = extractor(&path, &settings)?;
-            x.progress = progress(cli.quiet, "window");
-            let r = block_on(x.extract(&text, &schema, |_| {}))?;
+            let bar = progress(cli.quiet, "window");
+            let options = Options {
+                progress: &*bar,
+                decoding: settings.decoding,
+                ..Options::default()
+            };
+            let r = block_on(x.extract(&text, &schema, &options, |_| {}))?;
             let map = OffsetMap::new(&text);
             let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
             println!(
@@ -508,9 +519,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let mut x = extractor(&path, &settings)?;
             x.check_schema(&schema)?;
             let mut mapping = mapping.as_ref().map(private_file).transpose()?;
+            let bar = progress(cli.quiet, "window");
+            let options = Options {
+                progress: &*bar,
+                decoding: settings.decoding,
+                ..Options::default()
+            };
             if let Some(input) = input {
-                x.progress = progress(cli.quiet, "window");
-                let entities = block_on(x.extract(&input, &schema, |_| {}))?.entities;
+                let entities = block_on(x.extract(&input, &schema, &options, |_| {}))?.entities;
                 let r = redactor.redact(&input, &entities);
                 if let Some(m) = &mut mapping {
                     write_mapping(m, &serde_json::Value::Null, &input, &r)?;
@@ -518,15 +534,17 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 print!("{}", r.text);
                 return Ok(ExitCode::SUCCESS);
             }
-            let failed = redact_jsonl(
-                file,
-                &mut x,
-                &schema,
-                &redactor,
-                mapping.as_mut(),
-                errors.as_ref(),
-                cli.quiet,
-            )?;
+            let job = RedactJob {
+                x: &mut x,
+                schema: &schema,
+                redactor: &redactor,
+                // Lines keep a count of their own.
+                options: Options {
+                    decoding: settings.decoding,
+                    ..Options::default()
+                },
+            };
+            let failed = redact_jsonl(file, job, mapping.as_mut(), errors.as_ref(), cli.quiet)?;
             return Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS });
         }
         Command::Eval {
@@ -544,9 +562,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 (_, Some(file)) => Predictor::Stored(stored_predictions(&file)?),
                 (true, None) => Predictor::Patterns,
                 (false, None) => {
-                    let mut x = extractor(&path, &settings)?;
-                    x.free_format = unconstrained;
-                    Predictor::Model(Box::new(x))
+                    let decoding = batch::Settings {
+                        free_format: unconstrained,
+                        ..settings.decoding
+                    };
+                    Predictor::Model(Box::new(extractor(&path, &settings)?), decoding)
                 }
             };
             eval(
@@ -629,11 +649,17 @@ const JSONL_GROUP: usize = 16;
 /// `redact --jsonl`: one `{"id", "text"}` per line in, one `{"id", "text", "replacements"}`
 /// per line out, in order; a line that fails is reported (and listed in `errors`) and
 /// skipped. Returns whether any failed.
+/// What `redact --jsonl` does to each group of lines.
+struct RedactJob<'a> {
+    x: &'a mut Extractor,
+    schema: &'a Schema,
+    redactor: &'a Redactor,
+    options: Options<'a>,
+}
+
 fn redact_jsonl(
     file: Option<PathBuf>,
-    x: &mut Extractor,
-    schema: &Schema,
-    redactor: &Redactor,
+    mut job: RedactJob,
     mapping: Option<&mut std::io::BufWriter<std::fs::File>>,
     errors: Option<&PathBuf>,
     quiet: bool,
@@ -662,10 +688,10 @@ fn redact_jsonl(
         out.lines_in += 1;
         group.push((n + 1, document_of(&line)));
         if group.len() == JSONL_GROUP {
-            out.redact_group(std::mem::take(&mut group), x, schema, redactor)?;
+            out.redact_group(std::mem::take(&mut group), &mut job)?;
         }
     }
-    out.redact_group(group, x, schema, redactor)?;
+    out.redact_group(group, &mut job)?;
     eprintln!(
         "{}redact: {} lines in, {} out, {} failed",
         if out.status { "\r" } else { "" },
@@ -710,9 +736,7 @@ impl JsonlOut<'_> {
     fn redact_group(
         &mut self,
         group: Vec<(usize, Result<IdAndText, Error>)>,
-        x: &mut Extractor,
-        schema: &Schema,
-        redactor: &Redactor,
+        job: &mut RedactJob,
     ) -> Result<(), Error> {
         let texts: Vec<&str> = group
             .iter()
@@ -720,7 +744,7 @@ impl JsonlOut<'_> {
             .map(|d| d.1.as_str())
             .collect();
         // An error of the whole group (the model failing) is every line's.
-        let mut found = match block_on(x.extract_many(&texts, schema, |_, _| {})) {
+        let mut found = match block_on(job.x.extract_many(&texts, job.schema, &job.options, |_, _| {})) {
             Ok(found) => found,
             Err(e) => texts.iter().map(|_| Err(e.clone())).collect(),
         }
@@ -728,7 +752,7 @@ impl JsonlOut<'_> {
         for (n, doc) in group {
             let result = doc.and_then(|(id, text)| {
                 let entities = found.next().expect("one result per readable line")?.entities;
-                Ok((id, redactor.redact(&text, &entities), text))
+                Ok((id, job.redactor.redact(&text, &entities), text))
             });
             match result {
                 Ok((id, r, text)) => self.write(&id, &text, &r)?,
@@ -784,13 +808,12 @@ impl JsonlOut<'_> {
     }
 }
 
-/// The global options an extractor is made with.
+/// The global options an extractor is made and run with.
 struct Settings {
     adapter: String,
     backend: String,
     gpu_profile: bool,
-    end_penalty: f32,
-    batch: usize,
+    decoding: batch::Settings,
 }
 
 impl From<&Cli> for Settings {
@@ -799,17 +822,22 @@ impl From<&Cli> for Settings {
             adapter: cli.adapter.clone(),
             backend: cli.backend.clone(),
             gpu_profile: cli.gpu_profile,
-            end_penalty: cli.end_penalty,
-            batch: cli.batch,
+            decoding: batch::Settings {
+                batch: cli.batch,
+                end_penalty: cli.end_penalty,
+                free_format: None,
+            },
         }
     }
 }
 
 fn extractor(model: &PathBuf, s: &Settings) -> Result<Extractor, Error> {
-    let mut x = Extractor::new(load_engine(model, &s.adapter, &s.backend, s.gpu_profile)?);
-    x.end_penalty = s.end_penalty;
-    x.batch = s.batch;
-    Ok(x)
+    Ok(Extractor::new(load_engine(
+        model,
+        &s.adapter,
+        &s.backend,
+        s.gpu_profile,
+    )?))
 }
 
 /// `--batch`: 1 to 256.

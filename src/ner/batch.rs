@@ -15,7 +15,7 @@ use crate::runtime::engine::Engine;
 use crate::runtime::model::{BatchRow, KvSnapshot, Logits};
 use crate::runtime::tokenizer::Tokenizer;
 
-/// How the windows are answered.
+/// How the windows are answered: [`Settings::default`] is the product's way.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     /// Windows decoded at once (at most what the model carries; 1: one after another).
@@ -25,6 +25,21 @@ pub struct Settings {
     /// `None` (the product): lines under the grammar; else see [`crate::ner::free_format`].
     pub free_format: Option<Format>,
 }
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            batch: DEFAULT_BATCH,
+            end_penalty: END_PENALTY,
+            free_format: None,
+        }
+    }
+}
+
+/// Windows decoded at once unless set.
+pub const DEFAULT_BATCH: usize = 8;
+/// The default [`Limits::end_penalty`].
+pub const END_PENALTY: f32 = 0.0;
 
 /// A line of a window's answer, placed in the window: byte range, surrounding whitespace
 /// trimmed.

@@ -48,28 +48,33 @@ pub const WINDOWS: chunk::Limits = chunk::Limits {
 /// Context a window and its answer may need after the schema prefix: the window's bytes (a
 /// token takes at least one), its frame, and the answer budget of its words (see `extract`).
 pub const WINDOW_ROOM: usize = WINDOWS.sentence + 16 + answer_budget(WINDOWS.sentence.div_ceil(2)) + 16;
-/// The default [`crate::ner::decode::Limits::end_penalty`].
-pub const END_PENALTY: f32 = 0.0;
-/// Windows decoded at once unless set ([`Extractor::batch`]).
-pub const DEFAULT_BATCH: usize = 8;
-
 pub struct Extractor {
     pub engine: Engine,
-    /// Asked between decoding steps; `true` stops the extraction with [`Error::Cancelled`].
-    pub cancelled: Box<dyn Fn() -> bool>,
-    /// Told `(windows done, windows in all)` at the start and as each window's entities
-    /// become final.
-    pub progress: Box<dyn Fn(usize, usize)>,
-    /// See [`crate::ner::decode::Limits::end_penalty`]; [`END_PENALTY`] unless set.
-    pub end_penalty: f32,
-    /// `None` (the product): `LABEL: span` lines under the grammar. `Some(format)`: the
-    /// prompt asks for `format` and the answer is decoded freely ([`crate::ner::free_format`]).
-    /// Only the answer-format comparison in docs/eval.md uses it.
-    pub free_format: Option<Format>,
-    /// Windows decoded at once ([`DEFAULT_BATCH`]; 1: one after another).
-    pub batch: usize,
     /// The schema prefix (and the adapter it ran with) whose KV cache is ready to restore.
     cached: Option<(String, Option<String>, KvSnapshot)>,
+}
+
+/// What one call is asked and told besides its texts and schema; [`Options::default`]
+/// decodes as the product does, never stops and tells nothing.
+pub struct Options<'a> {
+    /// Asked between decoding steps; `true` stops the extraction with [`Error::Cancelled`].
+    pub cancelled: &'a dyn Fn() -> bool,
+    /// Told `(windows done, windows in all)` at the start and as each window's entities
+    /// become final.
+    pub progress: &'a dyn Fn(usize, usize),
+    /// How windows are decoded: how many at once, the end penalty, and (for the
+    /// answer-format comparison in docs/eval.md only) a free answer format.
+    pub decoding: batch::Settings,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            cancelled: &|| false,
+            progress: &|_, _| {},
+            decoding: batch::Settings::default(),
+        }
+    }
 }
 
 /// What one extraction produced.
@@ -84,15 +89,7 @@ pub struct Extraction {
 
 impl Extractor {
     pub fn new(engine: Engine) -> Extractor {
-        Extractor {
-            engine,
-            cancelled: Box::new(|| false),
-            progress: Box::new(|_, _| {}),
-            end_penalty: END_PENALTY,
-            free_format: None,
-            batch: DEFAULT_BATCH,
-            cached: None,
-        }
+        Extractor { engine, cached: None }
     }
 
     /// Extracts every entity of `schema` from `text`; `on_entity` sees each final entity
@@ -101,9 +98,10 @@ impl Extractor {
         &mut self,
         text: &str,
         schema: &Schema,
+        options: &Options<'_>,
         mut on_entity: impl FnMut(&Entity),
     ) -> Result<Extraction> {
-        let mut one = self.extract_many(&[text], schema, |_, e| on_entity(e)).await?;
+        let mut one = self.extract_many(&[text], schema, options, |_, e| on_entity(e)).await?;
         one.pop().expect("one result per text")
     }
 
@@ -116,10 +114,11 @@ impl Extractor {
         &mut self,
         texts: &[&str],
         schema: &Schema,
+        options: &Options<'_>,
         mut on_entity: impl FnMut(usize, &Entity),
     ) -> Result<Vec<Result<Extraction>>> {
         schema.validate()?;
-        let prompt = self.prompt(schema);
+        let prompt = prompt::prefix_in(schema, options.decoding.free_format.unwrap_or(Format::Lines));
         // A cached prefix passed the context check when it was computed: a corpus of short
         // documents must not tokenize the schema's prompt once per document.
         if self.cached_prefix(&prompt).is_none() {
@@ -143,12 +142,7 @@ impl Extractor {
         if !jobs.is_empty() {
             let prefix = self.prefix(prompt).await?;
             let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
-            let settings = batch::Settings {
-                batch: self.batch,
-                end_penalty: self.end_penalty,
-                free_format: self.free_format,
-            };
-            let progress = &self.progress;
+            let progress = options.progress;
             progress(0, jobs.len());
             // Answers come in as windows finish; entities become final in window order,
             // so that the overlap policies see them as they would one window at a time.
@@ -173,8 +167,8 @@ impl Extractor {
                 &prefix,
                 &chunks,
                 &labels,
-                settings,
-                &*self.cancelled,
+                options.decoding,
+                options.cancelled,
                 on_answer,
             )
             .await?;
@@ -198,12 +192,7 @@ impl Extractor {
     /// model's context for a window and its answer; returns the prompt's length in tokens.
     pub fn check_schema(&self, schema: &Schema) -> Result<usize> {
         schema.validate()?;
-        self.check_prompt(&self.prompt(schema))
-    }
-
-    /// The schema prefix the model reads before every window.
-    fn prompt(&self, schema: &Schema) -> String {
-        prompt::prefix_in(schema, self.free_format.unwrap_or(Format::Lines))
+        self.check_prompt(&prompt::prefix_in(schema, Format::Lines))
     }
 
     /// [`Self::check_schema`]'s context check on a rendered prompt.

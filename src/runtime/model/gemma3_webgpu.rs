@@ -3,10 +3,11 @@
 //! submission, and only the final hidden state (640 floats) or the logits come back.
 //! The KV cache lives on the GPU and grows on demand; snapshots are GPU-side copies.
 //! Activations live in buffers kept across layers and steps: creating GPU buffers per
-//! kernel made a decode step CPU-bound (62 ms per token on an H200).
+//! kernel made a decode step CPU-bound on a data-centre GPU.
 //! An adapter is merged into a copy of the 8-bit projection weights when it is set (the
 //! base copy stays, for switching back), so a forward with it runs the same kernels as
-//! without; the side path it replaces cost 29 % of a decode step on an H200.
+//! without; the side path it replaces cost over a quarter of a decode step
+//! (docs/benchmarks-gpu.md).
 
 use std::rc::Rc;
 
