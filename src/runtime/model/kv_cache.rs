@@ -11,6 +11,9 @@ use super::KvSnapshot;
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::KvRows;
 
+/// Positions a cache grows by beyond what it needs.
+const GROW: usize = 32;
+
 #[derive(Clone, Debug, Default)]
 struct LayerKv {
     k: Vec<f32>,
@@ -53,9 +56,17 @@ impl KvCache {
     /// Appends `k`, `v` rows to `layer`. The caller appends the same number of positions
     /// to every layer, then calls [`Self::advance`].
     pub fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        let grow = GROW * self.row;
         let l = &mut self.layers[layer];
-        l.k.extend_from_slice(k);
-        l.v.extend_from_slice(v);
+        for (rows, new) in [(&mut l.k, k), (&mut l.v, v)] {
+            // Room for what is needed and a little more, not twice what is held: a batch
+            // keeps a cache per window slot, each as large as the longest window it took,
+            // and wasm memory never shrinks.
+            if rows.len() + new.len() > rows.capacity() {
+                rows.reserve_exact(new.len() + grow);
+            }
+            rows.extend_from_slice(new);
+        }
     }
 
     pub fn advance(&mut self, positions: usize) {
@@ -131,9 +142,10 @@ impl KvCache {
         if s.row != self.row || s.layers.len() != self.layers.len() {
             return Err(Error::BadSnapshot);
         }
+        // Released, not cleared: the rows a cache held (a whole schema prefix, computed in
+        // slot 0) would otherwise stay allocated beside the snapshot that copied them.
         for l in &mut self.layers {
-            l.k.clear();
-            l.v.clear();
+            *l = LayerKv::default();
         }
         self.len = s.len;
         self.prefix = Some(s);
