@@ -442,7 +442,19 @@ $('redacted-copy').addEventListener('click', async () => {
   $('copy-status').textContent = 'Copied.';
   setTimeout(() => { $('copy-status').textContent = ''; }, 2000);
 });
-$('redacted-download').addEventListener('click', () => download('redacted.txt', redaction.text));
+$('redacted-download').addEventListener('click', () => download(redactedFileName(), redaction.text));
+
+// The redacted file names its operators: the one most types use, then the types that differ,
+// e.g. "redacted (replace, PERSON=pseudonym).txt".
+function redactedFileName() {
+  const opOf = (label) => chosen.get(label) ?? 'replace';
+  const labels = [...new Set(entities.map((e) => e.label))].sort();
+  const uses = new Map();
+  for (const l of labels) uses.set(opOf(l), (uses.get(opOf(l)) ?? 0) + 1);
+  const base = [...uses].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'replace';
+  const parts = [base, ...labels.filter((l) => opOf(l) !== base).map((l) => `${l}=${opOf(l)}`)];
+  return `redacted (${parts.join(', ')}).txt`.replace(/[^\w (),=.+-]/g, '_'); // mask:*:4 → mask___4
+}
 // Where each replacement went, and how: no original value (the entity exports above are the
 // explicit way to take the found values out of the page).
 $('replacements-download').addEventListener('click', () => download('replacements.json', JSON.stringify(redaction.replacements, null, 2), 'application/json'));

@@ -267,6 +267,12 @@ await check('pseudonyms are keyed: a key is made once per origin, kept, and the 
   const pseudonym = (await page.textContent('[data-testid=redacted]')).match(/PERSON_[0-9a-f]{10}/)[0];
   const [replacements] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=replacements-download]')]);
   const json = await (await import('node:fs/promises')).readFile(await replacements.path(), 'utf8');
+  // The redacted text's file names the operators it was made with (phone numbers were set to keep their last 4
+  // digits by the check before; `*` and `:` do not go into file names).
+  const [file] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=redacted-download]')]);
+  assert.equal(file.suggestedFilename(), 'redacted (replace, PERSON=pseudonym, PHONE_NUMBER=mask___4).txt');
+  const saved = await (await import('node:fs/promises')).readFile(await file.path(), 'utf8');
+  assert.ok(saved.includes(pseudonym) && !saved.includes('Maria Lopez'), saved);
   for (const original of ['Maria Lopez', 'ahmed.khan', '7946 0018']) assert.ok(!json.includes(original), `${original} in replacements.json`);
   assert.ok(JSON.parse(json).every((r) => !('original' in r) && r.redacted_end > r.redacted_start));
   // Another key, another pseudonym; the old key back, the old pseudonym.
