@@ -519,13 +519,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let mut x = extractor(&path, &settings)?;
             x.check_schema(&schema)?;
             let mut mapping = mapping.as_ref().map(private_file).transpose()?;
-            let bar = progress(cli.quiet, "window");
-            let options = Options {
-                progress: &*bar,
-                decoding: settings.decoding,
-                ..Options::default()
-            };
             if let Some(input) = input {
+                let bar = progress(cli.quiet, "window");
+                let options = Options {
+                    progress: &*bar,
+                    decoding: settings.decoding,
+                    ..Options::default()
+                };
                 let entities = block_on(x.extract(&input, &schema, &options, |_| {}))?.entities;
                 let r = redactor.redact(&input, &entities);
                 if let Some(m) = &mut mapping {
@@ -646,9 +646,6 @@ fn write_mapping(
 /// Lines of `redact --jsonl` extracted together: their windows share the model's steps.
 const JSONL_GROUP: usize = 16;
 
-/// `redact --jsonl`: one `{"id", "text"}` per line in, one `{"id", "text", "replacements"}`
-/// per line out, in order; a line that fails is reported (and listed in `errors`) and
-/// skipped. Returns whether any failed.
 /// What `redact --jsonl` does to each group of lines.
 struct RedactJob<'a> {
     x: &'a mut Extractor,
@@ -657,6 +654,9 @@ struct RedactJob<'a> {
     options: Options<'a>,
 }
 
+/// `redact --jsonl`: one `{"id", "text"}` per line in, one `{"id", "text", "replacements"}`
+/// per line out, in order; a line that fails is reported (and listed in `errors`) and
+/// skipped. Returns whether any failed.
 fn redact_jsonl(
     file: Option<PathBuf>,
     mut job: RedactJob,

@@ -28,8 +28,7 @@ fn done(step: &str, what: &str) {
 
 fn wasm_target() -> Result<()> {
     let step = "wasm32 target";
-    let installed = output(step, Command::new("rustup").args(["target", "list", "--installed"]))?;
-    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+    if installed(step, None, "target", "wasm32-unknown-unknown")? {
         done(step, "already installed");
         return Ok(());
     }
@@ -56,14 +55,10 @@ pub fn nightly() -> Result<()> {
 fn nightly_wasm() -> Result<()> {
     let step = "nightly wasm32 + rust-src";
     nightly()?;
-    let has = |kind: &str, name: &str| -> Result<bool> {
-        let list = output(
-            step,
-            Command::new("rustup").args([kind, "list", "--installed", "--toolchain", "nightly"]),
-        )?;
-        Ok(list.lines().any(|l| l.trim().starts_with(name)))
-    };
-    if has("target", "wasm32-unknown-unknown")? && has("component", "rust-src")? {
+    let nightly = Some("nightly");
+    if installed(step, nightly, "target", "wasm32-unknown-unknown")?
+        && installed(step, nightly, "component", "rust-src")?
+    {
         done(step, "already installed");
         return Ok(());
     }
@@ -75,6 +70,18 @@ fn nightly_wasm() -> Result<()> {
         step,
         Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown", "--toolchain", "nightly"]),
     )
+}
+
+/// Whether rustup lists `name` among the installed `kind`s (`target`, `component`) of
+/// `toolchain` (the default one when `None`). Components are listed with their host
+/// triple (`rust-src` alone, but `rustc-x86_64-…`), so a name matches at the start.
+fn installed(step: &str, toolchain: Option<&str>, kind: &str, name: &str) -> Result<bool> {
+    let mut cmd = Command::new("rustup");
+    cmd.args([kind, "list", "--installed"]);
+    if let Some(t) = toolchain {
+        cmd.args(["--toolchain", t]);
+    }
+    Ok(output(step, &mut cmd)?.lines().any(|l| l.trim().starts_with(name)))
 }
 
 /// `$CARGO_HOME/bin/wasm-bindgen` (where `cargo install` puts it), else whatever is on PATH.

@@ -35,7 +35,10 @@ pub fn run(tasks: usize, f: impl Fn(usize) + Sync) {
 /// Calls `f(i, row)` for every `width`-wide row `i` of `out`, the rows shared out among
 /// the threads in contiguous runs.
 pub fn rows_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let rows = out.len() / width.max(1);
+    if width == 0 {
+        return; // no rows (a product for no tokens)
+    }
+    let rows = out.len() / width;
     let per = rows.div_ceil(count()).max(1);
     // One lock per run, taken once by the one task that writes it.
     let runs: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per * width).map(Mutex::new).collect();

@@ -11,7 +11,7 @@ use super::KvSnapshot;
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::KvRows;
 
-/// Positions a cache grows by beyond what it needs.
+/// Positions a cache grows by, at least, beyond what it needs.
 const GROW: usize = 32;
 
 #[derive(Clone, Debug, Default)]
@@ -60,10 +60,10 @@ impl KvCache {
         let l = &mut self.layers[layer];
         for (rows, new) in [(&mut l.k, k), (&mut l.v, v)] {
             // Room for what is needed and a little more, not twice what is held: a batch
-            // keeps a cache per window slot, each as large as the longest window it took,
-            // and wasm memory never shrinks.
+            // keeps a cache per window slot, and wasm memory never shrinks. A quarter of
+            // what is held keeps a long generation from copying its cache every 32 steps.
             if rows.len() + new.len() > rows.capacity() {
-                rows.reserve_exact(new.len() + grow);
+                rows.reserve_exact(new.len() + grow.max(rows.len() / 4));
             }
             rows.extend_from_slice(new);
         }
