@@ -1,5 +1,5 @@
 //! The GPU backend natively: every WGSL kernel against its CPU twin
-//! ([`anote_ner::runtime::backend::webgpu::check`], which the browser test runs too), the load-time
+//! ([`anote_ner::runtime::backend::webgpu::ops::check_kernels`], which the browser test runs too), the load-time
 //! repack, a kernel that does not compile, and whole models on the GPU against the CPU.
 //!
 //! These run on whatever adapter wgpu finds; `cargo xtask setup` installs Mesa's lavapipe
@@ -10,8 +10,8 @@ mod common;
 use std::rc::Rc;
 
 use anote_ner::runtime::backend::q8::Q8Rows;
-use anote_ner::runtime::backend::webgpu::check::check_kernels;
-use anote_ner::runtime::backend::webgpu::{Gpu, GpuOptions};
+use anote_ner::runtime::backend::webgpu::ops::check_kernels;
+use anote_ner::runtime::backend::webgpu::{ops, Gpu, GpuOptions};
 use anote_ner::runtime::engine::argmax;
 use anote_ner::runtime::model::Adapter;
 use anote_ner::Engine;
@@ -40,6 +40,14 @@ fn every_kernel_matches_its_cpu_twin() {
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
     assert!(failed.is_empty(), "kernels differ from their CPU twins: {failed:?}");
     assert_eq!(checks.len(), 27);
+    // Every compiled kernel is checked (attention_combine inside attention's split cases).
+    for k in ops::ALL {
+        assert!(
+            checks.iter().any(|c| k.name.starts_with(c.kernel)),
+            "{} is never checked",
+            k.name
+        );
+    }
 }
 
 #[test]

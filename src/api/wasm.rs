@@ -538,7 +538,7 @@ pub fn check_cpu_kernels() -> std::result::Result<JsValue, JsValue> {
 #[wasm_bindgen(js_name = checkKernels)]
 pub async fn check_kernels() -> std::result::Result<JsValue, JsValue> {
     let gpu = Gpu::new(SOFTWARE_TOO).await.map_err(js_error)?;
-    let checks = crate::runtime::backend::webgpu::check::check_kernels(&gpu)
+    let checks = crate::runtime::backend::webgpu::ops::check_kernels(&gpu)
         .await
         .map_err(js_error)?;
     to_js(&serde_json::json!({ "adapter": gpu.adapter, "checks": checks }))

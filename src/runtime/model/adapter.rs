@@ -2,7 +2,7 @@
 //! `y = x·Wᵀ + (x·Aᵀ)·Bᵀ`. Merging the adapter into 4/5-bit weights would round the
 //! fine-tuning away (measured: PII F1 0.46 → 0.22), and a side path keeps the base model
 //! selectable without reloading it. The GPU backend, whose weights are 8-bit anyway,
-//! merges the pair into a copy of them instead ([`crate::runtime::backend::webgpu::GpuMatrix::merged`]):
+//! merges the pair into a copy of them instead ([`crate::runtime::backend::webgpu::ops::merged`]):
 //! 8 bits keep the tuning, and a forward then runs no extra kernels.
 //!
 //! File format (written by `train/train.py`): safetensors with f16 tensors

@@ -15,7 +15,8 @@ use super::gemma3::{Config, Layer};
 use super::{load_q8rows, load_vector, Adapter, Compute, KvSnapshot, LanguageModel};
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::rope_table;
-use crate::runtime::backend::webgpu::{attention_parts_len, Gpu, GpuMatrix, Groups, Kernel, Recorder, MAX_HEAD_DIM};
+use crate::runtime::backend::webgpu::ops::{self, attention_parts_len, MAX_HEAD_DIM};
+use crate::runtime::backend::webgpu::{Gpu, GpuMatrix, Recorder};
 use crate::runtime::gguf::{ByteSource, Gguf};
 
 /// A projection, and its weights with an adapter merged in while one is set.
@@ -28,7 +29,7 @@ impl GpuLinear {
     /// Records `y = x · Wᵀ` for `tokens` rows, with the merged weights where there are.
     fn forward(&self, rec: &mut Recorder, x: &wgpu::Buffer, tokens: usize, y: &wgpu::Buffer) {
         let w = self.merged.as_ref().unwrap_or(&self.w);
-        w.matmul(rec, (x, tokens), None, y);
+        ops::matmul(rec, w, (x, tokens), None, y);
     }
 }
 
@@ -240,22 +241,16 @@ impl Gemma3Gpu {
             gpu.queue
                 .write_buffer(buf, 0, bytemuck::cast_slice(&rope_table(seq, hd, start, base)));
         }
-        self.embedding.embed(rec, &s.ids, seq, (h as f32).sqrt(), &s.x);
+        ops::embed(rec, &self.embedding, &s.ids, seq, (h as f32).sqrt(), &s.x);
         let norm = |rec: &mut Recorder,
                     src: &wgpu::Buffer,
                     w: &wgpu::Buffer,
                     dst: &wgpu::Buffer,
                     rows: usize,
                     dim: usize,
-                    acc: bool| rec.rms_norm((src, w, dst), rows, dim, c.eps, acc);
+                    acc: bool| ops::rms_norm(rec, (src, w, dst), (rows, dim), c.eps, acc);
         let rope = |rec: &mut Recorder, x: &wgpu::Buffer, table: &wgpu::Buffer, heads: usize| {
-            let params = [heads as u32, hd as u32, seq as u32];
-            rec.dispatch(
-                Kernel::Rope,
-                &params,
-                &[table, x],
-                Groups::cover(seq * heads * hd / 2, 64, 1),
-            );
+            ops::rope(rec, (table, x), heads, hd, seq)
         };
         let row_bytes = (self.kv.row * 4) as u64;
         for (i, l) in self.layers.iter().enumerate() {
@@ -272,7 +267,8 @@ impl Gemma3Gpu {
             let at = start as u64 * row_bytes;
             rec.copy(&s.kn, 0, &self.kv.k[i], at, seq as u64 * row_bytes);
             rec.copy(&s.v, 0, &self.kv.v[i], at, seq as u64 * row_bytes);
-            rec.attention(
+            ops::attention(
+                rec,
                 (&s.qn, &self.kv.k[i], &self.kv.v[i], &s.attn_parts, &s.attn),
                 &c.attention_shape(global),
                 start,
@@ -284,13 +280,7 @@ impl Gemma3Gpu {
             norm(rec, &s.x, &l.ffn_norm, &s.normed, seq, h, false);
             l.gate.forward(rec, &s.normed, seq, &s.gate);
             l.up.forward(rec, &s.normed, seq, &s.up);
-            let len = (seq * c.ffn) as u32;
-            rec.dispatch(
-                Kernel::GeluMul,
-                &[len],
-                &[&s.up, &s.gate],
-                Groups::cover(seq * c.ffn, 64, 1),
-            );
+            ops::gelu_mul(rec, (&s.up, &s.gate), seq * c.ffn);
             l.down.forward(rec, &s.gate, seq, &s.back);
             norm(rec, &s.back, &l.post_ffn_norm, &s.x, seq, h, true);
         }
@@ -332,7 +322,7 @@ impl Gemma3Gpu {
             self.gpu.queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
         }
         let ids = ids.map(|_| (&b.ids, n));
-        self.lm_head().matmul(&mut rec, (x, 1), ids, &b.y);
+        ops::matmul(&mut rec, self.lm_head(), (x, 1), ids, &b.y);
         rec.read(&b.y, n).await
     }
 
@@ -428,7 +418,7 @@ impl LanguageModel for Gemma3Gpu {
                 linear.merged = match pairs.next().flatten() {
                     Some(p) => {
                         let (a, b) = p.matrices();
-                        Some(linear.w.merged(&self.gpu, (a, &b, p.rank()))?)
+                        Some(ops::merged(&self.gpu, &linear.w, (a, &b, p.rank()))?)
                     }
                     None => None,
                 };

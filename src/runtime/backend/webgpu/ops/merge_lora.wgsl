@@ -20,11 +20,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> qs_out: array<u32>;
 @group(0) @binding(6) var<storage, read_write> scales_out: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
     let blocks = p.cols / 32u;
-    let i = (wid.x + wid.y * nwg.x) * 64u + lid.x; // block index in the chunk
+    let i = (wid.x + wid.y * nwg.x) * WORKGROUP + lid.x; // block index in the chunk
     if (i >= p.rows * blocks) {
         return;
     }

@@ -5,8 +5,8 @@
 //   unpacked weight feeds several products (each weight is read once per TOKENS tokens).
 //   No workgroup memory and no barriers: software adapters (SwiftShader, lavapipe) run
 //   barrier-free kernels many times faster.
-// - Decode (one token): 16 invocations share a row, each taking every 16th block, so
-//   neighbours read neighbouring blocks and a row is 16 short loops, not one long one;
+// - Decode (one token): SLICES invocations share a row, each taking every SLICES-th block, so
+//   neighbours read neighbouring blocks and a row is SLICES short loops, not one long one;
 //   one barrier, then one invocation sums the row. One invocation per row left a
 //   640-row projection 10 workgroups on a GPU, each walking its row alone.
 // Indexed mode computes only the rows listed in `ids` (the constrained LM head): output k
@@ -30,10 +30,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> ids: array<u32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-const TOKENS: u32 = 8u;
-const SLICES: u32 = 16u; // decode: invocations per row (64 / SLICES rows per workgroup)
+// WORKGROUP, TOKENS and SLICES (decode: invocations per row, WORKGROUP / SLICES rows per
+// workgroup) come from matmul_q8.rs.
 
-var<workgroup> partial: array<f32, 64>;
+var<workgroup> partial: array<f32, WORKGROUP>;
 
 fn unpack(word: u32) -> vec4<f32> {
     let w = bitcast<i32>(word);
@@ -68,7 +68,7 @@ fn block_dot(r: u32, b: u32) -> f32 {
     return acc * scales[r * blocks + b];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
     let group = wid.x + wid.y * nwg.x;
@@ -76,7 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         decode(group, lid.x);
         return;
     }
-    let k = p.first + group * 64u + lid.x;
+    let k = p.first + group * WORKGROUP + lid.x;
     let r = chunk_row(k);
     if (r == p.rows) {
         return;
@@ -85,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n = min(TOKENS, p.tokens - t0);
     let blocks = p.cols / 32u;
     let xrow = p.cols / 4u; // vec4s per token
-    var sum = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    var sum: array<f32, TOKENS>;
     for (var b = 0u; b < blocks; b++) {
         let q0 = (r * blocks + b) * 2u; // two vec4<u32> (32 int8) per block
         let lo = qs[q0];
@@ -108,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 fn decode(group: u32, lane: u32) {
-    let k = p.first + group * (64u / SLICES) + lane / SLICES;
+    let k = p.first + group * (WORKGROUP / SLICES) + lane / SLICES;
     let r = chunk_row(k);
     var sum = 0.0;
     if (r < p.rows) {

@@ -2,7 +2,7 @@
 // post-norms feed the residual stream directly). Two layouts, picked by the host:
 // - `split == 0`: one invocation per row, no barriers. Prefill has rows enough to fill
 //   the GPU, and software adapters run barrier-free kernels many times faster.
-// - `split == 1`: one workgroup per row, its 64 invocations sharing the sums. A decode
+// - `split == 1`: one workgroup per row, its WORKGROUP invocations sharing the sums. A decode
 //   step has one row, and one invocation walking it twice is a long serial wait on a GPU.
 
 struct Params {
@@ -21,7 +21,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
-var<workgroup> partial: array<f32, 64>;
+var<workgroup> partial: array<f32, WORKGROUP>;
 
 fn put(i: u32, v: f32) {
     if (p.accumulate == 1u) {
@@ -35,7 +35,7 @@ fn inv_rms(sum_sq: f32) -> f32 {
     return 1.0 / sqrt(sum_sq / f32(p.dim) + p.eps);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
     if (p.split == 1u) {
@@ -43,14 +43,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let base = row * p.dim;
         var s = 0.0;
         if (row < p.rows) {
-            for (var i = lid.x; i < p.dim; i += 64u) {
+            for (var i = lid.x; i < p.dim; i += WORKGROUP) {
                 let v = src[base + i];
                 s += v * v;
             }
         }
         partial[lid.x] = s;
         workgroupBarrier();
-        for (var half = 32u; half > 0u; half >>= 1u) {
+        for (var half = WORKGROUP / 2u; half > 0u; half >>= 1u) {
             if (lid.x < half) {
                 partial[lid.x] += partial[lid.x + half];
             }
@@ -58,13 +58,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         if (row < p.rows) {
             let inv = inv_rms(partial[0]);
-            for (var i = lid.x; i < p.dim; i += 64u) {
+            for (var i = lid.x; i < p.dim; i += WORKGROUP) {
                 put(base + i, src[base + i] * inv * w[i]);
             }
         }
         return;
     }
-    let row = (wid.x + wid.y * nwg.x) * 64u + lid.x;
+    let row = (wid.x + wid.y * nwg.x) * WORKGROUP + lid.x;
     if (row >= p.rows) {
         return;
     }

@@ -1,8 +1,8 @@
 // Causal grouped-query attention over the KV cache, one workgroup per (head, query token),
-// keys in tiles of 64 with an online softmax, so any context length fits in workgroup
+// keys in tiles of TILE with an online softmax, so any context length fits in workgroup
 // memory. Sliding-window layers see only the last `window` positions (0: all).
-// 256 invocations: four share each key's dot product (in vec4s; head_dim is a multiple
-// of 4), and invocation d owns output dim d (head_dim ≤ 256). A decode step runs only
+// WORKGROUP invocations: four share each key's dot product (in vec4s; head_dim is a multiple
+// of 4), and invocation d owns output dim d (head_dim ≤ WORKGROUP). A decode step runs only
 // `heads` workgroups, so its time is the length of each invocation's serial work, which
 // this layout cuts to about a quarter of one invocation per key with four dims each.
 // Split (`splits` > 1, when heads × tokens are too few workgroups to fill a GPU): workgroup
@@ -28,12 +28,12 @@ struct Params {
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
+// WORKGROUP (the largest head_dim) and TILE (WORKGROUP / 4 keys) come from attention.rs.
 const NEG: f32 = -3.0e38;
-const TILE: u32 = 64u;
-var<workgroup> partial: array<f32, 256>;
-var<workgroup> probs: array<f32, 64>;
+var<workgroup> partial: array<f32, WORKGROUP>;
+var<workgroup> probs: array<f32, TILE>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let h = wid.x;
     let t = wid.y;
