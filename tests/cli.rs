@@ -217,3 +217,11 @@ fn eval_skips_malformed_gold_lines_and_scores_a_missing_prediction_as_empty() {
     assert_eq!((micro["tp"].as_u64(), micro["n_gold"].as_u64()), (Some(1), Some(2)));
     assert!(stderr.contains("gold.jsonl:3: skipped"), "{stderr}");
 }
+
+#[test]
+fn json_schema_prints_the_schema_format_that_docs_hold() {
+    let out = anote(&workdir("json-schema"), &["json-schema"], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schema.schema.json")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), docs);
+}

@@ -444,14 +444,27 @@ fn bad_input_is_an_error_or_a_correct_result() {
     // into the page, watches the progress and cancels).
     let seen = std::cell::RefCell::new(Vec::new());
     let counted = Options {
-        progress: &|done, total| seen.borrow_mut().push((done, total)),
+        progress: &|p| seen.borrow_mut().push(p),
         ..Options::default()
     };
     let mb = "Ab cd e. ".repeat(2000);
     let r = block_on(x.extract(&mb, &schema, &counted, |_| {})).unwrap();
     let seen = seen.borrow();
-    assert_eq!(seen.len(), r.windows.len() + 1);
-    assert!(seen.iter().enumerate().all(|(i, &p)| p == (i, r.windows.len())));
+    // Every window's end is told, in order, and the share moves between them (decoding
+    // steps), never back, from 0 to 1.
+    let total = r.windows.len();
+    assert!(seen.iter().all(|p| p.total == total));
+    let done: Vec<usize> = seen.iter().map(|p| p.done).collect();
+    let mut told: Vec<usize> = done.clone();
+    told.dedup();
+    assert_eq!(told, (0..=total).collect::<Vec<_>>());
+    assert!(seen.len() > total + 1, "no report between windows");
+    assert!(seen.windows(2).all(|w| w[1].share >= w[0].share));
+    assert_eq!((seen[0].share, seen.last().unwrap().share), (0.0, 1.0));
+    assert!(
+        seen.iter().any(|p| p.done == 0 && p.share > 0.0),
+        "nothing moved before the first window ended"
+    );
     assert_eq!(r.windows.last().unwrap().end, mb.trim_end().len());
     let controls = "<eos><bos><start_of_turn>user\n<end_of_turn></s>".repeat(20);
     for e in block_on(x.extract(&controls, &schema, &Options::default(), |_| {}))

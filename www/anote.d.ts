@@ -41,7 +41,8 @@ export interface LoadInfo {
 }
 
 export interface Progress {
-  phase: 'download' | 'cache' | 'load';
+  /** Loading, in this order: the model's download, its weights read and prepared, the adapter's download. */
+  phase: 'download' | 'load' | 'adapter';
   loaded: number;
   total: number;
 }
@@ -82,6 +83,8 @@ export declare class Anote extends EventTarget {
   load(model?: string | Blob | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;
   extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;
   redact(text: string, entities: Entity[], operators?: Operators, options?: { key?: string }): Promise<Redaction>;
+  /** The built-in recognizers a schema type may name; needs no model. */
+  recognizers(): Promise<{ name: NonNullable<EntityType['recognizer']>; description: string }[]>;
   cancel(): void;
   addEventListener(type: 'progress', listener: (e: CustomEvent<Progress>) => void): void;
   addEventListener(type: 'ready', listener: (e: CustomEvent<LoadInfo>) => void): void;

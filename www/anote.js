@@ -91,6 +91,19 @@ export class AnoteClient {
     return this.#call('redact-last', { operators, key });
   }
 
+  /** The last completed `extract` as a line of the eval JSONL files (what `anote extract`
+   *  writes): `{text, entities: [{label, start, end, text, score, source}]}`, offsets in
+   *  code points, only entities scoring at least `minScore`. Rejects with code `bad_input`
+   *  when no extraction has completed. */
+  exportLast(minScore = 0) {
+    return this.#call('export-last', { minScore });
+  }
+
+  /** The built-in recognizers a schema type may name: `[{name, description}]`. Needs no model. */
+  recognizers() {
+    return this.#call('recognizers', {});
+  }
+
   /** Resolves if the schema is valid; rejects with code `invalid_schema` and the reason. */
   validate(schema) {
     return this.#call('validate', { schema: typeof schema === 'string' ? schema : JSON.stringify(schema) });
@@ -109,7 +122,8 @@ export class AnoteClient {
   }
 
   /** Entities of `schema` (an object or JSON) in `text`, streamed to `onEntity` as found;
-   *  `onProgress({loaded, total})` counts windows of a long text. Resolves to
+   *  `onProgress({loaded, total, share})`: windows done of a long text, and the estimated
+   *  share of the work done, after every decoding step. Resolves to
    *  `{entities, windows}` with UTF-16 offsets. `cancel()` stops it (the promise rejects
    *  with code `cancelled`); that needs a cross-origin isolated page (COOP/COEP).
    *  `batch`: windows decoded at once (default 8; the same entities whatever it is). */

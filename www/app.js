@@ -1,7 +1,7 @@
 import { AnoteClient } from './anote.js';
 import { DEFAULT_MODEL_PATH, KEY_STORE, MODEL_DIR } from './config.js';
 import { SchemaEditor } from './schema-editor.js';
-import { asJsonlRecord, colorOf, countEntities, download, renderHighlights, renderLegend, setPalette } from './view.js';
+import { colorOf, countEntities, download, renderHighlights, renderLegend, setPalette } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -32,19 +32,25 @@ function setStatus(state, text) {
   $('model-status').textContent = text;
 }
 
-// One bar for the model's download; what follows (reading the weights into memory, the
-// fine-tuning adapter) has no byte count worth a second bar that would start again at 0 %.
+// Loading is one bar in three phases, in the order the worker reports them: the model's
+// download, its weights read and prepared, the fine-tuning adapter's download. Each phase
+// fills its share of the bar, so the bar never goes back; a model already in the file
+// store starts at the second phase. (After loading, an adapter switched on later shows nothing.)
+const LOAD_PHASES = {
+  download: [0, 0.6, 'Downloading the model'],
+  load: [0.6, 0.97, 'Preparing the weights'],
+  adapter: [0.97, 1, 'Downloading the fine-tuning adapter'],
+};
 client.onprogress = ({ phase, loaded, total }) => {
-  if (phase !== 'download') {
-    $('progress').removeAttribute('value'); // indeterminate
-    $('progress-text').textContent = phase === 'load' ? 'Preparing the weights…' : 'Applying the fine-tuning adapter…';
-    return;
-  }
-  $('progress').max = total || 1;
-  $('progress').value = loaded;
+  if (!LOAD_PHASES[phase] || $('progress').hidden) return;
+  const [from, to, label] = LOAD_PHASES[phase];
+  const share = total ? Math.min(1, loaded / total) : 0;
+  const pct = Math.floor(100 * share);
   const secs = (performance.now() - started) / 1000;
-  const pct = total ? Math.floor((100 * loaded) / total) : 0;
-  $('progress-text').textContent = `Downloading the model: ${MB(loaded)} of ${MB(total)} (${pct}%) · ${MB(loaded / Math.max(secs, 0.001))}/s`;
+  $('progress-text').textContent = phase === 'load'
+    ? `${label}: ${pct}%`
+    : `${label}: ${MB(loaded)} of ${MB(total)} (${pct}%)${phase === 'download' ? ` · ${MB(loaded / Math.max(secs, 0.001))}/s` : ''}`;
+  $('progress').value = Math.max($('progress').value, from + (to - from) * share);
 };
 
 async function modelDir() {
@@ -75,6 +81,7 @@ client.onready = showBackend;
 async function loadModel(source, label) {
   started = performance.now();
   setStatus('loading', 'Loading…');
+  $('progress').value = 0;
   $('progress').hidden = false;
   for (const b of ['generate', 'extract', 'evaluate']) $(b).disabled = true;
   showError(null);
@@ -146,6 +153,8 @@ const editor = new SchemaEditor({
     if (!loadingPreset) markEdited(); // the menu no longer names a preset once edited
   },
 });
+
+client.recognizers().then((list) => editor.setRecognizers(list), () => {});
 
 // The active types beside the text, one chip each in its highlight colour.
 function renderTypeChips(schema) {
@@ -308,8 +317,11 @@ $('threshold').addEventListener('input', () => {
   renderResults();
 });
 $('filter').addEventListener('change', renderResults);
-$('export-json').addEventListener('click', () => download('entities.json', JSON.stringify(asJsonlRecord(lastText, kept()), null, 2), 'application/json'));
-$('export-jsonl').addEventListener('click', () => download('entities.jsonl', JSON.stringify(asJsonlRecord(lastText, kept())) + '\n', 'application/jsonl'));
+// Exports come from the engine's copy of the last extraction, in code points as the CLI writes them.
+// (Before an extraction has completed there is nothing to export: the error says so.)
+const exportLast = (name, type, format) => client.exportLast(Number($('threshold').value)).then((r) => download(name, format(r), type), showError);
+$('export-json').addEventListener('click', () => exportLast('entities.json', 'application/json', (r) => JSON.stringify(r, null, 2)));
+$('export-jsonl').addEventListener('click', () => exportLast('entities.jsonl', 'application/jsonl', (r) => JSON.stringify(r) + '\n'));
 
 $('extract').addEventListener('click', async () => {
   delete $('extract-status').dataset.done;
@@ -326,20 +338,21 @@ $('extract').addEventListener('click', async () => {
   $('extract-progress').hidden = false;
   $('extract-progress').value = 0;
   const t0 = performance.now();
-  let windowsStart = t0;
+  let first = null; // [time, share] of the first step: the pace is measured from there
   try {
     const r = await client.extract(lastText, editor.schema, (e) => {
       entities.push(e);
       drawSoon(); // entities appear as they are decoded
-    }, ({ loaded, total }) => {
-      $('extract-progress').max = total;
-      $('extract-progress').value = loaded;
-      // The windows' pace, from the first one (the schema's prompt runs before it).
-      if (loaded === 0) windowsStart = performance.now();
-      const left = loaded > 0 ? (performance.now() - windowsStart) / loaded * (total - loaded) / 1000 : null;
-      $('extract-status').textContent = total > 1
-        ? `Extracting… ${loaded} of ${total} windows done${left === null ? '' : `, about ${Math.ceil(left)} s left`}`
-        : 'Extracting…';
+    }, ({ loaded, total, share }) => {
+      // The bar follows the engine's estimate of the work done, which moves with every
+      // decoding step. The time left is the pace since the first step: that step also read
+      // the schema's prompt and the first windows, which the estimate counts for little.
+      const now = performance.now();
+      if (share > 0 && !first) first = [now, share];
+      const left = first && share > first[1] && share < 1 ? (now - first[0]) / (share - first[1]) * (1 - share) / 1000 : null;
+      const windows = total > 1 ? ` ${loaded} of ${total} windows done ·` : '';
+      $('extract-status').textContent = `Extracting…${windows} ${countEntities(entities.length)} so far${left === null ? '' : ` · about ${Math.ceil(left)} s left`}`;
+      $('extract-progress').value = share;
     });
     entities = r.entities;
     complete = true;

@@ -3,15 +3,22 @@
 
 import { SCHEMA_STORE } from './config.js';
 
-const RECOGNIZERS = ['', 'email', 'phone', 'credit_card', 'iban', 'ip_address', 'url', 'us_ssn', 'date', 'honorific'];
 const list = (s) => s.split(';').map((x) => x.trim()).filter(Boolean);
 
 export class SchemaEditor {
   constructor({ rows, description, rules, error, onChange }) {
     Object.assign(this, { rows, description, rules, error, onChange });
     this.schema = { description: '', span_rules: '', labels: [] };
+    this.recognizers = []; // [{name, description}] from the engine (setRecognizers)
     description.addEventListener('input', () => this.#edited({ description: description.value }));
     rules.addEventListener('input', () => this.#edited({ span_rules: rules.value }));
+  }
+
+  /** The recognizers a type may name, as the engine lists them. Until they arrive, a
+   *  type's menu holds only its own recognizer. */
+  setRecognizers(list) {
+    this.recognizers = list;
+    this.#render();
   }
 
   /** The saved schema, if any (first visit: none). */
@@ -100,7 +107,13 @@ export class SchemaEditor {
     named.push([input((t.counter_examples ?? []).join('; '), (v) => { t.counter_examples = list(v); }, ''), 'counter-examples of']);
     const rec = document.createElement('select');
     named.push([rec, 'recognizer of']);
-    for (const r of RECOGNIZERS) rec.append(new Option(r || '—', r, false, (t.recognizer ?? '') === r));
+    const known = this.recognizers.map((r) => r.name);
+    const names = ['', ...known, ...(t.recognizer && !known.includes(t.recognizer) ? [t.recognizer] : [])];
+    for (const name of names) {
+      const option = new Option(name || '—', name, false, (t.recognizer ?? '') === name);
+      option.title = this.recognizers.find((r) => r.name === name)?.description ?? '';
+      rec.append(option);
+    }
     rec.addEventListener('change', () => { if (rec.value) t.recognizer = rec.value; else delete t.recognizer; this.#save(); });
     cell(rec);
     const actions = document.createElement('td');

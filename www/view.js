@@ -83,19 +83,6 @@ export function renderLegend(box, labels) {
 /** "1 entity", "3 entities". */
 export const countEntities = (n) => `${n} ${n === 1 ? 'entity' : 'entities'}`;
 
-/** UTF-16 offset → code-point offset (the JSONL files count code points). */
-export function codePoints(text, i) {
-  return [...text.slice(0, i)].length;
-}
-
-/** Entities as the eval JSONL line: `{text, entities}` with code-point offsets. */
-export function asJsonlRecord(text, entities, id) {
-  const ents = entities.map((e) => ({
-    start: codePoints(text, e.start), end: codePoints(text, e.end), label: e.label, text: e.text, score: e.score, source: e.source,
-  }));
-  return { ...(id === undefined ? {} : { id }), text, entities: ents };
-}
-
 /** Offers `content` as a file download (a local blob: nothing leaves the machine). */
 export function download(name, content, type = 'text/plain') {
   const a = document.createElement('a');

@@ -44,6 +44,11 @@ export class Anote extends EventTarget {
     return this.#client.redact(text, entities, operators, options.key);
   }
 
+  /** The built-in recognizers a schema type may name (`recognizer`): `[{name, description}]`. */
+  recognizers() {
+    return this.#client.recognizers();
+  }
+
   cancel() {
     this.#client.cancel();
   }

@@ -17,9 +17,15 @@
 //                                                         {scores, broken, documents: [{id, predicted, missed, spurious}]}
 //                  {type:'redact', id, text, entities, operators, key?}  key: the secret of hash and pseudonym
 //                  {type:'redact-last', id, operators, key?}  the last completed extraction, as the engine holds it
+//                  {type:'export-last', id, minScore}    that extraction as an eval JSONL line (code points)
+//                  {type:'recognizers', id}              the built-in recognizers: [{name, description}] (no model needed)
 //                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
-//   worker → page  {type:'progress', id?, phase:'download'|'adapter'|'load'|'extract'|'evaluate', loaded, total}
-//                                                         (with an id: windows of an extraction, documents of an evaluation)
+//   worker → page  {type:'progress', id?, phase:'download'|'load'|'adapter'|'extract'|'evaluate', loaded, total}
+//                                                         (loading, in this order: the model's bytes downloaded, its
+//                                                         weights read and prepared, the adapter's bytes downloaded;
+//                                                         with an id: windows of an extraction, with `share`, the
+//                                                         estimated share of its work done, after every decoding
+//                                                         step; documents of an evaluation)
 //                  {type:'ready', backend, device, threads: {count, why}, model, adapter, loadMs, fromCache, cached, bytes, wasmBytes}
 //                                                         (sent again if a lost GPU moves the engine to the CPU)
 //                  {type:'token', id, token, text}
@@ -200,7 +206,8 @@ async function load(msg) {
   post({ type: 'progress', phase: 'load', loaded: 0, total: size });
   const t0 = performance.now();
   try {
-    engine = await pkg.Engine.load(bytes, msg.backend ?? 'auto');
+    const reading = (loaded, total) => post({ type: 'progress', phase: 'load', loaded, total });
+    engine = await pkg.Engine.load(bytes, msg.backend ?? 'auto', reading);
   } finally {
     bytes.close?.(); // a file handle: the weights are in wasm memory now
   }
@@ -252,7 +259,7 @@ async function generate(msg) {
 }
 
 async function extract(msg) {
-  const progress = (loaded, total) => post({ type: 'progress', id: msg.id, phase: 'extract', loaded, total });
+  const progress = (loaded, total, share) => post({ type: 'progress', id: msg.id, phase: 'extract', loaded, total, share });
   const result = await onGpuLoss(() => loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel, progress, msg.batch));
   post({ type: 'done', id: msg.id, result });
 }
@@ -275,6 +282,10 @@ self.onmessage = async ({ data: msg }) => {
       post({ type: 'done', id: msg.id, result: (await wasm()).pkg.redact(msg.text, msg.entities, msg.operators, msg.key) });
     } else if (msg.type === 'redact-last') {
       post({ type: 'done', id: msg.id, result: loaded().redactLast(msg.operators, msg.key) });
+    } else if (msg.type === 'export-last') {
+      post({ type: 'done', id: msg.id, result: loaded().exportLast(msg.minScore) });
+    } else if (msg.type === 'recognizers') {
+      post({ type: 'done', id: msg.id, result: (await wasm()).pkg.recognizers() });
     } else if (msg.type === 'validate') {
       const { pkg } = await wasm();
       if (engine) engine.checkSchema(msg.schema);

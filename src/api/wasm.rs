@@ -14,7 +14,7 @@ use crate::runtime::backend::webgpu::{Gpu, GpuOptions};
 use crate::error::{Error, Result};
 use crate::ner::batch::{Settings, DEFAULT_BATCH};
 use crate::ner::eval::Span;
-use crate::ner::extract::{Extraction, Extractor, Options};
+use crate::ner::extract::{Extraction, Extractor, Options, Progress};
 use crate::ner::redact::{Key, Redactor};
 use crate::ner::schema::Schema;
 use crate::ner::spans::{Entity, OffsetMap, Source, Unit};
@@ -109,6 +109,34 @@ impl ByteSource for JsBytes {
     }
 }
 
+/// A model file whose reads are reported: `on_progress(bytes read, size)` at most once per
+/// percent, as the weights are read and prepared a tensor at a time (the loading bar).
+struct Reported {
+    source: JsBytes,
+    on_progress: Option<Function>,
+    read: std::cell::Cell<u64>,
+}
+
+impl ByteSource for Reported {
+    fn size(&self) -> u64 {
+        self.source.size()
+    }
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.source.read_into(offset, buf)?;
+        let size = self.size().max(1);
+        let before = self.read.get();
+        // A fallback from the GPU reads the file again: the count stays at its size.
+        let after = (before + buf.len() as u64).min(size);
+        self.read.set(after);
+        if let Some(f) = &self.on_progress {
+            if after * 100 / size > before * 100 / size {
+                let _ = f.call2(&JsValue::NULL, &(after as f64).into(), &(size as f64).into());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A text and the entities found in it.
 type Extracted = (String, Vec<Entity>);
 
@@ -139,29 +167,6 @@ fn busy() -> JsValue {
     js_error(Error::Compute("the engine is busy with another request".into()))
 }
 
-/// An entity as JavaScript sees it: offsets in UTF-16 code units (`String.prototype.slice`).
-#[derive(serde::Serialize)]
-struct JsEntity<'a> {
-    label: &'a str,
-    start: usize,
-    end: usize,
-    text: &'a str,
-    score: f32,
-    source: Source,
-}
-
-fn js_entity<'a>(map: &OffsetMap, e: &'a Entity) -> JsEntity<'a> {
-    let (start, end) = map.span(e.start, e.end, Unit::Utf16);
-    JsEntity {
-        label: &e.label,
-        start,
-        end,
-        text: &e.text,
-        score: e.score,
-        source: e.source,
-    }
-}
-
 fn to_js<T: serde::Serialize>(v: &T) -> std::result::Result<JsValue, JsValue> {
     // Plain objects, not Maps, for serde_json::Value and structs alike.
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
@@ -175,9 +180,18 @@ impl Engine {
     /// WebGPU adapter; `"webgpu"` any adapter, software renderers too; both fall back to
     /// the CPU when there is none, a kernel does not compile or loading fails (`device`
     /// then says why). `"cpu"` skips WebGPU. `"webgpu-broken"` injects a kernel that does
-    /// not compile, to test the fallback.
-    pub async fn load(source: JsValue, backend: Option<String>) -> std::result::Result<Engine, JsValue> {
-        let src = JsBytes::new(source).map_err(js_error)?;
+    /// not compile, to test the fallback. `on_progress(read, size)` follows the reading
+    /// of the weights, in bytes.
+    pub async fn load(
+        source: JsValue,
+        backend: Option<String>,
+        on_progress: Option<Function>,
+    ) -> std::result::Result<Engine, JsValue> {
+        let src = Reported {
+            source: JsBytes::new(source).map_err(js_error)?,
+            on_progress,
+            read: Default::default(),
+        };
         let backend = backend.unwrap_or_else(|| "auto".into());
         let gpu = match backend.as_str() {
             "cpu" => Err(Error::Gpu("the CPU was asked for".into())),
@@ -308,7 +322,8 @@ impl Engine {
     /// UTF-16 units.
     /// `cancel`: an `Int32Array` over a `SharedArrayBuffer`; storing 1 in its first slot
     /// (from another thread) stops the extraction with the error code `cancelled`.
-    /// `on_progress(done, total)` counts the windows of the text as their entities become final.
+    /// `on_progress(done, total, share)`: windows whose entities are final, of all, and the
+    /// estimated share of the work done, after every decoding step (see `Progress`).
     /// `batch`: windows decoded at once (the same entities whatever it is; default 8).
     pub fn extract(
         &self,
@@ -330,6 +345,25 @@ impl Engine {
             last.replace(Some((text, entities.entities)));
             result
         })
+    }
+
+    /// The last `extract`'s text and its entities scoring at least `min_score`, as a line of
+    /// the eval JSONL files (`anote extract` and `anote eval` write the same):
+    /// `{text, entities: [{label, start, end, text, score, source}]}`, offsets in code
+    /// points. Throws `bad_input` when nothing has been extracted.
+    #[wasm_bindgen(js_name = exportLast)]
+    pub fn export_last(&self, min_score: f32) -> std::result::Result<JsValue, JsValue> {
+        let last = self.last.try_borrow().map_err(|_| busy())?;
+        let (text, entities) = last
+            .as_ref()
+            .ok_or_else(|| js_error(Error::BadInput("nothing has been extracted to export".into())))?;
+        let map = OffsetMap::new(text);
+        let entities: Vec<_> = entities
+            .iter()
+            .filter(|e| e.score >= min_score)
+            .map(|e| map.entity(e, Unit::CodePoints))
+            .collect();
+        to_js(&serde_json::json!({ "text": text, "entities": entities }))
     }
 
     /// Redacts the text of the last `extract` with its entities (see [`redact`] for
@@ -401,9 +435,9 @@ async fn extract(
 ) -> std::result::Result<Extraction, JsValue> {
     let schema = Schema::from_json(schema).map_err(js_error)?;
     let cancelled = cancel_flag(cancel);
-    let progress = |done: usize, total: usize| {
+    let progress = |p: Progress| {
         if let Some(f) = &on_progress {
-            let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
+            let _ = f.call3(&JsValue::NULL, &p.done.into(), &p.total.into(), &p.share.into());
         }
     };
     let options = Options {
@@ -416,7 +450,7 @@ async fn extract(
     };
     let map = OffsetMap::new(text);
     x.extract(text, &schema, &options, |e| {
-        if let (Some(f), Ok(v)) = (&on_entity, to_js(&js_entity(&map, e))) {
+        if let (Some(f), Ok(v)) = (&on_entity, to_js(&map.entity(e, Unit::Utf16))) {
             let _ = f.call1(&JsValue::NULL, &v);
         }
     })
@@ -427,7 +461,7 @@ async fn extract(
 /// `{entities, windows, decoded_tokens}` with UTF-16 offsets into `text`.
 fn extraction_js(text: &str, r: &Extraction) -> std::result::Result<JsValue, JsValue> {
     let map = OffsetMap::new(text);
-    let entities: Vec<JsEntity> = r.entities.iter().map(|e| js_entity(&map, e)).collect();
+    let entities: Vec<_> = r.entities.iter().map(|e| map.entity(e, Unit::Utf16)).collect();
     let windows: Vec<(usize, usize)> = r
         .windows
         .iter()
@@ -517,6 +551,16 @@ fn redact_entities(
 pub fn extraction_prompt(schema: &str, text: &str) -> std::result::Result<String, JsValue> {
     let schema = Schema::from_json(schema).map_err(js_error)?;
     Ok(crate::ner::prompt::prefix(&schema) + &crate::ner::prompt::document(text))
+}
+
+/// The built-in recognizers a schema type may name: `[{name, description}]`.
+#[wasm_bindgen]
+pub fn recognizers() -> std::result::Result<JsValue, JsValue> {
+    let list: Vec<serde_json::Value> = crate::ner::recognizers::ALL
+        .iter()
+        .map(|r| serde_json::json!({ "name": r.name(), "description": r.description() }))
+        .collect();
+    to_js(&list)
 }
 
 /// Checks a schema (JSON) as extraction would; throws the typed error (`invalid_schema`).

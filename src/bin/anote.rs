@@ -6,12 +6,12 @@ use std::rc::Rc;
 
 use anote_ner::ner::batch;
 use anote_ner::ner::eval::{Document, Span};
-use anote_ner::ner::extract::{Extractor, Options};
+use anote_ner::ner::extract::{Extractor, Options, Progress};
 use anote_ner::ner::finetune;
 use anote_ner::ner::prompt::{self, Format};
 use anote_ner::ner::redact::{Key, Operator, Redaction, Redactor};
 use anote_ner::ner::schema::Schema;
-use anote_ner::ner::spans::{Entity, OffsetMap, Unit};
+use anote_ner::ner::spans::{OffsetMap, Unit};
 use anote_ner::runtime::backend::webgpu::{Gpu, GpuOptions};
 use anote_ner::runtime::gguf::Gguf;
 use anote_ner::runtime::model::Adapter;
@@ -145,6 +145,8 @@ enum Command {
     /// Fine-tuning data: JSONL {"schema", "docs": [{"text", "entities"}]} in, JSONL
     /// {"ids", "answers"} out (token ids of prompt and answers, as the extractor spells them)
     RenderTraining { file: Option<PathBuf> },
+    /// Print the JSON Schema of the schema format (for editors that validate JSON)
+    JsonSchema,
 }
 
 #[derive(clap::Args)]
@@ -170,33 +172,32 @@ impl SchemaArg {
     }
 }
 
-/// An entity with code-point offsets, as in the eval JSONL files.
-fn entity_json(map: &OffsetMap, e: &Entity) -> serde_json::Value {
-    let (start, end) = map.span(e.start, e.end, Unit::CodePoints);
-    serde_json::json!({"start": start, "end": end, "label": e.label, "text": e.text, "score": e.score, "source": e.source})
-}
-
 /// Progress for someone waiting at a terminal: `what done/total` with the time left, on
 /// one rewritten stderr line; nothing when stderr is not a terminal (a log must not fill
 /// with carriage returns) or with `--quiet`.
-fn progress(quiet: bool, what: &'static str) -> Box<dyn Fn(usize, usize)> {
+fn progress(quiet: bool, what: &'static str) -> Box<dyn Fn(Progress)> {
     if quiet || !interactive() {
-        return Box::new(|_, _| {});
+        return Box::new(|_| {});
     }
-    let start = std::time::Instant::now();
-    Box::new(move |done, total| {
-        if total <= 1 {
+    // The pace is measured from the first step on: that step also read the schema's prompt
+    // and the first windows, which the share counts for little.
+    let first = std::cell::Cell::new(None);
+    Box::new(move |p: Progress| {
+        if p.total <= 1 {
             return;
         }
-        let left = match done {
-            0 => String::new(),
-            _ => {
-                let secs = start.elapsed().as_secs_f64() / done as f64 * (total - done) as f64;
+        if p.share > 0.0 && first.get().is_none() {
+            first.set(Some((std::time::Instant::now(), p.share)));
+        }
+        let left = match first.get() {
+            Some((start, at)) if p.share > at && p.share < 1.0 => {
+                let secs = start.elapsed().as_secs_f64() / (p.share - at) * (1.0 - p.share);
                 format!(", about {secs:.0} s left")
             }
+            _ => String::new(),
         };
-        eprint!("\r{what} {done}/{total}{left}   ");
-        if done == total {
+        eprint!("\r{what} {}/{} ({:.0} %){left}   ", p.done, p.total, 100.0 * p.share);
+        if p.done == p.total {
             eprintln!();
         }
     })
@@ -255,7 +256,7 @@ fn eval(
     out: Option<&PathBuf>,
     limit: Option<usize>,
     report: Report,
-    progress: Box<dyn Fn(usize, usize)>,
+    progress: Box<dyn Fn(Progress)>,
 ) -> Result<(), Error> {
     use std::io::Write;
     let gold = std::fs::read_to_string(data).map_err(|e| Error::Io(format!("{}: {e}", data.display())))?;
@@ -285,7 +286,7 @@ fn eval(
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
         if let Some(w) = &mut writer {
             let map = OffsetMap::new(text);
-            let pred: Vec<serde_json::Value> = entities.iter().map(|e| entity_json(&map, e)).collect();
+            let pred: Vec<_> = entities.iter().map(|e| map.entity(e, Unit::CodePoints)).collect();
             writeln!(
                 w,
                 "{}",
@@ -296,7 +297,7 @@ fn eval(
         Ok(anote_ner::ner::eval::code_point_spans(text, &entities))
     };
     let evaluation = block_on(anote_ner::ner::eval::evaluate(&gold, limit, predict, |done, total| {
-        progress(done, total)
+        progress(Progress::counted(done, total))
     }))?;
     latencies.sort_by(f64::total_cmp);
     let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
@@ -430,6 +431,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     let path = cli.model.clone().unwrap_or_else(default_model);
     let settings = Settings::from(&cli);
     match cli.command {
+        Command::JsonSchema => {
+            let schema = anote_ner::ner::schema::json_schema();
+            println!("{}", serde_json::to_string_pretty(&schema).map_err(io)?);
+        }
         Command::RenderTraining { file } => {
             use std::io::Write;
             let tokenizer = Tokenizer::from_gguf(&Gguf::parse(&open(&path)?)?)?;
@@ -490,7 +495,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             let r = block_on(x.extract(&text, &schema, &options, |_| {}))?;
             let map = OffsetMap::new(&text);
-            let entities: Vec<serde_json::Value> = r.entities.iter().map(|e| entity_json(&map, e)).collect();
+            let entities: Vec<_> = r.entities.iter().map(|e| map.entity(e, Unit::CodePoints)).collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"entities": entities})).map_err(io)?

@@ -60,8 +60,9 @@ pub struct Answer {
 }
 
 /// Answers each of `windows` after `prefix` (the schema prompt's cache), telling
-/// `on_answer(i, answer)` as each window finishes, in whatever order they finish.
-/// `cancelled` is asked before every step.
+/// `on_answer(i, answer)` as each window finishes, in whatever order they finish, and
+/// `on_step(share)` after every forward step with the estimated share of the work done
+/// ([`Estimate`]). `cancelled` is asked before every step.
 pub async fn answer_windows(
     engine: &mut Engine,
     prefix: &KvSnapshot,
@@ -69,13 +70,18 @@ pub async fn answer_windows(
     labels: &[String],
     settings: Settings,
     cancelled: &dyn Fn() -> bool,
-    mut on_answer: impl FnMut(usize, Answer),
+    (mut on_answer, mut on_step): (impl FnMut(usize, Answer), impl FnMut(f64)),
 ) -> Result<()> {
     let Engine { model, tokenizer, .. } = engine;
     let slots = settings.batch.clamp(1, model.max_batch());
     let mut free: Vec<usize> = (0..slots).rev().collect();
     let mut live: Vec<Live> = Vec::with_capacity(slots);
     let mut next = 0;
+    let mut estimate = Estimate {
+        windows: windows.len(),
+        finished: 0,
+        decoded: 0,
+    };
     loop {
         while next < windows.len() && !free.is_empty() {
             let slot = free.pop().expect("a free slot");
@@ -118,7 +124,10 @@ pub async fn answer_windows(
             } else {
                 let l = live.swap_remove(i);
                 free.push(l.slot);
-                on_answer(l.window, l.finish(labels));
+                let window = l.window;
+                let answer = l.finish(labels);
+                estimate.finished(answer.decoded);
+                on_answer(window, answer);
             }
         }
         if live.is_empty() {
@@ -132,6 +141,37 @@ pub async fn answer_windows(
                 l.input.push(token);
             }
         }
+        on_step(estimate.share(live.iter().map(Live::decoded)));
+    }
+}
+
+/// The share of a call's work done, for progress: each window counts one, a live window
+/// the share of its answer decoded so far. An answer's length is known only when it ends,
+/// so it is taken to be the mean of the answers finished (at first, [`FIRST_GUESS`]
+/// tokens) and a live window never counts more than 0.95 of one. Decoding is most of a
+/// window's time; its prompt is a share of one batched forward.
+struct Estimate {
+    windows: usize,
+    finished: usize,
+    decoded: usize,
+}
+
+/// Answer tokens a window is taken to need before any has finished: a few entity lines.
+const FIRST_GUESS: f64 = 24.0;
+
+impl Estimate {
+    fn finished(&mut self, decoded: usize) {
+        self.finished += 1;
+        self.decoded += decoded;
+    }
+
+    fn share(&self, live: impl Iterator<Item = usize>) -> f64 {
+        let expected = match self.finished {
+            0 => FIRST_GUESS,
+            n => (self.decoded as f64 / n as f64).max(1.0),
+        };
+        let partial: f64 = live.map(|d| (d as f64 / expected).min(0.95)).sum();
+        (self.finished as f64 + partial) / self.windows.max(1) as f64
     }
 }
 
@@ -195,17 +235,22 @@ impl Live<'_> {
         }
     }
 
-    fn finish(mut self, labels: &[String]) -> Answer {
-        let decoded = match &self.decoder {
+    /// Answer tokens decoded so far.
+    fn decoded(&self) -> usize {
+        match &self.decoder {
             Decoding::Grammar(dg) => dg.0.decoded(),
-            Decoding::Free(d) => {
-                // A line that fits nowhere is dropped; the ones after it still count.
-                for line in d.lines(self.chunk, labels) {
-                    self.placer.accept(self.chunk, &line);
-                }
-                d.decoded()
+            Decoding::Free(d) => d.decoded(),
+        }
+    }
+
+    fn finish(mut self, labels: &[String]) -> Answer {
+        let decoded = self.decoded();
+        if let Decoding::Free(d) = &self.decoder {
+            // A line that fits nowhere is dropped; the ones after it still count.
+            for line in d.lines(self.chunk, labels) {
+                self.placer.accept(self.chunk, &line);
             }
-        };
+        }
         Answer {
             lines: self.placer.lines,
             decoded,

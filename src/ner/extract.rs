@@ -54,14 +54,36 @@ pub struct Extractor {
     cached: Option<(String, Option<String>, KvSnapshot)>,
 }
 
+/// How far a call is: windows whose entities are final, of all, and the share of the
+/// model's work done. The share moves with every decoding step, so it says something before
+/// the first window ends; it is an estimate (an answer's length is known only when it ends:
+/// until then it is taken to be the mean of the answers so far) and never goes back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub share: f64,
+}
+
+impl Progress {
+    /// Progress counted in whole items (documents of an evaluation).
+    pub fn counted(done: usize, total: usize) -> Progress {
+        Progress {
+            done,
+            total,
+            share: done as f64 / total.max(1) as f64,
+        }
+    }
+}
+
 /// What one call is asked and told besides its texts and schema; [`Options::default`]
 /// decodes as the product does, never stops and tells nothing.
 pub struct Options<'a> {
     /// Asked between decoding steps; `true` stops the extraction with [`Error::Cancelled`].
     pub cancelled: &'a dyn Fn() -> bool,
-    /// Told `(windows done, windows in all)` at the start and as each window's entities
-    /// become final.
-    pub progress: &'a dyn Fn(usize, usize),
+    /// Told at the start, after every decoding step and as each window's entities become
+    /// final.
+    pub progress: &'a dyn Fn(Progress),
     /// How windows are decoded: how many at once, the end penalty, and (for the
     /// answer-format comparison in docs/eval.md only) a free answer format.
     pub decoding: batch::Settings,
@@ -71,7 +93,7 @@ impl Default for Options<'_> {
     fn default() -> Self {
         Options {
             cancelled: &|| false,
-            progress: &|_, _| {},
+            progress: &|_| {},
             decoding: batch::Settings::default(),
         }
     }
@@ -142,24 +164,42 @@ impl Extractor {
         if !jobs.is_empty() {
             let prefix = self.prefix(prompt).await?;
             let labels: Vec<String> = schema.labels.iter().map(|t| t.label.clone()).collect();
-            let progress = options.progress;
-            progress(0, jobs.len());
+            let total = jobs.len();
+            // The share the steps report, kept for the reports of finished windows.
+            let share = std::cell::Cell::new(0.0);
+            let report = |done: usize| {
+                (options.progress)(Progress {
+                    done,
+                    total,
+                    share: share.get(),
+                })
+            };
+            report(0);
             // Answers come in as windows finish; entities become final in window order,
             // so that the overlap policies see them as they would one window at a time.
             let mut waiting: Vec<Option<batch::Answer>> = jobs.iter().map(|_| None).collect();
-            let mut done = 0;
+            let done = std::cell::Cell::new(0);
             let on_answer = |job: usize, answer: batch::Answer| {
                 waiting[job] = Some(answer);
-                while let Some(answer) = waiting.get_mut(done).and_then(Option::take) {
-                    let (i, w) = jobs[done];
+                while let Some(answer) = waiting.get_mut(done.get()).and_then(Option::take) {
+                    let (i, w) = jobs[done.get()];
                     let doc = docs[i].as_mut().expect("only readable texts have windows");
                     doc.take(w, answer, &labels, schema);
                     if w + 1 == doc.windows.len() {
                         doc.finish(schema);
                     }
                     doc.emit(|e| on_entity(i, e));
-                    done += 1;
-                    progress(done, jobs.len());
+                    done.set(done.get() + 1);
+                    if done.get() == total {
+                        share.set(1.0);
+                    }
+                    report(done.get());
+                }
+            };
+            let on_step = |estimate: f64| {
+                if estimate > share.get() {
+                    share.set(estimate);
+                    report(done.get());
                 }
             };
             batch::answer_windows(
@@ -169,7 +209,7 @@ impl Extractor {
                 &labels,
                 options.decoding,
                 options.cancelled,
-                on_answer,
+                (on_answer, on_step),
             )
             .await?;
         }

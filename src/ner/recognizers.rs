@@ -64,6 +64,25 @@ impl Recognizer {
         }
     }
 
+    /// What it finds and how it validates, in a sentence (the schema editor, the JSON Schema).
+    pub fn description(self) -> &'static str {
+        match self {
+            Recognizer::Email => "e-mail addresses",
+            Recognizer::Url => "web addresses: http(s) URLs and domain names under common top-level domains",
+            Recognizer::IpAddress => "IPv4 and IPv6 addresses that parse as such",
+            Recognizer::Iban => "IBANs of a known country's length whose mod-97 checksum holds",
+            Recognizer::CreditCard => {
+                "card numbers whose Luhn checksum holds (13 to 19 digits; 12 after a word that names a card)"
+            }
+            Recognizer::UsSsn => "US social security numbers in valid area, group and serial ranges",
+            Recognizer::Date => "dates that exist: 2024-03-05, 5/3/2024, 5 March 2024, March 5, 2024",
+            Recognizer::Phone => {
+                "phone numbers of 7 to 15 digits, grouped as phone numbers are (not dates, times, postcodes or ids)"
+            }
+            Recognizer::Honorific => "courtesy titles before a name: Mr., Mrs., Dr., Prof. …",
+        }
+    }
+
     fn pattern(self) -> &'static Regex {
         static CELLS: [OnceLock<Regex>; 9] = [const { OnceLock::new() }; 9];
         let (i, p) = match self {

@@ -139,9 +139,71 @@ pub fn normalize_label(label: &str) -> String {
     label.split_whitespace().collect::<Vec<_>>().join(" ").nfc().collect()
 }
 
+/// The schema format as a JSON Schema (draft 2020-12), from the limits above and the
+/// recognizers: `docs/schema.schema.json` is this, as `anote json-schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    use crate::ner::recognizers::ALL;
+    use serde_json::json;
+    let text = |max: usize| json!({ "type": "string", "maxLength": max });
+    let examples = json!({
+        "type": "array",
+        "maxItems": MAX_EXAMPLES,
+        "items": { "type": "string", "minLength": 1, "maxLength": MAX_EXAMPLE_CHARS }
+    });
+    let recognizers: Vec<serde_json::Value> = ALL
+        .iter()
+        .map(|r| json!({ "const": r.name(), "description": r.description() }))
+        .collect();
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Anote NER entity schema",
+        "description": "What to extract: entity types with guidelines (docs/schema.md).",
+        "type": "object",
+        "required": ["labels"],
+        "properties": {
+            "description": text(MAX_DESCRIPTION_CHARS),
+            "span_rules": text(MAX_DESCRIPTION_CHARS),
+            "labels": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_TYPES,
+                "items": {
+                    "type": "object",
+                    "required": ["label"],
+                    "properties": {
+                        "label": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_LABEL_CHARS,
+                            "pattern": "^[^:\\u0000-\\u001f\\u007f-\\u009f]+$",
+                            "description": "Natural language or a code: any text without ':' or control characters; kept trimmed, with single spaces, in Unicode NFC; unique ignoring case."
+                        },
+                        "description": text(MAX_DESCRIPTION_CHARS),
+                        "examples": examples,
+                        "counter_examples": examples,
+                        "negative_examples": examples,
+                        "recognizer": { "oneOf": recognizers }
+                    }
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_schema_in_docs_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schema.schema.json");
+        let committed = std::fs::read_to_string(path).unwrap();
+        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        assert!(
+            committed == generated,
+            "docs/schema.schema.json is stale: cargo run --bin anote -- json-schema > docs/schema.schema.json"
+        );
+    }
 
     #[test]
     fn presets_load_and_unknown_preset_is_an_error() {

@@ -31,6 +31,18 @@ pub enum Unit {
     Utf16,
 }
 
+/// An entity with its offsets in a caller's unit ([`OffsetMap::entity`]), serialised as
+/// `{label, start, end, text, score, source}`: the JSONL files, the CLI and the wasm API.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntityIn<'a> {
+    pub label: &'a str,
+    pub start: usize,
+    pub end: usize,
+    pub text: &'a str,
+    pub score: f32,
+    pub source: Source,
+}
+
 /// Converts offsets between units for one text in a single pass over it.
 pub struct OffsetMap {
     /// (byte, code point, UTF-16) at every char boundary, including the end.
@@ -62,6 +74,19 @@ impl OffsetMap {
     pub fn span(&self, start: usize, end: usize, unit: Unit) -> (usize, usize) {
         let to = |b| self.convert(b, Unit::Bytes, unit).unwrap_or(0);
         (to(start), to(end))
+    }
+
+    /// `e` as a caller sees it: its offsets in `unit`.
+    pub fn entity<'a>(&self, e: &'a Entity, unit: Unit) -> EntityIn<'a> {
+        let (start, end) = self.span(e.start, e.end, unit);
+        EntityIn {
+            label: &e.label,
+            start,
+            end,
+            text: &e.text,
+            score: e.score,
+            source: e.source,
+        }
     }
 
     /// `offset` in `from` units as `to` units; `None` if it is not on a char boundary.

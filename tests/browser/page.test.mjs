@@ -11,6 +11,7 @@ const native = JSON.parse(process.env.ANOTE_NATIVE);
 const gold = process.env.ANOTE_GOLD; // a small gold JSONL file, with one broken line
 const direction = process.env.ANOTE_ADAPTER_GOLD; // sentences the base model gets wrong more often
 const nativeEval = JSON.parse(process.env.ANOTE_NATIVE_EVAL); // `anote eval --json` on it
+const nativeUnicode = JSON.parse(process.env.ANOTE_NATIVE_UNICODE); // `anote extract --preset pii` on tests/fixtures/unicode_mixed.txt
 const nativeSample = JSON.parse(process.env.ANOTE_NATIVE_SAMPLE_EVAL); // `anote eval --json --per-document` on www/sample-gold.jsonl
 const origin = new URL(url).origin;
 const notIsolated = process.env.ANOTE_NOT_ISOLATED_URL; // the same site without COOP/COEP
@@ -93,10 +94,25 @@ function tinyGguf(arch, truncated) {
 
 // The main page runs the threaded build (two threads whatever the machine's cores), so every
 // check on it (greedy parity with the native engine included) runs the threaded kernels.
+// Every step of the loading bar, with its label, as the page draws it.
+await page.addInitScript(() => {
+  window.loadBar = [];
+  addEventListener('DOMContentLoaded', () => {
+    const bar = document.getElementById('progress');
+    const record = () => window.loadBar.push([bar.value, document.getElementById('progress-text').textContent]);
+    new MutationObserver(record).observe(bar, { attributes: true, attributeFilter: ['value'] });
+  });
+});
 await page.goto(`${url}?threads=2`);
 
-await check('the default model loads in the worker, downloaded with progress, on the CPU with two threads: the only WebGPU adapter is software', async () => {
+await check('the default model loads in the worker on one bar (download, weights, adapter), on the CPU with two threads: the only WebGPU adapter is software', async () => {
   assert.equal(await modelState(page), 'ready', await page.textContent('[data-testid=error]'));
+  const steps = await page.evaluate(() => window.loadBar);
+  const values = steps.map(([v]) => v);
+  assert.deepEqual(values, [...values].sort((a, b) => a - b), 'the loading bar went back');
+  const phases = [...new Set(steps.filter(([, text]) => text).map(([, text]) => text.split(':')[0]))];
+  assert.deepEqual(phases, ['Downloading the model', 'Preparing the weights', 'Downloading the fine-tuning adapter']);
+  assert.ok(steps.some(([, text]) => /Preparing the weights: [1-9]\d?%/.test(text)), 'no progress while the weights were prepared');
   assert.match(await page.textContent('[data-testid=progress-text]'), /downloaded and cached/);
   assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
   assert.equal(await page.getAttribute('[data-testid=backend]', 'data-threads'), '2');
@@ -219,6 +235,15 @@ await check('the schema editor starts on the PII preset, validates inline, impor
   await page.waitForFunction(() => /bad\.json was not imported/.test(document.querySelector('[data-testid=schema-error]').textContent));
   await page.setInputFiles('[data-testid=schema-import]', { name: 'people.json', mimeType: 'application/json', buffer: Buffer.from('{"labels": [{"label": "PERSON", "description": "A name."}, {"label": "EMAIL", "recognizer": "email"}]}') });
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 2);
+  // Each type's recognizer menu lists the engine's recognizers, each described.
+  const engineList = await page.evaluate(async () => {
+    const { AnoteClient } = await import('./anote.js');
+    const c = new AnoteClient();
+    try { return await c.recognizers(); } finally { c.worker.terminate(); }
+  });
+  const menu = await page.$eval('select[aria-label="recognizer of EMAIL"]', (s) => [...s.options].map((o) => [o.value, o.title]));
+  assert.deepEqual(menu, [['', ''], ...engineList.map((r) => [r.name, r.description])]);
+  assert.equal(await page.$eval('select[aria-label="recognizer of EMAIL"]', (s) => s.value), 'email');
   await page.reload();
   await modelState(page);
   assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 2, 'the schema did not survive a reload');
@@ -285,6 +310,24 @@ await check('pseudonyms are keyed: a key is made once per origin, kept, and the 
   await page.selectOption('[data-testid=operator-all]', 'replace');
   await page.waitForFunction(() => [...document.querySelectorAll('[data-testid=operator]')].every((s) => s.value === 'replace'));
   await page.waitForFunction(() => /<PERSON>/.test(document.querySelector('[data-testid=redacted]').textContent));
+});
+
+await check('the CLI, the page and its export put the same entities at the same places in text with emoji, combining marks and CJK', async () => {
+  // `anote extract` on the same file (code points); the page shows UTF-16 offsets and exports code points.
+  const text = await (await import('node:fs/promises')).readFile('tests/fixtures/unicode_mixed.txt', 'utf8');
+  const want = nativeUnicode.entities.map((e) => [e.label, e.start, e.end, e.text]);
+  await useAdapter(page, true);
+  await page.selectOption('[data-testid=preset]', 'pii');
+  await page.fill('[data-testid=text-input]', text);
+  await page.click('[data-testid=extract]');
+  await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
+  const marks = await page.$$eval('[data-testid=entity]', (ms) => ms.map((m) => [m.dataset.label, +m.dataset.start, +m.dataset.end, m.textContent]));
+  const codePoint = (i) => [...text.slice(0, i)].length;
+  assert.deepEqual(marks.map(([l, s, e, t]) => [l, codePoint(s), codePoint(e), t]), want);
+  const [file] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-jsonl]')]);
+  const exported = JSON.parse(await (await import('node:fs/promises')).readFile(await file.path(), 'utf8'));
+  assert.equal(exported.text, text);
+  assert.deepEqual(exported.entities.map((e) => [e.label, e.start, e.end, e.text]), want);
 });
 
 await check('the task comes first: text on the first screen, two keys from load to the text box, Ctrl+Enter extracts and focuses the result, no sideways scroll on a phone', async () => {
@@ -360,6 +403,28 @@ await check('the evaluate tab scores a gold file like `anote eval`, skipping its
   await shoot(page, 'evaluate', 'section[aria-labelledby=eval-h]');
 });
 
+await check('on a 3 KB text the extraction bar moves before the first window ends, and says the time left', async () => {
+  const text = 'Hi team, Maria Lopez (maria.lopez@example.com, +44 20 7946 0018) asked Peter Novak from Leeds for the contract by 5 March 2024. '.repeat(24);
+  assert.ok(text.length > 3000 && text.length < 3300);
+  await page.evaluate(() => {
+    window.extractSteps = [];
+    const bar = document.querySelector('[data-testid=extract-progress]');
+    const status = document.querySelector('[data-testid=extract-status]');
+    window.extractObserver = new MutationObserver(() => window.extractSteps.push([bar.value, status.textContent]));
+    window.extractObserver.observe(bar, { attributes: true, attributeFilter: ['value'] });
+    delete status.dataset.done;
+  });
+  await page.fill('[data-testid=text-input]', text);
+  await page.click('[data-testid=extract]');
+  await page.waitForSelector('[data-testid=extract-status][data-done=true]', { timeout: 600_000 });
+  const steps = await page.evaluate(() => { window.extractObserver.disconnect(); return window.extractSteps; });
+  const values = steps.map(([v]) => v);
+  assert.deepEqual(values, [...values].sort((a, b) => a - b), 'the extraction bar went back');
+  const early = steps.filter(([v, t]) => v > 0 && /^Extracting… 0 of \d+ windows done · .* · about \d+ s left$/.test(t));
+  console.log(`     ${steps.length} steps; first moved: ${JSON.stringify(early[0])}`);
+  assert.ok(early.length > 0, `no move before the first window ended: ${JSON.stringify(steps.slice(0, 4))}`);
+});
+
 await check('empty text finds nothing; a 1 MB paste shows progress, keeps the page responsive and cancels', async () => {
   await page.fill('[data-testid=text-input]', '   ');
   await page.click('[data-testid=extract]');
@@ -367,8 +432,8 @@ await check('empty text finds nothing; a 1 MB paste shows progress, keeps the pa
   assert.match(await page.textContent('[data-testid=extract-status]'), /^0 entities in/);
   await page.fill('[data-testid=text-input]', 'Maria Lopez wrote to Peter from Leeds. '.repeat(27000));
   await page.click('[data-testid=extract]');
-  // Windows done of all, then the time left once one is done.
-  await page.waitForFunction(() => /\d+ of \d+ windows done, about \d+ s left/.test(document.querySelector('[data-testid=extract-status]').textContent), null, { timeout: 120_000 });
+  // Windows done of all, the entities so far and the time left.
+  await page.waitForFunction(() => /\d+ of \d+ windows done · \d+ entit(y|ies) so far · about \d+ s left/.test(document.querySelector('[data-testid=extract-status]').textContent), null, { timeout: 120_000 });
   assert.ok(await page.isVisible('[data-testid=extract-progress]'), 'no progress bar while extracting');
   const t0 = Date.now();
   await page.selectOption('[data-testid=filter]', ''); // the page still answers while the worker works

@@ -19,7 +19,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::{output, run_step, setup, target_dir};
+use crate::report;
+use crate::setup;
+use crate::workspace::{cargo, output, run_step, target_dir};
 
 /// Engines a run can measure: name in the table, `anote` flags.
 const ENGINES: [(&str, &str, &[&str]); 3] = [
@@ -83,9 +85,7 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
     };
     run_step(
         "eval: build",
-        crate::cargo()
-            .current_dir(root)
-            .args(["build", "--release", "--bin", "anote"]),
+        cargo().current_dir(root).args(["build", "--release", "--bin", "anote"]),
     )?;
     let bin = target_dir(root).join("release/anote");
     let shared = root.join("../shared/eval");
@@ -343,17 +343,15 @@ fn long_table(root: &Path) -> Result<String> {
         )?;
     }
     let sha = run["adapter_sha256"].as_str().unwrap_or("");
-    Ok(format!(
-        "\n## Long texts\n\n\
-`{}` (adapter `{}…`): the first {LONG_DOCS} documents of three sets, scored one by one and joined into\n\
-longer texts, strict micro-F1 and recall. The model was trained on single sentences, templates and tweets; the\n\
-extractor reads a long text in windows of a paragraph or a few sentences (`src/ner/chunk.rs`), and this is what\n\
-joining costs all the same.\n\n\
-| dataset | documents | per text | joined by | F1 alone | F1 joined | recall alone | recall joined |\n\
-|---|---|---|---|---|---|---|---|\n{rows}",
-        run["command"].as_str().unwrap_or(""),
-        &sha[..sha.len().min(12)],
-    ))
+    report::fill(
+        include_str!("../templates/eval-long.md"),
+        &[
+            ("command", run["command"].as_str().unwrap_or("").to_string()),
+            ("adapter", sha[..sha.len().min(12)].to_string()),
+            ("documents", LONG_DOCS.to_string()),
+            ("rows", rows),
+        ],
+    )
 }
 
 /// The answer-format section of docs/eval.md (empty until `--adapter formats` has run).
@@ -404,19 +402,17 @@ fn formats_table(runs: &BTreeMap<&str, Value>, sets: &[String]) -> Result<String
             )
         })
         .unwrap_or_default();
-    Ok(format!(
-        "\n## Answer formats\n\n\
-`{command}`: the first {docs} documents of every set, strict micro-F1. Each format is named in the\n\
-guidelines and shown in the worked example, and the model answers freely (greedy, no grammar); the answer is then\n\
-parsed and grounded as the decoder would have it (labels outside the schema, spans not in the text and lines\n\
-with no unused whole-word occurrence are dropped; a span placed at an unused occurrence, in text order). Lines\n\
-under the grammar (the product) are beside them. The last three columns are what the format costs: prompt tokens\n\
-of the cached schema prefix, answer tokens decoded per document, and milliseconds per document (1 thread). The\n\
-adapter was trained on lines only, so it has free rows for lines alone.{adapter}\n\n\
-| engine | {} | mean F1 | prefix tokens | answer tokens/doc | ms/doc |\n|---|{}---|---|---|---|\n{rows}",
-        names.join(" | "),
-        "---|".repeat(names.len()),
-    ))
+    report::fill(
+        include_str!("../templates/eval-formats.md"),
+        &[
+            ("command", command.to_string()),
+            ("documents", docs.to_string()),
+            ("adapter", adapter),
+            ("sets", names.join(" | ")),
+            ("set_rules", "---|".repeat(names.len())),
+            ("rows", rows),
+        ],
+    )
 }
 
 /// One single-threaded `anote eval --json` of `data` with `set`'s schema: its own, except the
@@ -442,8 +438,14 @@ fn adapter_sha256(root: &Path) -> Value {
     setup::read_manifest(root).unwrap_or(Value::Null)["adapter"]["sha256"].clone()
 }
 
-/// docs/eval.md from the stored runs.
 fn write_markdown(root: &Path) -> Result<()> {
+    std::fs::write(root.join("docs/eval.md"), markdown(root)?)?;
+    println!("xtask: [eval] wrote docs/eval.md");
+    Ok(())
+}
+
+/// docs/eval.md from the stored runs.
+fn markdown(root: &Path) -> Result<String> {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let mut runs = BTreeMap::new();
     for (engine, ..) in ENGINES.iter().chain(&FORMATS) {
@@ -534,47 +536,30 @@ fn write_markdown(root: &Path) -> Result<()> {
     }
     let formats = formats_table(&runs, &sets)?;
     let long = long_table(root)?;
-    let md = format!(
-        "# Extraction quality\n\n\
-Every number below comes from `docs/eval/*.json`, written by the command listed with it; `cargo xtask eval` (all\n\
-documents, both engines) regenerates this page. Runs: native, 1 thread, greedy constrained decoding with the schema\n\
-prefix cached. Each set uses its own `schema.json`, except the PII set, which uses the `pii` preset (the same 17\n\
-labels, with the recognizers declared). Scores are span-level micro P/R/F1 as `../shared/eval/score.py` computes them\n\
-(`anote eval` is tested to agree with it). Latencies come from a shared 2-core machine: read them as rough.\n\n\
-{commands}\n\
-The fine-tuned rows use the LoRA adapter in `models/` (model card: `models/README.md`), trained on\n\
-`../shared/train` only. CrossNER is never trained on: its five domains are zero-shot. The answer formats compared\n\
-(lines, JSON, inline tags) are at the end of this page.\n\n\
-| dataset | engine | docs | strict P | strict R | strict F1 | partial F1 | strict macro F1 | mean ms/doc | p95 ms/doc |\n\
-|---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
-CrossNER, mean strict micro-F1 over the five domains (zero-shot):\n\n\
-| engine | mean F1 |\n|---|---|\n{crossner}\
-| GLiNER-L (published, trained on far more data) | 0.609 |\n\
-| GNER-T5-base (published) | 0.595 |\n\
-| GoLLIE-7B+ (published, some scored by string match) | ≈ 0.58 |\n\n\
-Strict F1 per label:\n\n{per_label}\n\
-The PII set annotates addresses two ways. Most documents mark a written address as one STREET_ADDRESS span (street,\n\
-city, postcode and country together), as every training document does; others, from a few of the generator's\n\
-templates, mark it part by part: the building number, the street, the suite and the postcode each a STREET_ADDRESS,\n\
-city and country each a GPE (`>3369 24 Clarke Avenue` `>Apt. 805` `>Pines Beach` `>New Zealand 34694` is six spans).\n\
-The two look alike, and nothing in the text says which applies. The same predictions, scored on each kind of\n\
-document (a document is part-by-part when two of its STREET_ADDRESS spans are separated only by spaces, line\n\
-breaks, `>` or commas):\n\n\
-| engine | addresses annotated | docs | gold spans | strict P | strict R | strict F1 | STREET_ADDRESS F1 |\n\
-|---|---|---|---|---|---|---|---|\n{conventions}\n\
-The fine-tuning target is strict micro-F1 on all 300 documents; this table shows where the gap lies, it does not\n\
-close it. Within the one-span documents, addresses still fail on their own: blocks cut before a line that starts\n\
-with a comma (`\\nPaulista\\n, PE\\n Brazil 55179`), the word `street` after a name that these templates leave out,\n\
-`the corner of … and …` split in two.\n\n\
-Recognizers alone, over the labels they fill (EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IP_ADDRESS, US_SSN; the dev\n\
-set has no IBAN_CODE or DOMAIN_NAME), score strict micro-F1 1.000 on all 300 PII dev documents (58 entities), checked\n\
-by `tests/extraction.rs`. Every gold credit card passes Luhn. The phone rules were tuned on this dev set (house\n\
-numbers and postcodes shaped like phone numbers), so expect lower on unseen data. The honorific recognizer (Mr., Dr.,\n\
-Mrs. … before a name; added after reading this set's misses) fills TITLE beside the model, which finds the job titles;\n\
-the recognizers-only row counts it. The date recognizer fills DATE_TIME the same way (ISO, numeric and written-out\n\
-dates; here 3 of the 29 gold DATE_TIME spans are date-shaped, the rest are years and weekdays, left to the model).\n{long}{formats}"
-    );
-    std::fs::write(root.join("docs/eval.md"), md)?;
-    println!("xtask: [eval] wrote docs/eval.md");
-    Ok(())
+    let md = report::fill(
+        include_str!("../templates/eval.md"),
+        &[
+            ("commands", commands),
+            ("rows", rows),
+            ("crossner", crossner),
+            ("per_label", per_label),
+            ("conventions", conventions),
+            ("long", long),
+            ("formats", formats),
+        ],
+    )?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docs_eval_md_is_what_the_stored_runs_give() {
+        let root = crate::workspace::root();
+        let committed = std::fs::read_to_string(root.join("docs/eval.md")).unwrap();
+        assert!(
+            super::markdown(&root).unwrap() == committed,
+            "docs/eval.md differs from what docs/eval/*.json and xtask/templates give"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{output, run_step, target_dir};
+use crate::workspace::{output, run_step, target_dir};
 
 /// The targets, with what each one feeds the engine (the table in docs/fuzz.md).
 const TARGETS: &[(&str, &str)] = &[

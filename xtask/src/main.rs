@@ -4,14 +4,18 @@
 mod eval;
 mod fuzz;
 mod pack;
+mod report;
 mod serve;
 mod setup;
 mod train;
+mod workspace;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+
+use workspace::{cargo, crate_version, output, root, run_step, target_dir};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -172,61 +176,6 @@ fn flag_value<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Optio
         }
         None => Ok(None),
     }
-}
-
-/// The repository root (xtask lives one level below it).
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask is inside the repository")
-        .to_path_buf()
-}
-
-/// Cargo's output directory (`CARGO_TARGET_DIR` when set).
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-}
-
-/// Runs a command, naming `step` in the error.
-fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
-    println!("xtask: [{step}] {}", display(cmd));
-    let status = cmd
-        .status()
-        .with_context(|| format!("[{step}] could not start {}", display(cmd)))?;
-    if !status.success() {
-        bail!("[{step}] failed ({status}): {}", display(cmd));
-    }
-    Ok(())
-}
-
-/// Runs a command and returns its stdout, naming `step` in the error.
-fn output(step: &str, cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("[{step}] could not start {}", display(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "[{step}] failed: {}\n{}",
-            display(cmd),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn display(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
 /// The threaded browser build's flags: shared memory that the page's workers import, and
@@ -461,12 +410,6 @@ fn wheel(root: &Path, profile: &str) -> Result<PathBuf> {
     Ok(wheel)
 }
 
-/// The version of the `anote-ner` crate, which the wheel and the npm package carry.
-fn crate_version(root: &Path) -> Result<String> {
-    let id = output("version", cargo().current_dir(root).args(["pkgid", "-p", "anote-ner"]))?;
-    Ok(id.trim().rsplit(['@', '#']).next().unwrap_or_default().to_string())
-}
-
 /// Builds the wheel in `profile` and installs it in target/pyenv.
 fn install_wheel(root: &Path, profile: &str) -> Result<()> {
     let wheel = wheel(root, profile)?;
@@ -550,6 +493,13 @@ fn browser_tests(root: &Path) -> Result<()> {
             .args(["eval", "--json", "--per-document", "--preset", "pii", "--data"])
             .arg(root.join("www/sample-gold.jsonl")),
     )?;
+    // The page must put the CLI's entities at the same places in text that is not ASCII.
+    let unicode = output(
+        "test: native unicode reference",
+        anote_as_tested(root)
+            .args(["extract", "--preset", "pii"])
+            .arg(root.join("tests/fixtures/unicode_mixed.txt")),
+    )?;
     let screenshots = target_dir(root).join("screenshots");
     std::fs::create_dir_all(&screenshots)?;
     let server = serve::spawn(root, 0)?;
@@ -575,7 +525,8 @@ fn browser_tests(root: &Path) -> Result<()> {
             )
             .env("ANOTE_SCREENSHOTS", screenshots)
             .env("ANOTE_NATIVE_EVAL", native_eval.trim())
-            .env("ANOTE_NATIVE_SAMPLE_EVAL", sample.trim()),
+            .env("ANOTE_NATIVE_SAMPLE_EVAL", sample.trim())
+            .env("ANOTE_NATIVE_UNICODE", unicode.trim()),
     )
 }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::{crate_version, output, target_dir};
+use crate::workspace::{crate_version, output, target_dir};
 
 /// The page's modules the package needs (`www/`), the single-threaded wasm build
 /// (`www/pkg/`); the threaded build (`www/pkg-threads/`) goes whole, its snippets included.

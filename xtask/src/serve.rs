@@ -192,7 +192,7 @@ impl Drop for Nginx {
 pub fn spawn_nginx(root: &Path) -> Result<Nginx> {
     // A free port: bound, then released for nginx.
     let port = bind(0)?.local_addr()?.port();
-    let dir = crate::target_dir(root).join("nginx");
+    let dir = crate::workspace::target_dir(root).join("nginx");
     std::fs::create_dir_all(&dir)?;
     let root_str = root.to_str().context("the repository's path is not UTF-8")?;
     let site = std::fs::read_to_string(root.join("deploy/nginx/anote.conf"))?

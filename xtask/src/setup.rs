@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::{output, run_step};
+use crate::workspace::{cargo, output, run_step};
 
 pub fn all(root: &Path) -> Result<()> {
     wasm_target()?;
@@ -125,10 +125,7 @@ fn wasm_bindgen_cli(root: &Path) -> Result<()> {
         return Ok(());
     }
     // Not --locked: its lock file pins a webpki-roots newer than the registry mirror has.
-    run_step(
-        step,
-        crate::cargo().args(["install", "wasm-bindgen-cli", "--version", &want]),
-    )
+    run_step(step, cargo().args(["install", "wasm-bindgen-cli", "--version", &want]))
 }
 
 /// Debian packages: Chromium and its driver for the browser tests, Mesa's Vulkan
@@ -210,7 +207,7 @@ fn node_packages(root: &Path) -> Result<()> {
 
 /// The Python environment that builds the wheel and runs the Python and Spark tests.
 pub fn python_env(root: &Path) -> PathBuf {
-    crate::target_dir(root).join("pyenv")
+    crate::workspace::target_dir(root).join("pyenv")
 }
 
 /// `target/pyenv` with `python/requirements-dev.txt`, made again when the file changes.
@@ -303,7 +300,7 @@ fn default_model(root: &Path) -> Result<()> {
             m.file
         );
     }
-    let tmp = crate::target_dir(root).join("model-download");
+    let tmp = crate::workspace::target_dir(root).join("model-download");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     run_step(

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{run_step, setup, target_dir};
+use crate::setup;
+use crate::workspace::{cargo, run_step, target_dir};
 
 pub struct Options {
     pub minutes: f64,
@@ -53,9 +54,7 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
     std::fs::write(&examples_file, examples)?;
     run_step(
         "train: build anote",
-        crate::cargo()
-            .current_dir(root)
-            .args(["build", "--release", "--bin", "anote"]),
+        cargo().current_dir(root).args(["build", "--release", "--bin", "anote"]),
     )?;
     let model = root.join("models").join(setup::default_model_file(root)?);
     let sequences = work.join("sequences.jsonl");
