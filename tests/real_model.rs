@@ -277,8 +277,8 @@ Senior Data Analyst, Northwind Traders\n";
     }
 }
 
-/// The extraction engine on the GPU finds the CPU's entities on PII documents (the shipped
-/// adapter on, as the product runs).
+/// The extraction engine on the GPU finds the CPU's entities on PII documents, their windows
+/// decoded together (the shipped adapter on, as the product runs).
 #[test]
 fn extraction_on_webgpu_finds_the_cpus_entities() {
     use anote_ner::runtime::model::Adapter;
@@ -308,18 +308,27 @@ fn extraction_on_webgpu_finds_the_cpus_entities() {
     let mut engines = engines.map(anote_ner::Extractor::new);
     let schema = anote_ner::Schema::preset("pii").unwrap();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gold_small.jsonl");
+    // The documents' windows decode together, one batch on each engine.
+    let docs: Vec<Value> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok()) // the fixture's deliberately broken line
+        .collect();
+    let texts: Vec<&str> = docs.iter().map(|d| d["text"].as_str().unwrap()).collect();
+    let [cpu, gpu] = engines.each_mut().map(|x| {
+        let found = block_on(x.extract_many(&texts, &schema, &Options::default(), |_, _| {})).unwrap();
+        found
+            .into_iter()
+            .map(|r| {
+                let r = r.unwrap();
+                let spans: Vec<(String, usize, usize)> =
+                    r.entities.iter().map(|e| (e.label.clone(), e.start, e.end)).collect();
+                spans
+            })
+            .collect::<Vec<_>>()
+    });
     let mut found = 0;
-    for line in std::fs::read_to_string(path).unwrap().lines() {
-        let Ok(doc) = serde_json::from_str::<Value>(line) else {
-            continue; // the fixture's deliberately broken line
-        };
-        let text = doc["text"].as_str().unwrap();
-        let [cpu, gpu] = engines.each_mut().map(|x| {
-            let r = block_on(x.extract(text, &schema, &Options::default(), |_| {})).unwrap();
-            let spans: Vec<(String, usize, usize)> =
-                r.entities.iter().map(|e| (e.label.clone(), e.start, e.end)).collect();
-            spans
-        });
+    for ((text, cpu), gpu) in texts.iter().zip(&cpu).zip(&gpu) {
         println!("{} entities: cpu {cpu:?}", cpu.len());
         assert_eq!(gpu, cpu, "the GPU found other entities in {text:?}");
         found += cpu.len();

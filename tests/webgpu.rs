@@ -39,7 +39,7 @@ fn every_kernel_matches_its_cpu_twin() {
     }
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
     assert!(failed.is_empty(), "kernels differ from their CPU twins: {failed:?}");
-    assert_eq!(checks.len(), 27);
+    assert_eq!(checks.len(), 31);
     // Every compiled kernel is checked (attention_combine inside attention's split cases).
     for k in ops::ALL {
         assert!(
@@ -133,6 +133,76 @@ fn tiny_model_on_the_gpu_matches_the_cpu_through_prefill_decode_and_restore() {
         gpu_e.model.restore(&cpu_e.model.snapshot()).unwrap_err().code(),
         "bad_snapshot"
     );
+}
+
+/// Sequences forwarded together on the GPU, each in its own cache slot over one prefix,
+/// get the CPU's batched logits: each row its own listed ids (the head runs once over their
+/// union), then a ragged step where one row asks for every logit.
+#[test]
+fn tiny_model_forwards_a_batch_on_the_gpu_as_the_cpu_does() {
+    use anote_ner::runtime::model::{BatchRow, Logits};
+    let bytes = TinyGemma::default().bytes();
+    let mut cpu_e = Engine::load(bytes.as_slice()).unwrap();
+    let mut gpu_e = Engine::load_webgpu(bytes.as_slice(), Rc::new(gpu())).unwrap();
+    assert!(gpu_e.model.max_batch() >= 8);
+    let prefix: Vec<u32> = (0..9).map(|i| 265 + (i * 5) % 20).collect();
+    let docs: [&[u32]; 3] = [&[270, 271, 272], &[280], &[266, 267]];
+    let ids: [&[u32]; 3] = [&[265, 270, 283], &[5, 250], &[270, 1, 265]];
+    let mut runs = Vec::new();
+    for m in [&mut cpu_e.model, &mut gpu_e.model] {
+        block_on(m.forward(&prefix)).unwrap();
+        let snap = m.snapshot();
+        for slot in 0..3 {
+            m.begin(slot, &snap).unwrap();
+        }
+        let first: Vec<BatchRow> = (0..3)
+            .map(|slot| BatchRow {
+                slot,
+                tokens: docs[slot],
+                logits: Logits::Of(ids[slot]),
+            })
+            .collect();
+        let first = block_on(m.forward_batch(&first)).unwrap();
+        let next = [
+            BatchRow {
+                slot: 2,
+                tokens: &[277],
+                logits: Logits::Of(ids[0]),
+            },
+            BatchRow {
+                slot: 0,
+                tokens: &[278, 279],
+                logits: Logits::All,
+            },
+        ];
+        let next = block_on(m.forward_batch(&next)).unwrap();
+        runs.push([first, next].concat());
+    }
+    for (i, (g, c)) in runs[1].iter().zip(&runs[0]).enumerate() {
+        close(g, c, 0.05, &format!("batch row {i}"));
+    }
+    // A slot twice is refused and moves no cache.
+    let twice = [0, 0].map(|slot| BatchRow {
+        slot,
+        tokens: &[270],
+        logits: Logits::All,
+    });
+    let m = &mut gpu_e.model;
+    assert_eq!(block_on(m.forward_batch(&twice)).unwrap_err().code(), "compute");
+    let again = block_on(m.forward_batch(&[BatchRow {
+        slot: 1,
+        tokens: &[277],
+        logits: Logits::All,
+    }]))
+    .unwrap();
+    let m = &mut cpu_e.model;
+    let want = block_on(m.forward_batch(&[BatchRow {
+        slot: 1,
+        tokens: &[277],
+        logits: Logits::All,
+    }]))
+    .unwrap();
+    close(&again[0], &want[0], 0.05, "slot 1 after a refused batch");
 }
 
 #[test]

@@ -166,13 +166,18 @@ function renderTypeChips(schema) {
   }));
 }
 
-async function validate(schema) {
+// Only the latest check speaks: an edit's check that answers after a newer one (an import)
+// must not clear or replace its message. `what` heads the error message.
+let checks = 0;
+async function validate(schema, what = '') {
+  clearTimeout(validateTimer);
+  const mine = ++checks;
   try {
     await client.validate(schema);
-    editor.showError('');
+    if (mine === checks) editor.showError('');
     return true;
   } catch (e) {
-    editor.showError(e.message);
+    if (mine === checks) editor.showError(what + e.message);
     return false;
   }
 }
@@ -229,15 +234,17 @@ $('schema-export').addEventListener('click', () => download('schema.json', JSON.
 $('schema-import').addEventListener('change', async () => {
   const f = $('schema-import').files[0];
   if (!f) return;
+  const what = `${f.name} was not imported: `;
   let schema;
   try {
     schema = JSON.parse(await f.text());
-    await client.validate(schema);
   } catch (e) {
-    editor.showError(`${f.name} was not imported: ${e.message}`);
+    clearTimeout(validateTimer);
+    ++checks; // a pending edit's check must not clear this message
+    editor.showError(what + e.message);
     return;
   }
-  editor.set(schema);
+  if (await validate(schema, what)) editor.set(schema);
 });
 
 // ---- Text and results ---------------------------------------------------------------

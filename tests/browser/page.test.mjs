@@ -565,7 +565,7 @@ await check('every WebGPU kernel matches its CPU twin on the browser adapter', a
   });
   console.log(`     adapter: ${r.adapter}; largest relative difference ${Math.max(...r.checks.map((c) => c.max_rel_diff)).toExponential(1)}`);
   assert.deepEqual(r.checks.filter((c) => !(c.max_rel_diff <= c.tolerance)), []);
-  assert.equal(r.checks.length, 27);
+  assert.equal(r.checks.length, 31);
 });
 
 await check('asked for WebGPU, the page runs on it and generates the native greedy tokens', async () => {

@@ -105,14 +105,15 @@ impl Recorder<'_> {
             .copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
     }
 
-    /// Where `params` go: (page, byte offset, bytes), padded to the 16-byte size uniforms have.
+    /// Where `params` go: (page, byte offset, bytes), padded to the 16-byte size uniforms
+    /// have; each slot starts on the adapter's uniform offset alignment.
     fn params_slot(&mut self, params: &[u8]) -> (usize, u64, u64) {
-        let stride = self.gpu.params_stride;
         let size = params.len().div_ceil(16).max(1) * 16;
+        let slot = size.next_multiple_of(self.gpu.params_stride);
         if self
             .pages
             .last()
-            .is_none_or(|(_, bytes)| bytes.len() + stride.max(size) > PARAMS_PAGE)
+            .is_none_or(|(_, bytes)| bytes.len() + slot > PARAMS_PAGE)
         {
             let page = self.gpu.params_pages.borrow_mut().pop().unwrap_or_else(|| {
                 self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -128,7 +129,7 @@ impl Recorder<'_> {
         let bytes = &mut self.pages[page].1;
         let offset = bytes.len();
         bytes.extend_from_slice(params);
-        bytes.resize(offset + stride.max(size), 0);
+        bytes.resize(offset + slot, 0);
         (page, offset as u64, size as u64)
     }
 

@@ -36,6 +36,9 @@ pub struct Params {
     /// Keys per split (whole tiles) and the number of splits.
     chunk: u32,
     splits: u32,
+    /// The first query's row in `q` and `out`.
+    q_first: u32,
+    _pad: [u32; 3],
 }
 
 impl Kernel for Attention {
@@ -53,7 +56,7 @@ pub struct CombineParams {
     heads: u32,
     head_dim: u32,
     splits: u32,
-    _pad: u32,
+    q_first: u32,
 }
 
 impl Kernel for AttentionCombine {
@@ -80,8 +83,9 @@ pub fn parts_len(shape: &AttentionShape, tokens: usize) -> usize {
     (shape.heads * split_tokens * MAX_SPLITS * (shape.head_dim + 2)).max(1)
 }
 
-/// Records attention of `tokens` queries at positions `first…` over the KV cache (`q`, `k`,
-/// `v` as `cpu::attention` takes them) into `out`; `parts` holds [`parts_len`] floats.
+/// Records attention of `tokens` queries, rows `q_first…` of `q` and `out`, at positions
+/// `first…` over the KV cache (`q`, `k`, `v` as `cpu::attention` takes them); `parts` holds
+/// [`parts_len`] floats.
 pub fn attention(
     rec: &mut Recorder,
     (q, k, v, parts, out): (
@@ -92,8 +96,7 @@ pub fn attention(
         &wgpu::Buffer,
     ),
     shape: &AttentionShape,
-    first: usize,
-    tokens: usize,
+    (q_first, first, tokens): (usize, usize, usize),
 ) {
     let (chunk, splits) = splits(shape, first, tokens);
     let (heads, head_dim) = (shape.heads as u32, shape.head_dim as u32);
@@ -106,6 +109,8 @@ pub fn attention(
         scale: shape.scale,
         chunk: chunk as u32,
         splits: splits as u32,
+        q_first: q_first as u32,
+        _pad: [0; 3],
     };
     let target = if splits > 1 { parts } else { out };
     let groups = Groups::Grid(heads, tokens as u32, splits as u32);
@@ -115,7 +120,7 @@ pub fn attention(
             heads,
             head_dim,
             splits: splits as u32,
-            _pad: 0,
+            q_first: q_first as u32,
         };
         rec.dispatch::<AttentionCombine>(&p, &[parts, out], Groups::Grid(heads, tokens as u32, 1));
     }
@@ -151,10 +156,41 @@ pub(super) async fn check(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
             let parts = gpu.zeros(parts_len(&shape, seq));
             let out_buf = gpu.zeros(q.len());
             let mut rec = gpu.recorder();
-            attention(&mut rec, (&qb, &kb, &vb, &parts, &out_buf), &shape, first, seq);
+            attention(&mut rec, (&qb, &kb, &vb, &parts, &out_buf), &shape, (0, first, seq));
             let got = rec.read(&out_buf, q.len()).await?;
             out.push(compare::<Attention>(
                 format!("{seq} queries at {first}…, 4/2 heads, window {window:?}"),
+                &got,
+                &want,
+            ));
+        }
+        // The queries as a batch's later sequence: from row 3 of `q` and `out`, whose rows
+        // before them stay as they were; split (one query) and not (16).
+        if seq != 5 {
+            let shape = AttentionShape {
+                heads,
+                kv_heads,
+                head_dim: hd,
+                window: None,
+                scale: 0.3,
+            };
+            let row = kv_heads * hd;
+            let mut want = vec![0.0; 3 * heads * hd];
+            want.extend(cpu::attention(
+                &q,
+                KvRows::whole(&k, row),
+                KvRows::whole(&v, row),
+                first,
+                &shape,
+            ));
+            let padded = [noise(3 * heads * hd, 17, 1.0), q.clone()].concat();
+            let (qb, out_buf) = (gpu.upload(&padded), gpu.zeros(want.len()));
+            let parts = gpu.zeros(parts_len(&shape, seq));
+            let mut rec = gpu.recorder();
+            attention(&mut rec, (&qb, &kb, &vb, &parts, &out_buf), &shape, (3, first, seq));
+            let got = rec.read(&out_buf, want.len()).await?;
+            out.push(compare::<Attention>(
+                format!("{seq} queries at {first}… from row 3"),
                 &got,
                 &want,
             ));

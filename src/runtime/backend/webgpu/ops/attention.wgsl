@@ -20,6 +20,11 @@ struct Params {
     /// Keys per split (a multiple of TILE) and the number of splits.
     chunk: u32,
     splits: u32,
+    /// The first query's row in `q` and `out`: a batch's sequences share those buffers.
+    q_first: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         lo += wid.z * p.chunk;
         end = min(pos, lo + p.chunk - 1u);
     }
-    let q0 = (t * p.heads + h) * hd4;
+    let q0 = ((p.q_first + t) * p.heads + h) * hd4;
     let key = lid.x / 4u;
     let quarter = lid.x % 4u;
     let dim = lid.x;
@@ -110,13 +115,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         m = m_new;
         workgroupBarrier();
     }
-    let row = t * p.heads + h;
     if (p.splits == 1u) {
         if (dim < hd) {
-            out[row * hd + dim] = acc / l;
+            out[((p.q_first + t) * p.heads + h) * hd + dim] = acc / l;
         }
         return;
     }
+    let row = t * p.heads + h;
     // A split's part: [max, sum, output × head_dim].
     let part = (row * p.splits + wid.z) * (hd + 2u);
     if (dim < hd) {

@@ -8,7 +8,8 @@ struct Params {
     heads: u32,
     head_dim: u32,
     splits: u32,
-    _pad: u32,
+    /// The first query's row in `out` (as in attention.wgsl); parts count from the dispatch's first.
+    q_first: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,5 +37,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         l += w * parts[part + 1u];
         acc += w * parts[part + 2u + d];
     }
-    out[row * p.head_dim + d] = acc / l;
+    out[((p.q_first + wid.y) * p.heads + wid.x) * p.head_dim + d] = acc / l;
 }

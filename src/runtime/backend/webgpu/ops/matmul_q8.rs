@@ -11,7 +11,8 @@ use crate::runtime::backend::webgpu::matrix::GpuMatrix;
 use crate::runtime::backend::webgpu::recorder::{Groups, Recorder};
 
 const WORKGROUP: usize = 64;
-/// Prefill: tokens one invocation serves (each weight is read once per this many tokens).
+/// Tokens one invocation serves (each weight is read once per this many tokens); up to
+/// this many, a step runs in the decode layout.
 const TOKENS: usize = 8;
 /// Decode: invocations that share a row.
 const SLICES: usize = 16;
@@ -74,9 +75,9 @@ pub fn matmul(
             first: first as u32,
             tokens: tokens as u32,
         };
-        let groups = match tokens {
-            1 => Groups::cover(count, WORKGROUP / SLICES, 1),
-            _ => Groups::cover(count, WORKGROUP, tokens.div_ceil(TOKENS)),
+        let groups = match tokens <= TOKENS {
+            true => Groups::cover(count, WORKGROUP / SLICES, 1),
+            false => Groups::cover(count, WORKGROUP, tokens.div_ceil(TOKENS)),
         };
         rec.dispatch::<MatmulQ8>(&p, &[&c.qs, &c.scales, x, id_buf, y], groups);
     }
@@ -89,12 +90,12 @@ fn naive_matmul(w: &[f32], x: &[f32], rows: usize, cols: usize, tokens: usize) -
 }
 
 /// Both layouts: 37 rows in chunks of 10 (the last one short); eleven tokens (prefill, two
-/// groups of tokens, the second short); one token over 34 blocks, which the invocations of
-/// a row share unevenly (decode); and the listed rows of the constrained LM head, picked
-/// across chunks.
+/// groups of tokens, the second short); one token and three (a batch's step) over 34
+/// blocks, which the invocations of a row share unevenly (decode); and the listed rows of
+/// the constrained LM head, picked across chunks.
 pub(super) async fn check(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let mut out = Vec::new();
-    for (cols, tokens) in [(96, 11), (1088, 1)] {
+    for (cols, tokens) in [(96, 11), (1088, 3), (1088, 1)] {
         let rows = 37;
         let q = Q8Rows::quantize(&noise(rows * cols, 1, 1.0));
         let x = noise(tokens * cols, 2, 1.0);
@@ -107,16 +108,20 @@ pub(super) async fn check(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
         let got = rec.read(&y, tokens * rows).await?;
         let case = format!("{rows}×{cols} in 4 chunks, tokens: {tokens}");
         out.push(compare::<MatmulQ8>(case, &got, &want));
-        if tokens > 1 {
+        if tokens > TOKENS {
             continue;
         }
         let ids = [36u32, 0, 11, 9, 10, 20];
-        let (idb, picked_buf) = (gpu.upload(&ids), gpu.zeros(ids.len()));
+        let (idb, picked_buf) = (gpu.upload(&ids), gpu.zeros(tokens * ids.len()));
         let mut rec = gpu.recorder();
-        matmul(&mut rec, &m, (&xb, 1), Some((&idb, ids.len())), &picked_buf);
-        let got = rec.read(&picked_buf, ids.len()).await?;
-        let picked: Vec<f32> = ids.iter().map(|&i| want[i as usize]).collect();
-        out.push(compare::<MatmulQ8>("listed rows across chunks".into(), &got, &picked));
+        matmul(&mut rec, &m, (&xb, tokens), Some((&idb, ids.len())), &picked_buf);
+        let got = rec.read(&picked_buf, tokens * ids.len()).await?;
+        let picked: Vec<f32> = (0..tokens)
+            .flat_map(|t| ids.iter().map(move |&i| t * rows + i as usize))
+            .map(|i| want[i])
+            .collect();
+        let case = format!("listed rows across chunks, tokens: {tokens}");
+        out.push(compare::<MatmulQ8>(case, &got, &picked));
     }
     Ok(out)
 }

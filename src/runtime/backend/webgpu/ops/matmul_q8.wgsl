@@ -5,10 +5,12 @@
 //   unpacked weight feeds several products (each weight is read once per TOKENS tokens).
 //   No workgroup memory and no barriers: software adapters (SwiftShader, lavapipe) run
 //   barrier-free kernels many times faster.
-// - Decode (one token): SLICES invocations share a row, each taking every SLICES-th block, so
-//   neighbours read neighbouring blocks and a row is SLICES short loops, not one long one;
-//   one barrier, then one invocation sums the row. One invocation per row left a
-//   640-row projection 10 workgroups on a GPU, each walking its row alone.
+// - Decode (up to TOKENS tokens: one sequence's step, or a batch's): SLICES invocations
+//   share a row, each taking every SLICES-th block against every token, so neighbours read
+//   neighbouring blocks, a row is SLICES short loops, not one long one, and each block is
+//   read once per step; one barrier, then one invocation per row sums it for each token.
+//   One invocation per row left a 640-row projection 10 workgroups on a GPU, each walking
+//   its row alone.
 // Indexed mode computes only the rows listed in `ids` (the constrained LM head): output k
 // is row ids[k], written by the chunk that holds that row.
 
@@ -33,7 +35,7 @@ struct Params {
 // WORKGROUP, TOKENS and SLICES (decode: invocations per row, WORKGROUP / SLICES rows per
 // workgroup) come from matmul_q8.rs.
 
-var<workgroup> partial: array<f32, WORKGROUP>;
+var<workgroup> partial: array<f32, WORKGROUP * TOKENS>;
 
 fn unpack(word: u32) -> vec4<f32> {
     let w = bitcast<i32>(word);
@@ -55,24 +57,20 @@ fn chunk_row(k: u32) -> u32 {
     return row - p.row0;
 }
 
-// Block b of row r against block b of the (one token's) input.
-fn block_dot(r: u32, b: u32) -> f32 {
-    let blocks = p.cols / 32u;
-    let q0 = (r * blocks + b) * 2u; // two vec4<u32> (32 int8) per block
+// The 32 weights of block b of row r, unpacked.
+fn block(r: u32, b: u32) -> array<vec4<f32>, 8> {
+    let q0 = (r * (p.cols / 32u) + b) * 2u; // two vec4<u32> (32 int8) per block
     let lo = qs[q0];
     let hi = qs[q0 + 1u];
-    let x0 = b * 8u;
-    let acc = dot(unpack(lo.x), x[x0]) + dot(unpack(lo.y), x[x0 + 1u]) + dot(unpack(lo.z), x[x0 + 2u])
-        + dot(unpack(lo.w), x[x0 + 3u]) + dot(unpack(hi.x), x[x0 + 4u]) + dot(unpack(hi.y), x[x0 + 5u])
-        + dot(unpack(hi.z), x[x0 + 6u]) + dot(unpack(hi.w), x[x0 + 7u]);
-    return acc * scales[r * blocks + b];
+    return array<vec4<f32>, 8>(unpack(lo.x), unpack(lo.y), unpack(lo.z), unpack(lo.w),
+                               unpack(hi.x), unpack(hi.y), unpack(hi.z), unpack(hi.w));
 }
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
     let group = wid.x + wid.y * nwg.x;
-    if (p.tokens == 1u) {
+    if (p.tokens <= TOKENS) {
         decode(group, lid.x);
         return;
     }
@@ -87,11 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let xrow = p.cols / 4u; // vec4s per token
     var sum: array<f32, TOKENS>;
     for (var b = 0u; b < blocks; b++) {
-        let q0 = (r * blocks + b) * 2u; // two vec4<u32> (32 int8) per block
-        let lo = qs[q0];
-        let hi = qs[q0 + 1u];
-        let w = array<vec4<f32>, 8>(unpack(lo.x), unpack(lo.y), unpack(lo.z), unpack(lo.w),
-                                    unpack(hi.x), unpack(hi.y), unpack(hi.z), unpack(hi.w));
+        let w = block(r, b);
         let d = scales[r * blocks + b];
         for (var tt = 0u; tt < n; tt++) {
             let x0 = (t0 + tt) * xrow + b * 8u;
@@ -110,19 +104,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 fn decode(group: u32, lane: u32) {
     let k = p.first + group * (WORKGROUP / SLICES) + lane / SLICES;
     let r = chunk_row(k);
-    var sum = 0.0;
+    let blocks = p.cols / 32u;
+    let xrow = p.cols / 4u; // vec4s per token
+    var sum: array<f32, TOKENS>;
     if (r < p.rows) {
-        for (var b = lane % SLICES; b < p.cols / 32u; b += SLICES) {
-            sum += block_dot(r, b);
+        for (var b = lane % SLICES; b < blocks; b += SLICES) {
+            let w = block(r, b);
+            let d = scales[r * blocks + b];
+            for (var t = 0u; t < p.tokens; t++) {
+                let x0 = t * xrow + b * 8u;
+                var acc = 0.0;
+                for (var j = 0u; j < 8u; j++) {
+                    acc += dot(w[j], x[x0 + j]);
+                }
+                sum[t] += acc * d;
+            }
         }
     }
-    partial[lane] = sum;
+    for (var t = 0u; t < p.tokens; t++) {
+        partial[t * WORKGROUP + lane] = sum[t];
+    }
     workgroupBarrier();
     if (r < p.rows && lane % SLICES == 0u) {
-        var total = 0.0;
-        for (var j = 0u; j < SLICES; j++) {
-            total += partial[lane + j];
+        for (var t = 0u; t < p.tokens; t++) {
+            var total = 0.0;
+            for (var j = 0u; j < SLICES; j++) {
+                total += partial[t * WORKGROUP + lane + j];
+            }
+            y[t * p.outputs + k] = total;
         }
-        y[k] = total;
     }
 }
