@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Hugging Face transformers (PyTorch eager, CUDA, bf16) on the same GGUF, prompt ids and token
-count as `anote generate --json`: the anchor for the native WebGPU rows on a lent GPU machine
+count as `anote generate --json`: the anchor for the native WebGPU rows on a machine with a CUDA GPU
 (docs/benchmarks.md), where no browser runs wllama's WebGPU build.
 
 usage: hf_cuda_anchor.py MODEL IDS_FILE NTOK  (IDS_FILE: one prompt per line, space-separated

@@ -144,7 +144,7 @@ def main():
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is lent")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with a CUDA GPU")
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
     ap.add_argument("--init", help="start from the LoRA weights of another run's checkpoint.pt, or of "
                     "an exported adapter (.safetensors, e.g. the shipped one); fresh optimizer and "
