@@ -169,9 +169,13 @@ function renderTypeChips(schema) {
 // Only the latest check speaks: an edit's check that answers after a newer one (an import)
 // must not clear or replace its message. `what` heads the error message.
 let checks = 0;
-async function validate(schema, what = '') {
+// A new check: the pending edit's check is dropped, and answers to older ones are ignored.
+function newCheck() {
   clearTimeout(validateTimer);
-  const mine = ++checks;
+  return ++checks;
+}
+async function validate(schema, what = '') {
+  const mine = newCheck();
   try {
     await client.validate(schema);
     if (mine === checks) editor.showError('');
@@ -239,8 +243,7 @@ $('schema-import').addEventListener('change', async () => {
   try {
     schema = JSON.parse(await f.text());
   } catch (e) {
-    clearTimeout(validateTimer);
-    ++checks; // a pending edit's check must not clear this message
+    newCheck(); // a pending edit's check must not clear this message
     editor.showError(what + e.message);
     return;
   }

@@ -536,7 +536,7 @@ fn markdown(root: &Path) -> Result<String> {
     }
     let formats = formats_table(&runs, &sets)?;
     let long = long_table(root)?;
-    let md = report::fill(
+    report::fill(
         include_str!("../templates/eval.md"),
         &[
             ("commands", commands),
@@ -547,8 +547,7 @@ fn markdown(root: &Path) -> Result<String> {
             ("long", long),
             ("formats", formats),
         ],
-    )?;
-    Ok(md)
+    )
 }
 
 #[cfg(test)]

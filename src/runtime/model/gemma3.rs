@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::{
-    check_slot, check_tokens, load_linear, load_vector, BatchRow, Compute, KvCache, KvSnapshot, LanguageModel, Logits,
+    check_batch, check_slot, load_linear, load_vector, BatchRow, Compute, KvCache, KvSnapshot, LanguageModel, Logits,
     MAX_CONTEXT,
 };
 use crate::error::{Error, Result};
@@ -276,13 +276,14 @@ impl Gemma3 {
     /// [`Self::hidden_last`] after checking every sequence; on an error every cache is
     /// left as it was.
     fn hidden(&mut self, seqs: &[(usize, &[u32])]) -> Result<Vec<f32>> {
-        for (i, &(slot, tokens)) in seqs.iter().enumerate() {
-            check_slot(slot, self.caches.len())?;
-            if seqs[..i].iter().any(|s| s.0 == slot) {
-                return Err(Error::Compute(format!("sequence slot {slot} twice in one batch")));
-            }
-            check_tokens(tokens, self.caches[slot].len(), self.config.context, self.config.vocab)?;
-        }
+        let c = &self.config;
+        check_batch(
+            seqs,
+            self.caches.len(),
+            |slot| self.caches[slot].len(),
+            c.context,
+            c.vocab,
+        )?;
         let starts: Vec<usize> = seqs.iter().map(|s| self.caches[s.0].len()).collect();
         let result = self.hidden_last(seqs);
         if result.is_err() {

@@ -326,13 +326,8 @@ impl Gemma3Gpu {
     /// listed ids (all rows without) and reads back only those logits. A failed forward
     /// leaves every cache as it was.
     async fn step(&mut self, seqs: &[(usize, &[u32])], back: Back<'_>) -> Result<Vec<f32>> {
-        for (i, &(slot, tokens)) in seqs.iter().enumerate() {
-            super::check_slot(slot, self.kv.len())?;
-            if seqs[..i].iter().any(|s| s.0 == slot) {
-                return Err(Error::Compute(format!("sequence slot {slot} twice in one batch")));
-            }
-            super::check_tokens(tokens, self.kv[slot].len, self.config.context, self.config.vocab)?;
-        }
+        let c = &self.config;
+        super::check_batch(seqs, self.kv.len(), |slot| self.kv[slot].len, c.context, c.vocab)?;
         if let Back::Logits(ids) = back {
             let len = seqs.len() * ids.map_or(self.config.vocab, <[u32]>::len);
             if self.head.y_len < len {

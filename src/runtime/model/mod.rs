@@ -123,6 +123,25 @@ fn check_slot(slot: usize, slots: usize) -> Result<()> {
     }
 }
 
+/// The checks a batched forward makes before touching any cache: every slot exists and
+/// comes once, and every sequence's tokens pass [`check_tokens`] at its cache's length.
+fn check_batch(
+    seqs: &[(usize, &[u32])],
+    slots: usize,
+    len: impl Fn(usize) -> usize,
+    context: usize,
+    vocab: usize,
+) -> Result<()> {
+    for (i, &(slot, tokens)) in seqs.iter().enumerate() {
+        check_slot(slot, slots)?;
+        if seqs[..i].iter().any(|s| s.0 == slot) {
+            return Err(Error::Compute(format!("sequence slot {slot} twice in one batch")));
+        }
+        check_tokens(tokens, len(slot), context, vocab)?;
+    }
+    Ok(())
+}
+
 /// The checks every forward makes before touching the cache.
 fn check_tokens(tokens: &[u32], position: usize, context: usize, vocab: usize) -> Result<()> {
     if tokens.is_empty() {
