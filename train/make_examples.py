@@ -9,11 +9,15 @@ types added as negatives. Never reads ../shared/eval or CrossNER.
 --pii-layouts N adds N PII documents in the layouts the adapter got wrong (gen_pii_layouts.py)
 as a set of their own under the pii schema.
 
-Two options, off by default (an experiment, measured and not shipped: models/README.md):
+Options, off by default:
 --specialize adds finer types beside the coarse ones to a share of the examples
 (subtypes.json: country under location, politician under person...) so the model learns to
 prefer the most specific type a schema offers; --join makes a share of the newswire
-documents several consecutive sentences long.
+documents several consecutive sentences long; --diverse draws a share of the examples from
+the 17 sets of other domains (biomedical, software, lab protocols, voice queries, novels...),
+with absent types of other domains as negatives; --natural writes labels as people do
+("class name"); --opaque replaces them by names that say nothing ("type 3"), so that only
+the guideline tells what to mark.
 """
 import argparse
 import json
@@ -30,9 +34,37 @@ SETS = {  # training set -> (mix weight, schema file)
     "wnut17": (0.13, None),
     "btc": (0.12, None),
 }
+# The 17 sets of other domains and many more types (../shared/train/README.md), drawn for
+# a share of the examples (--diverse); relative weights, higher for sets with more types.
+DIVERSE = {
+    "anatem": 0.5, "bc5cdr": 1.0, "ncbi_disease": 0.5, "bionlp13cg": 1.2, "bc2gm": 0.5, "linnaeus": 0.4,
+    "craft": 1.0, "anem": 0.6, "wnut20_wlp": 1.0, "stackoverflow_ner": 1.5, "gum": 1.2, "fin5": 0.4,
+    "wikigold": 0.8, "re3d": 0.8, "litbank": 1.0, "music_reco_ner": 0.8, "snips": 1.5,
+}
+# Types that text outside their domain practically never holds: with --diverse they join
+# other domains' schemas as absent types, so the model learns to answer nothing for a
+# type it reads about but does not see.
+FOREIGN = {
+    "lab": {
+        "bc2gm": ["GENE"], "craft": ["GGP", "GO", "SO", "CL"], "wnut20_wlp": ["Reagent", "Concentration", "pH", "Seal"],
+        "bionlp13cg": ["Gene_or_gene_product", "Cell", "Cellular_component", "Amino_acid", "Multi-tissue_structure",
+                       "Developing_anatomical_structure", "Pathological_formation"],
+    },
+    "code": {
+        "stackoverflow_ner": ["Class_Name", "Code_Block", "Function_Name", "HTML_XML_Tag", "Library_Class",
+                              "Library_Function", "Library_Variable", "Variable_Name", "Error_Name", "Output_Block",
+                              "File_Type", "Data_Structure"],
+    },
+}
+DOMAIN = {s: "lab" for s in ["anatem", "bc5cdr", "ncbi_disease", "bionlp13cg", "bc2gm", "linnaeus", "craft", "anem", "wnut20_wlp"]}
+DOMAIN["stackoverflow_ner"] = "code"
+MAX_SHOWN = 18  # types shown at most (snips has 39): CrossNER-sized schemas, bounded sequences
+OPAQUE = ["type {n}", "T{n}", "category {a}", "label_{n}", "kind {a}"]
 
 
-def load(train_dir, join, pii_layouts, seed):
+def load(train_dir, join, pii_layouts, seed, diverse):
+    """Set name -> (mix weight, schema, documents); with diverse > 0 the diverse sets take
+    that share of the weight."""
     data = {}
     for name, (weight, schema_path) in SETS.items():
         folder = Path(train_dir) / name
@@ -43,7 +75,59 @@ def load(train_dir, join, pii_layouts, seed):
         data[name] = (weight, schema, docs)
     if pii_layouts:
         data["pii_layouts"] = (0.25, data["pii_synth"][1], gen_pii_layouts.generate(pii_layouts, seed))
+    if diverse:
+        kept = (1 - diverse) / sum(w for w, _, _ in data.values())
+        data = {n: (w * kept, s, d) for n, (w, s, d) in data.items()}
+        total = sum(DIVERSE.values())
+        for name, weight in DIVERSE.items():
+            folder = Path(train_dir) / name
+            docs = [json.loads(l) for l in (folder / "train.jsonl").open()]
+            data[name] = (diverse * weight / total, json.loads((folder / "schema.json").read_text()), docs)
     return data
+
+
+def foreign_types(data):
+    """Domain -> the absent-type entries (label, description) that its examples may get:
+    those of every other domain of FOREIGN."""
+    pools = {}
+    for domain, sets in FOREIGN.items():
+        pools[domain] = [t for s, labels in sets.items() for t in data[s][1]["labels"] if t["label"] in labels]
+    return {d: [t for other, ts in pools.items() if other != d for t in ts] for d in [*FOREIGN, None]}
+
+
+def natural(label):
+    """A label as people write it: "Class_Name" -> "class name", "timeRange" -> "time range";
+    acronyms (GGP, pH) stay as they are."""
+    words = re.sub(r"(?<=[a-z]{2})(?=[A-Z])", " ", label).replace("_", " ").replace("-", " ").split()
+    return " ".join(w.lower() if w[1:] == w[1:].lower() else w for w in words)
+
+
+def opaque_names(rng, schema, shown):
+    """Every label replaced by a name that says nothing ("type 3", "category B"): only the
+    guideline tells the model what to mark."""
+    style = rng.choice(OPAQUE)
+    order = list(range(len(schema["labels"])))
+    rng.shuffle(order)
+    renamed = {}
+    for i, entry in zip(order, schema["labels"]):
+        renamed[entry["label"]] = style.format(n=i + 1, a=chr(ord("A") + i))
+        entry["label"] = renamed[entry["label"]]
+    for gold, label in shown.items():
+        shown[gold] = renamed.get(label, label)
+
+
+def rewrite_references(schema, shown):
+    """Guidelines name other types ("Single songs are track."): under new names, so must
+    they. Only identifier-like labels (an upper-case letter or an underscore) are replaced,
+    so that a label such as "place" does not rewrite the prose."""
+    for gold, label in shown.items():
+        if gold == label or not re.search(r"[A-Z_]", gold):
+            continue
+        pat = re.compile(r"(?<![\w-])%s(?![\w-])" % re.escape(gold))
+        for entry in schema["labels"]:
+            entry["description"] = pat.sub(lambda _: label, entry["description"])
+        if "span_rules" in schema:
+            schema["span_rules"] = pat.sub(lambda _: label, schema["span_rules"])
 
 
 class Subtypes:
@@ -126,24 +210,33 @@ def specialize(rng, schema, shown, subtypes, spec):
     return fine
 
 
-def vary_schema(rng, schema, variants, negatives):
-    """A schema for one example, and the map from the gold label to the label shown."""
+def vary_schema(rng, schema, variants, negatives, foreign=(), natural_share=0.0, opaque_share=0.0):
+    """A schema for one example, and the map from the gold label to the label shown.
+    negatives: names of label_variants.json to add as absent types; foreign: absent-type
+    entries of other domains (--diverse); natural_share, opaque_share: the chance that the
+    labels are written as people write them, or replaced by names that say nothing."""
     types = schema["labels"]
     if rng.random() < 0.35:
         kept = list(types)
     else:
         kept = [t for t in types if rng.random() < 0.8] or [rng.choice(types)]
+    if len(kept) > MAX_SHOWN:
+        kept = rng.sample(kept, MAX_SHOWN)
     rename = rng.random() < 0.5
+    as_written = natural_share and rng.random() < natural_share
+    opaque = opaque_share and rng.random() < opaque_share and all(t.get("description") for t in kept)
     out, shown = [], {}
     for t in kept:
         v = variants.get(t["label"], {})
         label = t["label"]
         if rename and v.get("names") and rng.random() < 0.6:
             label = rng.choice(v["names"])
+        elif as_written:
+            label = natural(label)
         if label in shown.values():
             label = t["label"]
         r = rng.random()
-        if r < 0.55 or not v.get("descriptions"):
+        if r < 0.55 or opaque or not v.get("descriptions"):
             desc = t.get("description", "")
         elif r < 0.7:
             desc = t.get("description", "").split(". ")[0].rstrip(".") + "."
@@ -154,16 +247,21 @@ def vary_schema(rng, schema, variants, negatives):
             entry["examples"] = t["examples"]
         out.append(entry)
         shown[t["label"]] = label
-    if negatives and rng.random() < 0.3:
-        for n in rng.sample(negatives, rng.randint(1, 2)):
-            if n not in shown.values():
-                v = variants[n]
-                out.append({"label": n, "description": rng.choice(v["descriptions"])})
+    if (negatives or foreign) and rng.random() < 0.3:
+        pool = [{"label": n, "description": None} for n in negatives] + list(foreign)
+        for n in rng.sample(pool, min(len(pool), rng.randint(1, 2 if not foreign else 3))):
+            label = natural(n["label"]) if as_written else n["label"]
+            if label not in shown.values() and all(e["label"] != label for e in out):
+                desc = n["description"] or rng.choice(variants[n["label"]]["descriptions"])
+                out.append({"label": label, "description": desc})
     rng.shuffle(out)
     s = {"labels": out}
     if rng.random() < 0.8:
         s["description"] = schema.get("description", "")
         s["span_rules"] = schema.get("span_rules", "")
+    if opaque:
+        opaque_names(rng, s, shown)
+    rewrite_references(s, shown)
     return s, shown
 
 
@@ -179,12 +277,19 @@ def main():
     ap.add_argument("--pii-layouts", type=int, default=0, help="this many extra PII documents "
                     "(gen_pii_layouts.py: signature blocks, address layouts, titles of works), a set of "
                     "their own with weight 0.25 beside SETS'")
+    ap.add_argument("--diverse", type=float, default=0.0, help="share of examples from the DIVERSE sets, "
+                    "whose examples and the others' may get absent types of other domains (FOREIGN)")
+    ap.add_argument("--natural", type=float, default=0.0, help="share of examples with labels as people "
+                    "write them ('class name' for Class_Name)")
+    ap.add_argument("--opaque", type=float, default=0.0, help="share of examples whose labels say nothing "
+                    "('type 3'): only the guidelines carry the meaning")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     assert "eval" not in a.train_dir and "crossner" not in a.train_dir.lower()
     rng = random.Random(a.seed)
     variants = json.loads((HERE / "label_variants.json").read_text())
-    data = load(a.train_dir, a.join, a.pii_layouts, a.seed)
+    data = load(a.train_dir, a.join, a.pii_layouts, a.seed, a.diverse)
+    foreign = foreign_types(data) if a.diverse else {}
     spec = json.loads((HERE / "subtypes.json").read_text())
     subtypes = Subtypes(spec)
     # Per set: the finer type of every entity, and which documents hold each finer type.
@@ -203,8 +308,11 @@ def main():
         for _ in range(a.examples):
             name = rng.choices(names, weights)[0]
             _, schema, docs = data[name]
-            negatives = [] if name.startswith("pii") else variants["_safe_negatives"]["names"]
-            s, shown = vary_schema(rng, schema, variants, negatives)
+            # E-mail and IP addresses are at home in PII and in code questions.
+            at_home = name.startswith("pii") or DOMAIN.get(name) == "code"
+            negatives = [] if at_home else variants["_safe_negatives"]["names"]
+            theirs = [] if name.startswith("pii") else foreign.get(DOMAIN.get(name), [])
+            s, shown = vary_schema(rng, schema, variants, negatives, theirs, a.natural, a.opaque)
             fine = {}
             if a.specialize and not name.startswith("pii") and rng.random() < a.specialize:
                 fine = specialize(rng, s, shown, subtypes, spec)

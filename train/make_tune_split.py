@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from make_examples import DIVERSE  # noqa: E402
+from train import batches  # noqa: E402  (the run's batch order: seed 1, first epoch)
+
 SETS = {"pii_synth": HERE.parent / "presets" / "pii.json", "conll2003": None, "wnut17": None}
 
 
@@ -21,11 +25,9 @@ def main():
     ap.add_argument("--steps", type=int, required=True, help="steps the run trained")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--per-set", type=int, default=150)
+    ap.add_argument("--diverse", type=int, default=0, help="also this many documents of each DIVERSE set")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    sys.path.insert(0, str(HERE))
-    from train import batches  # the run's batch order (seed 1, first epoch)
-
     lengths = [{"ids": json.loads(l)["ids"]} for l in open(a.sequences)]
     used = {j for k, group in zip(range(a.steps), batches(lengths, a.batch, random.Random(1))) for j in group}
     examples = [json.loads(l) for l in open(a.examples)]
@@ -33,13 +35,15 @@ def main():
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(5)
-    for name, schema in SETS.items():
+    sets = {n: (s, a.per_set) for n, s in SETS.items()}
+    sets.update({n: (None, a.diverse) for n in DIVERSE if a.diverse})
+    for name, (schema, count) in sets.items():
         folder = Path(a.train_dir) / name
         docs = [json.loads(l) for l in (folder / "train.jsonl").open()]
         rng.shuffle(docs)
         # Joined training documents hold several source sentences: unseen means not a
         # substring of anything trained on.
-        held = [d for d in docs[: a.per_set * 3] if d["entities"] and d["text"] not in seen][: a.per_set]
+        held = [d for d in docs[: count * 3] if d["entities"] and d["text"] not in seen][:count]
         with open(out / f"{name}.jsonl", "w") as f:
             for d in held:
                 f.write(json.dumps(d, ensure_ascii=False) + "\n")

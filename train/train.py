@@ -219,7 +219,7 @@ def main():
             state["batch"] = k + 1
             state["seconds"] = time.time() - t_start
             tokens = sum(len(seqs[j]["ids"]) for j in group)
-            rec = {"step": state["step"], "loss": round(loss.item(), 4), "answer_tokens": n,
+            rec = {"step": state["step"], "batch": a.batch, "loss": round(loss.item(), 4), "answer_tokens": n,
                    "tokens_per_s": round(tokens / (time.time() - t0), 1), "lr": g["lr"],
                    "seconds": round(state["seconds"], 1)}
             log.write(json.dumps(rec) + "\n")

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::report;
 use crate::setup;
-use crate::workspace::{cargo, output, run_step, target_dir};
+use crate::workspace::{cargo, on_every_core, output, run_step, target_dir};
 
 /// Engines a run can measure: name in the table, `anote` flags.
 const ENGINES: [(&str, &str, &[&str]); 3] = [
@@ -155,33 +155,12 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
             cmd.arg("--out").arg(predictions.join(format!("{set}.jsonl")));
             cmd
         };
-        // One single-threaded run per core at a time (per-document latency stays a 1-thread figure).
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results = std::sync::Mutex::new(results);
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::thread::scope(|scope| -> Result<()> {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| -> Result<()> {
-                        loop {
-                            let Some(set) = todo.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) else {
-                                return Ok(());
-                            };
-                            println!("xtask: [eval] {engine}: {set}");
-                            let out: Value = serde_json::from_str(output("eval", &mut command(set))?.trim())?;
-                            results
-                                .lock()
-                                .expect("no panics while held")
-                                .insert(set.to_string(), out);
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().expect("eval worker panicked"))
+        let scored = on_every_core(&todo, |set| {
+            println!("xtask: [eval] {engine}: {set}");
+            let out: Value = serde_json::from_str(output("eval", &mut command(set))?.trim())?;
+            Ok((set.to_string(), out))
         })?;
-        let mut results = results.into_inner().expect("no panics while held");
+        results.extend(scored);
         if let Some(pii) = results.get_mut(PII).filter(|_| todo.iter().any(|s| *s == PII)) {
             let dev = std::fs::read_to_string(shared.join(PII).join("dev.jsonl"))?;
             pii["by_address_convention"] =

@@ -8,6 +8,7 @@ mod report;
 mod serve;
 mod setup;
 mod train;
+mod tune;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,10 @@ usage: cargo xtask <command>
                      options after -- go to train/make_examples.py, one run of it (N examples)
                      per group that `+` separates (the shipped recipe: models/README.md);
                      --ship-only copies the last run's adapter to models/ (after an interrupted run)
+  tune [--per-set N] [--diverse N] ADAPTER...
+                     score adapters (files, `default`, `none`) on a split of the training sets that the
+                     last run never showed the model: N documents of each original set (default 100)
+                     and of each diverse one (default 30) -> target/train/tune/scores.md
   fuzz [--minutes N]  every cargo-fuzz target in fuzz/ for N minutes (default 10) from the
                      committed seeds, with the nightly toolchain -> docs/fuzz.md
   train [--rank R] --merge FILE:WEIGHT FILE:WEIGHT...
@@ -78,6 +83,7 @@ const FLAGS: &[(&str, &[&str])] = &[
             "--rank",
         ],
     ),
+    ("tune", &["--per-set", "--diverse"]),
     ("fuzz", &["--minutes"]),
 ];
 
@@ -157,6 +163,22 @@ fn run() -> Result<()> {
                 example_options: args.iter().skip_while(|a| *a != "--").skip(1).cloned().collect(),
             };
             train::run(&root, &options)
+        }
+        Some("tune") => {
+            // The adapters are the arguments that are neither flags nor their values.
+            let adapters: Vec<String> = args[1..]
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| !a.starts_with("--") && !args[*i].starts_with("--"))
+                .map(|(_, a)| a.clone())
+                .collect();
+            setup::all(&root)?;
+            tune::run(
+                &root,
+                &adapters,
+                flag_value(&args, "--per-set")?.unwrap_or(100),
+                flag_value(&args, "--diverse")?.unwrap_or(30),
+            )
         }
         _ => {
             eprint!("{USAGE}");
@@ -428,15 +450,16 @@ fn install_wheel(root: &Path, profile: &str) -> Result<()> {
 }
 
 /// The wheel (test profile settings: see `[profile.pytest]`) installed in target/pyenv, then
-/// pytest on the Python API and a local Spark job, beside the CLI `cargo test` just built.
+/// pytest on the Python API and a local Spark job, beside the CLI `cargo test` just built, and
+/// on the training scripts' schema variations.
 fn python_tests(root: &Path) -> Result<()> {
     install_wheel(root, "pytest")?;
     let env = setup::python_env(root);
     run_step(
-        "test: Python and Spark",
+        "test: Python, Spark and training scripts",
         Command::new(env.join("bin/python"))
             .current_dir(root)
-            .args(["-m", "pytest", "-q", "python/tests"])
+            .args(["-m", "pytest", "-q", "python/tests", "train/tests"])
             .env("ANOTE_CLI", target_dir(root).join("debug/anote")),
     )
 }

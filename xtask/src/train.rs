@@ -116,7 +116,7 @@ fn work_dir(root: &Path) -> Result<PathBuf> {
 }
 
 /// The pinned Python environment (train/requirements.txt) in target/train-venv.
-fn python(root: &Path) -> Result<PathBuf> {
+pub fn python(root: &Path) -> Result<PathBuf> {
     let venv = target_dir(root).join("train-venv");
     let python = venv.join("bin/python");
     if !python.exists() {
