@@ -380,3 +380,50 @@ fn batched_windows_find_what_one_window_at_a_time_finds() {
         assert_eq!(spans(got.as_ref().unwrap()), spans(&want), "{text}");
     }
 }
+
+/// Labels as people write them ("date of birth", "Person Name") through the CLI with the
+/// default model and adapter: the schema file, the prompt, the grammar and the JSON out
+/// carry them unchanged, beside a recognizer under a natural label.
+#[test]
+fn the_cli_extracts_under_natural_language_labels() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("anote-natural-labels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = dir.join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"labels": [{"label": "date of birth", "description": "the day a person was born"},
+                       {"label": "Person Name", "description": "a person's name"},
+                       {"label": "e-mail address", "recognizer": "email"}]}"#,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_anote"))
+        .arg("--model")
+        .arg(common::real_model_path())
+        .args(["--quiet", "extract", "--schema"])
+        .arg(&schema)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = "Maria Lopez was born on 12 March 1984; write to maria.lopez@example.com.";
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pairs: Vec<(&str, &str)> = found["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["label"].as_str().unwrap(), e["text"].as_str().unwrap()))
+        .collect();
+    assert!(pairs.contains(&("Person Name", "Maria Lopez")), "{pairs:?}");
+    assert!(
+        pairs.contains(&("e-mail address", "maria.lopez@example.com")),
+        "{pairs:?}"
+    );
+    let labels = ["date of birth", "Person Name", "e-mail address"];
+    assert!(pairs.iter().all(|(l, _)| labels.contains(l)), "{pairs:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -495,6 +495,25 @@ await check('the embedded widget redacts in a plain page', async () => {
   await w.waitForFunction(() => /EMAIL_ADDRESS/.test(document.querySelector('anote-extractor').shadowRoot.querySelector('[data-testid=widget-output]').textContent), null, { timeout: 600_000 });
   assert.ok(!(await w.textContent('anote-extractor >> [data-testid=widget-output]')).includes('ahmed.khan'));
   await shoot(w, 'widget', null);
+  // Labels as people write them, as in the CLI's test of the same sentence.
+  const text = 'Maria Lopez was born on 12 March 1984; write to maria.lopez@example.com.';
+  await w.evaluate((text) => {
+    const el = document.querySelector('anote-extractor');
+    el.setAttribute('schema', JSON.stringify({ labels: [
+      { label: 'date of birth', description: 'the day a person was born' },
+      { label: 'Person Name', description: "a person's name" },
+      { label: 'e-mail address', recognizer: 'email' },
+    ] }));
+    window.__found = new Promise((done) => el.addEventListener('entities', (e) => done(e.detail.map((x) => [x.label, text.slice(x.start, x.end)])), { once: true }));
+  }, text);
+  await w.fill('anote-extractor >> [data-testid=widget-input]', text);
+  await w.click('anote-extractor >> [data-testid=widget-extract]');
+  const found = await w.evaluate(() => window.__found);
+  assert.ok(found.some(([l, s]) => l === 'Person Name' && s === 'Maria Lopez'), JSON.stringify(found));
+  assert.ok(found.some(([l, s]) => l === 'e-mail address' && s === 'maria.lopez@example.com'), JSON.stringify(found));
+  assert.ok(found.every(([l]) => ['date of birth', 'Person Name', 'e-mail address'].includes(l)), JSON.stringify(found));
+  const redacted = await w.textContent('anote-extractor >> [data-testid=widget-output]');
+  assert.ok(!redacted.includes('Maria Lopez') && !redacted.includes('maria.lopez'), redacted);
   await w.close();
 });
 

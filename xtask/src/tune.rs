@@ -73,7 +73,7 @@ pub fn run(root: &Path, adapters: &[String], per_set: usize, diverse: usize) -> 
             )?
             .trim(),
         )?;
-        out["strict"]["micro"]["f1"]
+        out["scores"]["strict"]["micro"]["f1"]
             .as_f64()
             .context("strict micro-F1 in the eval output")
     })?;
