@@ -62,14 +62,19 @@ MAX_SHOWN = 18  # types shown at most (snips has 39): CrossNER-sized schemas, bo
 OPAQUE = ["type {n}", "T{n}", "category {a}", "label_{n}", "kind {a}"]
 
 
+def read_set(train_dir, name, schema_path=None):
+    """A training set's schema (its own schema.json unless another file is given) and documents."""
+    folder = Path(train_dir) / name
+    schema = json.loads((schema_path or folder / "schema.json").read_text())
+    return schema, [json.loads(l) for l in (folder / "train.jsonl").open()]
+
+
 def load(train_dir, join, pii_layouts, seed, diverse):
     """Set name -> (mix weight, schema, documents); with diverse > 0 the diverse sets take
     that share of the weight."""
     data = {}
     for name, (weight, schema_path) in SETS.items():
-        folder = Path(train_dir) / name
-        schema = json.loads((schema_path or folder / "schema.json").read_text())
-        docs = [json.loads(l) for l in (folder / "train.jsonl").open()]
+        schema, docs = read_set(train_dir, name, schema_path)
         if name == "conll2003" and join:
             docs = join_sentences(random.Random(7), docs, join)
         data[name] = (weight, schema, docs)
@@ -80,9 +85,7 @@ def load(train_dir, join, pii_layouts, seed, diverse):
         data = {n: (w * kept, s, d) for n, (w, s, d) in data.items()}
         total = sum(DIVERSE.values())
         for name, weight in DIVERSE.items():
-            folder = Path(train_dir) / name
-            docs = [json.loads(l) for l in (folder / "train.jsonl").open()]
-            data[name] = (diverse * weight / total, json.loads((folder / "schema.json").read_text()), docs)
+            data[name] = (diverse * weight / total, *read_set(train_dir, name))
     return data
 
 
@@ -251,7 +254,7 @@ def vary_schema(rng, schema, variants, negatives, foreign=(), natural_share=0.0,
         pool = [{"label": n, "description": None} for n in negatives] + list(foreign)
         for n in rng.sample(pool, min(len(pool), rng.randint(1, 2 if not foreign else 3))):
             label = natural(n["label"]) if as_written else n["label"]
-            if label not in shown.values() and all(e["label"] != label for e in out):
+            if all(e["label"] != label for e in out):  # out holds every shown label
                 desc = n["description"] or rng.choice(variants[n["label"]]["descriptions"])
                 out.append({"label": label, "description": desc})
     rng.shuffle(out)

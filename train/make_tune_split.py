@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from make_examples import DIVERSE  # noqa: E402
+from make_examples import DIVERSE, read_set  # noqa: E402
 from train import batches  # noqa: E402  (the run's batch order: seed 1, first epoch)
 
 SETS = {"pii_synth": HERE.parent / "presets" / "pii.json", "conll2003": None, "wnut17": None}
@@ -38,8 +38,7 @@ def main():
     sets = {n: (s, a.per_set) for n, s in SETS.items()}
     sets.update({n: (None, a.diverse) for n in DIVERSE if a.diverse})
     for name, (schema, count) in sets.items():
-        folder = Path(a.train_dir) / name
-        docs = [json.loads(l) for l in (folder / "train.jsonl").open()]
+        schema, docs = read_set(a.train_dir, name, schema)
         rng.shuffle(docs)
         # Joined training documents hold several source sentences: unseen means not a
         # substring of anything trained on.
@@ -47,7 +46,7 @@ def main():
         with open(out / f"{name}.jsonl", "w") as f:
             for d in held:
                 f.write(json.dumps(d, ensure_ascii=False) + "\n")
-        (out / f"{name}.schema.json").write_text((schema or folder / "schema.json").read_text())
+        (out / f"{name}.schema.json").write_text(json.dumps(schema, ensure_ascii=False, indent=1))
         print(name, len(held), "held-out documents")
 
 

@@ -157,8 +157,7 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
         };
         let scored = on_every_core(&todo, |set| {
             println!("xtask: [eval] {engine}: {set}");
-            let out: Value = serde_json::from_str(output("eval", &mut command(set))?.trim())?;
-            Ok((set.to_string(), out))
+            Ok((set.to_string(), scores(&mut command(set))?))
         })?;
         results.extend(scored);
         if let Some(pii) = results.get_mut(PII).filter(|_| todo.iter().any(|s| *s == PII)) {
@@ -182,10 +181,6 @@ pub fn run(root: &Path, limit: Option<usize>, which: &str, only: Option<&str>) -
 fn long_texts(root: &Path, bin: &Path, shared: &Path) -> Result<()> {
     let dir = target_dir(root).join("eval/long");
     std::fs::create_dir_all(&dir)?;
-    let eval = |data: &Path, set: &str, limit: Option<usize>| -> Result<Value> {
-        let mut cmd = eval_command(bin, shared, set, data, &["--adapter", "default"], limit);
-        Ok(serde_json::from_str(output("eval", &mut cmd)?.trim())?)
-    };
     let mut results = serde_json::Map::new();
     for (set, per_text, joint) in LONG {
         let dev = shared.join(set).join("dev.jsonl");
@@ -195,15 +190,21 @@ fn long_texts(root: &Path, bin: &Path, shared: &Path) -> Result<()> {
             join_documents(&std::fs::read_to_string(&dev)?, per_text, joint)?,
         )?;
         println!("xtask: [eval] long: {set}, alone and {per_text} to a text");
-        // Two single-threaded runs at once, one per core.
-        let (alone, together) = std::thread::scope(|scope| {
-            let alone = scope.spawn(|| eval(&dev, set, Some(LONG_DOCS)));
-            let together = eval(&joined, set, None);
-            (alone.join().expect("eval thread panicked"), together)
-        });
+        let runs = [(&dev, Some(LONG_DOCS)), (&joined, None)];
+        let [alone, together] = <[Value; 2]>::try_from(on_every_core(&runs, |(data, limit)| {
+            scores(&mut eval_command(
+                bin,
+                shared,
+                set,
+                data,
+                &["--adapter", "default"],
+                *limit,
+            ))
+        })?)
+        .expect("one result per run");
         results.insert(
             set.to_string(),
-            json!({"per_text": per_text, "joint": joint, "alone": alone?, "joined": together?}),
+            json!({"per_text": per_text, "joint": joint, "alone": alone, "joined": together}),
         );
     }
     let record = json!({
@@ -262,7 +263,7 @@ fn by_address_convention(
         let data = dir.join(format!("{PII}.{kind}.jsonl"));
         std::fs::write(&data, gold)?;
         let mut cmd = eval_command(bin, shared, PII, &data, &["--predictions", stored], None);
-        out.insert(kind.into(), serde_json::from_str(output("eval", &mut cmd)?.trim())?);
+        out.insert(kind.into(), scores(&mut cmd)?);
     }
     Ok(out.into())
 }
@@ -397,11 +398,7 @@ fn formats_table(runs: &BTreeMap<&str, Value>, sets: &[String]) -> Result<String
 /// One single-threaded `anote eval --json` of `data` with `set`'s schema: its own, except the
 /// PII set's, which is the `pii` preset (the same 17 labels, with the recognizers declared).
 fn eval_command(bin: &Path, shared: &Path, set: &str, data: &Path, flags: &[&str], limit: Option<usize>) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.args(["eval", "--json", "--threads", "1"])
-        .args(flags)
-        .arg("--data")
-        .arg(data);
+    let mut cmd = single_threaded_eval(bin, data, flags);
     if set == PII {
         cmd.args(["--preset", "pii"]);
     } else {
@@ -411,6 +408,22 @@ fn eval_command(bin: &Path, shared: &Path, set: &str, data: &Path, flags: &[&str
         cmd.args(["--limit", &n.to_string()]);
     }
     cmd
+}
+
+/// `anote eval --json --threads 1 FLAGS --data DATA`, the schema left to the caller: how every
+/// score of xtask is measured (per-document latency stays a 1-thread figure).
+pub fn single_threaded_eval(bin: &Path, data: &Path, flags: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(["eval", "--json", "--threads", "1"])
+        .args(flags)
+        .arg("--data")
+        .arg(data);
+    cmd
+}
+
+/// What an `anote eval --json` run prints, parsed.
+pub fn scores(cmd: &mut Command) -> Result<Value> {
+    Ok(serde_json::from_str(output("eval", cmd)?.trim())?)
 }
 
 fn adapter_sha256(root: &Path) -> Value {

@@ -5,15 +5,15 @@
 //! writes the table to target/train/tune/scores.md.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::setup;
+use crate::eval::{scores, single_threaded_eval};
 use crate::train::python;
-use crate::workspace::{cargo, on_every_core, output, run_step, target_dir};
+use crate::workspace::{cargo, on_every_core, run_step, target_dir};
 
 pub fn run(root: &Path, adapters: &[String], per_set: usize, diverse: usize) -> Result<()> {
     if adapters.is_empty() {
@@ -45,7 +45,6 @@ pub fn run(root: &Path, adapters: &[String], per_set: usize, diverse: usize) -> 
         cargo().current_dir(root).args(["build", "--release", "--bin", "anote"]),
     )?;
     let bin = target_dir(root).join("release/anote");
-    let model = root.join("models").join(setup::default_model_file(root)?);
     let mut sets: Vec<String> = std::fs::read_dir(&split)?
         .filter_map(|e| {
             e.ok()?
@@ -56,27 +55,20 @@ pub fn run(root: &Path, adapters: &[String], per_set: usize, diverse: usize) -> 
         })
         .collect();
     sets.sort();
+    if sets.is_empty() {
+        bail!("make_tune_split.py wrote no set to {}", split.display());
+    }
     let jobs: Vec<(&String, &String)> = adapters.iter().flat_map(|a| sets.iter().map(move |s| (a, s))).collect();
-    let scores = on_every_core(&jobs, |(adapter, set)| {
+    let f1 = on_every_core(&jobs, |(adapter, set)| {
         println!("xtask: [tune] {adapter}: {set}");
-        let data: PathBuf = split.join(format!("{set}.jsonl"));
-        let out: Value = serde_json::from_str(
-            output(
-                "tune",
-                Command::new(&bin)
-                    .arg("--model")
-                    .arg(&model)
-                    .args(["--adapter", adapter, "eval", "--json", "--threads", "1", "--data"])
-                    .arg(&data)
-                    .arg("--schema")
-                    .arg(split.join(format!("{set}.schema.json"))),
-            )?
-            .trim(),
-        )?;
+        let mut cmd = single_threaded_eval(&bin, &split.join(format!("{set}.jsonl")), &["--adapter", adapter]);
+        let out = scores(cmd.arg("--schema").arg(split.join(format!("{set}.schema.json"))))?;
         out["scores"]["strict"]["micro"]["f1"]
             .as_f64()
             .context("strict micro-F1 in the eval output")
     })?;
+    // One run of scores per adapter, in the order of `sets`.
+    let per_adapter: Vec<&[f64]> = f1.chunks(sets.len()).collect();
     let mut table = format!(
         "Strict micro-F1 on the tune split of target/train ({steps} steps of batch {batch}), per set\n\n| set |"
     );
@@ -86,15 +78,14 @@ pub fn run(root: &Path, adapters: &[String], per_set: usize, diverse: usize) -> 
     table += &format!("\n|---|{}\n", "---|".repeat(adapters.len()));
     for (i, set) in sets.iter().enumerate() {
         write!(table, "| {set} |")?;
-        for k in 0..adapters.len() {
-            write!(table, " {:.3} |", scores[k * sets.len() + i])?;
+        for run in &per_adapter {
+            write!(table, " {:.3} |", run[i])?;
         }
         table.push('\n');
     }
     table += "| **mean** |";
-    for k in 0..adapters.len() {
-        let mean = scores[k * sets.len()..(k + 1) * sets.len()].iter().sum::<f64>() / sets.len() as f64;
-        write!(table, " **{mean:.3}** |")?;
+    for run in &per_adapter {
+        write!(table, " **{:.3}** |", run.iter().sum::<f64>() / sets.len() as f64)?;
     }
     table.push('\n');
     std::fs::write(split.join("scores.md"), &table)?;
