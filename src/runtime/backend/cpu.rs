@@ -1,7 +1,7 @@
 //! CPU ops over row-major `f32` slices. The matrix products go through candle's quantized
-//! kernels (AVX2/AVX-512/NEON natively, simd128 in wasm), except Q8_0 ones in wasm, which
-//! use ours ([`crate::runtime::backend::q8`]); everything else is small enough that plain loops,
-//! written so that LLVM vectorises them, are as fast and far clearer.
+//! kernels (AVX2/AVX-512/NEON natively, simd128 in wasm), except Q8_0 ones in wasm and on
+//! x86, which use ours ([`crate::runtime::backend::q8`]); everything else is small enough
+//! that plain loops, written so that LLVM vectorises them, are as fast and far clearer.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use candle_core::{Device, Module, Tensor};
 use crate::error::{Error, Result};
 use crate::runtime::backend::dot::dot;
 use crate::runtime::backend::low_rank::LowRank;
-use crate::runtime::backend::q8::Q8Rows;
+use crate::runtime::backend::q8::{self, Q8Rows};
 use crate::runtime::backend::threads;
 
 /// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`, plus an optional low-rank
@@ -24,8 +24,8 @@ pub struct Linear {
     pub in_dim: usize,
 }
 
-/// Whose kernels multiply: candle's, or ours on the Q8 layout. In wasm ours take Q8_0
-/// (see [`crate::runtime::backend::q8`] for why); natively candle's AVX kernels, threaded, win.
+/// Whose kernels multiply: candle's, or ours on the Q8 layout, which take Q8_0 in wasm and
+/// on x86 (see [`crate::runtime::backend::q8`] for why); candle's take the rest.
 enum Weight {
     /// Runs of rows, in order: one natively (candle threads inside its kernels), one per
     /// Web Worker in the threaded browser build (candle's kernels run on one thread there).
@@ -71,8 +71,9 @@ impl RowRun {
 /// [`RowRun::forward`]).
 const LONE_Q6K_DIFFERS: bool = !cfg!(target_arch = "wasm32");
 
-/// Whether Q8_0 products run on our kernel ([`Linear::from_q8`]) rather than candle's.
-pub const OWN_Q8_KERNEL: bool = cfg!(target_arch = "wasm32");
+/// Whether Q8_0 products run on our kernel ([`Linear::from_q8`]) rather than candle's: in
+/// wasm, and on x86 with AVX2 (see [`crate::runtime::backend::q8`]).
+pub const OWN_Q8_KERNEL: bool = cfg!(target_arch = "wasm32") || q8::X86_KERNEL;
 
 impl Linear {
     /// A weight on candle's kernels; in the threaded browser build cut into one run of rows
@@ -237,14 +238,23 @@ pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, first_pos: usize, base
     }
 }
 
-/// `gate ← gelu_tanh(gate) · up` (Gemma's GeGLU feed-forward).
+/// `gate ← gelu_tanh(gate) · up` (Gemma's GeGLU feed-forward). Shared out among the
+/// threads in runs of 256 values: `tanh` is a library call, too slow to leave on one core.
 pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    for (g, u) in gate.iter_mut().zip(up) {
-        let x = *g;
-        let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh());
-        *g = y * u;
-    }
+    const RUN: usize = 256;
+    assert_eq!(gate.len(), up.len());
+    let whole = gate.len() / RUN * RUN;
+    let (runs, rest) = gate.split_at_mut(whole);
+    let gelu = |gate: &mut [f32], up: &[f32]| {
+        for (g, u) in gate.iter_mut().zip(up) {
+            let x = *g;
+            let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh());
+            *g = y * u;
+        }
+    };
+    threads::rows_mut(runs, RUN, |i, run| gelu(run, &up[i * RUN..]));
+    gelu(rest, &up[whole..]);
 }
 
 pub fn add_in_place(dst: &mut [f32], src: &[f32]) {
@@ -351,22 +361,54 @@ pub fn attention_batch(q: &[f32], seqs: &[Sequence], s: &AttentionShape) -> Vec<
     out
 }
 
-/// One query row at position `pos`, all heads, into `out`.
+/// One query row at position `pos`, all heads, into `out`. The query heads that share a
+/// KV head read each of its key rows once, together; every sum is still taken in position
+/// order, so the result is what one head at a time gives.
 fn attend(q: &[f32], seq: &Sequence, pos: usize, s: &AttentionShape, out: &mut [f32], scores: &mut Vec<f32>) {
     let hd = s.head_dim;
     let group = s.heads / s.kv_heads;
     let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-    for h in 0..s.heads {
-        let kvh = h / group;
-        let qh = &q[h * hd..][..hd];
+    let span = pos + 1 - lo;
+    for kvh in 0..s.kv_heads {
+        let key = |j: usize| &seq.k.row(lo + j)[kvh * hd..][..hd];
+        let value = |j: usize| &seq.v.row(lo + j)[kvh * hd..][..hd];
+        let qs = &q[kvh * group * hd..][..group * hd];
+        let o = &mut out[kvh * group * hd..][..group * hd];
         scores.clear();
-        scores.extend((lo..=pos).map(|j| dot(qh, &seq.k.row(j)[kvh * hd..][..hd]) * s.scale));
-        softmax_in_place(scores);
-        let o = &mut out[h * hd..][..hd];
-        for (j, p) in (lo..=pos).zip(scores.iter()) {
-            for (o, x) in o.iter_mut().zip(&seq.v.row(j)[kvh * hd..][..hd]) {
-                *o += p * x;
+        scores.resize(group * span, 0.0);
+        for j in 0..span {
+            let k = key(j);
+            for (h, q) in qs.chunks_exact(hd).enumerate() {
+                scores[h * span + j] = dot(q, k) * s.scale;
             }
+        }
+        scores.chunks_exact_mut(span).for_each(softmax_in_place);
+        for (h, o) in o.chunks_exact_mut(hd).enumerate() {
+            weighted_sum(&scores[h * span..][..span], value, o);
+        }
+    }
+}
+
+/// `out += Σ_j p[j] · v(j)`, each value's sum taken in order of `j`, 64 values at a time
+/// held in registers while the rows go by (rather than loaded and stored for every row).
+fn weighted_sum<'v>(p: &[f32], v: impl Fn(usize) -> &'v [f32], out: &mut [f32]) {
+    const W: usize = 64;
+    let whole = out.len() / W * W;
+    let mut chunks = out.chunks_exact_mut(W);
+    for (c, out) in chunks.by_ref().enumerate() {
+        let mut acc: [f32; W] = (&*out).try_into().expect("W values");
+        for (j, pj) in p.iter().enumerate() {
+            let x: &[f32; W] = v(j)[c * W..][..W].try_into().expect("W values");
+            for e in 0..W {
+                acc[e] += pj * x[e];
+            }
+        }
+        out.copy_from_slice(&acc);
+    }
+    let tail = chunks.into_remainder();
+    for (j, pj) in p.iter().enumerate() {
+        for (o, x) in tail.iter_mut().zip(&v(j)[whole..]) {
+            *o += pj * x;
         }
     }
 }

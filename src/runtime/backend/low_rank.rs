@@ -2,6 +2,7 @@
 //! quantized projection (`crate::runtime::model::adapter` reads the pairs from a file).
 
 use crate::runtime::backend::dot::dot;
+use crate::runtime::backend::threads;
 
 /// One adapted projection, row-major f32: `A` `[r, in]`, and `B` stored transposed,
 /// `Bᵀ` `[r, out]`, so that its product is r long vector updates rather than `out`
@@ -26,18 +27,20 @@ impl LowRank {
         }
     }
 
-    /// `y += (x·Aᵀ)·Bᵀ` for every row of `x` (`rows × in`; `y` is `rows × out`). Plain
-    /// loops: per row this is r·(in+out) multiply-adds, too little to be worth a tensor
-    /// library's per-call overhead (that overhead cost 12-21 % of a token).
+    /// `y += (x·Aᵀ)·Bᵀ` for every row of `x` (`rows × in`; `y` is `rows × out`), the rows
+    /// shared out among the threads. Plain loops: per row this is r·(in+out) multiply-adds,
+    /// too little to be worth a tensor library's per-call overhead (that overhead cost
+    /// 12-21 % of a token).
     pub fn add_to(&self, x: &[f32], y: &mut [f32]) {
-        for (xr, yr) in x.chunks_exact(self.in_dim).zip(y.chunks_exact_mut(self.out_dim)) {
+        threads::rows_mut(y, self.out_dim, |i, yr| {
+            let xr = &x[i * self.in_dim..][..self.in_dim];
             for (a, bt) in self.a.chunks_exact(self.in_dim).zip(self.bt.chunks_exact(self.out_dim)) {
                 let m = dot(a, xr);
                 for (yo, b) in yr.iter_mut().zip(bt) {
                     *yo += m * b;
                 }
             }
-        }
+        });
     }
 
     /// `(out, in)`: the shape of the projection it adapts.

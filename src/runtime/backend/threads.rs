@@ -14,8 +14,10 @@ pub const WEB_WORKERS: bool = cfg!(all(target_arch = "wasm32", feature = "thread
 
 /// How many threads share an op's work.
 pub fn count() -> usize {
+    // The pool's workers and the calling thread. (candle's `get_num_threads` reads the
+    // environment, and may read /proc/cpuinfo, on every call.)
     #[cfg(not(target_arch = "wasm32"))]
-    return candle_core::utils::get_num_threads();
+    return candle_core::utils::barrier_pool().n_workers() + 1;
     #[cfg(all(target_arch = "wasm32", feature = "threads"))]
     return web::pool().helpers + 1;
     #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
