@@ -4,12 +4,12 @@
 //! Q8_0 product is slow: in WebAssembly its simd128 dot product widens two f16 scales per
 //! 32-value block in software (wasm has no f16 instructions), which costs about as much as
 //! the block's integer work; on x86 it takes one weight row and one token at a time when
-//! the rows are not a multiple of 256 wide (see [`x86`]).
+//! the rows are not a multiple of 256 wide (see `x86`).
 //!
-//! [`Q8Rows::matmul`] is a simd128 kernel in wasm, an AVX2 (AVX-512 VNNI where compiled
-//! for) kernel on x86 and plain Rust elsewhere; [`self_check`]
-//! compares whichever is compiled with an f32 reference (natively in `tests/`, in the
-//! browser through `Engine.checkCpuKernels`).
+//! [`Q8Rows::matmul`] is a simd128 kernel in wasm, an AVX-512 VNNI kernel on x86 where the
+//! build targets it (as `cargo build` does here: `.cargo/config.toml` builds for the CPU it
+//! runs on) and plain Rust elsewhere; [`self_check`] compares whichever is compiled with
+//! an f32 reference (natively in `tests/`, in the browser through `Engine.checkCpuKernels`).
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
@@ -27,6 +27,15 @@ pub const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
 pub struct Q8Rows {
     pub qs: Vec<u32>,
     pub scales: Vec<f32>,
+    /// The x86 kernel's copy, made on the first product.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ))]
+    packed: std::sync::OnceLock<x86::Packed>,
 }
 
 impl Q8Rows {
@@ -47,6 +56,14 @@ impl Q8Rows {
         Q8Rows {
             qs: Vec::with_capacity(blocks * BLOCK / 4),
             scales: Vec::with_capacity(blocks),
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma",
+                target_feature = "avx512vnni",
+                target_feature = "avx512vl"
+            ))]
+            packed: std::sync::OnceLock::new(),
         }
     }
 
@@ -95,28 +112,17 @@ impl Q8Rows {
 
     /// `y[t, r] = x[t] · W[r]` for every `cols`-wide row `x[t]` of `x`: the
     /// activations are quantized to 8 bits per block as candle quantizes them for its
-    /// Q8_0 kernels (so both paths compute the same integer sums), then each block's
-    /// integer dot product is scaled by both scales.
+    /// Q8_0 kernels, then each block's integer dot product is scaled by both scales.
     pub fn matmul(&self, x: &[f32], cols: usize) -> Vec<f32> {
         let tokens = x.len() / cols;
-        let (xq, xd) = quantize_activations(x);
-        let blocks = cols / BLOCK;
-        let w = self.values();
-        let n = self.scales.len() / blocks;
-        let row = |r: usize| (&w[r * cols..(r + 1) * cols], &self.scales[r * blocks..(r + 1) * blocks]);
-        // Weight rows outermost: they stay in cache while every token reads them. The
-        // threads take runs of tiles of rows, so the products come out transposed; a last
-        // tile short of rows repeats the last row, whose extra products are cut off.
-        let mut yt = vec![0f32; n.div_ceil(ROW_TILE) * ROW_TILE * tokens];
-        threads::rows_mut(&mut yt, ROW_TILE * tokens, |tile, out| {
-            let rows = std::array::from_fn(|i| row((tile * ROW_TILE + i).min(n - 1)));
-            products(rows, (&xq, &xd), out);
-        });
-        yt.truncate(n * tokens);
+        let n = self.scales.len() / (cols / BLOCK);
+        let yt = self.products(x, cols);
         if tokens == 1 {
             return yt;
         }
-        // Sixteen rows at a time: each token's sixteen values fill one cache line of `y`.
+        // The products come out transposed (weight rows outermost: they stay in cache
+        // while every token reads them). Sixteen rows at a time: each token's sixteen values
+        // fill one cache line of `y`.
         let mut y = vec![0f32; tokens * n];
         for r0 in (0..n).step_by(16) {
             let cols = &yt[r0 * tokens..(r0 + 16).min(n) * tokens];
@@ -128,36 +134,50 @@ impl Q8Rows {
         }
         y
     }
-}
 
-/// Weight rows multiplied together: the x86 kernel reads each activation block once for
-/// four rows. (In wasm, two or four rows per activation load measured no faster in
-/// Chromium, or slower.)
-const ROW_TILE: usize = if X86_KERNEL { 4 } else { 1 };
+    /// `yt[r · tokens + t] = W[r] · x[t]`, the threads taking runs of weight rows.
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    )))]
+    fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
+        let tokens = x.len() / cols;
+        let (xq, xd) = quantize_activations(x);
+        let blocks = cols / BLOCK;
+        let w = self.values();
+        let mut yt = vec![0f32; self.scales.len() / blocks * tokens];
+        threads::rows_mut(&mut yt, tokens, |r, out| {
+            let (wq, wd) = (&w[r * cols..(r + 1) * cols], &self.scales[r * blocks..(r + 1) * blocks]);
+            for (t, y) in out.iter_mut().enumerate() {
+                *y = dot_q8(wq, wd, &xq[t * cols..(t + 1) * cols], &xd[t * blocks..(t + 1) * blocks]);
+            }
+        });
+        yt
+    }
 
-/// Whether [`Q8Rows::matmul`] runs on the AVX2 kernel ([`x86`]).
-pub const X86_KERNEL: bool = cfg!(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-));
-
-/// A weight row's int8 values and block scales.
-type Row<'a> = (&'a [i8], &'a [f32]);
-
-/// `out[r · tokens + t] = W[r] · x[t]` for the rows of one tile and every token of the
-/// quantized activations `(values, block scales)`.
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-fn products(rows: [Row; ROW_TILE], (xq, xd): (&[i8], &[f32]), out: &mut [f32]) {
-    let [(wq, wd)] = rows;
-    let (cols, blocks) = (wq.len(), wd.len());
-    for (t, y) in out.iter_mut().enumerate() {
-        *y = dot_q8(wq, wd, &xq[t * cols..(t + 1) * cols], &xd[t * blocks..(t + 1) * blocks]);
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ))]
+    fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
+        x86::products(self.packed.get_or_init(|| x86::Packed::new(self, cols)), x, cols)
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-use x86::products;
+/// Whether [`Q8Rows::matmul`] runs on the x86 kernel (module `x86`).
+pub const X86_KERNEL: bool = cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "avx512vnni",
+    target_feature = "avx512vl"
+));
 
 /// One block's scale and values: `d = max|v| / 127`, `q = round(v / d)`.
 fn quantize_block(block: &[f32]) -> (f32, [i8; BLOCK]) {
@@ -183,7 +203,13 @@ fn quantize_activations(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
 /// `Σ_blocks (Σ w·x) · dw · dx` over one row pair.
 #[cfg(not(any(
     all(target_arch = "wasm32", target_feature = "simd128"),
-    all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    )
 )))]
 fn dot_q8(w: &[i8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
     let mut acc = 0f32;
@@ -228,86 +254,175 @@ fn dot_q8(w: &[i8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
         + f32x4_extract_lane::<3>(acc)
 }
 
-/// The native kernel on x86: four weight rows against up to four tokens at a time, each
-/// pair summed exactly as candle's AVX Q8_0 dot product sums it (eight lanes of four
-/// int8 products per block, `fma` with the product of the two f16 scales, the same final
-/// horizontal sum), so its results are candle's to the last bit, only sooner: candle's
-/// tiled kernels need `in` to be a multiple of 256, and Gemma 3 270M's 640-wide
-/// projections take its one-pair-at-a-time path.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+/// The x86 kernel (AVX-512 VNNI on 256-bit registers). Weights and activations are laid out
+/// so that one register holds four bytes of each of eight blocks: eight `vpdpbusd` then sum
+/// eight whole blocks of a weight row against a token, each block in a lane of its own, and
+/// the eight sums are scaled at once (candle's Q8_0 dot product sums and scales one block
+/// at a time; its tiled kernels need rows a multiple of 256 wide, and Gemma 3 270M's
+/// projections are 640). The weights are stored plus 128 (`vpdpbusd` multiplies unsigned
+/// by signed bytes) and each block's sum is corrected by 128 times its activations' sum.
+/// The repacked weights are made on a matrix's first product and kept beside the plain
+/// ones, which row lookups (the embedding) still read.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "avx512vnni",
+    target_feature = "avx512vl"
+))]
 mod x86 {
     use core::arch::x86_64::*;
 
-    use super::{Row, BLOCK, ROW_TILE};
+    use super::{quantize_activations, threads, Q8Rows, BLOCK};
 
-    pub fn products(rows: [Row; ROW_TILE], (xq, xd): (&[i8], &[f32]), out: &mut [f32]) {
-        let (cols, blocks) = (rows[0].0.len(), rows[0].1.len());
-        let tokens = out.len() / ROW_TILE;
-        assert!(rows.iter().all(|(w, d)| w.len() == cols && d.len() == blocks));
-        assert!(cols == blocks * BLOCK && xq.len() == tokens * cols && xd.len() == tokens * blocks);
-        let mut t = 0;
-        while t < tokens {
-            let take = (tokens - t).min(4);
-            // SAFETY: this module is compiled only for targets with the features `tile` enables.
-            unsafe {
-                match take {
-                    4 => tile::<4>(rows, (xq, xd), t, out),
-                    3 => tile::<3>(rows, (xq, xd), t, out),
-                    2 => tile::<2>(rows, (xq, xd), t, out),
-                    _ => tile::<1>(rows, (xq, xd), t, out),
+    /// Blocks in a group: one per i32 lane.
+    const LANES: usize = 8;
+    /// Bytes of a group: eight registers of 32.
+    const GROUP: usize = LANES * BLOCK;
+    /// Weight rows multiplied together, and tokens: each register loaded serves several
+    /// products, and the sums fit the sixteen registers left.
+    const ROWS: usize = 4;
+    const TOKENS: usize = 2;
+
+    /// Rows of blocks in groups of eight, interleaved: register `i` of group `g` holds bytes
+    /// `4i..4i+4` of blocks `8g..8g+8`, one block per lane, and the group's eight scales.
+    struct Groups<T> {
+        values: Vec<T>,
+        scales: Vec<f32>,
+        groups: usize,
+    }
+
+    impl<T: Copy> Groups<T> {
+        /// From `rows` rows of `blocks` blocks (`values`, `scales`), each value mapped by
+        /// `f`; a group short of blocks is padded with `pad` and scale 0.
+        fn new(values: &[i8], scales: &[f32], blocks: usize, pad: T, f: impl Fn(i8) -> T) -> Groups<T> {
+            let rows = scales.len() / blocks;
+            let groups = blocks.div_ceil(LANES);
+            let mut out = Groups {
+                values: vec![pad; rows * groups * GROUP],
+                scales: vec![0.0; rows * groups * LANES],
+                groups,
+            };
+            for (b, (block, d)) in values.chunks_exact(BLOCK).zip(scales).enumerate() {
+                let (r, b) = (b / blocks, b % blocks);
+                let (g, l) = (r * groups + b / LANES, b % LANES);
+                out.scales[g * LANES + l] = *d;
+                for (i, four) in block.chunks_exact(4).enumerate() {
+                    for (k, v) in four.iter().enumerate() {
+                        out.values[g * GROUP + i * 32 + l * 4 + k] = f(*v);
+                    }
                 }
             }
-            t += take;
+            out
+        }
+
+        fn row(&self, r: usize) -> (&[T], &[f32]) {
+            let g = self.groups;
+            (
+                &self.values[r * g * GROUP..][..g * GROUP],
+                &self.scales[r * g * LANES..][..g * LANES],
+            )
         }
     }
 
-    /// Tokens `t0..t0 + T` against the tile's rows, into `out` (lengths checked by the caller).
-    #[target_feature(enable = "avx2,fma")]
-    #[cfg_attr(
-        all(target_feature = "avx512vnni", target_feature = "avx512vl"),
-        target_feature(enable = "avx512vnni,avx512vl")
-    )]
-    fn tile<const T: usize>(rows: [Row; ROW_TILE], (xq, xd): (&[i8], &[f32]), t0: usize, out: &mut [f32]) {
-        let (cols, blocks) = (rows[0].0.len(), rows[0].1.len());
-        let tokens = out.len() / ROW_TILE;
-        let mut acc = [[_mm256_setzero_ps(); T]; ROW_TILE];
-        for b in 0..blocks {
-            // SAFETY: block b spans bytes 32b..32b+32 of every row and of every token's values.
-            let load = |v: &[i8]| unsafe { _mm256_loadu_si256(v.as_ptr().add(b * BLOCK) as *const __m256i) };
-            let w = rows.map(|(w, _)| load(w));
-            let abs_w = w.map(|w| _mm256_sign_epi8(w, w));
-            for t in 0..T {
-                let x = load(&xq[(t0 + t) * cols..]);
-                let dx = xd[(t0 + t) * blocks + b];
-                for r in 0..ROW_TILE {
-                    let sums = _mm256_cvtepi32_ps(sums_of_four(abs_w[r], _mm256_sign_epi8(x, w[r])));
-                    let d = _mm256_set1_ps(rows[r].1[b] * dx);
-                    acc[r][t] = _mm256_fmadd_ps(d, sums, acc[r][t]);
+    /// A weight matrix in the kernel's layout.
+    pub struct Packed {
+        weights: Groups<u8>,
+        rows: usize,
+        cols: usize,
+    }
+
+    impl Packed {
+        pub fn new(q: &Q8Rows, cols: usize) -> Packed {
+            let blocks = cols / BLOCK;
+            Packed {
+                weights: Groups::new(q.values(), &q.scales, blocks, 128, |v| (v as u8) ^ 0x80),
+                rows: q.scales.len() / blocks,
+                cols,
+            }
+        }
+    }
+
+    /// `yt[r · tokens + t] = W[r] · x[t]`; the threads take runs of tiles of rows (a last
+    /// tile short of rows repeats the last row, whose products are cut off).
+    pub fn products(w: &Packed, x: &[f32], cols: usize) -> Vec<f32> {
+        assert_eq!(cols, w.cols, "a product of another width than the matrix's");
+        let tokens = x.len() / cols;
+        let (xq, xd) = quantize_activations(x);
+        let xs = Groups::new(&xq, &xd, cols / BLOCK, 0i8, |v| v);
+        // 128 · Σ of each block's activations: what the weights' offset adds to its sum.
+        let offsets: Vec<i32> = xs
+            .values
+            .chunks_exact(GROUP)
+            .flat_map(|g| {
+                let mut sums = [0i32; LANES];
+                for (j, v) in g.iter().enumerate() {
+                    sums[(j % 32) / 4] += 128 * *v as i32;
+                }
+                sums
+            })
+            .collect();
+        let mut yt = vec![0f32; w.rows.div_ceil(ROWS) * ROWS * tokens];
+        threads::rows_mut(&mut yt, ROWS * tokens, |first, out| {
+            let rows: [_; ROWS] = std::array::from_fn(|i| w.weights.row((first * ROWS + i).min(w.rows - 1)));
+            for t0 in (0..tokens).step_by(TOKENS) {
+                let take = (tokens - t0).min(TOKENS);
+                let token = |t: usize| {
+                    let t = (t0 + t).min(tokens - 1);
+                    let (v, d) = xs.row(t);
+                    (v, d, &offsets[t * xs.groups * LANES..][..xs.groups * LANES])
+                };
+                // SAFETY: this module is compiled only for targets with the features `tile` enables.
+                let y = unsafe { tile(rows, [token(0), token(1)], xs.groups) };
+                for (r, y) in y.iter().enumerate() {
+                    out[r * tokens + t0..][..take].copy_from_slice(&y[..take]);
+                }
+            }
+        });
+        yt.truncate(w.rows * tokens);
+        yt
+    }
+
+    /// The products of a tile of weight rows with a pair of tokens (values, scales, offsets).
+    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    fn tile(w: [(&[u8], &[f32]); ROWS], x: [(&[i8], &[f32], &[i32]); TOKENS], groups: usize) -> [[f32; TOKENS]; ROWS] {
+        for (wv, wd) in w {
+            assert!(wv.len() == groups * GROUP && wd.len() == groups * LANES);
+        }
+        for (xv, xd, xo) in x {
+            assert!(xv.len() == groups * GROUP && xd.len() == groups * LANES && xo.len() == groups * LANES);
+        }
+        let mut acc = [[_mm256_setzero_ps(); TOKENS]; ROWS];
+        for g in 0..groups {
+            let mut sums = [[_mm256_setzero_si256(); TOKENS]; ROWS];
+            for i in 0..LANES {
+                let at = g * GROUP + i * 32;
+                // SAFETY: `at + 32 ≤ groups · GROUP`, the length of every row (asserted above).
+                let wv = w.map(|(v, _)| unsafe { _mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i) });
+                for t in 0..TOKENS {
+                    // SAFETY: as above.
+                    let xv = unsafe { _mm256_loadu_si256(x[t].0.as_ptr().add(at) as *const __m256i) };
+                    for r in 0..ROWS {
+                        sums[r][t] = _mm256_dpbusd_epi32(sums[r][t], wv[r], xv);
+                    }
+                }
+            }
+            let at = g * LANES;
+            // SAFETY: `at + 8 ≤ groups · LANES`, the length of every scale and offset row.
+            let load = |v: &[f32]| unsafe { _mm256_loadu_ps(v.as_ptr().add(at)) };
+            for t in 0..TOKENS {
+                // SAFETY: as above.
+                let offset = unsafe { _mm256_loadu_si256(x[t].2.as_ptr().add(at) as *const __m256i) };
+                let dx = load(x[t].1);
+                for r in 0..ROWS {
+                    let s = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums[r][t], offset));
+                    acc[r][t] = _mm256_fmadd_ps(s, _mm256_mul_ps(load(w[r].1), dx), acc[r][t]);
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            for (t, a) in acc.iter().enumerate() {
-                out[r * tokens + t0 + t] = hsum(*a);
-            }
-        }
+        acc.map(|a| a.map(|a| hsum(a)))
     }
 
-    /// Lane j: `Σ a[i]·b[i]` over bytes `4j..4j+4` (a unsigned, b signed; exact in i32).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    #[cfg_attr(
-        all(target_feature = "avx512vnni", target_feature = "avx512vl"),
-        target_feature(enable = "avx512vnni,avx512vl")
-    )]
-    fn sums_of_four(a: __m256i, b: __m256i) -> __m256i {
-        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
-        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b);
-        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
-        return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
-    }
-
-    /// `(l0 + l4) + (l2 + l6) + ((l1 + l5) + (l3 + l7))`, candle's order.
     #[inline]
     #[target_feature(enable = "avx")]
     fn hsum(x: __m256) -> f32 {
