@@ -91,8 +91,14 @@ fn greedy_parity(engine: &mut Engine, max_tokens: usize, min_identical: usize) -
             prompt_ids.len(),
             case["llama_cpp_flash_attn_spread"].as_f64().unwrap()
         );
+        // Activations are rounded to 8 bits before every product, so a difference in the
+        // last bits upstream (another order of summation) can move a value by a whole
+        // rounding step, and some prompts amplify that more than others: llama.cpp's own
+        // two attention paths differ by up to 0.8 here. The bound is twice that spread on
+        // the prompt, or twice NEAR_TIE where that is smaller.
+        let spread = case["llama_cpp_flash_attn_spread"].as_f64().unwrap() as f32;
         assert!(
-            max_delta < 2.0 * NEAR_TIE,
+            max_delta < 2.0 * spread.max(NEAR_TIE),
             "step-1 logits drift from llama.cpp by {max_delta}"
         );
         // Teacher-forced: after a near tie the reference token is fed anyway, so every
