@@ -106,7 +106,7 @@ impl Linear {
 
     pub fn from_q8(q: Q8Rows, out_dim: usize, in_dim: usize) -> Linear {
         Linear {
-            weight: Weight::Q8(q),
+            weight: Weight::Q8(q.for_cpu(in_dim)),
             lora: None,
             out_dim,
             in_dim,

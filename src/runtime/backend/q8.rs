@@ -94,12 +94,32 @@ impl Q8Rows {
 
     /// The values these rows hold (the CPU twin of the kernels' dequantization).
     pub fn dequantize(&self) -> Vec<f32> {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        ))]
+        if let Some(p) = self.packed.get() {
+            return p.dequantize_rows(0..p.rows);
+        }
         let (w, d) = (self.values(), &self.scales);
         w.iter().enumerate().map(|(i, v)| *v as f32 * d[i / BLOCK]).collect()
     }
 
     /// Rows `ids` of a matrix `cols` wide, dequantized.
     pub fn dequantize_rows(&self, cols: usize, ids: impl Iterator<Item = usize>) -> Vec<f32> {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        ))]
+        if let Some(p) = self.packed.get() {
+            return p.dequantize_rows(ids);
+        }
         let (w, d) = (self.values(), &self.scales);
         ids.flat_map(|r| (r * cols..(r + 1) * cols).map(|i| w[i] as f32 * d[i / BLOCK]))
             .collect()
@@ -115,8 +135,8 @@ impl Q8Rows {
     /// Q8_0 kernels, then each block's integer dot product is scaled by both scales.
     pub fn matmul(&self, x: &[f32], cols: usize) -> Vec<f32> {
         let tokens = x.len() / cols;
-        let n = self.scales.len() / (cols / BLOCK);
         let yt = self.products(x, cols);
+        let n = yt.len() / tokens.max(1);
         if tokens == 1 {
             return yt;
         }
@@ -167,6 +187,34 @@ impl Q8Rows {
     ))]
     fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
         x86::products(self.packed.get_or_init(|| x86::Packed::new(self, cols)), x, cols)
+    }
+
+    /// Rows that only the CPU will read (a `Linear`'s weights): on x86, repacked for its
+    /// kernel now and the plain copy dropped, so the matrix is held once; elsewhere as they are.
+    pub fn for_cpu(self, cols: usize) -> Q8Rows {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        ))]
+        return Q8Rows {
+            qs: Vec::new(),
+            scales: Vec::new(),
+            packed: x86::Packed::new(&self, cols).into(),
+        };
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        )))]
+        {
+            let _ = cols; // only the x86 layout depends on the width
+            self
+        }
     }
 }
 
@@ -261,8 +309,8 @@ fn dot_q8(w: &[i8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
 /// at a time; its tiled kernels need rows a multiple of 256 wide, and Gemma 3 270M's
 /// projections are 640). The weights are stored plus 128 (`vpdpbusd` multiplies unsigned
 /// by signed bytes) and each block's sum is corrected by 128 times its activations' sum.
-/// The repacked weights are made on a matrix's first product and kept beside the plain
-/// ones, which row lookups (the embedding) still read.
+/// A `Linear`'s rows are repacked when it is made and the plain copy dropped
+/// ([`Q8Rows::for_cpu`]); other rows are repacked on their first product.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -328,7 +376,7 @@ mod x86 {
     /// A weight matrix in the kernel's layout.
     pub struct Packed {
         weights: Groups<u8>,
-        rows: usize,
+        pub rows: usize,
         cols: usize,
     }
 
@@ -341,10 +389,28 @@ mod x86 {
                 cols,
             }
         }
+
+        /// Rows `ids`, dequantized (what the plain layout's rows hold).
+        pub fn dequantize_rows(&self, ids: impl Iterator<Item = usize>) -> Vec<f32> {
+            let blocks = self.cols / BLOCK;
+            let mut out = Vec::new();
+            for r in ids {
+                let (values, scales) = self.weights.row(r);
+                for b in 0..blocks {
+                    let (g, l) = (b / LANES, b % LANES);
+                    for i in 0..BLOCK / 4 {
+                        let four = &values[g * GROUP + i * 32 + l * 4..][..4];
+                        out.extend(four.iter().map(|v| (v ^ 0x80) as i8 as f32 * scales[g * LANES + l]));
+                    }
+                }
+            }
+            out
+        }
     }
 
     /// `yt[r · tokens + t] = W[r] · x[t]`; the threads take runs of tiles of rows (a last
-    /// tile short of rows repeats the last row, whose products are cut off).
+    /// tile short of rows repeats the last row, whose products are cut off), each tile the
+    /// tokens two at a time, then one.
     pub fn products(w: &Packed, x: &[f32], cols: usize) -> Vec<f32> {
         assert_eq!(cols, w.cols, "a product of another width than the matrix's");
         let tokens = x.len() / cols;
@@ -368,14 +434,24 @@ mod x86 {
             for t0 in (0..tokens).step_by(TOKENS) {
                 let take = (tokens - t0).min(TOKENS);
                 let token = |t: usize| {
-                    let t = (t0 + t).min(tokens - 1);
+                    let t = t0 + t;
                     let (v, d) = xs.row(t);
                     (v, d, &offsets[t * xs.groups * LANES..][..xs.groups * LANES])
                 };
                 // SAFETY: this module is compiled only for targets with the features `tile` enables.
-                let y = unsafe { tile(rows, [token(0), token(1)], xs.groups) };
-                for (r, y) in y.iter().enumerate() {
-                    out[r * tokens + t0..][..take].copy_from_slice(&y[..take]);
+                match take {
+                    TOKENS => {
+                        let y = unsafe { tile(rows, [token(0), token(1)], xs.groups) };
+                        for (r, y) in y.iter().enumerate() {
+                            out[r * tokens + t0..][..TOKENS].copy_from_slice(y);
+                        }
+                    }
+                    _ => {
+                        let y = unsafe { tile(rows, [token(0)], xs.groups) };
+                        for (r, y) in y.iter().enumerate() {
+                            out[r * tokens + t0] = y[0];
+                        }
+                    }
                 }
             }
         });
@@ -385,21 +461,25 @@ mod x86 {
 
     /// The products of a tile of weight rows with a pair of tokens (values, scales, offsets).
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    fn tile(w: [(&[u8], &[f32]); ROWS], x: [(&[i8], &[f32], &[i32]); TOKENS], groups: usize) -> [[f32; TOKENS]; ROWS] {
+    fn tile<const T: usize>(
+        w: [(&[u8], &[f32]); ROWS],
+        x: [(&[i8], &[f32], &[i32]); T],
+        groups: usize,
+    ) -> [[f32; T]; ROWS] {
         for (wv, wd) in w {
             assert!(wv.len() == groups * GROUP && wd.len() == groups * LANES);
         }
         for (xv, xd, xo) in x {
             assert!(xv.len() == groups * GROUP && xd.len() == groups * LANES && xo.len() == groups * LANES);
         }
-        let mut acc = [[_mm256_setzero_ps(); TOKENS]; ROWS];
+        let mut acc = [[_mm256_setzero_ps(); T]; ROWS];
         for g in 0..groups {
-            let mut sums = [[_mm256_setzero_si256(); TOKENS]; ROWS];
+            let mut sums = [[_mm256_setzero_si256(); T]; ROWS];
             for i in 0..LANES {
                 let at = g * GROUP + i * 32;
                 // SAFETY: `at + 32 ≤ groups · GROUP`, the length of every row (asserted above).
                 let wv = w.map(|(v, _)| unsafe { _mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i) });
-                for t in 0..TOKENS {
+                for t in 0..T {
                     // SAFETY: as above.
                     let xv = unsafe { _mm256_loadu_si256(x[t].0.as_ptr().add(at) as *const __m256i) };
                     for r in 0..ROWS {
@@ -410,7 +490,7 @@ mod x86 {
             let at = g * LANES;
             // SAFETY: `at + 8 ≤ groups · LANES`, the length of every scale and offset row.
             let load = |v: &[f32]| unsafe { _mm256_loadu_ps(v.as_ptr().add(at)) };
-            for t in 0..TOKENS {
+            for t in 0..T {
                 // SAFETY: as above.
                 let offset = unsafe { _mm256_loadu_si256(x[t].2.as_ptr().add(at) as *const __m256i) };
                 let dx = load(x[t].1);

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use super::{
-    check_batch, check_slot, load_linear, load_vector, BatchRow, Compute, KvCache, KvSnapshot, LanguageModel, Logits,
-    MAX_CONTEXT,
+    check_batch, check_slot, load_embedding, load_linear, load_vector, BatchRow, Compute, KvCache, KvSnapshot,
+    LanguageModel, Logits, MAX_CONTEXT,
 };
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::{self, AttentionShape, Linear};
@@ -184,7 +184,7 @@ impl Gemma3 {
         let (h, kv_dim) = (c.hidden, c.kv_heads * c.head_dim);
         let mat = |name: String, out: usize, inp: usize| load_linear(g, src, &name, out, inp);
         let vec = |name: String, len: usize| load_vector(g, src, &name, len);
-        let embedding = Arc::new(mat("token_embd.weight".into(), c.vocab, h)?);
+        let embedding = Arc::new(load_embedding(g, src, "token_embd.weight", c.vocab, h)?);
         let lm_head = match g.tensors.contains_key("output.weight") {
             true => Arc::new(mat("output.weight".into(), c.vocab, h)?),
             false => embedding.clone(),

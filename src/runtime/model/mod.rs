@@ -22,7 +22,7 @@ pub use snapshot::KvSnapshot;
 
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::{self, Linear};
-use crate::runtime::backend::q8::{Q8Rows, Q8_0_BLOCK_BYTES};
+use crate::runtime::backend::q8::{self, Q8Rows, Q8_0_BLOCK_BYTES};
 use crate::runtime::gguf::{ByteSource, Gguf, TensorInfo};
 
 /// The most tokens a model keeps in its KV cache, whatever the GGUF allows: extraction
@@ -259,14 +259,25 @@ fn load_q8rows<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[u
     Ok(rows)
 }
 
-/// A `[out, in]` weight for the CPU backend: on our Q8 kernel where it runs (wasm) for
-/// Q8_0 and the types repacked to it, else on candle's kernels.
+/// A `[out, in]` weight for the CPU backend: on our Q8 kernel where it runs (wasm, x86 with
+/// AVX-512 VNNI) for Q8_0 and the types repacked to it, else on candle's kernels.
 fn load_linear<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, out: usize, inp: usize) -> Result<Linear> {
     let dtype = g.tensor(name)?.dtype;
     if cpu::OWN_Q8_KERNEL && (dtype == GgmlDType::Q8_0 || cpu::needs_repack(dtype)) {
         return Ok(Linear::from_q8(load_q8rows(g, src, name, &[out, inp])?, out, inp));
     }
     Linear::new(load_qtensor(g, src, name, &[out, inp])?)
+}
+
+/// The embedding, also the tied LM head: as [`load_linear`], except on x86, where it stays
+/// on candle's Q8_0 blocks. Extraction only looks rows up; a full-vocabulary product is one
+/// token against 262k rows, bound by reading them, and the x86 kernel's repacked rows are
+/// a quarter larger (groups of eight blocks, f32 scales).
+fn load_embedding<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, out: usize, inp: usize) -> Result<Linear> {
+    match q8::X86_KERNEL {
+        true => Linear::new(load_qtensor(g, src, name, &[out, inp])?),
+        false => load_linear(g, src, name, out, inp),
+    }
 }
 
 /// Reads a tensor's blocks straight from the source into their final `Vec`, so that
