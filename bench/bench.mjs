@@ -295,8 +295,9 @@ ${nativeDocs.map((d) => `| native | ${d.file === EMAIL ? 'e-mail thread' : 'join
 ${pageDocs.map((d) => `| browser (headless Chromium), wasm SIMD128 | ${d.name} (${(d.bytes / 1000).toFixed(1)} KB) | ${d.threads} | ${d.batch} | ${d.secs.toFixed(1)} | ${(d.bytes / d.secs).toFixed(0)} | — | ${mb(d.peak)} |`).join('\n')}
 
 A window's answer is a handful of tokens after a prompt of some thirty, and the forward of the constrained decoder
-reads only the allowed rows of the LM head, so a step costs about what a prompt token costs whether it carries one
-window or eight: decoding windows together helps a memory-bound step, and here the step is bound by arithmetic.
+reads only the allowed rows of the LM head. Decoding windows together reads each weight once a step instead of once
+per window; what that gains depends on how much of a step the reading is, against the arithmetic (compare the rows
+with 1 and 8 windows at once).
 
 The npm package \`anote-ner\` (\`cargo xtask pack\`): the tarball is ${(statSync(tarball).size / 1e6).toFixed(1)} MB, ${(unpacked / 1e6).toFixed(1)} MB
 unpacked. A first visit to a page with the widget fetches ${(firstVisit / 1e6).toFixed(1)} MB of it (${FIRST_VISIT.join(', ')}; the
