@@ -27,14 +27,8 @@ pub const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
 pub struct Q8Rows {
     pub qs: Vec<u32>,
     pub scales: Vec<f32>,
-    /// The x86 kernel's copy, made on the first product.
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
-    ))]
+    /// The x86 kernel's copy, made on the first product (always empty where that kernel
+    /// is not built).
     packed: std::sync::OnceLock<x86::Packed>,
 }
 
@@ -56,13 +50,6 @@ impl Q8Rows {
         Q8Rows {
             qs: Vec::with_capacity(blocks * BLOCK / 4),
             scales: Vec::with_capacity(blocks),
-            #[cfg(all(
-                target_arch = "x86_64",
-                target_feature = "avx2",
-                target_feature = "fma",
-                target_feature = "avx512vnni",
-                target_feature = "avx512vl"
-            ))]
             packed: std::sync::OnceLock::new(),
         }
     }
@@ -94,29 +81,15 @@ impl Q8Rows {
 
     /// The values these rows hold (the CPU twin of the kernels' dequantization).
     pub fn dequantize(&self) -> Vec<f32> {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
-        ))]
-        if let Some(p) = self.packed.get() {
-            return p.dequantize_rows(0..p.rows);
+        match self.packed.get() {
+            Some(p) => p.dequantize(),
+            // Every block as a row of its own.
+            None => self.dequantize_rows(BLOCK, 0..self.scales.len()),
         }
-        let (w, d) = (self.values(), &self.scales);
-        w.iter().enumerate().map(|(i, v)| *v as f32 * d[i / BLOCK]).collect()
     }
 
     /// Rows `ids` of a matrix `cols` wide, dequantized.
     pub fn dequantize_rows(&self, cols: usize, ids: impl Iterator<Item = usize>) -> Vec<f32> {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
-        ))]
         if let Some(p) = self.packed.get() {
             return p.dequantize_rows(ids);
         }
@@ -156,13 +129,7 @@ impl Q8Rows {
     }
 
     /// `yt[r · tokens + t] = W[r] · x[t]`, the threads taking runs of weight rows.
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
-    )))]
+    #[cfg(not(x86_kernel))]
     fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
         let tokens = x.len() / cols;
         let (xq, xd) = quantize_activations(x);
@@ -178,13 +145,7 @@ impl Q8Rows {
         yt
     }
 
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
-    ))]
+    #[cfg(x86_kernel)]
     fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
         x86::products(self.packed.get_or_init(|| x86::Packed::new(self, cols)), x, cols)
     }
@@ -192,25 +153,13 @@ impl Q8Rows {
     /// Rows that only the CPU will read (a `Linear`'s weights): on x86, repacked for its
     /// kernel now and the plain copy dropped, so the matrix is held once; elsewhere as they are.
     pub fn for_cpu(self, cols: usize) -> Q8Rows {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
-        ))]
+        #[cfg(x86_kernel)]
         return Q8Rows {
             qs: Vec::new(),
             scales: Vec::new(),
             packed: x86::Packed::new(&self, cols).into(),
         };
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
-        )))]
+        #[cfg(not(x86_kernel))]
         {
             let _ = cols; // only the x86 layout depends on the width
             self
@@ -219,13 +168,7 @@ impl Q8Rows {
 }
 
 /// Whether [`Q8Rows::matmul`] runs on the x86 kernel (module `x86`).
-pub const X86_KERNEL: bool = cfg!(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma",
-    target_feature = "avx512vnni",
-    target_feature = "avx512vl"
-));
+pub const X86_KERNEL: bool = cfg!(x86_kernel);
 
 /// One block's scale and values: `d = max|v| / 127`, `q = round(v / d)`.
 fn quantize_block(block: &[f32]) -> (f32, [i8; BLOCK]) {
@@ -249,16 +192,7 @@ fn quantize_activations(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
 }
 
 /// `Σ_blocks (Σ w·x) · dw · dx` over one row pair.
-#[cfg(not(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
-    )
-)))]
+#[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), x86_kernel)))]
 fn dot_q8(w: &[i8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
     let mut acc = 0f32;
     for ((wb, xb), d) in w.chunks_exact(BLOCK).zip(x.chunks_exact(BLOCK)).zip(wd.iter().zip(xd)) {
@@ -311,13 +245,7 @@ fn dot_q8(w: &[i8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
 /// by signed bytes) and each block's sum is corrected by 128 times its activations' sum.
 /// A `Linear`'s rows are repacked when it is made and the plain copy dropped
 /// ([`Q8Rows::for_cpu`]); other rows are repacked on their first product.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma",
-    target_feature = "avx512vnni",
-    target_feature = "avx512vl"
-))]
+#[cfg(x86_kernel)]
 mod x86 {
     use core::arch::x86_64::*;
 
@@ -376,7 +304,7 @@ mod x86 {
     /// A weight matrix in the kernel's layout.
     pub struct Packed {
         weights: Groups<u8>,
-        pub rows: usize,
+        rows: usize,
         cols: usize,
     }
 
@@ -388,6 +316,10 @@ mod x86 {
                 rows: q.scales.len() / blocks,
                 cols,
             }
+        }
+
+        pub fn dequantize(&self) -> Vec<f32> {
+            self.dequantize_rows(0..self.rows)
         }
 
         /// Rows `ids`, dequantized (what the plain layout's rows hold).
@@ -509,6 +441,23 @@ mod x86 {
         let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
         let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
         _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
+    }
+}
+
+/// Where the x86 kernel is not built, its copy of the rows is a type without values, so
+/// `Q8Rows` is one struct everywhere and its `packed` cell stays empty.
+#[cfg(not(x86_kernel))]
+mod x86 {
+    pub enum Packed {}
+
+    impl Packed {
+        pub fn dequantize(&self) -> Vec<f32> {
+            match *self {}
+        }
+
+        pub fn dequantize_rows(&self, _: impl Iterator<Item = usize>) -> Vec<f32> {
+            match *self {}
+        }
     }
 }
 
