@@ -11,6 +11,7 @@ use candle_core::{Device, Module, Tensor};
 
 use crate::error::{Error, Result};
 use crate::runtime::backend::dot::dot;
+use crate::runtime::backend::heads;
 use crate::runtime::backend::low_rank::LowRank;
 use crate::runtime::backend::q8::{self, Q8Rows};
 use crate::runtime::backend::threads;
@@ -385,54 +386,24 @@ pub fn attention_batch(q: &[f32], seqs: &[Sequence], s: &AttentionShape) -> Vec<
 }
 
 /// One query row at position `pos`, all heads, into `out`. The query heads that share a
-/// KV head read each of its key rows once, together; every sum is still taken in position
-/// order, so the result is what one head at a time gives.
+/// KV head go together ([`heads`]): they read each key and value row once between them,
+/// and every sum is still what one head alone gives.
 fn attend(q: &[f32], seq: &Sequence, pos: usize, s: &AttentionShape, out: &mut [f32], scores: &mut Vec<f32>) {
     let hd = s.head_dim;
     let group = s.heads / s.kv_heads;
     let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
     let span = pos + 1 - lo;
     for kvh in 0..s.kv_heads {
-        let key = |j: usize| &seq.k.row(lo + j)[kvh * hd..][..hd];
-        let value = |j: usize| &seq.v.row(lo + j)[kvh * hd..][..hd];
         let qs = &q[kvh * group * hd..][..group * hd];
-        let o = &mut out[kvh * group * hd..][..group * hd];
         scores.clear();
         scores.resize(group * span, 0.0);
         for j in 0..span {
-            let k = key(j);
-            for (h, q) in qs.chunks_exact(hd).enumerate() {
-                scores[h * span + j] = dot(q, k) * s.scale;
-            }
+            let k = &seq.k.row(lo + j)[kvh * hd..][..hd];
+            heads::scores(qs, k, |h, x| scores[h * span + j] = x * s.scale);
         }
         scores.chunks_exact_mut(span).for_each(softmax_in_place);
-        for (h, o) in o.chunks_exact_mut(hd).enumerate() {
-            weighted_sum(&scores[h * span..][..span], value, o);
-        }
-    }
-}
-
-/// `out += Σ_j p[j] · v(j)`, each value's sum taken in order of `j`, 64 values at a time
-/// held in registers while the rows go by (rather than loaded and stored for every row).
-fn weighted_sum<'v>(p: &[f32], v: impl Fn(usize) -> &'v [f32], out: &mut [f32]) {
-    const W: usize = 64;
-    let whole = out.len() / W * W;
-    let mut chunks = out.chunks_exact_mut(W);
-    for (c, out) in chunks.by_ref().enumerate() {
-        let mut acc: [f32; W] = (&*out).try_into().expect("W values");
-        for (j, pj) in p.iter().enumerate() {
-            let x: &[f32; W] = v(j)[c * W..][..W].try_into().expect("W values");
-            for e in 0..W {
-                acc[e] += pj * x[e];
-            }
-        }
-        out.copy_from_slice(&acc);
-    }
-    let tail = chunks.into_remainder();
-    for (j, pj) in p.iter().enumerate() {
-        for (o, x) in tail.iter_mut().zip(&v(j)[whole..]) {
-            *o += pj * x;
-        }
+        let value = |j: usize| &seq.v.row(lo + j)[kvh * hd..][..hd];
+        heads::weighted_sums(scores, span, value, &mut out[kvh * group * hd..][..group * hd]);
     }
 }
 

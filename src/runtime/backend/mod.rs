@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod dot;
+pub mod heads;
 pub mod low_rank;
 pub mod q8;
 pub mod threads;
