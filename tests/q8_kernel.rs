@@ -46,3 +46,17 @@ fn q8_self_check_passes() {
         assert!(d < 1e-5, "{case}: relative difference {d}");
     }
 }
+
+/// Many tokens are shared out among the threads by tokens, few by weight rows: a token's
+/// products are the same bits either way (sequences decoded together get what each gets
+/// alone).
+#[test]
+fn a_token_gets_the_same_products_alone_and_among_many() {
+    let (tokens, rows, cols) = (41, 67, 640);
+    let w = Linear::from_q8(Q8Rows::from_qtensor(&q8_0(rows, cols, 5)).unwrap(), rows, cols);
+    let x = noise(tokens * cols, 6, 2.0);
+    let together = w.forward(&x, tokens).unwrap();
+    for (t, y) in together.chunks_exact(rows).enumerate() {
+        assert_eq!(y, w.forward(&x[t * cols..][..cols], 1).unwrap(), "token {t}");
+    }
+}

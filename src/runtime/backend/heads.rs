@@ -7,6 +7,7 @@
 //! takes it ([`dot`]'s eight lanes, then the values in position order), so the results are
 //! the same bits. [`Lanes`] holds eight f32s: an AVX register on x86, two simd128 ones in
 //! wasm, an array elsewhere; LLVM does not find this interleaving in plain loops over heads.
+//! The adapter's side path scores its rank rows against a token the same way.
 
 use crate::runtime::backend::dot::dot;
 

@@ -108,6 +108,10 @@ impl Q8Rows {
     /// Q8_0 kernels, then each block's integer dot product is scaled by both scales.
     pub fn matmul(&self, x: &[f32], cols: usize) -> Vec<f32> {
         let tokens = x.len() / cols;
+        #[cfg(x86_kernel)]
+        if tokens >= BY_TOKENS * threads::count() {
+            return x86::by_tokens(self.packed(cols), x, cols);
+        }
         let yt = self.products(x, cols);
         let n = yt.len() / tokens.max(1);
         if tokens == 1 {
@@ -147,7 +151,12 @@ impl Q8Rows {
 
     #[cfg(x86_kernel)]
     fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
-        x86::products(self.packed.get_or_init(|| x86::Packed::new(self, cols)), x, cols)
+        x86::products(self.packed(cols), x, cols)
+    }
+
+    #[cfg(x86_kernel)]
+    fn packed(&self, cols: usize) -> &x86::Packed {
+        self.packed.get_or_init(|| x86::Packed::new(self, cols))
     }
 
     /// Rows that only the CPU will read (a `Linear`'s weights): on x86, repacked for its
@@ -166,6 +175,11 @@ impl Q8Rows {
         }
     }
 }
+
+/// Tokens per thread from which the x86 kernel shares a product out by tokens rather than
+/// by weight rows (`x86::by_tokens`).
+#[cfg(x86_kernel)]
+const BY_TOKENS: usize = 8;
 
 /// Whether [`Q8Rows::matmul`] runs on the x86 kernel (module `x86`).
 pub const X86_KERNEL: bool = cfg!(x86_kernel);
@@ -340,55 +354,105 @@ mod x86 {
         }
     }
 
-    /// `yt[r · tokens + t] = W[r] · x[t]`; the threads take runs of tiles of rows (a last
-    /// tile short of rows repeats the last row, whose products are cut off), each tile the
-    /// tokens two at a time, then one.
-    pub fn products(w: &Packed, x: &[f32], cols: usize) -> Vec<f32> {
-        assert_eq!(cols, w.cols, "a product of another width than the matrix's");
-        let tokens = x.len() / cols;
-        let (xq, xd) = quantize_activations(x);
-        let xs = Groups::new(&xq, &xd, cols / BLOCK, 0i8, |v| v);
-        // 128 · Σ of each block's activations: what the weights' offset adds to its sum.
-        let offsets: Vec<i32> = xs
-            .values
-            .chunks_exact(GROUP)
-            .flat_map(|g| {
-                let mut sums = [0i32; LANES];
-                for (j, v) in g.iter().enumerate() {
-                    sums[(j % 32) / 4] += 128 * *v as i32;
-                }
-                sums
-            })
-            .collect();
-        let mut yt = vec![0f32; w.rows.div_ceil(ROWS) * ROWS * tokens];
-        threads::rows_mut(&mut yt, ROWS * tokens, |first, out| {
-            let rows: [_; ROWS] = std::array::from_fn(|i| w.weights.row((first * ROWS + i).min(w.rows - 1)));
-            for t0 in (0..tokens).step_by(TOKENS) {
-                let take = (tokens - t0).min(TOKENS);
-                let token = |t: usize| {
-                    let t = t0 + t;
-                    let (v, d) = xs.row(t);
-                    (v, d, &offsets[t * xs.groups * LANES..][..xs.groups * LANES])
-                };
-                // SAFETY: this module is compiled only for targets with the features `tile` enables.
-                match take {
-                    TOKENS => {
-                        let y = unsafe { tile(rows, [token(0), token(1)], xs.groups) };
-                        for (r, y) in y.iter().enumerate() {
-                            out[r * tokens + t0..][..TOKENS].copy_from_slice(y);
-                        }
+    /// Activations ready for [`tile`]: quantized, in groups, and each block's offset
+    /// correction (128 · Σ of its values: what the weights' +128 adds to its sum).
+    struct Activations {
+        xs: Groups<i8>,
+        offsets: Vec<i32>,
+        tokens: usize,
+    }
+
+    impl Activations {
+        fn new(x: &[f32], cols: usize) -> Activations {
+            let (xq, xd) = quantize_activations(x);
+            let xs = Groups::new(&xq, &xd, cols / BLOCK, 0i8, |v| v);
+            let offsets = xs
+                .values
+                .chunks_exact(GROUP)
+                .flat_map(|g| {
+                    let mut sums = [0i32; LANES];
+                    for (j, v) in g.iter().enumerate() {
+                        sums[(j % 32) / 4] += 128 * *v as i32;
                     }
-                    _ => {
-                        let y = unsafe { tile(rows, [token(0)], xs.groups) };
-                        for (r, y) in y.iter().enumerate() {
-                            out[r * tokens + t0] = y[0];
-                        }
+                    sums
+                })
+                .collect();
+            Activations {
+                xs,
+                offsets,
+                tokens: x.len() / cols,
+            }
+        }
+
+        fn token(&self, t: usize) -> (&[i8], &[f32], &[i32]) {
+            let (v, d) = self.xs.row(t);
+            (
+                v,
+                d,
+                &self.offsets[t * self.xs.groups * LANES..][..self.xs.groups * LANES],
+            )
+        }
+    }
+
+    /// `emit(r, t, W[first + r] · x[t])` for the `ROWS` weight rows from `first` (past the
+    /// last row, the last row again) and every token, two tokens at a time, then one. A
+    /// product is the same bits whichever tokens share its tile.
+    fn row_tile(w: &Packed, first: usize, x: &Activations, mut emit: impl FnMut(usize, usize, f32)) {
+        let rows: [_; ROWS] = std::array::from_fn(|i| w.weights.row((first + i).min(w.rows - 1)));
+        for t0 in (0..x.tokens).step_by(TOKENS) {
+            // SAFETY: this module is compiled only for targets with the features `tile` enables.
+            match x.tokens - t0 {
+                1 => {
+                    let y = unsafe { tile(rows, [x.token(t0)], x.xs.groups) };
+                    (0..ROWS).for_each(|r| emit(r, t0, y[r][0]));
+                }
+                _ => {
+                    let y = unsafe { tile(rows, [x.token(t0), x.token(t0 + 1)], x.xs.groups) };
+                    for (r, y) in y.iter().enumerate() {
+                        (0..TOKENS).for_each(|t| emit(r, t0 + t, y[t]));
                     }
                 }
             }
+        }
+    }
+
+    /// `yt[r · tokens + t] = W[r] · x[t]`; the threads take runs of tiles of rows.
+    pub fn products(w: &Packed, x: &[f32], cols: usize) -> Vec<f32> {
+        assert_eq!(cols, w.cols, "a product of another width than the matrix's");
+        let x = Activations::new(x, cols);
+        let tokens = x.tokens;
+        let mut yt = vec![0f32; w.rows.div_ceil(ROWS) * ROWS * tokens];
+        threads::rows_mut(&mut yt, ROWS * tokens, |tile, out| {
+            row_tile(w, tile * ROWS, &x, |r, t, y| out[r * tokens + t] = y);
         });
         yt.truncate(w.rows * tokens);
         yt
+    }
+
+    /// `y[t · rows + r] = W[r] · x[t]`; the threads take runs of tokens, each quantizing
+    /// its own and writing its rows of `y` in place. For many tokens: every thread reads
+    /// all the weights (from the shared cache), and nothing is left for one thread to do
+    /// alone before or after (the activations, the transpose of `yt`).
+    pub fn by_tokens(w: &Packed, x: &[f32], cols: usize) -> Vec<f32> {
+        assert_eq!(cols, w.cols, "a product of another width than the matrix's");
+        let tokens = x.len() / cols;
+        let per = tokens.div_ceil(threads::count()).max(1);
+        // Whole runs; the last one's missing tokens are cut off after.
+        let mut y = vec![0f32; tokens.div_ceil(per) * per * w.rows];
+        threads::rows_mut(&mut y, per * w.rows, |run, y| {
+            let x = &x[run * per * cols..];
+            let x = Activations::new(&x[..x.len().min(per * cols)], cols);
+            for first in (0..w.rows).step_by(ROWS) {
+                let n = ROWS.min(w.rows - first);
+                row_tile(w, first, &x, |r, t, v| {
+                    if r < n {
+                        y[t * w.rows + first + r] = v;
+                    }
+                });
+            }
+        });
+        y.truncate(tokens * w.rows);
+        y
     }
 
     /// The products of a tile of weight rows with a pair of tokens (values, scales, offsets).
@@ -465,7 +529,7 @@ mod x86 {
 /// `(case, largest difference relative to the largest value)`. The sums differ only in
 /// f32 rounding order, so anything above 1e-5 is a wrong index or a lost term.
 pub fn self_check() -> Vec<(String, f32)> {
-    [(1, 64, 3), (5, 640, 17), (9, 96, 40)]
+    [(1, 64, 3), (5, 640, 17), (9, 96, 40), (67, 96, 9)]
         .into_iter()
         .map(|(tokens, cols, rows)| {
             let w = Q8Rows::quantize(&noise(rows * cols, 11, 1.0));
