@@ -570,7 +570,7 @@ await check('the simd128 CPU matrix kernel matches its f32 reference', async () 
     try { return await c.checkCpuKernels(); } finally { c.worker.terminate(); }
   });
   console.log(`     ${r.map(([c, d]) => `${c}: ${d.toExponential(1)}`).join('; ')}`);
-  assert.equal(r.length, 3);
+  assert.equal(r.length, 4);
   assert.deepEqual(r.filter(([, d]) => !(d <= 1e-5)), []);
 });
 
