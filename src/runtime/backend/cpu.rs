@@ -262,16 +262,19 @@ pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
 /// value, and was a tenth of a forward pass in GeLU): `1 − 2 / (e^{2|u|} + 1)` with the sign
 /// of `u`, within 3e-7 of the exact value, and the same on every target.
 fn tanh(u: f32) -> f32 {
-    let e = exp_small(2.0 * u.abs().min(10.0)); // tanh(10) is 1 in f32
+    let e = exp(2.0 * u.abs().min(10.0)); // tanh(10) is 1 in f32
     (1.0 - 2.0 / (e + 1.0)).copysign(u)
 }
 
-/// `e^x` for `0 ≤ x ≤ 20`: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, `e^r` by its Taylor
-/// series to `r⁷/7!` (relative error below 1e-8 there), `2^n` written into the exponent.
-fn exp_small(x: f32) -> f32 {
+/// `e^x` for `x ≤ 20` in plain f32 arithmetic that vectorises: `x = n·ln 2 + r` with
+/// `|r| ≤ ln 2 / 2`, `e^r` by its Taylor series to `r⁷/7!` (relative error below 1e-8
+/// there), `2^n` written into the exponent. Below −87 (where `e^x` leaves the normal
+/// range) it gives e^−87 ≈ 1.6e-38: nothing beside a term of 1 in a softmax.
+fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding and subtracting it rounds to an integer
     const LN2_HI: f32 = 0.693_359_4; // ln 2 split so that n · LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.max(-87.0);
     let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.0 + r / 7.0;
@@ -397,23 +400,31 @@ fn attend(q: &[f32], seq: &Sequence, pos: usize, s: &AttentionShape, out: &mut [
         let qs = &q[kvh * group * hd..][..group * hd];
         scores.clear();
         scores.resize(group * span, 0.0);
-        for j in 0..span {
-            let k = &seq.k.row(lo + j)[kvh * hd..][..hd];
-            heads::scores(qs, k, |h, x| scores[h * span + j] = x * s.scale);
-        }
+        let key = |j: usize| &seq.k.row(lo + j)[kvh * hd..][..hd];
+        heads::scores(qs, hd, span, key, |h, j, x| scores[h * span + j] = x * s.scale);
         scores.chunks_exact_mut(span).for_each(softmax_in_place);
         let value = |j: usize| &seq.v.row(lo + j)[kvh * hd..][..hd];
         heads::weighted_sums(scores, span, value, &mut out[kvh * group * hd..][..group * hd]);
     }
 }
 
+/// `x ← softmax(x)`, with [`exp`]: the library's is a call per value, and was a third of
+/// attention's time.
 pub fn softmax_in_place(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+        *v = exp(*v - max);
     }
+    // Eight running sums, so that the additions vectorise.
+    let mut sums = [0f32; 8];
+    let runs = x.chunks_exact(8);
+    let rest: f32 = runs.remainder().iter().sum();
+    for run in runs {
+        for (s, v) in sums.iter_mut().zip(run) {
+            *s += v;
+        }
+    }
+    let sum = sums.iter().sum::<f32>() + rest;
     for v in x.iter_mut() {
         *v /= sum;
     }

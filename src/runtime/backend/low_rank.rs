@@ -30,14 +30,20 @@ impl LowRank {
     /// `y += (x·Aᵀ)·Bᵀ` for every row of `x` (`rows × in`; `y` is `rows × out`), the rows
     /// shared out among the threads. Plain loops: per row this is r·(in+out) multiply-adds,
     /// too little to be worth a tensor library's per-call overhead (that overhead cost
-    /// 12-21 % of a token). The rows of `A` go against `x` four at a time ([`heads`]: four
-    /// sums in flight rather than one), each still the bits of
-    /// [`dot`](crate::runtime::backend::dot::dot); then the rows of `Bᵀ` are summed into `y`
-    /// with a stretch of `y` held in registers, in the order of the plain loop.
+    /// 12-21 % of a token). The rows of `A` go against `x` several at a time ([`heads`]:
+    /// several sums in flight rather than one); then the rows of `Bᵀ` are summed into `y` with a
+    /// stretch of `y` held in registers, in the order of the plain loop.
     pub fn add_to(&self, x: &[f32], y: &mut [f32]) {
         threads::rows_mut(y, self.out_dim, |i, yr| {
             let mut m = vec![0f32; self.rank];
-            heads::scores(&self.a, &x[i * self.in_dim..][..self.in_dim], |r, v| m[r] = v);
+            let a = |r: usize| &self.a[r * self.in_dim..][..self.in_dim];
+            heads::scores(
+                &x[i * self.in_dim..][..self.in_dim],
+                self.in_dim,
+                self.rank,
+                a,
+                |_, r, v| m[r] = v,
+            );
             heads::weighted_sums(&m, self.rank, |r| &self.bt[r * self.out_dim..][..self.out_dim], yr);
         });
     }

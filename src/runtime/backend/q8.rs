@@ -263,7 +263,7 @@ fn dot_q8(w: &[i8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
 mod x86 {
     use core::arch::x86_64::*;
 
-    use super::{quantize_activations, threads, Q8Rows, BLOCK};
+    use super::{quantize_block, threads, Q8Rows, BLOCK};
 
     /// Blocks in a group: one per i32 lane.
     const LANES: usize = 8;
@@ -363,24 +363,29 @@ mod x86 {
     }
 
     impl Activations {
+        /// Each block quantized as [`quantize_activations`] does, written straight into its
+        /// lanes of its group, with its offset from its own sum.
         fn new(x: &[f32], cols: usize) -> Activations {
-            let (xq, xd) = quantize_activations(x);
-            let xs = Groups::new(&xq, &xd, cols / BLOCK, 0i8, |v| v);
-            let offsets = xs
-                .values
-                .chunks_exact(GROUP)
-                .flat_map(|g| {
-                    let mut sums = [0i32; LANES];
-                    for (j, v) in g.iter().enumerate() {
-                        sums[(j % 32) / 4] += 128 * *v as i32;
-                    }
-                    sums
-                })
-                .collect();
+            let blocks = cols / BLOCK;
+            let groups = blocks.div_ceil(LANES);
+            let tokens = x.len() / cols;
+            let mut values = vec![0i8; tokens * groups * GROUP];
+            let mut scales = vec![0f32; tokens * groups * LANES];
+            let mut offsets = vec![0i32; tokens * groups * LANES];
+            for (b, block) in x.chunks_exact(BLOCK).enumerate() {
+                let (t, b) = (b / blocks, b % blocks);
+                let (g, l) = (t * groups + b / LANES, b % LANES);
+                let (d, q) = quantize_block(block);
+                scales[g * LANES + l] = half::f16::from_f32(d).to_f32();
+                offsets[g * LANES + l] = 128 * q.iter().map(|&v| v as i32).sum::<i32>();
+                for (i, four) in q.chunks_exact(4).enumerate() {
+                    values[g * GROUP + i * 32 + l * 4..][..4].copy_from_slice(four);
+                }
+            }
             Activations {
-                xs,
+                xs: Groups { values, scales, groups },
                 offsets,
-                tokens: x.len() / cols,
+                tokens,
             }
         }
 
