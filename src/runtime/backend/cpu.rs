@@ -371,8 +371,9 @@ pub struct Sequence<'a> {
 }
 
 /// [`attention`] of several sequences whose queries are stacked in `q`, each over its own
-/// cache. Query rows are shared out among the threads: with many short sequences,
-/// attention is too large a part of a step to leave on one core.
+/// cache. Query rows are shared out among the threads by the keys each reads: with many
+/// short sequences, attention is too large a part of a step to leave on one core, and a
+/// prompt's later rows read more keys than its first.
 pub fn attention_batch(q: &[f32], seqs: &[Sequence], s: &AttentionShape) -> Vec<f32> {
     let row = s.heads * s.head_dim;
     // The sequence and position of every query row.
@@ -381,7 +382,11 @@ pub fn attention_batch(q: &[f32], seqs: &[Sequence], s: &AttentionShape) -> Vec<
         .flat_map(|seq| (0..seq.tokens).map(move |t| (seq, seq.first_pos + t)))
         .collect();
     let mut out = vec![0f32; q.len()];
-    threads::rows_mut(&mut out, row, |i, o| {
+    let keys = |i: usize| {
+        let (_, pos) = rows[i];
+        s.window.map_or(pos + 1, |w| (pos + 1).min(w))
+    };
+    threads::rows_mut_by_cost(&mut out, row, keys, |i, o| {
         let (seq, pos) = rows[i];
         attend(&q[i * row..][..row], seq, pos, s, o, &mut Vec::new());
     });

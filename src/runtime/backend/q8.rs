@@ -79,6 +79,31 @@ impl Q8Rows {
         out
     }
 
+    /// `values` quantized as ggml's Q8_0 (f16 scales): the bits of candle's repacking to
+    /// Q8_0, the blocks shared out among the threads (that repacking runs on one, and was
+    /// a third of loading the model).
+    pub fn quantize_q8_0(values: &[f32]) -> Q8Rows {
+        let blocks = values.len() / BLOCK;
+        let per = blocks.div_ceil(threads::count()).max(1);
+        let parts: Vec<std::sync::Mutex<(Vec<i8>, Vec<f32>)>> =
+            (0..blocks.div_ceil(per)).map(|_| Default::default()).collect();
+        threads::run(parts.len(), |i| {
+            let run = &values[i * per * BLOCK..(((i + 1) * per).min(blocks)) * BLOCK];
+            *parts[i].lock().expect("each part is written by one task") = quantize_activations(run);
+        });
+        let mut out = Q8Rows::with_capacity(blocks);
+        for part in parts {
+            let (qs, scales) = part.into_inner().expect("the tasks are done");
+            out.qs.extend(
+                bytemuck::cast_slice::<i8, [u8; 4]>(&qs)
+                    .iter()
+                    .map(|w| u32::from_le_bytes(*w)),
+            );
+            out.scales.extend(scales);
+        }
+        out
+    }
+
     /// The values these rows hold (the CPU twin of the kernels' dequantization).
     pub fn dequantize(&self) -> Vec<f32> {
         match self.packed.get() {
@@ -192,8 +217,8 @@ fn quantize_block(block: &[f32]) -> (f32, [i8; BLOCK]) {
     (d, std::array::from_fn(|i| (block[i] * inv).round() as i8))
 }
 
-/// Activations in blocks of 32: the values rounded with the f32 scale, the scale kept as
-/// f16 (exactly what candle's `BlockQ8_0::from_float` stores).
+/// Values in blocks of 32: rounded with the f32 scale, the scale kept as f16 (exactly what
+/// candle's `BlockQ8_0::from_float` stores). Activations are quantized so for the kernels.
 fn quantize_activations(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
     let mut qs = Vec::with_capacity(x.len());
     let mut ds = Vec::with_capacity(x.len() / BLOCK);

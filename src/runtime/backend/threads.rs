@@ -42,12 +42,51 @@ pub fn rows_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + S
     }
     let rows = out.len() / width;
     let per = rows.div_ceil(count()).max(1);
-    // One lock per run, taken once by the one task that writes it.
-    let runs: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per * width).map(Mutex::new).collect();
+    let ends: Vec<usize> = (per..rows + per).step_by(per).map(|e| e.min(rows)).collect();
+    runs_mut(out, width, &ends, f);
+}
+
+/// [`rows_mut`] for rows of unequal work: the runs are cut where the sum of `cost(i)`
+/// reaches each thread's share (causal attention's rows grow with their position).
+pub fn rows_mut_by_cost(
+    out: &mut [f32],
+    width: usize,
+    cost: impl Fn(usize) -> usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if width == 0 {
+        return;
+    }
+    let rows = out.len() / width;
+    let threads = count();
+    let total: usize = (0..rows).map(&cost).sum();
+    let mut ends = Vec::with_capacity(threads);
+    let mut sum = 0;
+    for i in 0..rows {
+        sum += cost(i);
+        // Run k ends once the rows so far hold k + 1 shares of the work.
+        if sum * threads >= (ends.len() + 1) * total.max(1) || i + 1 == rows {
+            ends.push(i + 1);
+        }
+    }
+    runs_mut(out, width, &ends, f);
+}
+
+/// `f(i, row)` for every row, each run of rows (up to each of `ends`) a task of its own.
+fn runs_mut(out: &mut [f32], width: usize, ends: &[usize], f: impl Fn(usize, &mut [f32]) + Sync) {
+    let mut runs = Vec::with_capacity(ends.len());
+    let (mut rest, mut start) = (out, 0);
+    for &end in ends {
+        let (run, tail) = rest.split_at_mut((end - start) * width);
+        // One lock per run, taken once by the one task that writes it.
+        runs.push((start, Mutex::new(run)));
+        (rest, start) = (tail, end);
+    }
     run(runs.len(), |r| {
-        let mut run = runs[r].lock().expect("each run is written by one task");
+        let (first, run) = &runs[r];
+        let mut run = run.lock().expect("each run is written by one task");
         for (i, row) in run.chunks_exact_mut(width).enumerate() {
-            f(r * per + i, row);
+            f(first + i, row);
         }
     });
 }
@@ -200,6 +239,14 @@ mod tests {
             rows_mut(&mut out, 3, |i, row| row.iter_mut().for_each(|v| *v += i as f32));
             let want: Vec<f32> = (0..rows).flat_map(|i| [i as f32; 3]).collect();
             assert_eq!(out, want);
+            let mut out = vec![0f32; rows * 3];
+            rows_mut_by_cost(
+                &mut out,
+                3,
+                |i| i * i,
+                |i, row| row.iter_mut().for_each(|v| *v += i as f32),
+            );
+            assert_eq!(out, want, "by cost");
         }
     }
 }

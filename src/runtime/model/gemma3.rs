@@ -221,35 +221,58 @@ impl Gemma3 {
         let (q_row, kv_row) = (c.heads * hd, c.kv_heads * hd);
         let mut x = self.embedding.rows(&all)?;
         cpu::scale_in_place(&mut x, (h as f32).sqrt());
+        // Only the last row of each sequence is read after the last layer, so that layer
+        // takes every row's keys and values but only those rows further.
+        let last_rows = |rows: &[f32], width: usize| -> Vec<f32> {
+            spans
+                .iter()
+                .flat_map(|(_, r, _)| &rows[(r.end - 1) * width..r.end * width])
+                .copied()
+                .collect()
+        };
         for (i, l) in self.layers.iter().enumerate() {
             let global = c.is_global(i);
             let mut a = x.clone();
             cpu::rms_norm(&mut a, &l.attn_norm, c.eps);
-            let mut q = l.q.forward(&a, n)?;
             let mut k = l.k.forward(&a, n)?;
             let v = l.v.forward(&a, n)?;
-            cpu::rms_norm(&mut q, &l.q_norm, c.eps);
             cpu::rms_norm(&mut k, &l.k_norm, c.eps);
             let base = if global { c.rope_base } else { c.local_rope_base };
             for (slot, rows, start) in &spans {
-                let q = &mut q[rows.start * q_row..rows.end * q_row];
                 let k = &mut k[rows.start * kv_row..rows.end * kv_row];
-                cpu::rope(q, c.heads, hd, *start, base);
                 cpu::rope(k, c.kv_heads, hd, *start, base);
                 self.caches[*slot].append(i, k, &v[rows.start * kv_row..rows.end * kv_row]);
             }
-            let seqs: Vec<cpu::Sequence> = spans
-                .iter()
-                .map(|(slot, rows, start)| {
-                    let (k, v) = self.caches[*slot].rows(i);
-                    cpu::Sequence {
-                        k,
-                        v,
-                        first_pos: *start,
-                        tokens: rows.len(),
-                    }
-                })
-                .collect();
+            let last = i + 1 == c.layers;
+            if last {
+                (a, x) = (last_rows(&a, h), last_rows(&x, h));
+            }
+            let n = x.len() / h;
+            let mut q = l.q.forward(&a, n)?;
+            cpu::rms_norm(&mut q, &l.q_norm, c.eps);
+            let mut seqs = Vec::with_capacity(spans.len());
+            let mut row = 0;
+            for (slot, rows, start) in &spans {
+                let (first_pos, tokens) = match last {
+                    true => (start + rows.len() - 1, 1),
+                    false => (*start, rows.len()),
+                };
+                cpu::rope(
+                    &mut q[row * q_row..(row + tokens) * q_row],
+                    c.heads,
+                    hd,
+                    first_pos,
+                    base,
+                );
+                let (k, v) = self.caches[*slot].rows(i);
+                seqs.push(cpu::Sequence {
+                    k,
+                    v,
+                    first_pos,
+                    tokens,
+                });
+                row += tokens;
+            }
             let attn = cpu::attention_batch(&q, &seqs, &c.attention_shape(global));
             let mut a = l.o.forward(&attn, n)?;
             cpu::rms_norm(&mut a, &l.post_attn_norm, c.eps);
@@ -264,13 +287,11 @@ impl Gemma3 {
             cpu::rms_norm(&mut f, &l.post_ffn_norm, c.eps);
             cpu::add_in_place(&mut x, &f);
         }
-        let mut last = Vec::with_capacity(seqs.len() * h);
         for (slot, rows, _) in &spans {
             self.caches[*slot].advance(rows.len());
-            last.extend_from_slice(&x[(rows.end - 1) * h..rows.end * h]);
         }
-        cpu::rms_norm(&mut last, &self.output_norm, c.eps);
-        Ok(last)
+        cpu::rms_norm(&mut x, &self.output_norm, c.eps);
+        Ok(x)
     }
 
     /// [`Self::hidden_last`] after checking every sequence; on an error every cache is

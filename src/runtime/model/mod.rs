@@ -197,6 +197,17 @@ pub fn load_webgpu<S: ByteSource + ?Sized>(
 /// Reads a tensor, checks its shape (outermost dim first) and repacks types that have no
 /// SIMD kernel into Q8_0.
 fn load_qtensor<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[usize]) -> Result<Arc<QTensor>> {
+    let q = read_qtensor(g, src, name, shape)?;
+    let q = if cpu::needs_repack(q.dtype()) {
+        cpu::repack_q8_0(q)?
+    } else {
+        q
+    };
+    Ok(Arc::new(q))
+}
+
+/// Reads a tensor as it is stored, checking its shape.
+fn read_qtensor<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[usize]) -> Result<QTensor> {
     let info = tensor_of_shape(g, name, shape)?;
     let storage = match info.dtype {
         GgmlDType::F32 => read_blocks::<f32, _>(src, info)?,
@@ -215,13 +226,7 @@ fn load_qtensor<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[
         GgmlDType::Q6K => read_blocks::<kq::BlockQ6K, _>(src, info)?,
         GgmlDType::Q8K => read_blocks::<kq::BlockQ8K, _>(src, info)?,
     };
-    let q = QTensor::new(storage, info.shape())?;
-    let q = if cpu::needs_repack(info.dtype) {
-        cpu::repack_q8_0(q)?
-    } else {
-        q
-    };
-    Ok(Arc::new(q))
+    Ok(QTensor::new(storage, info.shape())?)
 }
 
 fn tensor_of_shape<'g>(g: &'g Gguf, name: &str, shape: &[usize]) -> Result<&'g TensorInfo> {
@@ -241,8 +246,12 @@ fn tensor_of_shape<'g>(g: &'g Gguf, name: &str, shape: &[usize]) -> Result<&'g T
 /// through a dequantized copy of one matrix.
 fn load_q8rows<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[usize]) -> Result<Q8Rows> {
     let info = tensor_of_shape(g, name, shape)?;
+    if cpu::needs_repack(info.dtype) {
+        let dense = read_qtensor(g, src, name, shape)?.dequantize(&Device::Cpu)?;
+        return Ok(Q8Rows::quantize_q8_0(&dense.flatten_all()?.to_vec1::<f32>()?));
+    }
     if info.dtype != GgmlDType::Q8_0 {
-        return Q8Rows::from_qtensor(load_qtensor(g, src, name, shape)?.as_ref());
+        return Q8Rows::from_qtensor(&read_qtensor(g, src, name, shape)?);
     }
     if !info.size.is_multiple_of(Q8_0_BLOCK_BYTES) {
         return Err(Error::Malformed(format!("{name}: Q8_0 blocks do not tile the tensor")));
