@@ -311,24 +311,35 @@ mod x86 {
         /// From `rows` rows of `blocks` blocks (`values`, `scales`), each value mapped by
         /// `f`; a group short of blocks is padded with `pad` and scale 0.
         fn new(values: &[i8], scales: &[f32], blocks: usize, pad: T, f: impl Fn(i8) -> T) -> Groups<T> {
-            let rows = scales.len() / blocks;
+            let mut out = Groups::empty(scales.len() / blocks, blocks, pad);
+            for (b, (block, d)) in values.chunks_exact(BLOCK).zip(scales).enumerate() {
+                out.put(b, blocks, *d, block, &f);
+            }
+            out
+        }
+
+        /// `rows` rows of `blocks` blocks, every value `pad` and every scale 0.
+        fn empty(rows: usize, blocks: usize, pad: T) -> Groups<T> {
             let groups = blocks.div_ceil(LANES);
-            let mut out = Groups {
+            Groups {
                 values: vec![pad; rows * groups * GROUP],
                 scales: vec![0.0; rows * groups * LANES],
                 groups,
-            };
-            for (b, (block, d)) in values.chunks_exact(BLOCK).zip(scales).enumerate() {
-                let (r, b) = (b / blocks, b % blocks);
-                let (g, l) = (r * groups + b / LANES, b % LANES);
-                out.scales[g * LANES + l] = *d;
-                for (i, four) in block.chunks_exact(4).enumerate() {
-                    for (k, v) in four.iter().enumerate() {
-                        out.values[g * GROUP + i * 32 + l * 4 + k] = f(*v);
-                    }
+            }
+        }
+
+        /// Block `b` of the rows (row `b / blocks`, its block `b % blocks`), scale `d`, into
+        /// its lane of its group, each value mapped by `f`; returns its index among the scales.
+        fn put(&mut self, b: usize, blocks: usize, d: f32, block: &[i8], f: impl Fn(i8) -> T) -> usize {
+            let (r, b) = (b / blocks, b % blocks);
+            let (g, l) = (r * self.groups + b / LANES, b % LANES);
+            self.scales[g * LANES + l] = d;
+            for (i, four) in block.chunks_exact(4).enumerate() {
+                for (k, v) in four.iter().enumerate() {
+                    self.values[g * GROUP + i * 32 + l * 4 + k] = f(*v);
                 }
             }
-            out
+            g * LANES + l
         }
 
         fn row(&self, r: usize) -> (&[T], &[f32]) {
@@ -392,26 +403,15 @@ mod x86 {
         /// lanes of its group, with its offset from its own sum.
         fn new(x: &[f32], cols: usize) -> Activations {
             let blocks = cols / BLOCK;
-            let groups = blocks.div_ceil(LANES);
             let tokens = x.len() / cols;
-            let mut values = vec![0i8; tokens * groups * GROUP];
-            let mut scales = vec![0f32; tokens * groups * LANES];
-            let mut offsets = vec![0i32; tokens * groups * LANES];
+            let mut xs = Groups::empty(tokens, blocks, 0i8);
+            let mut offsets = vec![0i32; xs.scales.len()];
             for (b, block) in x.chunks_exact(BLOCK).enumerate() {
-                let (t, b) = (b / blocks, b % blocks);
-                let (g, l) = (t * groups + b / LANES, b % LANES);
                 let (d, q) = quantize_block(block);
-                scales[g * LANES + l] = half::f16::from_f32(d).to_f32();
-                offsets[g * LANES + l] = 128 * q.iter().map(|&v| v as i32).sum::<i32>();
-                for (i, four) in q.chunks_exact(4).enumerate() {
-                    values[g * GROUP + i * 32 + l * 4..][..4].copy_from_slice(four);
-                }
+                let at = xs.put(b, blocks, half::f16::from_f32(d).to_f32(), &q, |v| v);
+                offsets[at] = 128 * q.iter().map(|&v| v as i32).sum::<i32>();
             }
-            Activations {
-                xs: Groups { values, scales, groups },
-                offsets,
-                tokens,
-            }
+            Activations { xs, offsets, tokens }
         }
 
         fn token(&self, t: usize) -> (&[i8], &[f32], &[i32]) {
