@@ -569,11 +569,13 @@ pub fn validate_schema(schema: &str) -> std::result::Result<(), JsValue> {
     Schema::from_json(schema).and_then(|s| s.validate()).map_err(js_error)
 }
 
-/// Runs our CPU matrix kernel (simd128 in this build) against an f32 reference:
-/// `[[case, max_rel_diff]]`; anything above 1e-5 is a bug.
+/// Runs our CPU matrix kernels (Q8 and Q4_K/Q6_K, simd128 in this build) against f32
+/// references: `[[case, max_rel_diff]]`; anything above 1e-5 is a bug.
 #[wasm_bindgen(js_name = checkCpuKernels)]
 pub fn check_cpu_kernels() -> std::result::Result<JsValue, JsValue> {
-    to_js(&crate::runtime::backend::q8::self_check())
+    let mut checks = crate::runtime::backend::q8::self_check();
+    checks.extend(crate::runtime::backend::kquant::self_check().map_err(js_error)?);
+    to_js(&checks)
 }
 
 /// Runs every WebGPU kernel against its CPU twin on this browser's adapter:

@@ -563,14 +563,14 @@ await check('only the schema and the redaction key are stored: localStorage, Cac
     ['anote-models-v1/http://HOST/models/anote-ner-lora.safetensors', 'anote-models-v1/http://HOST/models/gemma-3-270m-q4_k_m.gguf']);
 });
 
-await check('the simd128 CPU matrix kernel matches its f32 reference', async () => {
+await check('the simd128 CPU matrix kernels (Q8, Q4_K, Q6_K) match their f32 references', async () => {
   const r = await page.evaluate(async () => {
     const { AnoteClient } = await import('./anote.js');
     const c = new AnoteClient();
     try { return await c.checkCpuKernels(); } finally { c.worker.terminate(); }
   });
   console.log(`     ${r.map(([c, d]) => `${c}: ${d.toExponential(1)}`).join('; ')}`);
-  assert.equal(r.length, 4);
+  assert.equal(r.length, 7);
   assert.deepEqual(r.filter(([, d]) => !(d <= 1e-5)), []);
 });
 

@@ -1,6 +1,7 @@
 //! CPU ops over row-major `f32` slices. The matrix products go through candle's quantized
 //! kernels (AVX2/AVX-512/NEON natively, simd128 in wasm), except Q8_0 ones in wasm and on
-//! x86, which use ours ([`crate::runtime::backend::q8`]); everything else is small enough
+//! x86, which use ours ([`crate::runtime::backend::q8`]), and Q4_K/Q6_K ones in wasm
+//! ([`crate::runtime::backend::kquant`]); everything else is small enough
 //! that plain loops, written so that LLVM vectorises them, are as fast and far clearer.
 
 use std::borrow::Cow;
@@ -12,6 +13,7 @@ use candle_core::{Device, Module, Tensor};
 use crate::error::{Error, Result};
 use crate::runtime::backend::dot::dot;
 use crate::runtime::backend::heads;
+use crate::runtime::backend::kquant::KRows;
 use crate::runtime::backend::low_rank::LowRank;
 use crate::runtime::backend::q8::{self, Q8Rows};
 use crate::runtime::backend::threads;
@@ -25,13 +27,15 @@ pub struct Linear {
     pub in_dim: usize,
 }
 
-/// Whose kernels multiply: candle's, or ours on the Q8 layout, which take Q8_0 in wasm and
-/// on x86 (see [`crate::runtime::backend::q8`] for why); candle's take the rest.
+/// Whose kernels multiply: candle's, or ours: on the Q8 layout, which take Q8_0 in wasm and
+/// on x86 (see [`crate::runtime::backend::q8`] for why), and on Q4_K/Q6_K blocks in wasm
+/// ([`crate::runtime::backend::kquant`]); candle's take the rest.
 enum Weight {
     /// Runs of rows, in order: one natively (candle threads inside its kernels), one per
     /// Web Worker in the threaded browser build (candle's kernels run on one thread there).
     Candle(Vec<RowRun>),
     Q8(Q8Rows),
+    K(KRows),
 }
 
 /// Rows `first..first + rows` of a weight, as a matrix of their own.
@@ -76,6 +80,10 @@ const LONE_Q6K_DIFFERS: bool = !cfg!(target_arch = "wasm32");
 /// wasm, and on x86 with AVX-512 VNNI (see [`crate::runtime::backend::q8`]).
 pub const OWN_Q8_KERNEL: bool = cfg!(target_arch = "wasm32") || q8::X86_KERNEL;
 
+/// Whether Q4_K and Q6_K products run on our kernel ([`Linear::from_k`]): in wasm, where
+/// candle's unpack every weight row again for every token.
+pub const OWN_K_KERNEL: bool = cfg!(target_arch = "wasm32");
+
 impl Linear {
     /// A weight on candle's kernels; in the threaded browser build cut into one run of rows
     /// per thread, each multiplied on its own thread.
@@ -114,6 +122,15 @@ impl Linear {
         }
     }
 
+    pub fn from_k(k: KRows, out_dim: usize, in_dim: usize) -> Linear {
+        Linear {
+            weight: Weight::K(k),
+            lora: None,
+            out_dim,
+            in_dim,
+        }
+    }
+
     /// Rows `ids` of W, dequantized: an embedding lookup when W is the embedding table.
     pub fn rows(&self, ids: &[u32]) -> Result<Vec<f32>> {
         self.check_rows(ids)?;
@@ -131,6 +148,7 @@ impl Linear {
                 Ok(out)
             }
             Weight::Q8(q) => Ok(q.dequantize_rows(self.in_dim, ids.iter().map(|&i| i as usize))),
+            Weight::K(k) => Ok(k.dequantize_rows(ids.iter().map(|&i| i as usize))),
         }
     }
 
@@ -162,6 +180,7 @@ impl Linear {
                 y
             }
             Weight::Q8(q) => q.matmul(x, self.in_dim),
+            Weight::K(k) => k.matmul(x),
         };
         if let Some(lora) = &self.lora {
             lora.add_to(x, &mut y);

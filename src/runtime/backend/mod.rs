@@ -6,10 +6,31 @@
 pub mod cpu;
 pub mod dot;
 pub mod heads;
+pub mod kquant;
 pub mod low_rank;
 pub mod q8;
 pub mod threads;
 pub mod webgpu;
+
+/// Products computed weight row by weight row (`yt[r · tokens + t]`: each row stays in
+/// cache while every token reads it) laid out token by token (`y[t · rows + r]`), sixteen
+/// rows at a time so that each token's sixteen values fill one cache line of `y`.
+pub fn transposed(yt: Vec<f32>, tokens: usize) -> Vec<f32> {
+    if tokens <= 1 {
+        return yt;
+    }
+    let n = yt.len() / tokens;
+    let mut y = vec![0f32; yt.len()];
+    for r0 in (0..n).step_by(16) {
+        let cols = &yt[r0 * tokens..(r0 + 16).min(n) * tokens];
+        for (t, y) in y.chunks_exact_mut(n).enumerate() {
+            for (i, y) in y[r0..(r0 + 16).min(n)].iter_mut().enumerate() {
+                *y = cols[i * tokens + t];
+            }
+        }
+    }
+    y
+}
 
 /// The largest difference between `got` and the reference `want`, relative to the largest
 /// reference value (at least 1); infinite when the lengths differ or a value is NaN, so a

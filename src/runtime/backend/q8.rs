@@ -16,7 +16,7 @@ use candle_core::Device;
 
 use crate::error::Result;
 use crate::runtime::backend::dot::dot;
-use crate::runtime::backend::{max_rel_diff, noise, threads};
+use crate::runtime::backend::{max_rel_diff, noise, threads, transposed};
 
 /// Values per block, each block with one scale.
 pub const BLOCK: usize = 32;
@@ -137,38 +137,29 @@ impl Q8Rows {
         if tokens >= BY_TOKENS * threads::count() {
             return x86::by_tokens(self.packed(cols), x, cols);
         }
-        let yt = self.products(x, cols);
-        let n = yt.len() / tokens.max(1);
-        if tokens == 1 {
-            return yt;
-        }
-        // The products come out transposed (weight rows outermost: they stay in cache
-        // while every token reads them). Sixteen rows at a time: each token's sixteen values
-        // fill one cache line of `y`.
-        let mut y = vec![0f32; tokens * n];
-        for r0 in (0..n).step_by(16) {
-            let cols = &yt[r0 * tokens..(r0 + 16).min(n) * tokens];
-            for (t, y) in y.chunks_exact_mut(n).enumerate() {
-                for (i, y) in y[r0..(r0 + 16).min(n)].iter_mut().enumerate() {
-                    *y = cols[i * tokens + t];
-                }
-            }
-        }
-        y
+        transposed(self.products(x, cols), tokens)
     }
 
-    /// `yt[r · tokens + t] = W[r] · x[t]`, the threads taking runs of weight rows.
+    /// `yt[r · tokens + t] = W[r] · x[t]`, the threads taking runs of weight rows, each row
+    /// against [`TILE`] tokens at a time.
     #[cfg(not(x86_kernel))]
     fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
         let tokens = x.len() / cols;
         let (xq, xd) = quantize_activations(x);
+        // Widened once here rather than for every weight row in the kernel.
+        let xq: Vec<i16> = xq.into_iter().map(i16::from).collect();
         let blocks = cols / BLOCK;
+        let x = |t: usize| (&xq[t * cols..(t + 1) * cols], &xd[t * blocks..(t + 1) * blocks]);
         let w = self.values();
         let mut yt = vec![0f32; self.scales.len() / blocks * tokens];
+        let tiled = tokens / TILE * TILE;
         threads::rows_mut(&mut yt, tokens, |r, out| {
-            let (wq, wd) = (&w[r * cols..(r + 1) * cols], &self.scales[r * blocks..(r + 1) * blocks]);
-            for (t, y) in out.iter_mut().enumerate() {
-                *y = dot_q8(wq, wd, &xq[t * cols..(t + 1) * cols], &xd[t * blocks..(t + 1) * blocks]);
+            let row = (&w[r * cols..(r + 1) * cols], &self.scales[r * blocks..(r + 1) * blocks]);
+            for t0 in (0..tiled).step_by(TILE) {
+                out[t0..t0 + TILE].copy_from_slice(&dots_q8::<TILE>(row, std::array::from_fn(|i| x(t0 + i))));
+            }
+            for (t, y) in out.iter_mut().enumerate().skip(tiled) {
+                *y = dots_q8(row, [x(t)])[0];
             }
         });
         yt
@@ -230,49 +221,61 @@ fn quantize_activations(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
     (qs, ds)
 }
 
-/// `Σ_blocks (Σ w·x) · dw · dx` over one row pair.
+/// Tokens that share each load of a weight block (outside the x86 kernel).
+#[cfg(not(x86_kernel))]
+const TILE: usize = 4;
+
+/// `Σ_blocks (Σ w·x) · dw · dx` of one weight row `(values, scales)` with each of `N`
+/// tokens. Each token's sum is computed as it would be alone.
 #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), x86_kernel)))]
-fn dot_q8(w: &[i8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
-    let mut acc = 0f32;
-    for ((wb, xb), d) in w.chunks_exact(BLOCK).zip(x.chunks_exact(BLOCK)).zip(wd.iter().zip(xd)) {
-        let s: i32 = wb.iter().zip(xb).map(|(a, b)| *a as i32 * *b as i32).sum();
-        acc += s as f32 * (d.0 * d.1);
-    }
-    acc
+fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [f32; N] {
+    x.map(|(x, xd)| {
+        let mut acc = 0f32;
+        for ((wb, xb), d) in w.chunks_exact(BLOCK).zip(x.chunks_exact(BLOCK)).zip(wd.iter().zip(xd)) {
+            let s: i32 = wb.iter().zip(xb).map(|(a, b)| *a as i32 * *b as i32).sum();
+            acc += s as f32 * (d.0 * d.1);
+        }
+        acc
+    })
 }
 
-/// The same with simd128: per block, 16-lane int8 products widened to i16 (|w·x| ≤ 16384
-/// fits), pairwise-added into i32 lanes, then scaled in four f32 lanes.
+/// The same with simd128: per block, the weights widened to i16 once, then for each token
+/// `i32x4.dot_i16x8_s` (|w·x| ≤ 16384, two to a lane) and the block's sum scaled in four
+/// f32 lanes.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dot_q8(w: &[i8], wd: &[f32], x: &[i8], xd: &[f32]) -> f32 {
+fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [f32; N] {
     use core::arch::wasm32::*;
-    assert!(w.len() == x.len() && w.len() == wd.len() * BLOCK && xd.len() == wd.len());
-    let mut acc = f32x4_splat(0.0);
+    assert!(w.len() == wd.len() * BLOCK);
+    assert!(x.iter().all(|(x, xd)| x.len() == w.len() && xd.len() == wd.len()));
+    let mut acc = [f32x4_splat(0.0); N];
     for b in 0..wd.len() {
-        // SAFETY: block b spans bytes 32b..32b+32 of w and x, inside both (asserted above).
-        let (w0, w1, x0, x1) = unsafe {
-            let (pw, px) = (
-                w.as_ptr().add(b * BLOCK) as *const v128,
-                x.as_ptr().add(b * BLOCK) as *const v128,
-            );
-            (v128_load(pw), v128_load(pw.add(1)), v128_load(px), v128_load(px.add(1)))
+        // SAFETY: block b spans values 32b..32b+32 of w and of every x (asserted above).
+        let (w0, w1) = unsafe {
+            let p = w.as_ptr().add(b * BLOCK) as *const v128;
+            (v128_load(p), v128_load(p.add(1)))
         };
-        let s = i32x4_add(
-            i32x4_add(
-                i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(w0, x0)),
-                i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(w0, x0)),
-            ),
-            i32x4_add(
-                i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(w1, x1)),
-                i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(w1, x1)),
-            ),
-        );
-        acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(s), f32x4_splat(wd[b] * xd[b])));
+        let w = [
+            i16x8_extend_low_i8x16(w0),
+            i16x8_extend_high_i8x16(w0),
+            i16x8_extend_low_i8x16(w1),
+            i16x8_extend_high_i8x16(w1),
+        ];
+        for (acc, (x, xd)) in acc.iter_mut().zip(&x) {
+            let x: [v128; 4] =
+                std::array::from_fn(|i| unsafe { v128_load((x.as_ptr().add(b * BLOCK) as *const v128).add(i)) });
+            let s = i32x4_add(
+                i32x4_add(i32x4_dot_i16x8(w[0], x[0]), i32x4_dot_i16x8(w[1], x[1])),
+                i32x4_add(i32x4_dot_i16x8(w[2], x[2]), i32x4_dot_i16x8(w[3], x[3])),
+            );
+            *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(s), f32x4_splat(wd[b] * xd[b])));
+        }
     }
-    f32x4_extract_lane::<0>(acc)
-        + f32x4_extract_lane::<1>(acc)
-        + f32x4_extract_lane::<2>(acc)
-        + f32x4_extract_lane::<3>(acc)
+    acc.map(|a| {
+        f32x4_extract_lane::<0>(a)
+            + f32x4_extract_lane::<1>(a)
+            + f32x4_extract_lane::<2>(a)
+            + f32x4_extract_lane::<3>(a)
+    })
 }
 
 /// The x86 kernel (AVX-512 VNNI on 256-bit registers). Weights and activations are laid out

@@ -22,6 +22,7 @@ pub use snapshot::KvSnapshot;
 
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::{self, Linear};
+use crate::runtime::backend::kquant::{KRows, Kind};
 use crate::runtime::backend::q8::{self, Q8Rows, Q8_0_BLOCK_BYTES};
 use crate::runtime::gguf::{ByteSource, Gguf, TensorInfo};
 
@@ -274,6 +275,12 @@ fn load_linear<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, out: usize
     let dtype = g.tensor(name)?.dtype;
     if cpu::OWN_Q8_KERNEL && (dtype == GgmlDType::Q8_0 || cpu::needs_repack(dtype)) {
         return Ok(Linear::from_q8(load_q8rows(g, src, name, &[out, inp])?, out, inp));
+    }
+    if let Some(kind) = Kind::of(dtype).filter(|_| cpu::OWN_K_KERNEL) {
+        let info = tensor_of_shape(g, name, &[out, inp])?;
+        let mut blocks = vec![0u8; info.size];
+        src.read_into(info.offset, &mut blocks)?;
+        return Ok(Linear::from_k(KRows::new(kind, blocks, out, inp)?, out, inp));
     }
     Linear::new(load_qtensor(g, src, name, &[out, inp])?)
 }
