@@ -78,7 +78,7 @@ function nativeExtraction(adapter, backend = 'cpu', docs = EXTRACT_DOCS) {
 
 // Long documents: bench/documents/email-thread.txt (4.2 KB, an e-mail thread with PII) and
 // the PII dev documents joined as paragraphs (all 300 make 29 KB), extracted whole with the
-// pii preset, one window at a time (--batch 1) and 8 at once. The time is the whole command's
+// pii preset, one window at a time (--batch 1), 8 at once (the page's default) and 16 (the CLI's). The time is the whole command's
 // (loading the model and the 690-token schema prefix included), as a user waits for it.
 const EMAIL = 'bench/documents/email-thread.txt';
 const LONG_FILE = `${tmpdir()}/anote-bench-pii-joined.txt`;
@@ -206,8 +206,8 @@ const extractGpu = nativeExtraction('default', 'webgpu', GPU_DOCS);
 const extractCpuFew = nativeExtraction('default', 'cpu', GPU_DOCS);
 const cpp = llamaPython ? [nativeLlamaCpp(1), nativeLlamaCpp(2)] : null;
 const nativeDocs = [
-  ...[[1, 1], [1, 8], [2, 1], [2, 8]].map(([t, b]) => nativeDocument(EMAIL, t, b)),
-  ...[[2, 1], [2, 8]].map(([t, b]) => nativeDocument(LONG_FILE, t, b)),
+  ...[[1, 1], [1, 8], [1, 16], [2, 1], [2, 8], [2, 16]].map(([t, b]) => nativeDocument(EMAIL, t, b)),
+  ...[[2, 1], [2, 8], [2, 16]].map(([t, b]) => nativeDocument(LONG_FILE, t, b)),
 ];
 const wasmNote = (r) => `with the adapter; wasm linear memory (its peak) ${(r.wasm_bytes / 1e6).toFixed(0)} MB`;
 const wasm = await inBrowser('bench/anote.html', 'anote (ours), wasm SIMD128', wasmNote);

@@ -124,7 +124,7 @@ class Extractor:
         preset: Optional[str] = None,
         schema: Optional[SchemaLike] = None,
         threads: Optional[int] = None,
-        batch: int = 8,
+        batch: int = 16,
         *,
         _engine: Optional[_native.Engine] = None,
     ) -> None:

@@ -72,7 +72,7 @@ def redact(
     model: Optional[str] = None,
     adapter: str = "default",
     threads: Optional[int] = None,
-    batch: int = 8,
+    batch: int = 16,
 ) -> DataFrame:
     """`df` with `column` redacted, plus `entities` (array of REDACTED_ENTITY) and `error`
     (null or a code). The original text is gone unless `keep_original` keeps it in
@@ -117,7 +117,7 @@ def extract(
     model: Optional[str] = None,
     adapter: str = "default",
     threads: Optional[int] = None,
-    batch: int = 8,
+    batch: int = 16,
 ) -> DataFrame:
     """`df` plus `entities` (array of ENTITY) and `error` (null or a code); `column` as it was."""
     if preset is None and schema is None:
