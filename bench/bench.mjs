@@ -283,7 +283,7 @@ ${table.join('\n')}
 ${ratios.join('\n')}
 
 Long documents, extracted whole (\`pii\` preset, recognizers on, the adapter): \`${EMAIL}\` (an e-mail thread with
-PII) and the PII dev documents joined as paragraphs (${(nativeDocs[4].bytes / 1000).toFixed(0)} KB, up to 40 KB of them). Natively the time is the
+PII) and the PII dev documents joined as paragraphs (${(nativeDocs.find((d) => d.file === LONG_FILE).bytes / 1000).toFixed(0)} KB, up to 40 KB of them). Natively the time is the
 whole command, loading the model and the schema prefix included (\`anote --threads T --batch B extract --preset pii FILE\`);
 in the page it is the extraction alone, the schema prefix cached (\`bench/documents.html?threads=T&batch=B\`; more than
 one thread is the threaded build). \`--batch\` is how
