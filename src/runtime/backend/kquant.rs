@@ -6,9 +6,9 @@
 //! their group's integer scale, then dotted with every token, four tokens per weight load.
 //!
 //! The activations are quantized as candle quantizes them for these types (Q8_K: one f32
-//! scale per 256 values), so each super-block's integer sum is exactly its; only
-//! the f32 sum over super-blocks rounds in its own (fixed) order, so a token's products do
-//! not depend on the other tokens or the threads.
+//! scale per 256 values), so each super-block's integer sum is exactly candle's; only the
+//! f32 sum over super-blocks rounds in an order of its own, a fixed one, so a token's
+//! products do not depend on the other tokens or the threads.
 //!
 //! The dot products are simd128 in wasm and plain Rust elsewhere; natively the model keeps
 //! candle's kernels (AVX-512 and AMX there), and `tests/kquant_kernel.rs` checks this one
