@@ -241,11 +241,10 @@ pub fn rope_table(tokens: usize, head_dim: usize, first: usize, base: f32) -> Ve
 }
 
 /// Rotary position embedding, NeoX layout (the two halves of each head rotate together).
-/// `x` is `positions.len() × heads × head_dim`.
-pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, first_pos: usize, base: f32) {
+/// `x` is `tokens × heads × head_dim`, and `table` their [`rope_table`] (made once per
+/// forward: every layer of a base turns the same positions).
+pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, table: &[f32]) {
     let half = head_dim / 2;
-    let tokens = x.len() / (heads * head_dim);
-    let table = rope_table(tokens, head_dim, first_pos, base);
     for (row, cs) in x.chunks_exact_mut(heads * head_dim).zip(table.chunks_exact(half * 2)) {
         for head in row.chunks_exact_mut(head_dim) {
             let (lo, hi) = head.split_at_mut(half);
@@ -462,10 +461,10 @@ mod tests {
     fn rope_at_position_zero_is_identity_and_preserves_norm() {
         let x: Vec<f32> = (0..2 * 3 * 8).map(|i| i as f32 * 0.1 - 1.0).collect();
         let mut y = x.clone();
-        rope(&mut y[..3 * 8], 3, 8, 0, 10_000.0);
+        rope(&mut y[..3 * 8], 3, 8, &rope_table(1, 8, 0, 10_000.0));
         assert_eq!(&y[..24], &x[..24]);
         let mut z = x.clone();
-        rope(&mut z, 3, 8, 5, 10_000.0);
+        rope(&mut z, 3, 8, &rope_table(2, 8, 5, 10_000.0));
         for (a, b) in x.chunks(8).zip(z.chunks(8)) {
             assert!((dot(a, a) - dot(b, b)).abs() < 1e-4);
         }

@@ -219,6 +219,14 @@ impl Gemma3 {
             row += tokens.len();
         }
         let (q_row, kv_row) = (c.heads * hd, c.kv_heads * hd);
+        // RoPE's angles for each sequence's positions, local base then global: one table per
+        // forward rather than one per layer (the sines and cosines were a tenth of a step).
+        let tables: Vec<[Vec<f32>; 2]> = spans
+            .iter()
+            .map(|(_, rows, start)| {
+                [c.local_rope_base, c.rope_base].map(|b| cpu::rope_table(rows.len(), hd, *start, b))
+            })
+            .collect();
         let mut x = self.embedding.rows(&all)?;
         cpu::scale_in_place(&mut x, (h as f32).sqrt());
         // Only the last row of each sequence is read after the last layer, so that layer
@@ -237,10 +245,9 @@ impl Gemma3 {
             let mut k = l.k.forward(&a, n)?;
             let v = l.v.forward(&a, n)?;
             cpu::rms_norm(&mut k, &l.k_norm, c.eps);
-            let base = if global { c.rope_base } else { c.local_rope_base };
-            for (slot, rows, start) in &spans {
+            for ((slot, rows, _), tables) in spans.iter().zip(&tables) {
                 let k = &mut k[rows.start * kv_row..rows.end * kv_row];
-                cpu::rope(k, c.kv_heads, hd, *start, base);
+                cpu::rope(k, c.kv_heads, hd, &tables[global as usize]);
                 self.caches[*slot].append(i, k, &v[rows.start * kv_row..rows.end * kv_row]);
             }
             let last = i + 1 == c.layers;
@@ -252,18 +259,13 @@ impl Gemma3 {
             cpu::rms_norm(&mut q, &l.q_norm, c.eps);
             let mut seqs = Vec::with_capacity(spans.len());
             let mut row = 0;
-            for (slot, rows, start) in &spans {
+            for ((slot, rows, start), tables) in spans.iter().zip(&tables) {
                 let (first_pos, tokens) = match last {
                     true => (start + rows.len() - 1, 1),
                     false => (*start, rows.len()),
                 };
-                cpu::rope(
-                    &mut q[row * q_row..(row + tokens) * q_row],
-                    c.heads,
-                    hd,
-                    first_pos,
-                    base,
-                );
+                let table = &tables[global as usize][(first_pos - start) * hd..];
+                cpu::rope(&mut q[row * q_row..(row + tokens) * q_row], c.heads, hd, table);
                 let (k, v) = self.caches[*slot].rows(i);
                 seqs.push(cpu::Sequence {
                     k,

@@ -56,9 +56,9 @@ pub fn rope(
 pub(super) async fn check(gpu: &Gpu) -> Result<Vec<KernelCheck>> {
     let (heads, hd, tokens, first) = (3, 16, 4, 7000);
     let x = noise(tokens * heads * hd, 10, 1.0);
-    let mut want = x.clone();
-    cpu::rope(&mut want, heads, hd, first, 1_000_000.0);
     let table = rope_table(tokens, hd, first, 1_000_000.0);
+    let mut want = x.clone();
+    cpu::rope(&mut want, heads, hd, &table);
     let (p, groups) = params(heads, hd, tokens);
     let got = run::<Rope>(gpu, &p, &[&table], &x, groups).await?;
     Ok(vec![compare::<Rope>("positions 7000…7003".into(), &got, &want)])
