@@ -219,8 +219,8 @@ impl Gemma3 {
             row += tokens.len();
         }
         let (q_row, kv_row) = (c.heads * hd, c.kv_heads * hd);
-        // RoPE's angles for each sequence's positions, local base then global: one table per
-        // forward rather than one per layer (the sines and cosines were a tenth of a step).
+        // RoPE's angles for each sequence's positions, local base then global: two tables per
+        // forward, which Q and K of every layer share (each made its own before: 36 a forward).
         let tables: Vec<[Vec<f32>; 2]> = spans
             .iter()
             .map(|(_, rows, start)| {
