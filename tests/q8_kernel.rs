@@ -60,3 +60,24 @@ fn a_token_gets_the_same_products_alone_and_among_many() {
         assert_eq!(y, w.forward(&x[t * cols..][..cols], 1).unwrap(), "token {t}");
     }
 }
+
+/// Projections that read the same input are one product (`Linear::forward_each`): each
+/// result is the same bits as the projection's own, for few tokens (shared out by weight
+/// rows) and many (by tokens), and a projection on another kernel goes its own way.
+#[test]
+fn projections_of_one_input_together_give_what_each_gives_alone() {
+    let cols = 640;
+    let [k, v, q] = [(256, 7), (256, 8), (1024, 9)]
+        .map(|(rows, seed)| Linear::from_q8(Q8Rows::from_qtensor(&q8_0(rows, cols, seed)).unwrap(), rows, cols));
+    let candle = Linear::new(Arc::new(q8_0(96, cols, 10))).unwrap();
+    for tokens in [1, 5, 41] {
+        let x = noise(tokens * cols, 11, 2.0);
+        let together = Linear::forward_each([&k, &v, &q], &x, tokens).unwrap();
+        for (got, w) in together.iter().zip([&k, &v, &q]) {
+            assert_eq!(got, &w.forward(&x, tokens).unwrap(), "{tokens} tokens");
+        }
+        let [a, b] = Linear::forward_each([&k, &candle], &x, tokens).unwrap();
+        assert_eq!(a, k.forward(&x, tokens).unwrap());
+        assert_eq!(b, candle.forward(&x, tokens).unwrap());
+    }
+}

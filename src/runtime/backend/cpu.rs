@@ -163,7 +163,39 @@ impl Linear {
     /// `rows × in` → `rows × out`. Each row's result is the same whatever the other rows
     /// (sequences decoded together get what each gets alone), and whatever the threads.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let mut y = match &self.weight {
+        let [y] = Linear::forward_each([self], x, rows)?;
+        Ok(y)
+    }
+
+    /// [`Linear::forward`] of projections that read the same input (a layer's K, V and Q;
+    /// its gate and up), each the same as alone. Where all are on the Q8 kernel, they are
+    /// one product ([`Q8Rows::matmul_each`]).
+    pub fn forward_each<const N: usize>(ls: [&Linear; N], x: &[f32], rows: usize) -> Result<[Vec<f32>; N]> {
+        let q8 = ls.map(|l| match &l.weight {
+            Weight::Q8(q) if l.in_dim == ls[0].in_dim => Some(q),
+            _ => None,
+        });
+        let mut ys = match q8.iter().all(Option::is_some) {
+            true => Q8Rows::matmul_each(q8.map(|q| q.expect("all on the Q8 kernel")), x, ls[0].in_dim),
+            false => {
+                let mut ys = std::array::from_fn(|_| Vec::new());
+                for (y, l) in ys.iter_mut().zip(ls) {
+                    *y = l.product(x, rows)?;
+                }
+                ys
+            }
+        };
+        for (y, l) in ys.iter_mut().zip(ls) {
+            if let Some(lora) = &l.lora {
+                lora.add_to(x, y);
+            }
+        }
+        Ok(ys)
+    }
+
+    /// `x · Wᵀ`, without the adapter.
+    fn product(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        Ok(match &self.weight {
             Weight::Candle(runs) if runs.len() == 1 => runs[0].forward(x, rows, self.in_dim)?,
             Weight::Candle(runs) => {
                 let parts: Vec<Mutex<Result<Vec<f32>>>> = runs.iter().map(|_| Mutex::new(Ok(Vec::new()))).collect();
@@ -181,11 +213,7 @@ impl Linear {
             }
             Weight::Q8(q) => q.matmul(x, self.in_dim),
             Weight::K(k) => k.matmul(x),
-        };
-        if let Some(lora) = &self.lora {
-            lora.add_to(x, &mut y);
-        }
-        Ok(y)
+        })
     }
 
     fn check_rows(&self, ids: &[u32]) -> Result<()> {

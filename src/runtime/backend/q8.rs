@@ -132,42 +132,21 @@ impl Q8Rows {
     /// activations are quantized to 8 bits per block as candle quantizes them for its
     /// Q8_0 kernels, then each block's integer dot product is scaled by both scales.
     pub fn matmul(&self, x: &[f32], cols: usize) -> Vec<f32> {
+        let [y] = Q8Rows::matmul_each([self], x, cols);
+        y
+    }
+
+    /// [`Q8Rows::matmul`] of matrices that read the same input (a layer's K, V and Q; its
+    /// gate and up), each product the same bits as alone: the activations are quantized
+    /// once, and the threads share out all the matrices' rows in one go rather than
+    /// meeting once per matrix.
+    pub fn matmul_each<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
         let tokens = x.len() / cols;
         #[cfg(x86_kernel)]
         if tokens >= BY_TOKENS * threads::count() {
-            return x86::by_tokens(self.packed(cols), x, cols);
+            return x86::by_tokens(mats.map(|m| m.packed(cols)), x, cols);
         }
-        transposed(self.products(x, cols), tokens)
-    }
-
-    /// `yt[r · tokens + t] = W[r] · x[t]`, the threads taking runs of weight rows, each row
-    /// against [`TILE`] tokens at a time.
-    #[cfg(not(x86_kernel))]
-    fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
-        let tokens = x.len() / cols;
-        let (xq, xd) = quantize_activations(x);
-        // Widened once here rather than for every weight row in the kernel.
-        let xq: Vec<i16> = xq.into_iter().map(i16::from).collect();
-        let blocks = cols / BLOCK;
-        let x = |t: usize| (&xq[t * cols..(t + 1) * cols], &xd[t * blocks..(t + 1) * blocks]);
-        let w = self.values();
-        let mut yt = vec![0f32; self.scales.len() / blocks * tokens];
-        let tiled = tokens / TILE * TILE;
-        threads::rows_mut(&mut yt, tokens, |r, out| {
-            let row = (&w[r * cols..(r + 1) * cols], &self.scales[r * blocks..(r + 1) * blocks]);
-            for t0 in (0..tiled).step_by(TILE) {
-                out[t0..t0 + TILE].copy_from_slice(&dots_q8::<TILE>(row, std::array::from_fn(|i| x(t0 + i))));
-            }
-            for (t, y) in out.iter_mut().enumerate().skip(tiled) {
-                *y = dots_q8(row, [x(t)])[0];
-            }
-        });
-        yt
-    }
-
-    #[cfg(x86_kernel)]
-    fn products(&self, x: &[f32], cols: usize) -> Vec<f32> {
-        x86::products(self.packed(cols), x, cols)
+        products(mats, x, cols).map(|yt| transposed(yt, tokens))
     }
 
     #[cfg(x86_kernel)]
@@ -190,6 +169,65 @@ impl Q8Rows {
             self
         }
     }
+}
+
+/// Which of matrices stacked one after another (`ends`: where each one's rows end) holds
+/// stacked row `i`, and its row there.
+fn locate(ends: &[usize], i: usize) -> (usize, usize) {
+    let m = ends.partition_point(|&e| e <= i);
+    (m, i - start(ends, m))
+}
+
+/// Where stacked matrix `m` starts (`ends`: where each one ends).
+fn start(ends: &[usize], m: usize) -> usize {
+    m.checked_sub(1).map_or(0, |p| ends[p])
+}
+
+/// `stacked` cut into `N` pieces, piece `m` the values `at(m)` (in order, not overlapping);
+/// the first piece is `stacked` itself, truncated.
+fn unstack<const N: usize>(mut stacked: Vec<f32>, at: impl Fn(usize) -> std::ops::Range<usize>) -> [Vec<f32>; N] {
+    let mut pieces = std::array::from_fn(|_| Vec::new());
+    for m in (0..N).rev() {
+        let at = at(m);
+        stacked.truncate(at.end);
+        pieces[m] = stacked.split_off(at.start);
+    }
+    pieces
+}
+
+/// `yt[r · tokens + t] = W[r] · x[t]` for each matrix, the threads taking runs of all the
+/// matrices' weight rows, each row against [`TILE`] tokens at a time.
+#[cfg(not(x86_kernel))]
+fn products<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
+    let tokens = x.len() / cols;
+    let (xq, xd) = quantize_activations(x);
+    // Widened once here rather than for every weight row in the kernel.
+    let xq: Vec<i16> = xq.into_iter().map(i16::from).collect();
+    let blocks = cols / BLOCK;
+    let x = |t: usize| (&xq[t * cols..(t + 1) * cols], &xd[t * blocks..(t + 1) * blocks]);
+    let mut ends = mats.map(|m| m.scales.len() / blocks);
+    for m in 1..N {
+        ends[m] += ends[m - 1];
+    }
+    let mut yt = vec![0f32; ends[N - 1] * tokens];
+    let tiled = tokens / TILE * TILE;
+    threads::rows_mut(&mut yt, tokens, |i, out| {
+        let (m, r) = locate(&ends, i);
+        let (w, d) = (mats[m].values(), &mats[m].scales);
+        let row = (&w[r * cols..(r + 1) * cols], &d[r * blocks..(r + 1) * blocks]);
+        for t0 in (0..tiled).step_by(TILE) {
+            out[t0..t0 + TILE].copy_from_slice(&dots_q8::<TILE>(row, std::array::from_fn(|i| x(t0 + i))));
+        }
+        for (t, y) in out.iter_mut().enumerate().skip(tiled) {
+            *y = dots_q8(row, [x(t)])[0];
+        }
+    });
+    unstack(yt, |m| start(&ends, m) * tokens..ends[m] * tokens)
+}
+
+#[cfg(x86_kernel)]
+fn products<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
+    x86::products(mats.map(|m| m.packed(cols)), x, cols)
 }
 
 /// Tokens per thread from which the x86 kernel shares a product out by tokens rather than
@@ -278,10 +316,11 @@ fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -
     })
 }
 
-/// The x86 kernel (AVX-512 VNNI on 256-bit registers). Weights and activations are laid out
-/// so that one register holds four bytes of each of eight blocks: eight `vpdpbusd` then sum
-/// eight whole blocks of a weight row against a token, each block in a lane of its own, and
-/// the eight sums are scaled at once (candle's Q8_0 dot product sums and scales one block
+/// The x86 kernel (AVX-512 VNNI). Weights and activations are laid out so that 32 bytes
+/// hold four bytes of each of eight blocks: eight `vpdpbusd` on 256-bit registers, or four
+/// on 512-bit ones (then each block's two halves added), sum eight whole blocks of a weight
+/// row against a token, each block in a lane of its own, and the eight sums are scaled at
+/// once (candle's Q8_0 dot product sums and scales one block
 /// at a time; its tiled kernels need rows a multiple of 256 wide, and Gemma 3 270M's
 /// projections are 640). The weights are stored plus 128 (`vpdpbusd` multiplies unsigned
 /// by signed bytes) and each block's sum is corrected by 128 times its activations' sum.
@@ -291,7 +330,9 @@ fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -
 mod x86 {
     use core::arch::x86_64::*;
 
-    use super::{quantize_block, threads, Q8Rows, BLOCK};
+    use std::sync::Mutex;
+
+    use super::{locate, quantize_block, start, threads, unstack, Q8Rows, BLOCK};
 
     /// Blocks in a group: one per i32 lane.
     const LANES: usize = 8;
@@ -449,47 +490,78 @@ mod x86 {
         }
     }
 
-    /// `yt[r · tokens + t] = W[r] · x[t]`; the threads take runs of tiles of rows.
-    pub fn products(w: &Packed, x: &[f32], cols: usize) -> Vec<f32> {
-        assert_eq!(cols, w.cols, "a product of another width than the matrix's");
+    /// `yt[r · tokens + t] = W[r] · x[t]` for each matrix; the threads take runs of tiles of
+    /// rows of all the matrices.
+    pub fn products<const N: usize>(ws: [&Packed; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
+        assert!(
+            ws.iter().all(|w| w.cols == cols),
+            "a product of another width than the matrix's"
+        );
         let x = Activations::new(x, cols);
         let tokens = x.tokens;
-        let mut yt = vec![0f32; w.rows.div_ceil(ROWS) * ROWS * tokens];
-        threads::rows_mut(&mut yt, ROWS * tokens, |tile, out| {
-            row_tile(w, tile * ROWS, &x, |r, t, y| out[r * tokens + t] = y);
+        let mut ends = ws.map(|w| w.rows.div_ceil(ROWS));
+        for m in 1..N {
+            ends[m] += ends[m - 1];
+        }
+        let mut yt = vec![0f32; ends[N - 1] * ROWS * tokens];
+        threads::rows_mut(&mut yt, ROWS * tokens, |i, out| {
+            let (m, tile) = locate(&ends, i);
+            row_tile(ws[m], tile * ROWS, &x, |r, t, y| out[r * tokens + t] = y);
         });
-        yt.truncate(w.rows * tokens);
-        yt
+        unstack(yt, |m| {
+            let first = start(&ends, m) * ROWS * tokens;
+            first..first + ws[m].rows * tokens
+        })
     }
 
-    /// `y[t · rows + r] = W[r] · x[t]`; the threads take runs of tokens, each quantizing
-    /// its own and writing its rows of `y` in place. For many tokens: every thread reads
-    /// all the weights (from the shared cache), and nothing is left for one thread to do
-    /// alone before or after (the activations, the transpose of `yt`).
-    pub fn by_tokens(w: &Packed, x: &[f32], cols: usize) -> Vec<f32> {
-        assert_eq!(cols, w.cols, "a product of another width than the matrix's");
+    /// `y[t · rows + r] = W[r] · x[t]` for each matrix; the threads take runs of tokens, each
+    /// quantizing its own once for all the matrices and writing its rows of each `y` in
+    /// place. For many tokens: every thread reads all the weights (from the shared cache),
+    /// and nothing is left for one thread to do alone before or after (the activations, the
+    /// transpose of `yt`).
+    pub fn by_tokens<const N: usize>(ws: [&Packed; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
+        assert!(
+            ws.iter().all(|w| w.cols == cols),
+            "a product of another width than the matrix's"
+        );
         let tokens = x.len() / cols;
         let per = tokens.div_ceil(threads::count()).max(1);
+        let runs = tokens.div_ceil(per);
         // Whole runs; the last one's missing tokens are cut off after.
-        let mut y = vec![0f32; tokens.div_ceil(per) * per * w.rows];
-        threads::rows_mut(&mut y, per * w.rows, |run, y| {
-            let x = &x[run * per * cols..];
-            let x = Activations::new(&x[..x.len().min(per * cols)], cols);
-            for first in (0..w.rows).step_by(ROWS) {
-                let n = ROWS.min(w.rows - first);
-                row_tile(w, first, &x, |r, t, v| {
-                    if r < n {
-                        y[t * w.rows + first + r] = v;
-                    }
-                });
+        let mut ys = ws.map(|w| vec![0f32; runs * per * w.rows]);
+        {
+            // Run k's rows of every `y`, taken once by the one task that writes them.
+            let mut parts: Vec<Vec<&mut [f32]>> = (0..runs).map(|_| Vec::with_capacity(N)).collect();
+            for (y, w) in ys.iter_mut().zip(ws) {
+                for (part, run) in parts.iter_mut().zip(y.chunks_exact_mut(per * w.rows)) {
+                    part.push(run);
+                }
             }
-        });
-        y.truncate(tokens * w.rows);
-        y
+            let parts: Vec<Mutex<Vec<&mut [f32]>>> = parts.into_iter().map(Mutex::new).collect();
+            threads::run(runs, |run| {
+                let mut ys = parts[run].lock().expect("each run is written by one task");
+                let x = &x[run * per * cols..];
+                let x = Activations::new(&x[..x.len().min(per * cols)], cols);
+                for (w, y) in ws.iter().zip(ys.iter_mut()) {
+                    for first in (0..w.rows).step_by(ROWS) {
+                        let n = ROWS.min(w.rows - first);
+                        row_tile(w, first, &x, |r, t, v| {
+                            if r < n {
+                                y[t * w.rows + first + r] = v;
+                            }
+                        });
+                    }
+                }
+            });
+        }
+        for (y, w) in ys.iter_mut().zip(ws) {
+            y.truncate(tokens * w.rows);
+        }
+        ys
     }
 
     /// The products of a tile of weight rows with a pair of tokens (values, scales, offsets).
-    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vnni,avx512vl")]
     fn tile<const T: usize>(
         w: [(&[u8], &[f32]); ROWS],
         x: [(&[i8], &[f32], &[i32]); T],
@@ -503,19 +575,23 @@ mod x86 {
         }
         let mut acc = [[_mm256_setzero_ps(); T]; ROWS];
         for g in 0..groups {
-            let mut sums = [[_mm256_setzero_si256(); T]; ROWS];
-            for i in 0..LANES {
+            let mut wide = [[_mm512_setzero_si512(); T]; ROWS];
+            for i in (0..LANES).step_by(2) {
                 let at = g * GROUP + i * 32;
-                // SAFETY: `at + 32 ≤ groups · GROUP`, the length of every row (asserted above).
-                let wv = w.map(|(v, _)| unsafe { _mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i) });
+                // SAFETY: `at + 64 ≤ groups · GROUP`, the length of every row (asserted above).
+                let wv = w.map(|(v, _)| unsafe { _mm512_loadu_si512(v.as_ptr().add(at) as *const __m512i) });
                 for t in 0..T {
                     // SAFETY: as above.
-                    let xv = unsafe { _mm256_loadu_si256(x[t].0.as_ptr().add(at) as *const __m256i) };
+                    let xv = unsafe { _mm512_loadu_si512(x[t].0.as_ptr().add(at) as *const __m512i) };
                     for r in 0..ROWS {
-                        sums[r][t] = _mm256_dpbusd_epi32(sums[r][t], wv[r], xv);
+                        wide[r][t] = _mm512_dpbusd_epi32(wide[r][t], wv[r], xv);
                     }
                 }
             }
+            // Two 32-byte steps per instruction, half the `vpdpbusd`s; lanes l and l + 8 then
+            // hold two halves of block l's sum.
+            let sums =
+                wide.map(|w| w.map(|v| _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))));
             let at = g * LANES;
             // SAFETY: `at + 8 ≤ groups · LANES`, the length of every scale and offset row.
             let load = |v: &[f32]| unsafe { _mm256_loadu_ps(v.as_ptr().add(at)) };
@@ -565,18 +641,21 @@ pub fn self_check() -> Vec<(String, f32)> {
     [(1, 64, 3), (5, 640, 17), (9, 96, 40), (67, 96, 9)]
         .into_iter()
         .map(|(tokens, cols, rows)| {
-            let w = Q8Rows::quantize(&noise(rows * cols, 11, 1.0));
+            // Two matrices of one input, as a layer's projections are multiplied.
+            let ws = [rows, rows + 3].map(|rows| Q8Rows::quantize(&noise(rows * cols, 11 + rows as u64, 1.0)));
             let x = noise(tokens * cols, 12, 3.0);
-            let got = w.matmul(&x, cols);
+            let got = Q8Rows::matmul_each([&ws[0], &ws[1]], &x, cols);
             let (xq, xd) = quantize_activations(&x);
             let xs: Vec<f32> = xq.iter().enumerate().map(|(i, v)| *v as f32 * xd[i / BLOCK]).collect();
-            let ws = w.dequantize();
-            let want: Vec<f32> = (0..tokens * rows)
-                .map(|i| (i / rows, i % rows))
-                .map(|(t, r)| dot(&ws[r * cols..(r + 1) * cols], &xs[t * cols..(t + 1) * cols]))
-                .collect();
-            let rel = max_rel_diff(&got, &want);
-            (format!("{tokens} tokens × {rows}×{cols}"), rel)
+            let rel = ws.iter().zip(&got).fold(0f32, |worst, (w, got)| {
+                let (w, rows) = (w.dequantize(), w.scales.len() / (cols / BLOCK));
+                let want: Vec<f32> = (0..tokens * rows)
+                    .map(|i| (i / rows, i % rows))
+                    .map(|(t, r)| dot(&w[r * cols..(r + 1) * cols], &xs[t * cols..(t + 1) * cols]))
+                    .collect();
+                worst.max(max_rel_diff(got, &want))
+            });
+            (format!("{tokens} tokens × {rows}×{cols} and {}×{cols}", rows + 3), rel)
         })
         .collect()
 }

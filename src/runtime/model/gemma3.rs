@@ -242,20 +242,32 @@ impl Gemma3 {
             let global = c.is_global(i);
             let mut a = x.clone();
             cpu::rms_norm(&mut a, &l.attn_norm, c.eps);
-            let mut k = l.k.forward(&a, n)?;
-            let v = l.v.forward(&a, n)?;
+            let last = i + 1 == c.layers;
+            // Q with K and V, except in the last layer, which needs Q of the last rows only.
+            let (mut k, v, q) = match last {
+                false => {
+                    let [k, v, q] = Linear::forward_each([&l.k, &l.v, &l.q], &a, n)?;
+                    (k, v, Some(q))
+                }
+                true => {
+                    let [k, v] = Linear::forward_each([&l.k, &l.v], &a, n)?;
+                    (k, v, None)
+                }
+            };
             cpu::rms_norm(&mut k, &l.k_norm, c.eps);
             for ((slot, rows, _), tables) in spans.iter().zip(&tables) {
                 let k = &mut k[rows.start * kv_row..rows.end * kv_row];
                 cpu::rope(k, c.kv_heads, hd, &tables[global as usize]);
                 self.caches[*slot].append(i, k, &v[rows.start * kv_row..rows.end * kv_row]);
             }
-            let last = i + 1 == c.layers;
             if last {
                 (a, x) = (last_rows(&a, h), last_rows(&x, h));
             }
             let n = x.len() / h;
-            let mut q = l.q.forward(&a, n)?;
+            let mut q = match q {
+                Some(q) => q,
+                None => l.q.forward(&a, n)?,
+            };
             cpu::rms_norm(&mut q, &l.q_norm, c.eps);
             let mut seqs = Vec::with_capacity(spans.len());
             let mut row = 0;
@@ -282,8 +294,7 @@ impl Gemma3 {
 
             let mut f = x.clone();
             cpu::rms_norm(&mut f, &l.ffn_norm, c.eps);
-            let mut gate = l.gate.forward(&f, n)?;
-            let up = l.up.forward(&f, n)?;
+            let [mut gate, up] = Linear::forward_each([&l.gate, &l.up], &f, n)?;
             cpu::gelu_mul(&mut gate, &up);
             let mut f = l.down.forward(&gate, n)?;
             cpu::rms_norm(&mut f, &l.post_ffn_norm, c.eps);
