@@ -18,7 +18,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use crate::error::{Error, Result};
-use crate::runtime::backend::{max_rel_diff, noise, threads, transposed};
+use crate::runtime::backend::{max_rel_diff, noise, round, threads, transposed};
 
 /// Values per super-block.
 const QK: usize = 256;
@@ -167,7 +167,7 @@ impl Activations {
                 false => (-127.0 / m, 1.0 / (-127.0 / m)),
             };
             let start = a.q.len();
-            a.q.extend(block.iter().map(|&v| (iscale * v).round().clamp(-128.0, 127.0) as i16));
+            a.q.extend(block.iter().map(|&v| round(iscale * v).clamp(-128.0, 127.0) as i16));
             a.sums.extend(
                 a.q[start..]
                     .chunks_exact(32)

@@ -32,6 +32,17 @@ pub fn transposed(yt: Vec<f32>, tokens: usize) -> Vec<f32> {
     y
 }
 
+/// `x.round()`: halves away from zero, the same value for every `x` that is not NaN. In wasm
+/// `f32::round` is a call into the maths library (wasm's own rounding sends halves to even),
+/// one per activation quantized; this is four instructions, and loops of it vectorise.
+pub fn round(x: f32) -> f32 {
+    let t = x.trunc();
+    match (x - t).abs() >= 0.5 {
+        true => t + 1f32.copysign(x),
+        false => t,
+    }
+}
+
 /// The largest difference between `got` and the reference `want`, relative to the largest
 /// reference value (at least 1); infinite when the lengths differ or a value is NaN, so a
 /// comparison against a tolerance fails.
@@ -57,4 +68,22 @@ pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every half, every value near one, large and tiny values, and the signs of zeros.
+    #[test]
+    fn round_is_the_librarys_round() {
+        let halves = (-600..=600).map(|i| i as f32 * 0.5);
+        let near = (-2000..=2000).flat_map(|i| {
+            let x = i as f32 * 0.25;
+            [x.next_down(), x, x.next_up()]
+        });
+        let wide = [1e-30, 0.49999997, 8388607.5, 8388609.0, 3e9, f32::MAX, f32::INFINITY].into_iter();
+        for x in halves.chain(near).chain(wide.clone()).chain(wide.map(|x| -x)) {
+            let (ours, lib) = (super::round(x), x.round());
+            assert!(ours.to_bits() == lib.to_bits(), "round({x:e}) = {ours:e}, not {lib:e}");
+        }
+    }
 }

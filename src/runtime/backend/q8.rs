@@ -16,7 +16,7 @@ use candle_core::Device;
 
 use crate::error::Result;
 use crate::runtime::backend::dot::dot;
-use crate::runtime::backend::{max_rel_diff, noise, threads, transposed};
+use crate::runtime::backend::{max_rel_diff, noise, round, threads, transposed};
 
 /// Values per block, each block with one scale.
 pub const BLOCK: usize = 32;
@@ -240,10 +240,15 @@ pub const X86_KERNEL: bool = cfg!(x86_kernel);
 
 /// One block's scale and values: `d = max|v| / 127`, `q = round(v / d)`.
 fn quantize_block(block: &[f32]) -> (f32, [i8; BLOCK]) {
-    let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+    // A compare and select rather than `f32::max`, which wasm has only with NaN rules of
+    // its own (a call into the maths library) and x86 not at all: this loop vectorises.
+    let amax = block
+        .iter()
+        .map(|v| v.abs())
+        .fold(0f32, |m, a| if a > m { a } else { m });
     let d = amax / 127.0;
     let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-    (d, std::array::from_fn(|i| (block[i] * inv).round() as i8))
+    (d, std::array::from_fn(|i| round(block[i] * inv) as i8))
 }
 
 /// Values in blocks of 32: rounded with the f32 scale, the scale kept as f16 (exactly what
@@ -634,8 +639,8 @@ mod x86 {
     }
 }
 
-/// [`Q8Rows::matmul`] against f32 products of the same quantized values, on odd shapes:
-/// `(case, largest difference relative to the largest value)`. The sums differ only in
+/// [`Q8Rows::matmul_each`] of two matrices against f32 products of the same quantized
+/// values, on odd shapes: `(case, largest difference relative to the largest value)`. The sums differ only in
 /// f32 rounding order, so anything above 1e-5 is a wrong index or a lost term.
 pub fn self_check() -> Vec<(String, f32)> {
     [(1, 64, 3), (5, 640, 17), (9, 96, 40), (67, 96, 9)]
