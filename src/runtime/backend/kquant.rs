@@ -231,26 +231,26 @@ impl KRows {
     /// runs of weight rows.
     pub fn matmul(&self, x: &[f32]) -> Vec<f32> {
         let tokens = x.len() / self.cols;
-        let a = Activations::new(x);
+        // Token by token among the threads: on one, the others would wait.
+        let a = threads::map(tokens, |t| Activations::new(&x[t * self.cols..(t + 1) * self.cols]));
         let mut yt = vec![0f32; self.rows * tokens];
         threads::rows_mut(&mut yt, tokens, |r, out| self.row_products(r, &a, out));
         transposed(yt, tokens)
     }
 
     /// `out[t] = W[r] · x[t]`, super-block by super-block, each unpacked once for all tokens.
-    fn row_products(&self, r: usize, a: &Activations, out: &mut [f32]) {
+    fn row_products(&self, r: usize, a: &[Activations], out: &mut [f32]) {
         let (per_row, tokens) = (self.cols / QK, out.len());
         let tiled = tokens / TILE * TILE;
         for b in 0..per_row {
             let u = self.block(r, b);
-            let x = |t: usize| &a.q[(t * per_row + b) * QK..][..QK];
+            let x = |t: usize| &a[t].q[b * QK..][..QK];
             let mut add = |t: usize, sum: i32| {
-                let block = t * per_row + b;
                 let mins: i32 = match self.kind {
-                    Kind::Q4K => u.mins.iter().zip(&a.sums[block * 8..]).map(|(m, s)| m * s).sum(),
+                    Kind::Q4K => u.mins.iter().zip(&a[t].sums[b * 8..]).map(|(m, s)| m * s).sum(),
                     Kind::Q6K => 0,
                 };
-                out[t] += a.d[block] * (u.d * sum as f32 - u.dmin * mins as f32);
+                out[t] += a[t].d[b] * (u.d * sum as f32 - u.dmin * mins as f32);
             };
             for t0 in (0..tiled).step_by(TILE) {
                 let sums = dots::<TILE>(&u.v, std::array::from_fn(|i| x(t0 + i)));

@@ -85,15 +85,11 @@ impl Q8Rows {
     pub fn quantize_q8_0(values: &[f32]) -> Q8Rows {
         let blocks = values.len() / BLOCK;
         let per = blocks.div_ceil(threads::count()).max(1);
-        let parts: Vec<std::sync::Mutex<(Vec<i8>, Vec<f32>)>> =
-            (0..blocks.div_ceil(per)).map(|_| Default::default()).collect();
-        threads::run(parts.len(), |i| {
-            let run = &values[i * per * BLOCK..(((i + 1) * per).min(blocks)) * BLOCK];
-            *parts[i].lock().expect("each part is written by one task") = quantize_activations(run);
+        let parts = threads::map(blocks.div_ceil(per), |i| {
+            quantize_activations(&values[i * per * BLOCK..(((i + 1) * per).min(blocks)) * BLOCK])
         });
         let mut out = Q8Rows::with_capacity(blocks);
-        for part in parts {
-            let (qs, scales) = part.into_inner().expect("the tasks are done");
+        for (qs, scales) in parts {
             out.qs.extend(
                 bytemuck::cast_slice::<i8, [u8; 4]>(&qs)
                     .iter()
@@ -200,11 +196,14 @@ fn unstack<const N: usize>(mut stacked: Vec<f32>, at: impl Fn(usize) -> std::ops
 #[cfg(not(x86_kernel))]
 fn products<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
     let tokens = x.len() / cols;
-    let (xq, xd) = quantize_activations(x);
-    // Widened once here rather than for every weight row in the kernel.
-    let xq: Vec<i16> = xq.into_iter().map(i16::from).collect();
+    // Token by token among the threads (on one, the others would wait), each widened once
+    // here rather than for every weight row in the kernel.
+    let xs = threads::map(tokens, |t| {
+        let (q, d) = quantize_activations(&x[t * cols..(t + 1) * cols]);
+        (q.into_iter().map(i16::from).collect::<Vec<i16>>(), d)
+    });
     let blocks = cols / BLOCK;
-    let x = |t: usize| (&xq[t * cols..(t + 1) * cols], &xd[t * blocks..(t + 1) * blocks]);
+    let x = |t: usize| (&xs[t].0[..], &xs[t].1[..]);
     let mut ends = mats.map(|m| m.scales.len() / blocks);
     for m in 1..N {
         ends[m] += ends[m - 1];

@@ -34,6 +34,17 @@ pub fn run(tasks: usize, f: impl Fn(usize) + Sync) {
     (0..tasks).for_each(f);
 }
 
+/// `[f(0), f(1), …, f(n - 1)]`, the calls shared out among the threads.
+pub fn map<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let out: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    run(n, |i| {
+        *out[i].lock().expect("each result is written by one task") = Some(f(i))
+    });
+    out.into_iter()
+        .map(|r| r.into_inner().expect("the tasks are done").expect("every task ran"))
+        .collect()
+}
+
 /// Calls `f(i, row)` for every `width`-wide row `i` of `out`, the rows shared out among
 /// the threads in contiguous runs.
 pub fn rows_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
