@@ -167,6 +167,15 @@ impl Q8Rows {
     }
 }
 
+/// Where each of matrices of `rows` rows (or tiles) ends when they are stacked one after another.
+fn ends<const N: usize>(rows: [usize; N]) -> [usize; N] {
+    let mut ends = rows;
+    for m in 1..N {
+        ends[m] += ends[m - 1];
+    }
+    ends
+}
+
 /// Which of matrices stacked one after another (`ends`: where each one's rows end) holds
 /// stacked row `i`, and its row there.
 fn locate(ends: &[usize], i: usize) -> (usize, usize) {
@@ -204,10 +213,7 @@ fn products<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<
     });
     let blocks = cols / BLOCK;
     let x = |t: usize| (&xs[t].0[..], &xs[t].1[..]);
-    let mut ends = mats.map(|m| m.scales.len() / blocks);
-    for m in 1..N {
-        ends[m] += ends[m - 1];
-    }
+    let ends = ends(mats.map(|m| m.scales.len() / blocks));
     let mut yt = vec![0f32; ends[N - 1] * tokens];
     let tiled = tokens / TILE * TILE;
     threads::rows_mut(&mut yt, tokens, |i, out| {
@@ -321,13 +327,13 @@ fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -
 }
 
 /// The x86 kernel (AVX-512 VNNI). Weights and activations are laid out so that 32 bytes
-/// hold four bytes of each of eight blocks: eight `vpdpbusd` on 256-bit registers, or four
-/// on 512-bit ones (then each block's two halves added), sum eight whole blocks of a weight
-/// row against a token, each block in a lane of its own, and the eight sums are scaled at
-/// once (candle's Q8_0 dot product sums and scales one block
-/// at a time; its tiled kernels need rows a multiple of 256 wide, and Gemma 3 270M's
-/// projections are 640). The weights are stored plus 128 (`vpdpbusd` multiplies unsigned
-/// by signed bytes) and each block's sum is corrected by 128 times its activations' sum.
+/// hold four bytes of each of eight blocks: four 512-bit `vpdpbusd` (two such steps each,
+/// whose halves are then added) sum eight whole blocks of a weight row against a token,
+/// each block in a lane of its own, and the eight sums are scaled at once (candle's Q8_0
+/// dot product sums and scales one block at a time; its tiled kernels need rows a multiple
+/// of 256 wide, and Gemma 3 270M's projections are 640). The weights are stored plus 128
+/// (`vpdpbusd` multiplies unsigned by signed bytes) and each block's sum is corrected by
+/// 128 times its activations' sum.
 /// A `Linear`'s rows are repacked when it is made and the plain copy dropped
 /// ([`Q8Rows::for_cpu`]); other rows are repacked on their first product.
 #[cfg(x86_kernel)]
@@ -336,7 +342,7 @@ mod x86 {
 
     use std::sync::Mutex;
 
-    use super::{locate, quantize_block, start, threads, unstack, Q8Rows, BLOCK};
+    use super::{ends, locate, quantize_block, start, threads, unstack, Q8Rows, BLOCK};
 
     /// Blocks in a group: one per i32 lane.
     const LANES: usize = 8;
@@ -503,10 +509,7 @@ mod x86 {
         );
         let x = Activations::new(x, cols);
         let tokens = x.tokens;
-        let mut ends = ws.map(|w| w.rows.div_ceil(ROWS));
-        for m in 1..N {
-            ends[m] += ends[m - 1];
-        }
+        let ends = ends(ws.map(|w| w.rows.div_ceil(ROWS)));
         let mut yt = vec![0f32; ends[N - 1] * ROWS * tokens];
         threads::rows_mut(&mut yt, ROWS * tokens, |i, out| {
             let (m, tile) = locate(&ends, i);
@@ -639,8 +642,9 @@ mod x86 {
 }
 
 /// [`Q8Rows::matmul_each`] of two matrices against f32 products of the same quantized
-/// values, on odd shapes: `(case, largest difference relative to the largest value)`. The sums differ only in
-/// f32 rounding order, so anything above 1e-5 is a wrong index or a lost term.
+/// values, on odd shapes: `(case, largest difference relative to the largest value)`. The
+/// sums differ only in f32 rounding order, so anything above 1e-5 is a wrong index or a
+/// lost term.
 pub fn self_check() -> Vec<(String, f32)> {
     [(1, 64, 3), (5, 640, 17), (9, 96, 40), (67, 96, 9)]
         .into_iter()
