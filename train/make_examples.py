@@ -189,6 +189,12 @@ def join_sentences(rng, docs, share):
     return out
 
 
+def declared(label, entries):
+    """Whether a schema's entries hold `label` already, compared as the engine compares
+    labels (ignoring case; it refuses a schema that declares one twice)."""
+    return label.casefold() in {e["label"].casefold() for e in entries}
+
+
 def specialize(rng, schema, shown, subtypes, spec):
     """Adds 1-3 finer types whose coarse type the schema shows; returns their gold-side
     names mapped to the names shown."""
@@ -199,7 +205,10 @@ def specialize(rng, schema, shown, subtypes, spec):
     fine = {}
     for n in chosen:
         t = spec["subtypes"][n]
-        fine[n] = rng.choice(t["names"])
+        name = rng.choice(t["names"])
+        if declared(name, schema["labels"]):
+            continue
+        fine[n] = name
         schema["labels"].append({"label": fine[n], "description": rng.choice(t["descriptions"])})
         for p in t["parents"]:
             for entry in schema["labels"]:
@@ -236,8 +245,10 @@ def vary_schema(rng, schema, variants, negatives, foreign=(), natural_share=0.0,
             label = rng.choice(v["names"])
         elif as_written:
             label = natural(label)
-        if label in shown.values():
+        if declared(label, out):
             label = t["label"]
+        if declared(label, out):  # two types one name apart in case only: the second is dropped
+            continue
         r = rng.random()
         if r < 0.55 or opaque or not v.get("descriptions"):
             desc = t.get("description", "")
@@ -254,7 +265,7 @@ def vary_schema(rng, schema, variants, negatives, foreign=(), natural_share=0.0,
         pool = [{"label": n, "description": None} for n in negatives] + list(foreign)
         for n in rng.sample(pool, min(len(pool), rng.randint(1, 2 if not foreign else 3))):
             label = natural(n["label"]) if as_written else n["label"]
-            if all(e["label"] != label for e in out):  # out holds every shown label
+            if not declared(label, out):  # out holds every shown label
                 desc = n["description"] or rng.choice(variants[n["label"]]["descriptions"])
                 out.append({"label": label, "description": desc})
     rng.shuffle(out)

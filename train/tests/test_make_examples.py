@@ -47,3 +47,17 @@ def test_foreign_absent_types_join_under_their_own_guidelines():
         assert all(t == foreign[0] for t in extra), extra
         added += bool(extra)
     assert 0 < added < 40, "absent types join some examples, not all"
+
+
+def test_no_schema_declares_a_label_twice_ignoring_case():
+    # LOC renamed to "LOCATION" beside a type named "location", and an absent foreign
+    # "Location": the engine refuses a schema that declares one name twice in any case.
+    schema = {"labels": [{"label": "LOC", "description": "A place."},
+                         {"label": "location", "description": "Where something is."}]}
+    variants = {"LOC": {"names": ["LOCATION"]}}
+    foreign = [{"label": "Location", "description": "A place in a lab."}]
+    for seed in range(200):
+        s, shown = make_examples.vary_schema(random.Random(seed), schema, variants, [], foreign, natural_share=0.5)
+        labels = [t["label"].casefold() for t in s["labels"]]
+        assert len(labels) == len(set(labels)), s["labels"]
+        assert set(shown.values()) <= {t["label"] for t in s["labels"]}
