@@ -93,7 +93,7 @@ def bf16_is_faster(device):
 def frozen_in_bf16(model):
     """The frozen projections' weights converted to bf16 once, and a bf16 copy of the tied
     LM head: autocast caches its casts of trainable weights only, so it converted these
-    again at every call (a third of a CPU step). Autocast rounds them to the same values."""
+    again at every call (a fifth of a CPU step in torch.profiler). Autocast rounds them to the same values."""
     for layer in model.model.layers:
         for mod in TARGETS:
             base = layer.get_submodule(mod).base
