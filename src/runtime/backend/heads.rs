@@ -14,7 +14,7 @@
 /// Heads taken together.
 const HEADS: usize = 4;
 /// Values of a row one pass of [`weighted_sums`] keeps in registers per head.
-const VALUES: usize = 2 * imp::WIDTH;
+const VALUES: usize = imp::PARTS * imp::WIDTH;
 
 /// `each(h, j, qs[h] · key(j))` for every `hd`-wide row `qs[h]` of `qs` and every key
 /// `j < keys`. Four heads go against [`imp::KEYS`] keys at a time, every product in a
@@ -135,13 +135,13 @@ fn sums_in_registers<'v, const N: usize>(
     let part = |row: &[f32; VALUES], u: usize| Lanes::load(row[u * W..][..W].try_into().expect("a register"));
     for c in (0..whole).step_by(VALUES) {
         let at = |h: usize| h * hd + c;
-        let mut acc: [[Lanes; 2]; N] = std::array::from_fn(|h| {
+        let mut acc: [[Lanes; imp::PARTS]; N] = std::array::from_fn(|h| {
             let row = out[at(h)..][..VALUES].try_into().expect("a pass");
-            [part(row, 0), part(row, 1)]
+            std::array::from_fn(|u| part(row, u))
         });
         for j in 0..span {
             let row = v(j)[c..][..VALUES].try_into().expect("a pass");
-            let x = [part(row, 0), part(row, 1)];
+            let x: [Lanes; imp::PARTS] = std::array::from_fn(|u| part(row, u));
             for (acc, p) in acc.iter_mut().zip(p) {
                 let pj = Lanes::splat(p[j]);
                 for (acc, x) in acc.iter_mut().zip(x) {
@@ -150,9 +150,9 @@ fn sums_in_registers<'v, const N: usize>(
             }
         }
         for (h, acc) in acc.iter().enumerate() {
-            let row = &mut out[at(h)..][..VALUES];
-            acc[0].store(&mut row[..W]);
-            acc[1].store(&mut row[W..]);
+            for (u, acc) in acc.iter().enumerate() {
+                acc.store(&mut out[at(h) + u * W..][..W]);
+            }
         }
     }
 }
@@ -199,6 +199,9 @@ mod imp {
     pub const WIDTH: usize = 16;
     /// Keys per block of [`super::scores`]: 16 sums, four keys and a head stretch fit the 32 registers.
     pub const KEYS: usize = 4;
+    /// Registers per head of a pass of [`super::weighted_sums`]: four heads' sums, a value
+    /// stretch and a weight fit the 32 registers, and each weight loaded serves four.
+    pub const PARTS: usize = 4;
     pub type Lanes = __m512;
 
     pub fn splat(x: f32) -> Lanes {
@@ -229,6 +232,7 @@ mod imp {
     pub const WIDTH: usize = 8;
     /// Eight sums, two keys and a head stretch fit the 16 registers.
     pub const KEYS: usize = 2;
+    pub const PARTS: usize = 2;
     pub type Lanes = __m256;
 
     pub fn splat(x: f32) -> Lanes {
@@ -269,6 +273,7 @@ mod imp {
     /// Four sums of two registers each, a key and a head stretch fit the 16 registers
     /// of the x86 CPUs most browsers run on.
     pub const KEYS: usize = 1;
+    pub const PARTS: usize = 2;
     pub type Lanes = [v128; 2];
 
     pub fn splat(x: f32) -> Lanes {
@@ -303,6 +308,7 @@ mod imp {
 mod imp {
     pub const WIDTH: usize = 8;
     pub const KEYS: usize = 2;
+    pub const PARTS: usize = 2;
     pub type Lanes = [f32; WIDTH];
 
     pub fn splat(x: f32) -> Lanes {

@@ -30,21 +30,23 @@ impl LowRank {
     /// `y += (x·Aᵀ)·Bᵀ` for every row of `x` (`rows × in`; `y` is `rows × out`), the rows
     /// shared out among the threads. Plain loops: per row this is r·(in+out) multiply-adds,
     /// too little to be worth a tensor library's per-call overhead (that overhead cost
-    /// 12-21 % of a token). The rows of `A` go against `x` several at a time ([`heads`]:
-    /// several sums in flight rather than one); then the rows of `Bᵀ` are summed into `y` with a
-    /// stretch of `y` held in registers, in the order of the plain loop.
+    /// 12-21 % of a token). The rows go through [`heads`] as its heads go, four at a time:
+    /// the rows of `A` against them several at a time (several sums in flight rather than
+    /// one), then the rows of `Bᵀ` summed into their rows of `y`, each stretch of `Bᵀ` read
+    /// once for the four and each sum in the order of the plain loop (a row's result does not
+    /// depend on the rows beside it).
     pub fn add_to(&self, x: &[f32], y: &mut [f32]) {
-        threads::rows_mut(y, self.out_dim, |i, yr| {
-            let mut m = vec![0f32; self.rank];
-            let a = |r: usize| &self.a[r * self.in_dim..][..self.in_dim];
+        threads::row_runs_mut(y, self.out_dim, |first, ys| {
+            let rows = ys.len() / self.out_dim;
+            let mut m = vec![0f32; rows * self.rank];
             heads::scores(
-                &x[i * self.in_dim..][..self.in_dim],
+                &x[first * self.in_dim..][..rows * self.in_dim],
                 self.in_dim,
                 self.rank,
-                a,
-                |_, r, v| m[r] = v,
+                |r| &self.a[r * self.in_dim..][..self.in_dim],
+                |t, r, v| m[t * self.rank + r] = v,
             );
-            heads::weighted_sums(&m, self.rank, |r| &self.bt[r * self.out_dim..][..self.out_dim], yr);
+            heads::weighted_sums(&m, self.rank, |r| &self.bt[r * self.out_dim..][..self.out_dim], ys);
         });
     }
 

@@ -48,6 +48,12 @@ pub fn map<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
 /// Calls `f(i, row)` for every `width`-wide row `i` of `out`, the rows shared out among
 /// the threads in contiguous runs.
 pub fn rows_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    row_runs_mut(out, width, each_row(width, f));
+}
+
+/// Calls `f(first, run)` for runs of whole `width`-wide rows of `out`, one run per thread
+/// (`first`: the run's first row): for work that takes several rows at a time.
+pub fn row_runs_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if width == 0 {
         return; // no rows (a product for no tokens)
     }
@@ -55,6 +61,15 @@ pub fn rows_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + S
     let per = rows.div_ceil(count()).max(1);
     let ends: Vec<usize> = (per..rows + per).step_by(per).map(|e| e.min(rows)).collect();
     runs_mut(out, width, &ends, f);
+}
+
+/// A run's task that calls `f(i, row)` for each of its rows.
+fn each_row(width: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> impl Fn(usize, &mut [f32]) + Sync {
+    move |first, run| {
+        for (i, row) in run.chunks_exact_mut(width).enumerate() {
+            f(first + i, row);
+        }
+    }
 }
 
 /// [`rows_mut`] for rows of unequal work: the runs are cut where the sum of `cost(i)`
@@ -80,10 +95,10 @@ pub fn rows_mut_by_cost(
             ends.push(i + 1);
         }
     }
-    runs_mut(out, width, &ends, f);
+    runs_mut(out, width, &ends, each_row(width, f));
 }
 
-/// `f(i, row)` for every row, each run of rows (up to each of `ends`) a task of its own.
+/// `f(first, run)` for each run of rows (up to each of `ends`), a task of its own.
 fn runs_mut(out: &mut [f32], width: usize, ends: &[usize], f: impl Fn(usize, &mut [f32]) + Sync) {
     let mut runs = Vec::with_capacity(ends.len());
     let (mut rest, mut start) = (out, 0);
@@ -95,10 +110,7 @@ fn runs_mut(out: &mut [f32], width: usize, ends: &[usize], f: impl Fn(usize, &mu
     }
     run(runs.len(), |r| {
         let (first, run) = &runs[r];
-        let mut run = run.lock().expect("each run is written by one task");
-        for (i, row) in run.chunks_exact_mut(width).enumerate() {
-            f(first + i, row);
-        }
+        f(*first, &mut run.lock().expect("each run is written by one task"));
     });
 }
 

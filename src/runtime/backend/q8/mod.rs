@@ -16,7 +16,7 @@ use candle_core::Device;
 
 use crate::error::Result;
 use crate::runtime::backend::dot::dot;
-use crate::runtime::backend::{max_rel_diff, noise, round, threads, transposed};
+use crate::runtime::backend::{max_rel_diff, noise, threads, transposed};
 
 /// Values per block, each block with one scale.
 pub const BLOCK: usize = 32;
@@ -139,7 +139,7 @@ impl Q8Rows {
     pub fn matmul_each<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
         let tokens = x.len() / cols;
         #[cfg(x86_kernel)]
-        if tokens >= BY_TOKENS * threads::count() {
+        if tokens >= x86::by_tokens_from() * threads::count() {
             return x86::by_tokens(mats.map(|m| m.packed(cols)), x, cols);
         }
         products(mats, x, cols).map(|yt| transposed(yt, tokens))
@@ -235,16 +235,25 @@ fn products<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<
     x86::products(mats.map(|m| m.packed(cols)), x, cols)
 }
 
-/// Tokens per thread from which the x86 kernel shares a product out by tokens rather than
-/// by weight rows (`x86::by_tokens`).
-#[cfg(x86_kernel)]
-const BY_TOKENS: usize = 8;
-
 /// Whether [`Q8Rows::matmul`] runs on the x86 kernel (module `x86`).
 pub const X86_KERNEL: bool = cfg!(x86_kernel);
 
-/// One block's scale and values: `d = max|v| / 127`, `q = round(v / d)`.
+/// One block's scale and values: `d = max|v| / 127`, `q = round(v / d)`; on x86 the same
+/// in AVX-512 registers (`x86::quantize_block`), whose twin this is there.
+#[cfg(x86_kernel)]
 fn quantize_block(block: &[f32]) -> (f32, [i8; BLOCK]) {
+    // SAFETY: the x86 kernel is built only for targets with AVX-512.
+    unsafe { x86::quantize_block(block) }
+}
+
+#[cfg(not(x86_kernel))]
+fn quantize_block(block: &[f32]) -> (f32, [i8; BLOCK]) {
+    quantize_block_plain(block)
+}
+
+#[cfg_attr(x86_kernel, cfg(test))]
+fn quantize_block_plain(block: &[f32]) -> (f32, [i8; BLOCK]) {
+    use crate::runtime::backend::round;
     // A compare and select rather than `f32::max`, which wasm has only with NaN rules of
     // its own (a call into the maths library) and x86 not at all: this loop vectorises.
     let amax = block
@@ -337,15 +346,18 @@ fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -
 /// A `Linear`'s rows are repacked when it is made and the plain copy dropped
 /// ([`Q8Rows::for_cpu`]); other rows are repacked on their first product.
 #[cfg(x86_kernel)]
+mod amx;
+
+#[cfg(x86_kernel)]
 mod x86 {
     use core::arch::x86_64::*;
 
-    use std::sync::Mutex;
+    use std::sync::{Mutex, OnceLock};
 
-    use super::{ends, locate, quantize_block, start, threads, unstack, Q8Rows, BLOCK};
+    use super::{amx, ends, locate, start, threads, unstack, Q8Rows, BLOCK};
 
     /// Blocks in a group: one per i32 lane.
-    const LANES: usize = 8;
+    pub const LANES: usize = 8;
     /// Bytes of a group: eight registers of 32.
     const GROUP: usize = LANES * BLOCK;
     /// Weight rows multiplied together, and tokens: each register loaded serves several
@@ -408,8 +420,10 @@ mod x86 {
     /// A weight matrix in the kernel's layout.
     pub struct Packed {
         weights: Groups<u8>,
-        rows: usize,
-        cols: usize,
+        pub rows: usize,
+        pub cols: usize,
+        /// The AMX kernel's copy, made on its first product.
+        amx: OnceLock<amx::Weights>,
     }
 
     impl Packed {
@@ -419,6 +433,7 @@ mod x86 {
                 weights: Groups::new(q.values(), &q.scales, blocks, 128, |v| (v as u8) ^ 0x80),
                 rows: q.scales.len() / blocks,
                 cols,
+                amx: OnceLock::new(),
             }
         }
 
@@ -428,19 +443,26 @@ mod x86 {
 
         /// Rows `ids`, dequantized (what the plain layout's rows hold).
         pub fn dequantize_rows(&self, ids: impl Iterator<Item = usize>) -> Vec<f32> {
-            let blocks = self.cols / BLOCK;
             let mut out = Vec::new();
             for r in ids {
-                let (values, scales) = self.weights.row(r);
-                for b in 0..blocks {
-                    let (g, l) = (b / LANES, b % LANES);
-                    for i in 0..BLOCK / 4 {
-                        let four = &values[g * GROUP + i * 32 + l * 4..][..4];
-                        out.extend(four.iter().map(|v| (v ^ 0x80) as i8 as f32 * scales[g * LANES + l]));
-                    }
+                for b in 0..self.cols / BLOCK {
+                    let (values, d) = self.block(r, b);
+                    out.extend(values.iter().map(|&v| v as f32 * d));
                 }
             }
             out
+        }
+
+        /// Block `b` of row `r`: its values and scale.
+        pub fn block(&self, r: usize, b: usize) -> ([i8; BLOCK], f32) {
+            let (values, scales) = self.weights.row(r);
+            let (g, l) = (b / LANES, b % LANES);
+            let values = std::array::from_fn(|i| (values[g * GROUP + i / 4 * 32 + l * 4 + i % 4] ^ 0x80) as i8);
+            (values, scales[g * LANES + l])
+        }
+
+        fn amx(&self) -> &amx::Weights {
+            self.amx.get_or_init(|| amx::Weights::new(self))
         }
     }
 
@@ -461,7 +483,7 @@ mod x86 {
             let mut xs = Groups::empty(tokens, blocks, 0i8);
             let mut offsets = vec![0i32; xs.scales.len()];
             for (b, block) in x.chunks_exact(BLOCK).enumerate() {
-                let (d, q) = quantize_block(block);
+                let (d, q) = super::quantize_block(block);
                 let at = xs.put(b, blocks, half::f16::from_f32(d).to_f32(), &q, |v| v);
                 offsets[at] = 128 * q.iter().map(|&v| v as i32).sum::<i32>();
             }
@@ -500,13 +522,38 @@ mod x86 {
         }
     }
 
+    /// Tokens per thread from which a product is shared out by tokens rather than by weight
+    /// rows ([`by_tokens`]): on AMX, a whole span of its tiles.
+    pub fn by_tokens_from() -> usize {
+        match amx::available() {
+            true => amx::SPAN,
+            false => 8,
+        }
+    }
+
     /// `yt[r · tokens + t] = W[r] · x[t]` for each matrix; the threads take runs of tiles of
-    /// rows of all the matrices.
+    /// rows of all the matrices (on AMX, from [`amx::FROM_TOKENS`] tokens, spans of them).
     pub fn products<const N: usize>(ws: [&Packed; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
         assert!(
             ws.iter().all(|w| w.cols == cols),
             "a product of another width than the matrix's"
         );
+        let tokens = x.len() / cols;
+        if tokens >= amx::FROM_TOKENS && amx::available() {
+            let (tiled, x) = (ws.map(Packed::amx), amx::Tokens::new(x, cols));
+            let ends = ends(ws.map(|w| w.rows.div_ceil(amx::SPAN)));
+            let mut yt = vec![0f32; ends[N - 1] * amx::SPAN * tokens];
+            threads::rows_mut(&mut yt, amx::SPAN * tokens, |i, out| {
+                let (m, span) = locate(&ends, i);
+                let r0 = span * amx::SPAN;
+                let rows = amx::SPAN.min(ws[m].rows - r0);
+                x.times_rows(tiled[m], r0, &mut out[..rows * tokens]);
+            });
+            return unstack(yt, |m| {
+                let first = start(&ends, m) * amx::SPAN * tokens;
+                first..first + ws[m].rows * tokens
+            });
+        }
         let x = Activations::new(x, cols);
         let tokens = x.tokens;
         let ends = ends(ws.map(|w| w.rows.div_ceil(ROWS)));
@@ -519,6 +566,19 @@ mod x86 {
             let first = start(&ends, m) * ROWS * tokens;
             first..first + ws[m].rows * tokens
         })
+    }
+
+    /// `W[r] · x` for every row of `w`, one token on the VNNI kernel alone (what the AMX
+    /// kernel's products are checked against).
+    #[cfg(test)]
+    pub fn rows_of(w: &Packed, x: &[f32], cols: usize) -> Vec<f32> {
+        let x = Activations::new(x, cols);
+        let mut y = vec![0f32; w.rows.next_multiple_of(ROWS)];
+        for first in (0..w.rows).step_by(ROWS) {
+            row_tile(w, first, &x, |r, _, v| y[first + r] = v);
+        }
+        y.truncate(w.rows);
+        y
     }
 
     /// `y[t · rows + r] = W[r] · x[t]` for each matrix; the threads take runs of tokens, each
@@ -536,6 +596,7 @@ mod x86 {
         let runs = tokens.div_ceil(per);
         // Whole runs; the last one's missing tokens are cut off after.
         let mut ys = ws.map(|w| vec![0f32; runs * per * w.rows]);
+        let tiled = amx::available().then(|| ws.map(Packed::amx));
         {
             // Run k's rows of every `y`, taken once by the one task that writes them.
             let mut parts: Vec<Vec<&mut [f32]>> = (0..runs).map(|_| Vec::with_capacity(N)).collect();
@@ -548,7 +609,15 @@ mod x86 {
             threads::run(runs, |run| {
                 let mut ys = parts[run].lock().expect("each run is written by one task");
                 let x = &x[run * per * cols..];
-                let x = Activations::new(&x[..x.len().min(per * cols)], cols);
+                let x = &x[..x.len().min(per * cols)];
+                if let Some(tiled) = &tiled {
+                    let x = amx::Tokens::new(x, cols);
+                    for ((w, y), rows) in tiled.iter().zip(ys.iter_mut()).zip(ws.map(|w| w.rows)) {
+                        x.times(w, &mut y[..x.len() * rows]);
+                    }
+                    return;
+                }
+                let x = Activations::new(x, cols);
                 for (w, y) in ws.iter().zip(ys.iter_mut()) {
                     for first in (0..w.rows).step_by(ROWS) {
                         let n = ROWS.min(w.rows - first);
@@ -615,6 +684,37 @@ mod x86 {
         acc.map(|a| a.map(|a| hsum(a)))
     }
 
+    /// [`super::quantize_block`] on one block: the largest magnitude (a NaN passed over, as
+    /// the plain loop's compare does), then each value times the inverse scale rounded half
+    /// away from zero (`trunc`, plus one where the rest is half or more; a NaN to 0, as `as
+    /// i8` takes it).
+    #[target_feature(enable = "avx512f")]
+    pub fn quantize_block(block: &[f32]) -> (f32, [i8; BLOCK]) {
+        let block: &[f32; BLOCK] = block.try_into().expect("a block");
+        // SAFETY: each load reads 16 of the block's 32 values.
+        let x = [0, 16].map(|i| unsafe { _mm512_loadu_ps(block[i..].as_ptr()) });
+        // `max` returns its second operand where either is NaN.
+        let m = _mm512_max_ps(_mm512_abs_ps(x[0]), _mm512_setzero_ps());
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x[1]), m));
+        let d = amax / 127.0;
+        let inv = _mm512_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let mut q = [0i8; BLOCK];
+        for (x, q) in x.into_iter().zip(q.chunks_exact_mut(16)) {
+            let y = _mm512_mul_ps(x, inv);
+            let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+            let half_or_more =
+                _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(y, t)), _mm512_set1_ps(0.5));
+            let sign = _mm512_and_si512(_mm512_castps_si512(y), _mm512_set1_epi32(i32::MIN));
+            let one = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(_mm512_set1_ps(1.0)), sign));
+            let r = _mm512_mask_add_ps(t, half_or_more, t, one);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(y, y);
+            let n = _mm512_maskz_cvttps_epi32(!nan, r);
+            // SAFETY: 16 bytes of `q`.
+            unsafe { _mm_storeu_si128(q.as_mut_ptr() as *mut __m128i, _mm512_cvtsepi32_epi8(n)) };
+        }
+        (d, q)
+    }
+
     #[inline]
     #[target_feature(enable = "avx")]
     fn hsum(x: __m256) -> f32 {
@@ -638,6 +738,25 @@ mod x86 {
         pub fn dequantize_rows(&self, _: impl Iterator<Item = usize>) -> Vec<f32> {
             match *self {}
         }
+    }
+}
+
+/// The x86 kernel's quantization is its plain twin's, value for value, halves and the
+/// largest magnitudes included.
+#[cfg(all(test, x86_kernel))]
+#[test]
+fn x86_quantization_is_the_plain_one() {
+    let mut blocks: Vec<Vec<f32>> = (0..200)
+        .map(|i| noise(BLOCK, i, 10.0f32.powi(i as i32 % 7 - 3)))
+        .collect();
+    // Values whose quotient falls on a half, or just beside one, and zeros.
+    blocks.push((0..BLOCK).map(|i| (i as f32 - 16.0) * 127.0 / 16.0 / 2.0).collect());
+    blocks.push((0..BLOCK).map(|i| (i as f32 - 16.0) * 0.5 + 1e-7).collect());
+    blocks.push(vec![0.0; BLOCK]);
+    for block in &blocks {
+        // SAFETY: the x86 kernel is built only for targets with AVX-512.
+        let got = unsafe { x86::quantize_block(block) };
+        assert_eq!(got, quantize_block_plain(block), "{block:?}");
     }
 }
 
