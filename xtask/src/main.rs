@@ -1,6 +1,7 @@
 //! Build chores for Anote NER, as `cargo xtask <command>` (the wgpu / rust-analyzer way):
 //! everything a fresh machine needs, installed by the project itself.
 
+mod anchor;
 mod eval;
 mod fuzz;
 mod pack;
@@ -30,7 +31,8 @@ usage: cargo xtask <command>
   wheel              the Python package (abi3 wheel for this platform) -> target/wheels/
   pack               build-web, then the npm package -> target/npm/anote-ner-<version>.tgz
   test-browser       build-web, then only the browser tests (the page, the npm package in two apps)
-  bench              setup, build-web, then speed and memory against wllama -> docs/benchmarks.md,
+  bench              setup, build-web, then speed and memory against wllama and against the
+                     engine before batched decoding (built from git) -> docs/benchmarks.md,
                      then bench-spark
   bench-spark        redaction throughput of a local Spark job and the CLI -> docs/benchmarks-spark.md
   eval [--limit N] [--adapter default|none|patterns|both|formats|long] [--set NAME]
@@ -564,13 +566,18 @@ fn bench(root: &Path) -> Result<()> {
         "bench: native",
         cargo().current_dir(root).args(["build", "--release", "--bin", "anote"]),
     )?;
+    let before = anchor::build(root)?;
     let server = serve::spawn(root, 0)?;
+    let before_page = serve::spawn_checkout(&before.root)?;
     run_step(
         "bench",
         quiet_vulkan(&mut Command::new("node"))?
             .current_dir(root)
             .arg("bench/bench.mjs")
             .env("ANOTE_URL", format!("http://127.0.0.1:{}/", server.port))
+            .env("ANOTE_ANCHOR_REV", anchor::REVISION)
+            .env("ANOTE_ANCHOR_BIN", &before.bin)
+            .env("ANOTE_ANCHOR_URL", format!("http://127.0.0.1:{}/", before_page.port))
             .env("ANOTE_NPM_TARBALL", &tarball)
             .env("ANOTE_BIN", target_dir(root).join("release/anote")),
     )?;

@@ -50,6 +50,12 @@ pub fn spawn_not_isolated(root: &Path) -> Result<Server> {
     spawn_site(site, 0)
 }
 
+/// Serves another checkout's page (its `www/`, `models/` and `presets/`) as [`spawn`]
+/// serves this one's, on any free port.
+pub fn spawn_checkout(checkout: &Path) -> Result<Server> {
+    spawn_site(Site::repository(checkout), 0)
+}
+
 /// Serves `dir` (another site, such as an app that uses the npm package), with the
 /// repository's models under `/models/`, on any free port.
 pub fn spawn_folder(root: &Path, dir: &Path) -> Result<Server> {
