@@ -152,34 +152,20 @@ impl Tokens {
             false => 1,
         };
         lanes.0.fill(0.0);
-        // Lane after lane, each lane's blocks in order. A step's products are stored and scaled
-        // while the tile unit multiplies the next step's, into the other half of `lanes.1`.
-        let steps: Vec<(usize, usize)> = (0..LANES)
-            .flat_map(|l| (l..blocks).step_by(LANES).map(move |b| (l, b)))
-            .collect();
-        let scale_step = |lanes: &mut Lanes, k: usize| {
-            let (l, b) = steps[k];
-            let dw = [tile, tile + 1].map(|t| &w.scales[(t * blocks + b) * TILE..][..TILE]);
-            let dx = |t: usize| self.scales[(t0 + t) * blocks + b];
-            let (acc, sums) = (&mut lanes.0[l * SPAN * SPAN..][..SPAN * SPAN], &lanes.1[k % 2]);
-            // SAFETY: avx512f is a feature of every CPU with AMX.
-            unsafe { scale(sums, halves, dw, dx, acc) };
-        };
-        for (k, &(_, b)) in steps.iter().enumerate() {
-            let a = &self.values[t0 * cols + b * BLOCK..][..(halves * TILE - 1) * cols + BLOCK];
-            let at = |tile: usize| (tile * blocks + b) * B_BYTES;
-            let bt = [&w.values[at(tile)..][..B_BYTES], &w.values[at(tile + 1)..][..B_BYTES]];
-            // SAFETY: AMX is configured (`Lanes::new`); `a` holds the tiles' 16 or 32 rows of 32
-            // bytes `cols` apart (its length).
-            unsafe { multiply(a.as_ptr(), cols, bt, halves) };
-            if k > 0 {
-                scale_step(lanes, k - 1);
+        // Lane after lane, each lane's blocks in order.
+        for (l, acc) in lanes.0.chunks_exact_mut(SPAN * SPAN).enumerate() {
+            for b in (l..blocks).step_by(LANES) {
+                let a = &self.values[t0 * cols + b * BLOCK..][..(halves * TILE - 1) * cols + BLOCK];
+                let at = |tile: usize| (tile * blocks + b) * B_BYTES;
+                let bt = [&w.values[at(tile)..][..B_BYTES], &w.values[at(tile + 1)..][..B_BYTES]];
+                // SAFETY: AMX is configured (`Lanes::new`); `a` holds the tiles' 16 or 32 rows of
+                // 32 bytes `cols` apart (its length).
+                unsafe { multiply(a.as_ptr(), cols, bt, halves, &mut lanes.1) };
+                let dw = [tile, tile + 1].map(|t| &w.scales[(t * blocks + b) * TILE..][..TILE]);
+                let dx = |t: usize| self.scales[(t0 + t) * blocks + b];
+                // SAFETY: avx512f is a feature of every CPU with AMX.
+                unsafe { scale(&lanes.1, halves, dw, dx, acc) };
             }
-            // SAFETY: as above; the products of this step are in the sum tiles.
-            unsafe { store(&mut lanes.1[k % 2], halves) };
-        }
-        if !steps.is_empty() {
-            scale_step(lanes, steps.len() - 1);
         }
         let mut sums = [0f32; SPAN];
         for t in 0..SPAN.min(self.tokens - t0) {
@@ -190,9 +176,9 @@ impl Tokens {
     }
 }
 
-/// A span's sums of the blocks of each lane (`[l][t][r]`), and two steps' integer sums
+/// A span's sums of the blocks of each lane (`[l][t][r]`), and one block's integer sums
 /// (`[tile][t][r]`, the tiles A₀B₀, A₀B₁, A₁B₀, A₁B₁).
-struct Lanes(Vec<f32>, [[i32; 4 * TILE * TILE]; 2]);
+struct Lanes(Vec<f32>, [i32; 4 * TILE * TILE]);
 
 impl Lanes {
     fn new() -> Lanes {
@@ -200,7 +186,7 @@ impl Lanes {
         // SAFETY: the CPU has AMX (asserted). The configuration is the same for every product,
         // so it is loaded where a thread's products start.
         unsafe { configure() };
-        Lanes(vec![0f32; LANES * SPAN * SPAN], [[0; 4 * TILE * TILE]; 2])
+        Lanes(vec![0f32; LANES * SPAN * SPAN], [0; 4 * TILE * TILE])
     }
 }
 
@@ -241,16 +227,18 @@ unsafe fn configure() {
     unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.as_ptr(), options(nostack, readonly)) };
 }
 
-/// Starts the products of one block: tmm0–3 = A₀B₀, A₀B₁, A₁B₀, A₁B₁ (`halves` = 1: the
-/// first two), from `a` one or two tiles of 16 tokens (rows of 32 bytes, `stride` apart) and
-/// `b` two tiles of weights.
+/// The products of one block into `sums`: A₀B₀, A₀B₁, A₁B₀, A₁B₁ (`halves` = 1: the first
+/// two), from `a` one or two tiles of 16 tokens (rows of 32 bytes, `stride` apart) and `b`
+/// two tiles of weights.
 ///
 /// # Safety
 /// AMX configured by [`configure`]; `a` readable for `16 · halves` rows of 32 bytes `stride`
 /// apart.
-unsafe fn multiply(a: *const i8, stride: usize, b: [&[i8]; 2], halves: usize) {
+unsafe fn multiply(a: *const i8, stride: usize, b: [&[i8]; 2], halves: usize, sums: &mut [i32; 4 * TILE * TILE]) {
     assert!(b.iter().all(|b| b.len() == B_BYTES));
-    // SAFETY: `a` as the caller promises, `b` 512 bytes each (asserted).
+    let c = sums.as_mut_ptr();
+    // SAFETY: `a` as the caller promises, `b` 512 bytes each (asserted), `sums` four tiles of
+    // 1 KB.
     unsafe {
         match halves {
             2 => asm!(
@@ -259,67 +247,46 @@ unsafe fn multiply(a: *const i8, stride: usize, b: [&[i8]; 2], halves: usize) {
                 "tilezero tmm2",
                 "tilezero tmm3",
                 "tileloadd tmm4, [{a0} + {sa} * 1]",
-                "tileloadd tmm6, [{b0} + {sb} * 1]",
+                "tileloadd tmm6, [{b0} + {s} * 1]",
                 "tdpbssd tmm0, tmm4, tmm6",
-                "tileloadd tmm7, [{b1} + {sb} * 1]",
+                "tileloadd tmm7, [{b1} + {s} * 1]",
                 "tdpbssd tmm1, tmm4, tmm7",
                 "tileloadd tmm5, [{a1} + {sa} * 1]",
                 "tdpbssd tmm2, tmm5, tmm6",
                 "tdpbssd tmm3, tmm5, tmm7",
+                "tilestored [{c0} + {s} * 1], tmm0",
+                "tilestored [{c1} + {s} * 1], tmm1",
+                "tilestored [{c2} + {s} * 1], tmm2",
+                "tilestored [{c3} + {s} * 1], tmm3",
                 a0 = in(reg) a,
                 a1 = in(reg) a.add(TILE * stride),
                 sa = in(reg) stride,
                 b0 = in(reg) b[0].as_ptr(),
                 b1 = in(reg) b[1].as_ptr(),
-                sb = in(reg) 64usize,
-                options(nostack, readonly),
+                s = in(reg) 64usize,
+                c0 = in(reg) c,
+                c1 = in(reg) c.add(TILE * TILE),
+                c2 = in(reg) c.add(2 * TILE * TILE),
+                c3 = in(reg) c.add(3 * TILE * TILE),
+                options(nostack),
             ),
             _ => asm!(
                 "tilezero tmm0",
                 "tilezero tmm1",
                 "tileloadd tmm4, [{a0} + {sa} * 1]",
-                "tileloadd tmm6, [{b0} + {sb} * 1]",
+                "tileloadd tmm6, [{b0} + {s} * 1]",
                 "tdpbssd tmm0, tmm4, tmm6",
-                "tileloadd tmm7, [{b1} + {sb} * 1]",
+                "tileloadd tmm7, [{b1} + {s} * 1]",
                 "tdpbssd tmm1, tmm4, tmm7",
+                "tilestored [{c0} + {s} * 1], tmm0",
+                "tilestored [{c1} + {s} * 1], tmm1",
                 a0 = in(reg) a,
                 sa = in(reg) stride,
                 b0 = in(reg) b[0].as_ptr(),
                 b1 = in(reg) b[1].as_ptr(),
-                sb = in(reg) 64usize,
-                options(nostack, readonly),
-            ),
-        }
-    }
-}
-
-/// Stores the products [`multiply`] started: `sums[i]` = tmm`i`.
-///
-/// # Safety
-/// AMX configured by [`configure`].
-unsafe fn store(sums: &mut [i32; 4 * TILE * TILE], halves: usize) {
-    let c = sums.as_mut_ptr();
-    // SAFETY: `sums` holds four tiles of 1 KB.
-    unsafe {
-        match halves {
-            2 => asm!(
-                "tilestored [{c0} + {s} * 1], tmm0",
-                "tilestored [{c1} + {s} * 1], tmm1",
-                "tilestored [{c2} + {s} * 1], tmm2",
-                "tilestored [{c3} + {s} * 1], tmm3",
+                s = in(reg) 64usize,
                 c0 = in(reg) c,
                 c1 = in(reg) c.add(TILE * TILE),
-                c2 = in(reg) c.add(2 * TILE * TILE),
-                c3 = in(reg) c.add(3 * TILE * TILE),
-                s = in(reg) 64usize,
-                options(nostack),
-            ),
-            _ => asm!(
-                "tilestored [{c0} + {s} * 1], tmm0",
-                "tilestored [{c1} + {s} * 1], tmm1",
-                c0 = in(reg) c,
-                c1 = in(reg) c.add(TILE * TILE),
-                s = in(reg) 64usize,
                 options(nostack),
             ),
         }

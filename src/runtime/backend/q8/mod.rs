@@ -255,7 +255,8 @@ fn quantize_block(block: &[f32]) -> (f32, [i8; BLOCK]) {
 fn quantize_block_plain(block: &[f32]) -> (f32, [i8; BLOCK]) {
     use crate::runtime::backend::round;
     // A compare and select rather than `f32::max`, which wasm has only with NaN rules of
-    // its own (a call into the maths library) and x86 not at all: this loop vectorises.
+    // its own (a call into the maths library) and x86 not at all: in wasm this loop
+    // vectorises (on x86 LLVM kept it scalar, hence `x86::quantize_block`).
     let amax = block
         .iter()
         .map(|v| v.abs())
@@ -541,29 +542,34 @@ mod x86 {
         let tokens = x.len() / cols;
         if tokens >= amx::FROM_TOKENS && amx::available() {
             let (tiled, x) = (ws.map(Packed::amx), amx::Tokens::new(x, cols));
-            let ends = ends(ws.map(|w| w.rows.div_ceil(amx::SPAN)));
-            let mut yt = vec![0f32; ends[N - 1] * amx::SPAN * tokens];
-            threads::rows_mut(&mut yt, amx::SPAN * tokens, |i, out| {
-                let (m, span) = locate(&ends, i);
-                let r0 = span * amx::SPAN;
+            return by_row_tiles(ws, tokens, amx::SPAN, |m, r0, out| {
                 let rows = amx::SPAN.min(ws[m].rows - r0);
                 x.times_rows(tiled[m], r0, &mut out[..rows * tokens]);
             });
-            return unstack(yt, |m| {
-                let first = start(&ends, m) * amx::SPAN * tokens;
-                first..first + ws[m].rows * tokens
-            });
         }
         let x = Activations::new(x, cols);
-        let tokens = x.tokens;
-        let ends = ends(ws.map(|w| w.rows.div_ceil(ROWS)));
-        let mut yt = vec![0f32; ends[N - 1] * ROWS * tokens];
-        threads::rows_mut(&mut yt, ROWS * tokens, |i, out| {
-            let (m, tile) = locate(&ends, i);
-            row_tile(ws[m], tile * ROWS, &x, |r, t, y| out[r * tokens + t] = y);
+        by_row_tiles(ws, tokens, ROWS, |m, r0, out| {
+            row_tile(ws[m], r0, &x, |r, t, y| out[r * tokens + t] = y);
+        })
+    }
+
+    /// `yt[r · tokens + t]` for each matrix, the threads taking runs of tiles of `tile` rows
+    /// of all the matrices: `fill(m, r0, out)` writes rows `r0..r0 + tile` of matrix `m`
+    /// (`out`: as `yt`, past its last row ignored).
+    fn by_row_tiles<const N: usize>(
+        ws: [&Packed; N],
+        tokens: usize,
+        tile: usize,
+        fill: impl Fn(usize, usize, &mut [f32]) + Sync,
+    ) -> [Vec<f32>; N] {
+        let ends = ends(ws.map(|w| w.rows.div_ceil(tile)));
+        let mut yt = vec![0f32; ends[N - 1] * tile * tokens];
+        threads::rows_mut(&mut yt, tile * tokens, |i, out| {
+            let (m, t) = locate(&ends, i);
+            fill(m, t * tile, out);
         });
         unstack(yt, |m| {
-            let first = start(&ends, m) * ROWS * tokens;
+            let first = start(&ends, m) * tile * tokens;
             first..first + ws[m].rows * tokens
         })
     }
