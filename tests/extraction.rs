@@ -421,6 +421,13 @@ fn the_cached_schema_prefix_gives_the_same_result_as_a_fresh_one() {
     let fresh = block_on(tiny_extractor().extract(text, &schema, &Options::default(), |_| {})).unwrap();
     assert_eq!(first.entities, again.entities);
     assert_eq!(first.entities, fresh.entities);
+    // Read ahead (as the page does while its user pastes), the prompt is in the cache and
+    // the extraction that follows finds the same.
+    let mut prepared = tiny_extractor();
+    let tokens = block_on(prepared.prepare(&schema)).unwrap();
+    assert_eq!(prepared.engine.model.position(), tokens);
+    let after = block_on(prepared.extract(text, &schema, &Options::default(), |_| {})).unwrap();
+    assert_eq!(first.entities, after.entities);
 }
 
 #[test]
@@ -660,6 +667,7 @@ fn a_schema_whose_prompt_cannot_fit_the_context_is_refused_before_any_work() {
     assert!(e.to_string().contains("tokens; the limit is"), "{e}");
     let e = block_on(x.extract("ab cd", &schema, &Options::default(), |_| {})).unwrap_err();
     assert_eq!(e.code(), "invalid_schema", "{e}");
+    assert_eq!(block_on(x.prepare(&schema)).unwrap_err().code(), "invalid_schema");
     assert!(x.check_schema(&tiny_schema()).unwrap() > 0);
 }
 

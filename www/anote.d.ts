@@ -81,6 +81,10 @@ export declare class Anote extends EventTarget {
   constructor(options?: { threads?: number });
   /** `backend`: 'auto' (default: a hardware WebGPU adapter, else the CPU), 'webgpu' (any adapter) or 'cpu'. */
   load(model?: string | Blob | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;
+  /** Checks `schema` and reads its prompt into the engine's cache, so that the next
+   *  `extract` with it starts at the text (call it while the user writes); resolves to the
+   *  prompt's length in tokens. */
+  prepare(schema: Schema | string): Promise<number>;
   extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;
   redact(text: string, entities: Entity[], operators?: Operators, options?: { key?: string }): Promise<Redaction>;
   /** The built-in recognizers a schema type may name; needs no model. */

@@ -109,6 +109,14 @@ export class AnoteClient {
     return this.#call('validate', { schema: typeof schema === 'string' ? schema : JSON.stringify(schema) });
   }
 
+  /** Checks `schema` and reads its prompt into the engine's cache, so that the next `extract`
+   *  with it starts at the text (call it while the user is still writing or pasting).
+   *  Resolves to the prompt's length in tokens; rejects like `validate`. Requests sent
+   *  meanwhile wait for it. */
+  prepare(schema) {
+    return this.#call('prepare', { schema: typeof schema === 'string' ? schema : JSON.stringify(schema) });
+  }
+
   /** Extracts over a gold JSONL file and scores it; `onProgress({loaded, total})`. Resolves
    *  to `{scores, broken: [{line, message}], documents: [{id, predicted, missed, spurious}]}`,
    *  spans `{start, end, label, text}` in code points (as in the gold file). */

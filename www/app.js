@@ -85,6 +85,7 @@ async function loadModel(source, label) {
   $('progress').hidden = false;
   for (const b of ['generate', 'extract', 'evaluate']) $(b).disabled = true;
   showError(null);
+  modelReady = false;
   try {
     const r = await client.load(source, { adapter: $('adapter').checked, backend: params.get('backend') ?? 'auto' });
     setStatus('ready', `${r.model} ready`);
@@ -94,6 +95,8 @@ async function loadModel(source, label) {
     $('adapter').checked = Boolean(r.adapter);
     $('progress-text').textContent = `${label ?? ''}${MB(r.bytes)} ${r.fromCache ? 'from the browser cache' : r.cached ? 'downloaded and cached' : 'loaded (not cached)'} · weights ready in ${(r.loadMs / 1000).toFixed(1)} s`;
     for (const b of ['generate', 'extract', 'evaluate']) $(b).disabled = false;
+    modelReady = true;
+    prepareSoon(0);
   } catch (e) {
     setStatus('error', 'Model failed to load');
     showError(e);
@@ -105,6 +108,7 @@ $('adapter').addEventListener('change', async () => {
   try {
     const r = await client.setAdapter($('adapter').checked);
     $('adapter').checked = Boolean(r.adapter);
+    prepareSoon(0); // the prompt's cache is the adapter's
   } catch (e) {
     showError(e);
   }
@@ -149,6 +153,7 @@ const editor = new SchemaEditor({
   onChange: (schema) => {
     clearTimeout(validateTimer);
     validateTimer = setTimeout(() => validate(schema), 200);
+    prepareSoon();
     renderTypeChips(schema);
     if (!loadingPreset) markEdited(); // the menu no longer names a preset once edited
   },
@@ -183,6 +188,33 @@ async function validate(schema, what = '') {
   } catch (e) {
     if (mine === checks) editor.showError(what + e.message);
     return false;
+  }
+}
+
+// The schema's prompt is read into the engine's cache once the model is ready and again a
+// moment after each edit, while the user is still pasting: Extract then starts at the text
+// (the prompt of the PII preset takes seconds). One request at a time: an edit made
+// meanwhile asks again when it ends. `data-prepared` on Extract: the prompt's tokens.
+let modelReady = false;
+let prepareTimer, preparing = false, prepareAgain = false;
+function prepareSoon(delay = 1000) {
+  clearTimeout(prepareTimer);
+  delete $('extract').dataset.prepared;
+  prepareTimer = setTimeout(prepareSchema, delay);
+}
+async function prepareSchema() {
+  if (!modelReady) return;
+  if (preparing) return void (prepareAgain = true);
+  preparing = true;
+  const schema = JSON.stringify(editor.schema);
+  try {
+    const tokens = await client.prepare(schema);
+    if (JSON.stringify(editor.schema) === schema) $('extract').dataset.prepared = tokens;
+  } catch { /* an invalid schema: its validation tells the user */ }
+  preparing = false;
+  if (prepareAgain) {
+    prepareAgain = false;
+    prepareSchema();
   }
 }
 
@@ -349,6 +381,7 @@ $('extract').addEventListener('click', async () => {
   $('extract-progress').value = 0;
   const t0 = performance.now();
   let first = null; // [time, share] of the first step: the pace is measured from there
+  let drawn = -Infinity; // when the status was last drawn: a redraw per decoding step took the engine's threads a tenth of their time
   try {
     const r = await client.extract(lastText, editor.schema, (e) => {
       entities.push(e);
@@ -359,6 +392,8 @@ $('extract').addEventListener('click', async () => {
       // the schema's prompt and the first windows, which the estimate counts for little.
       const now = performance.now();
       if (share > 0 && !first) first = [now, share];
+      if (now - drawn < 250) return;
+      drawn = now;
       const left = first && share > first[1] && share < 1 ? (now - first[0]) / (share - first[1]) * (1 - share) / 1000 : null;
       const windows = total > 1 ? ` ${loaded} of ${total} windows done ·` : '';
       $('extract-status').textContent = `Extracting…${windows} ${countEntities(entities.length)} so far${left === null ? '' : ` · about ${Math.ceil(left)} s left`}`;

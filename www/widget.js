@@ -39,6 +39,12 @@ export class Anote extends EventTarget {
     return this.#client.extract(text, schema, (e) => this.dispatchEvent(new CustomEvent('entity', { detail: e })));
   }
 
+  /** Reads `schema`'s prompt ahead, so that the next `extract` with it starts at the text;
+   *  resolves to the prompt's length in tokens. */
+  prepare(schema) {
+    return this.#client.prepare(schema);
+  }
+
   /** `options.key`: the secret of `hash` and `pseudonym` (at least 16 characters). */
   redact(text, entities, operators = { '*': 'replace' }, options = {}) {
     return this.#client.redact(text, entities, operators, options.key);
@@ -81,7 +87,12 @@ export class AnoteExtractor extends HTMLElement {
       status.textContent = p.total ? `Loading model… ${Math.floor((100 * p.loaded) / p.total)}%` : 'Loading model…';
     });
     this.#loaded = this.#anote.load(this.getAttribute('model') ?? DEFAULT_MODEL).then(
-      (info) => { status.textContent = `${info.model} ready (runs in this tab)`; button.disabled = false; },
+      (info) => {
+        status.textContent = `${info.model} ready (runs in this tab)`;
+        button.disabled = false;
+        // While the user writes, the schema's prompt is read: Extract then starts at the text.
+        this.#schema().then((schema) => this.#anote.prepare(schema)).catch(() => {});
+      },
       (e) => { status.textContent = `Model failed to load: ${e.message}`; },
     );
     button.addEventListener('click', async () => {

@@ -20,6 +20,10 @@
 //                  {type:'export-last', id, minScore}    that extraction as an eval JSONL line (code points)
 //                  {type:'recognizers', id}              the built-in recognizers: [{name, description}] (no model needed)
 //                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
+//                  {type:'prepare', id, schema}           check the schema and read its prompt into the model's cache,
+//                                                         so that the next extraction with it starts at the text;
+//                                                         done: the prompt's length in tokens. Later requests wait
+//                                                         for it (the engine takes one request at a time)
 //   worker → page  {type:'progress', id?, phase:'download'|'load'|'adapter'|'extract'|'evaluate', loaded, total}
 //                                                         (loading, in this order: the model's bytes downloaded, its
 //                                                         weights read and prepared, the adapter's bytes downloaded;
@@ -258,6 +262,15 @@ async function generate(msg) {
   post({ type: 'done', id: msg.id, result: { ...result, wasmBytes: await wasmBytes() } });
 }
 
+// The schema's prompt being read ahead ('prepare'): requests that use the engine wait for it.
+let preparing = Promise.resolve();
+
+async function prepare(msg) {
+  const run = preparing.then(() => onGpuLoss(() => loaded().prepare(msg.schema)));
+  preparing = run.catch(() => {});
+  post({ type: 'done', id: msg.id, result: await run });
+}
+
 async function extract(msg) {
   const progress = (loaded, total, share) => post({ type: 'progress', id: msg.id, phase: 'extract', loaded, total, share });
   const result = await onGpuLoss(() => loaded().extract(msg.text, msg.schema, (entity) => post({ type: 'entity', id: msg.id, entity }), msg.cancel, progress, msg.batch));
@@ -266,10 +279,12 @@ async function extract(msg) {
 
 self.onmessage = async ({ data: msg }) => {
   try {
+    if (msg.type !== 'prepare') await preparing;
     if (msg.type === 'start') threadsWanted = Math.max(1, Math.floor(msg.threads) || 1);
     else if (msg.type === 'load') await load(msg);
     else if (msg.type === 'generate') await generate(msg);
     else if (msg.type === 'extract') await extract(msg);
+    else if (msg.type === 'prepare') await prepare(msg);
     else if (msg.type === 'evaluate') await evaluate(msg);
     else if (msg.type === 'check-kernels') {
       post({ type: 'done', id: msg.id, result: await (await wasm()).pkg.checkKernels() });

@@ -292,6 +292,18 @@ impl Engine {
         x.check_schema(&schema).map_err(js_error)
     }
 
+    /// Checks a schema (JSON) as `checkSchema` does and reads its prompt into the model's
+    /// cache ahead of the first `extract` with it, which then starts at the text; resolves to
+    /// the prompt's length in tokens.
+    pub fn prepare(&self, schema: String) -> Promise {
+        #[allow(clippy::await_holding_refcell_ref)] // see `run`
+        self.run(move |x| async move {
+            let schema = Schema::from_json(&schema).map_err(js_error)?;
+            let tokens = x.borrow_mut().prepare(&schema).await.map_err(js_error)?;
+            Ok(tokens.into())
+        })
+    }
+
     /// Token ids of `text` as user text (no BOS, never control tokens).
     pub fn tokenize(&self, text: &str) -> std::result::Result<Vec<u32>, JsValue> {
         Ok(self.x.try_borrow().map_err(|_| busy())?.engine.tokenizer.encode(text))

@@ -235,6 +235,15 @@ impl Extractor {
         self.check_prompt(&prompt::prefix_in(schema, Format::Lines))
     }
 
+    /// Checks `schema` as [`Self::check_schema`] does and reads its prompt into the KV
+    /// cache, so that the next extraction with it starts at the text: a page does this while
+    /// its user is still pasting. Returns the prompt's length in tokens.
+    pub async fn prepare(&mut self, schema: &Schema) -> Result<usize> {
+        let tokens = self.check_schema(schema)?;
+        self.prefix(prompt::prefix_in(schema, Format::Lines)).await?;
+        Ok(tokens)
+    }
+
     /// [`Self::check_schema`]'s context check on a rendered prompt.
     fn check_prompt(&self, prompt: &str) -> Result<usize> {
         let tokens = self.engine.tokenizer.encode_prompt(prompt).len();

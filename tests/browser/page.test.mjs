@@ -214,8 +214,12 @@ await check('the page highlights entities without ever parsing text as HTML', as
   assert.equal(await page.evaluate(() => window.__xss), undefined);
 });
 
-await check('the schema editor starts on the PII preset, validates inline, imports, and persists', async () => {
+await check('the schema editor starts on the PII preset, validates inline, imports, and persists; the page reads each schema\'s prompt ahead', async () => {
   assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 17);
+  const prepared = () => page.$eval('[data-testid=extract]', (b) => Number(b.dataset.prepared ?? 0));
+  await page.waitForSelector('[data-testid=extract][data-prepared]', { timeout: 120_000 });
+  const piiTokens = await prepared();
+  assert.ok(piiTokens > 100, `the PII preset's prompt read ahead has ${piiTokens} tokens`);
   await page.click('[data-testid=schema-add]');
   assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'schema-label', 'the new row is not focused');
   assert.equal(await page.$eval('[data-testid=preset]', (m) => m.selectedOptions[0].text), 'Custom (edited from PII)');
@@ -235,6 +239,8 @@ await check('the schema editor starts on the PII preset, validates inline, impor
   await page.waitForFunction(() => /bad\.json was not imported/.test(document.querySelector('[data-testid=schema-error]').textContent));
   await page.setInputFiles('[data-testid=schema-import]', { name: 'people.json', mimeType: 'application/json', buffer: Buffer.from('{"labels": [{"label": "PERSON", "description": "A name."}, {"label": "EMAIL", "recognizer": "email"}]}') });
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 2);
+  // The imported schema's prompt is read ahead in its turn: shorter than the preset's.
+  await page.waitForFunction((pii) => Number(document.querySelector('[data-testid=extract]').dataset.prepared ?? pii) < pii, piiTokens, { timeout: 120_000 });
   // Each type's recognizer menu lists the engine's recognizers, each described.
   const engineList = await page.evaluate(async () => {
     const { AnoteClient } = await import('./anote.js');
