@@ -263,10 +263,10 @@ const anchorRuns = [
   { where: 'native', engine: ANCHOR_REV, windows: 1, run: () => emailNative(process.env.ANOTE_ANCHOR_BIN) },
   { where: 'native', engine: 'today', windows: 16, run: () => emailNative(bin) },
   { where: 'page', engine: ANCHOR_REV, windows: 1, run: () => emailInPage(process.env.ANOTE_ANCHOR_URL) },
+  { where: 'page', engine: 'today', windows: 8, run: () => emailInPage(url, 1) },
   { where: 'page', engine: 'today', windows: 8, run: () => emailInPage(url) },
-  { where: 'page', engine: 'today', windows: 8, run: () => emailInPage(url, 2) },
+  { where: 'page', engine: 'today, schema read ahead', windows: 8, run: () => emailInPage(url, 1, true) },
   { where: 'page', engine: 'today, schema read ahead', windows: 8, run: () => emailInPage(url, undefined, true) },
-  { where: 'page', engine: 'today, schema read ahead', windows: 8, run: () => emailInPage(url, 2, true) },
 ].map((a) => ({ ...a, runs: [] }));
 for (let i = 0; i < ANCHOR_TRIES; i++) {
   for (const a of anchorRuns) {
@@ -386,7 +386,7 @@ Against the engine before batched decoding and the page's threads (commit ${ANCH
 turns, best of ${ANCHOR_TRIES} each; natively both with today's adapter, in the page each with the adapter it ships (its page
 checks it by hash; both are rank 16, which costs the same per token). Natively the whole command, 2 threads; in the page as a user waits
 for it: the model loaded, the text pasted, Extract clicked, until the page says it is done, on the CPU backend
-(${ANCHOR_REV}'s page has one thread; today's uses all cores but one unless \`?threads=N\` says otherwise). The
+(${ANCHOR_REV}'s page has one thread; today's uses all cores but one, both of two, unless \`?threads=N\` says otherwise). The
 schema's prompt (690 tokens) is read on the click, except in the rows "schema read ahead": today's page reads it
 as soon as the model is ready (and again after each edit of the schema), and there the user pastes after it has
 (which took ${anchorRuns.filter((a) => a.best.aheadSecs !== undefined).map((a) => `${a.best.aheadSecs.toFixed(1)} s on ${a.best.threads} thread${a.best.threads > 1 ? 's' : ''}`).join(', ')}

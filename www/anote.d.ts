@@ -77,7 +77,7 @@ export declare const DEFAULT_MODEL: string;
 
 export declare class Anote extends EventTarget {
   /** `threads`: Web Workers that share the CPU's work where the page is cross-origin
-   *  isolated (default: all cores but one, at most 8). */
+   *  isolated (default: all cores but one, both of two, at most 8). */
   constructor(options?: { threads?: number });
   /** `backend`: 'auto' (default: a hardware WebGPU adapter, else the CPU), 'webgpu' (any adapter) or 'cpu'. */
   load(model?: string | Blob | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;

@@ -3,7 +3,7 @@
 // The protocol is defined at the top of worker.js.
 export class AnoteClient {
   /** `threads`: Web Workers that share the engine's work where the page is cross-origin
-   *  isolated (default: all cores but one, at most 8); fixed for the client's life. */
+   *  isolated (default: all cores but one, both of two, at most 8); fixed for the client's life. */
   constructor({ threads } = {}) {
     // Written out in full so that bundlers (Vite) see the worker and bundle it.
     this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });

@@ -10,7 +10,7 @@ const MB = (n) => (n / 1e6).toFixed(1) + ' MB';
 // The app shell is cached by a service worker so the page works offline after a visit.
 if ('serviceWorker' in navigator && isSecureContext) navigator.serviceWorker.register('sw.js').catch(() => {});
 
-// `?threads=N`: Web Workers that share the CPU's work (default: all cores but one).
+// `?threads=N`: Web Workers that share the CPU's work (default: all cores but one, both of two).
 const client = new AnoteClient({ threads: Number(params.get('threads')) || undefined });
 let started = performance.now();
 let lastText = '';

@@ -1,7 +1,7 @@
 // The engine's Web Worker: owns the wasm module and the model, so the page never blocks.
 // Protocol (the only place it is defined; anote.js speaks it for the page):
 //   page → worker  {type:'start', threads}                before anything else, if at all: the threads to use
-//                                                         (default: all cores but one, at most 8)
+//                                                         (default: all cores but one, both of two, at most 8)
 //                  {type:'load', url, adapter?, backend?}  fetch (or read from the file store, OPFS) and load a GGUF;
 //                                                         adapter (default true): apply the shipped fine-tuning
 //                                                         adapter when the model is the base it was trained on;
@@ -43,7 +43,10 @@ import { MODEL_DIR } from './config.js';
 // which needs a cross-origin isolated page (COOP/COEP); `pkg` runs on this thread alone,
 // anywhere. The page's first message ('start') says how many threads it wants; the build
 // is chosen once, when the engine is first needed.
-let threadsWanted = Math.min(8, Math.max(1, (navigator.hardwareConcurrency ?? 1) - 1));
+// All cores but one leave the page a core of its own; on two cores both threads extract 1.6×
+// as fast as one (docs/benchmarks.md) and the page still answers, so both are used there.
+const cores = navigator.hardwareConcurrency ?? 1;
+let threadsWanted = Math.min(8, Math.max(2, cores - 1), cores);
 let started = null;
 const wasm = () => (started ??= startEngine(threadsWanted));
 
