@@ -271,6 +271,36 @@ fn the_grammar_admits_every_answer_fine_tuning_teaches() {
 }
 
 #[test]
+fn a_step_offers_its_tokens_in_the_same_order_every_time() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let text = "Ahmed Khan moved to 12 Oak St, Leeds LS1 4AP on 2 January 2024; tel +44 20 7946 0018.";
+    let labels: Vec<String> = ["ADDRESS", "DATE", "PERSON", "PHONE"].map(String::from).to_vec();
+    // Two grammars of one text (each built its own maps) offer the same tokens in the same
+    // order at every step of the same answer: the label's tokens, then the span's.
+    let steps = || {
+        let grammar = Grammar::new(&tok, &labels, text);
+        let mut decoder = decode::Decoder::new(decode::Limits {
+            max_tokens: 8,
+            end_penalty: 0.0,
+        });
+        let mut offered = Vec::new();
+        while decoder.allowed(&grammar, &|_, _| true) {
+            offered.push(decoder.ids().to_vec());
+            // The same choice in both: the highest token id offered.
+            let logits: Vec<f32> = decoder.ids().iter().map(|&id| id as f32).collect();
+            if decoder.choose(&grammar, &logits, |_| true).is_none() {
+                break;
+            }
+        }
+        offered
+    };
+    let (a, b) = (steps(), steps());
+    assert!(a.iter().filter(|ids| ids.len() > 2).count() > 2, "{a:?}");
+    assert_eq!(a, b);
+}
+
+#[test]
 fn a_text_labelled_once_is_labelled_where_it_recurs_as_a_whole_name() {
     let text = "Maria Gonzalez called from Lyon. Maria Gonzalez met Maria Gonzalezova at the Lyon Biennale in Lyon.";
     // The model names each once; the extractor labels the repeats.

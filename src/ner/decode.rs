@@ -10,7 +10,7 @@
 //! blank line after it read as the space the model writes between two words on one line
 //! ([`Spelled`] matches against the document read that way and maps back to its offsets).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::ner::spans::occurrences;
 use crate::runtime::tokenizer::Tokenizer;
@@ -90,7 +90,10 @@ pub struct Grammar {
     end_of_list: Option<u32>,
 }
 
-fn substrings_as_tokens(tok: &Tokenizer, text: &str, with_space: bool, out: &mut HashMap<u32, String>) {
+/// Into `out`, ordered by token id: a step's tokens then come in one order in every run, so
+/// ties go the same way and a step's probabilities are summed in the same order (a hash
+/// map's order, random per map, moved entity scores in their last bits from run to run).
+fn substrings_as_tokens(tok: &Tokenizer, text: &str, with_space: bool, out: &mut BTreeMap<u32, String>) {
     let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
     for (i, &a) in bounds.iter().enumerate() {
         for &b in bounds[i + 1..].iter().take(MAX_PIECE_CHARS) {
@@ -112,11 +115,11 @@ impl Grammar {
     pub fn new(tok: &Tokenizer, labels: &[String], text: &str) -> Grammar {
         let doc = Spelled::new(text);
         let options: Vec<String> = labels.iter().map(|l| format!("{l}:")).collect();
-        let mut label_tokens = HashMap::new();
+        let mut label_tokens = BTreeMap::new();
         for o in &options {
             substrings_as_tokens(tok, o, false, &mut label_tokens);
         }
-        let mut span_tokens = HashMap::new();
+        let mut span_tokens = BTreeMap::new();
         substrings_as_tokens(tok, &doc.text, true, &mut span_tokens);
         let newline = tok
             .lookup("\n")
