@@ -135,22 +135,22 @@ function rendererPeak(ancestorPid) {
   return peak;
 }
 
-// Peak private memory of those renderers, what Chrome's task manager calls a tab's memory
+// Private memory of those renderers, what Chrome's task manager calls a tab's memory
 // footprint: resident memory less the pages shared with other processes, most of them
 // Chromium's own code (~100 MB that every Chromium process maps). The kernel keeps no peak
-// of it, so it is sampled every 200 ms until `stop()`.
-function privatePeakSampler(ancestorPid) {
-  let peak = 0;
-  const sample = () => {
-    for (const pid of renderers(ancestorPid)) {
-      try {
-        const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
-        peak = Math.max(peak, 1024 * (kb('Private_Clean') + kb('Private_Dirty')));
-      } catch { /* the process ended */ }
-    }
-  };
-  const timer = setInterval(sample, 200);
-  return { stop: () => { clearInterval(timer); sample(); return peak; } };
+// of it, and sampling it while the engine runs slows the engine (reading smaps walks the
+// renderer's page tables under its memory lock), so it is read once, when the extraction
+// is done: wasm memory never shrinks, so the engine's peak is in it.
+function rendererPrivate(ancestorPid) {
+  let most = 0;
+  for (const pid of renderers(ancestorPid)) {
+    try {
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+      const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(rollup)?.[1] ?? 0);
+      most = Math.max(most, 1024 * (kb('Private_Clean') + kb('Private_Dirty')));
+    } catch { /* the process ended */ }
+  }
+  return most;
 }
 
 // Per-document extraction in the browser: ours, then wllama on the same prompts with
@@ -236,7 +236,6 @@ function emailNative(binary) {
 // starts once the model is ready (in `ahead` seconds of waiting, told in the row).
 async function emailInPage(base, threads, ahead = false) {
   const browser = await launch({ webgpu: false });
-  const sampler = privatePeakSampler(process.pid);
   try {
     const page = await browser.newPage();
     await page.goto(new URL(threads ? `?threads=${threads}` : '', base).href);
@@ -253,9 +252,8 @@ async function emailInPage(base, threads, ahead = false) {
     if (done !== 'true') throw new Error(`the page at ${base} failed to extract: ${done}`);
     return { secs, entities: await page.$$eval('[data-testid=entity]', (m) => m.length),
       threads: Number(await page.getAttribute('[data-testid=backend]', 'data-threads') ?? 1), peak: rendererPeak(process.pid),
-      private: sampler.stop(), ...(ahead ? { aheadSecs } : {}) };
+      private: rendererPrivate(process.pid), ...(ahead ? { aheadSecs } : {}) };
   } finally {
-    sampler.stop();
     await browser.close();
   }
 }
@@ -390,10 +388,11 @@ for it: the model loaded, the text pasted, Extract clicked, until the page says 
 schema's prompt (690 tokens) is read on the click, except in the rows "schema read ahead": today's page reads it
 as soon as the model is ready (and again after each edit of the schema), and there the user pastes after it has
 (which took ${anchorRuns.filter((a) => a.best.aheadSecs !== undefined).map((a) => `${a.best.aheadSecs.toFixed(1)} s on ${a.best.threads} thread${a.best.threads > 1 ? 's' : ''}`).join(', ')}
-after the model was ready). Peak memory: of the renderer, resident (as in the other tables) and private (Chrome's
-"memory footprint": less the pages of Chromium's own code, which every Chromium process shares).
+after the model was ready). Memory of the renderer: its resident peak (as in the other tables), and its private
+memory when the extraction is done (Chrome's "memory footprint": less the pages of Chromium's own code, which every
+Chromium process shares; wasm memory never shrinks, so the engine's peak is in it).
 
-| where | engine | threads | windows at once | seconds | bytes/s | entities | peak memory | peak private memory | speed-up |
+| where | engine | threads | windows at once | seconds | bytes/s | entities | peak memory | private memory | speed-up |
 |---|---|---|---|---|---|---|---|---|---|
 ${anchorRuns.map((a) => {
   const then = anchorRuns.find((b) => b.where === a.where && b.engine === ANCHOR_REV).best;
