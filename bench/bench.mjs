@@ -108,32 +108,26 @@ function nativeLlamaCpp(threads) {
   return summarize('llama.cpp (llama-cpp-python 0.3.36)', 'native', threads, res, res.peak_rss_bytes);
 }
 
-// The renderer processes (the page and its workers) of the Chromium this script started.
-function renderers(ancestorPid) {
-  const pids = [];
+// The most of `bytes(pid)` over the renderer processes (the page and its workers) of the
+// Chromium this script started.
+function mostOfRenderers(ancestorPid, bytes) {
+  let most = 0;
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       if (!cmd.includes('--type=renderer')) continue;
       let p = pid;
       while (p && p !== '1' && p !== '0' && p !== String(ancestorPid)) p = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ')[1];
-      if (p === String(ancestorPid)) pids.push(pid);
+      if (p === String(ancestorPid)) most = Math.max(most, bytes(pid));
     } catch { /* the process ended */ }
   }
-  return pids;
+  return most;
 }
 
+const kbOf = (text, name) => 1024 * Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(text)?.[1] ?? 0);
+
 // Peak resident memory of those renderers.
-function rendererPeak(ancestorPid) {
-  let peak = 0;
-  for (const pid of renderers(ancestorPid)) {
-    try {
-      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      peak = Math.max(peak, 1024 * Number(hwm?.[1] ?? 0));
-    } catch { /* the process ended */ }
-  }
-  return peak;
-}
+const rendererPeak = (ancestorPid) => mostOfRenderers(ancestorPid, (pid) => kbOf(readFileSync(`/proc/${pid}/status`, 'utf8'), 'VmHWM'));
 
 // Private memory of those renderers, what Chrome's task manager calls a tab's memory
 // footprint: resident memory less the pages shared with other processes, most of them
@@ -141,17 +135,10 @@ function rendererPeak(ancestorPid) {
 // of it, and sampling it while the engine runs slows the engine (reading smaps walks the
 // renderer's page tables under its memory lock), so it is read once, when the extraction
 // is done: wasm memory never shrinks, so the engine's peak is in it.
-function rendererPrivate(ancestorPid) {
-  let most = 0;
-  for (const pid of renderers(ancestorPid)) {
-    try {
-      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-      const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(rollup)?.[1] ?? 0);
-      most = Math.max(most, 1024 * (kb('Private_Clean') + kb('Private_Dirty')));
-    } catch { /* the process ended */ }
-  }
-  return most;
-}
+const rendererPrivate = (ancestorPid) => mostOfRenderers(ancestorPid, (pid) => {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return kbOf(rollup, 'Private_Clean') + kbOf(rollup, 'Private_Dirty');
+});
 
 // Per-document extraction in the browser: ours, then wllama on the same prompts with
 // answers of the same length (bench/documents.html).
