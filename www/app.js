@@ -381,7 +381,7 @@ $('extract').addEventListener('click', async () => {
   $('extract-progress').value = 0;
   const t0 = performance.now();
   let first = null; // [time, share] of the first step: the pace is measured from there
-  let drawn = -Infinity; // when the status was last drawn: a redraw per decoding step took the engine's threads a tenth of their time
+  let drawn = -Infinity; // when the status was last drawn: four times a second is enough to read, and leaves the CPU to the engine
   try {
     const r = await client.extract(lastText, editor.schema, (e) => {
       entities.push(e);
