@@ -90,14 +90,18 @@ const LONG_FILE = `${tmpdir()}/anote-bench-pii-joined.txt`;
   }
   writeFileSync(LONG_FILE, paragraphs.join('\n\n'));
 }
-function nativeDocument(file, threads, batch) {
+// `binary args…` (an `extract` that prints JSON) under /usr/bin/time: seconds, entities and peak RSS.
+function timedExtract(binary, args) {
   const t0 = performance.now();
-  const p = spawnSync('/usr/bin/time', ['-f', '%M', bin, '--threads', String(threads), '--batch', String(batch), 'extract',
-    '--preset', 'pii', file], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const p = spawnSync('/usr/bin/time', ['-f', '%M', binary, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
   const secs = (performance.now() - t0) / 1000;
-  if (p.status !== 0) throw new Error(`anote extract failed: ${p.stderr}`);
-  const row = { file, threads, batch, bytes: readFileSync(file).length, secs, entities: JSON.parse(p.stdout).entities.length,
-    peak: 1024 * Number(p.stderr.trim().split('\n').pop()) };
+  if (p.status !== 0) throw new Error(`${binary} ${args.join(' ')} failed: ${p.stderr}`);
+  return { secs, entities: JSON.parse(p.stdout).entities.length, peak: 1024 * Number(p.stderr.trim().split('\n').pop()) };
+}
+
+function nativeDocument(file, threads, batch) {
+  const row = { file, threads, batch, bytes: readFileSync(file).length,
+    ...timedExtract(bin, ['--threads', String(threads), '--batch', String(batch), 'extract', '--preset', 'pii', file]) };
   console.log(JSON.stringify(row));
   return row;
 }
@@ -204,20 +208,13 @@ async function inBrowser(page_, engine, note) {
 
 const before = load();
 // Against the engine before batched decoding and the page's threads (commit ANOTE_ANCHOR_REV, built by
-// `cargo xtask bench`): the e-mail thread, both engines with today's model, taking turns so that each pair shares
-// the machine's state; natively both with today's adapter, in the page each with the adapter it ships (its page
-// checks it by hash; an adapter's cost per token is its rank's). Natively the whole command (2 threads); in the page as a user runs it: the
-// model loaded, the text pasted, Extract clicked, until the page says it is done (the schema prefix included),
-// on the CPU backend.
+// `cargo xtask bench`), the two taking turns so that each pair shares the machine's state; what each row
+// times is said with the table below.
 const ANCHOR_TRIES = 2;
 const ANCHOR_REV = process.env.ANOTE_ANCHOR_REV.slice(0, 7);
 function emailNative(binary) {
-  const t0 = performance.now();
-  const p = spawnSync('/usr/bin/time', ['-f', '%M', binary, '--model', MODEL, '--adapter', 'models/anote-ner-lora.safetensors',
-    '--threads', '2', 'extract', '--preset', 'pii', EMAIL], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  const secs = (performance.now() - t0) / 1000;
-  if (p.status !== 0) throw new Error(`${binary} extract failed: ${p.stderr}`);
-  return { secs, entities: JSON.parse(p.stdout).entities.length, threads: 2, peak: 1024 * Number(p.stderr.trim().split('\n').pop()) };
+  return { ...timedExtract(binary, ['--model', MODEL, '--adapter', 'models/anote-ner-lora.safetensors', '--threads', '2',
+    'extract', '--preset', 'pii', EMAIL]), threads: 2 };
 }
 // `ahead`: the user pastes after the page has read the schema's prompt (`prepare`), which it
 // starts once the model is ready (in `ahead` seconds of waiting, told in the row).
