@@ -239,8 +239,10 @@ impl Extractor {
     /// cache, so that the next extraction with it starts at the text: a page does this while
     /// its user is still pasting. Returns the prompt's length in tokens.
     pub async fn prepare(&mut self, schema: &Schema) -> Result<usize> {
-        let tokens = self.check_schema(schema)?;
-        self.prefix(prompt::prefix_in(schema, Format::Lines)).await?;
+        schema.validate()?;
+        let prompt = prompt::prefix_in(schema, Format::Lines);
+        let tokens = self.check_prompt(&prompt)?;
+        self.prefix(prompt).await?;
         Ok(tokens)
     }
 
