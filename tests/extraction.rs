@@ -106,7 +106,7 @@ impl LanguageModel for ScriptedLm {
     fn truncate(&mut self, position: usize) {
         self.cache.truncate(position)
     }
-    fn snapshot(&self) -> KvSnapshot {
+    fn snapshot(&mut self) -> KvSnapshot {
         self.cache.snapshot()
     }
     fn restore(&mut self, s: &KvSnapshot) -> anote_ner::Result<()> {

@@ -445,7 +445,7 @@ impl LanguageModel for Gemma3Gpu {
     fn truncate(&mut self, position: usize) {
         self.kv[0].len = self.kv[0].len.min(position);
     }
-    fn snapshot(&self) -> KvSnapshot {
+    fn snapshot(&mut self) -> KvSnapshot {
         let kv = &self.kv[0];
         let bytes = (kv.len * kv.row * 4) as u64;
         let mut rec = self.gpu.recorder();

@@ -69,6 +69,15 @@ impl KvCache {
         }
     }
 
+    /// Room for `positions` more in every layer, in one allocation each: a prompt forwarded
+    /// in pieces would otherwise grow its rows piece by piece, leaving freed blocks behind.
+    pub fn reserve(&mut self, positions: usize) {
+        for l in &mut self.layers {
+            l.k.reserve_exact(positions * self.row);
+            l.v.reserve_exact(positions * self.row);
+        }
+    }
+
     pub fn advance(&mut self, positions: usize) {
         self.len += positions;
         debug_assert!(self
@@ -110,30 +119,37 @@ impl KvCache {
         self.len = len;
     }
 
-    /// The cache as it is now. A cache that added nothing to its prefix shares it; any
-    /// other is copied into one flat cache.
-    pub fn snapshot(&self) -> KvSnapshot {
-        if let (Some(p), true) = (&self.prefix, self.len == self.prefix_len()) {
-            return KvSnapshot::shared(self.len, p.clone());
-        }
-        let layers = (0..self.layers.len())
-            .map(|i| {
-                let (k, v) = self.rows(i);
-                LayerKv {
-                    k: k.to_vec(),
-                    v: v.to_vec(),
-                }
-            })
-            .collect();
-        KvSnapshot::new(
-            self.len,
-            KvCache {
+    /// The cache as it is now, which the cache then shares: its own rows move into the
+    /// snapshot instead of being copied beside it (a schema prefix's rows are 25 MB, and
+    /// wasm memory never shrinks). A cache over a prefix and rows of its own is copied into
+    /// one flat snapshot.
+    pub fn snapshot(&mut self) -> KvSnapshot {
+        if self.len > self.prefix_len() {
+            let layers = match self.prefix.take() {
+                None => std::mem::take(&mut self.layers),
+                Some(p) => p
+                    .layers
+                    .iter()
+                    .zip(&self.layers)
+                    .map(|(p, own)| LayerKv {
+                        k: [&p.k[..], &own.k].concat(),
+                        v: [&p.v[..], &own.v].concat(),
+                    })
+                    .collect(),
+            };
+            let count = layers.len();
+            self.prefix = Some(Rc::new(KvCache {
                 prefix: None,
                 layers,
                 row: self.row,
                 len: self.len,
-            },
-        )
+            }));
+            self.layers = vec![LayerKv::default(); count];
+        }
+        match &self.prefix {
+            Some(p) => KvSnapshot::shared(self.len, p.clone()),
+            None => KvSnapshot::new(self.len, self.clone()),
+        }
     }
 
     /// Resumes from `snapshot`, sharing its rows.
@@ -150,5 +166,57 @@ impl KvCache {
         self.len = s.len;
         self.prefix = Some(s);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(positions: usize) -> KvCache {
+        let mut c = KvCache::new(2, 4);
+        for p in 0..positions {
+            for layer in 0..2 {
+                let row = [(10 * layer + p) as f32; 4];
+                c.append(layer, &row, &row.map(|x| -x));
+            }
+            c.advance(1);
+        }
+        c
+    }
+
+    fn keys(c: &KvCache, layer: usize) -> Vec<f32> {
+        c.rows(layer).0.to_vec()
+    }
+
+    #[test]
+    fn a_snapshot_takes_the_rows_and_the_cache_shares_them() {
+        let mut c = filled(3);
+        let before = keys(&c, 1);
+        let snap = c.snapshot();
+        let state: Rc<KvCache> = snap.state_shared().unwrap();
+        assert!(
+            Rc::ptr_eq(c.prefix.as_ref().unwrap(), &state),
+            "the cache shares the snapshot"
+        );
+        assert!(
+            c.layers.iter().all(|l| l.k.capacity() == 0 && l.v.capacity() == 0),
+            "no copy is left behind"
+        );
+        assert_eq!((c.len(), keys(&c, 1)), (3, before.clone()));
+        // The cache goes on after the snapshot, and the snapshot stays as it was.
+        c.append(0, &[7.0; 4], &[7.0; 4]);
+        c.append(1, &[8.0; 4], &[8.0; 4]);
+        c.advance(1);
+        assert_eq!(keys(&c, 1), [&before[..], &[8.0; 4]].concat());
+        let mut d = KvCache::new(2, 4);
+        d.restore(&snap).unwrap();
+        assert_eq!((d.len(), keys(&d, 1)), (3, before.clone()));
+        // A snapshot of prefix and own rows is flat and holds both.
+        let again = c.snapshot();
+        assert_eq!(again.len(), 4);
+        d.restore(&again).unwrap();
+        assert_eq!(keys(&d, 1), [&before[..], &[8.0; 4]].concat());
+        assert!(d.prefix.as_ref().unwrap().prefix.is_none(), "one level of sharing");
     }
 }

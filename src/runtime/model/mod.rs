@@ -65,8 +65,9 @@ pub trait LanguageModel {
     fn vocab_size(&self) -> usize;
     /// Forgets everything after `position` (0 clears the cache).
     fn truncate(&mut self, position: usize);
-    /// A copy of the cache, to resume from later (a schema prompt shared by many documents).
-    fn snapshot(&self) -> KvSnapshot;
+    /// The cache as it is, to resume from later (a schema prompt shared by many documents).
+    /// A CPU model's cache hands its rows to the snapshot and shares them from then on.
+    fn snapshot(&mut self) -> KvSnapshot;
     fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()>;
     /// Puts a low-rank adapter beside the weights it names (`None` removes it) and clears
     /// the cache, whose keys and values the old weights made.
