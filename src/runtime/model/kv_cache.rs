@@ -69,15 +69,6 @@ impl KvCache {
         }
     }
 
-    /// Room for `positions` more in every layer, in one allocation each: a prompt forwarded
-    /// in pieces would otherwise grow its rows piece by piece, leaving freed blocks behind.
-    pub fn reserve(&mut self, positions: usize) {
-        for l in &mut self.layers {
-            l.k.reserve_exact(positions * self.row);
-            l.v.reserve_exact(positions * self.row);
-        }
-    }
-
     pub fn advance(&mut self, positions: usize) {
         self.len += positions;
         debug_assert!(self
