@@ -383,10 +383,6 @@ impl<'a> KvRows<'a> {
             Some(t) => &self.tail[t * self.width..][..self.width],
         }
     }
-
-    pub fn to_vec(&self) -> Vec<f32> {
-        [self.head, self.tail].concat()
-    }
 }
 
 /// Causal attention of `q` (`seq × heads × head_dim`, at absolute positions

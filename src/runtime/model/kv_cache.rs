@@ -177,7 +177,8 @@ mod tests {
     }
 
     fn keys(c: &KvCache, layer: usize) -> Vec<f32> {
-        c.rows(layer).0.to_vec()
+        let k = c.rows(layer).0;
+        (0..c.len()).flat_map(|j| k.row(j).to_vec()).collect()
     }
 
     #[test]
