@@ -334,6 +334,20 @@ impl Gemma3 {
         result
     }
 
+    /// One sequence in slot 0 forwarded in pieces of at most [`PIECE`] tokens (see
+    /// `forward_hidden`); on an error the cache is as it was before the first piece.
+    fn hidden_in_pieces(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let (c, start) = (&self.config, self.caches[0].len());
+        check_tokens(tokens, start, c.context, c.vocab)?;
+        let mut hidden = Vec::new();
+        for piece in tokens.chunks(tokens.len().div_ceil(tokens.len().div_ceil(PIECE))) {
+            hidden = self
+                .hidden(&[(0, piece)])
+                .inspect_err(|_| self.caches[0].truncate(start))?;
+        }
+        Ok(hidden)
+    }
+
     /// The logits a row asks for, from its hidden state.
     fn row_logits(&self, hidden: &[f32], logits: Logits) -> Result<Vec<f32>> {
         match logits {
@@ -351,19 +365,7 @@ impl LanguageModel for Gemma3 {
     /// weight load). A token's products and attention do not depend on the tokens beside
     /// it, so the pieces give the same bits.
     fn forward_hidden<'a>(&'a mut self, tokens: &'a [u32]) -> Compute<'a, Vec<f32>> {
-        let (c, start) = (&self.config, self.caches[0].len());
-        let mut hidden = check_tokens(tokens, start, c.context, c.vocab).map(|()| Vec::new());
-        let pieces = tokens.len().div_ceil(PIECE).max(1);
-        for piece in tokens.chunks(tokens.len().div_ceil(pieces).max(1)) {
-            if hidden.is_err() {
-                break;
-            }
-            hidden = self.hidden(&[(0, piece)]);
-        }
-        if hidden.is_err() {
-            self.caches[0].truncate(start);
-        }
-        Box::pin(std::future::ready(hidden))
+        Box::pin(std::future::ready(self.hidden_in_pieces(tokens)))
     }
 
     fn logits<'a>(&'a self, hidden: &'a [f32]) -> Compute<'a, Vec<f32>> {
