@@ -1,5 +1,9 @@
 //! Sets `cfg(x86_kernel)` where the target has what the x86 Q8 kernel uses
-//! (`src/runtime/backend/q8.rs`), so the condition is written once.
+//! (`src/runtime/backend/q8/`), so the condition is written once; and
+//! `ANOTE_RUNTIME_HASH`, a hash of the model runtime's sources, which keys the prompt
+//! caches a page stores: a build whose kernels round otherwise must not read them.
+
+use std::path::Path;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(x86_kernel)");
@@ -12,5 +16,28 @@ fn main() {
             .all(|f| has(f))
     {
         println!("cargo::rustc-cfg=x86_kernel");
+    }
+    println!("cargo::rerun-if-changed=src/runtime");
+    let mut files = Vec::new();
+    sources(Path::new("src/runtime"), &mut files);
+    files.sort();
+    // FNV-1a over each file's path and bytes: no dependency, and the same on every host.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for file in files {
+        let bytes = std::fs::read(&file).expect("a runtime source file is readable");
+        for b in file.to_string_lossy().bytes().chain(bytes) {
+            hash = (hash ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    println!("cargo::rustc-env=ANOTE_RUNTIME_HASH={hash:016x}");
+}
+
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src/runtime is readable") {
+        let path = entry.expect("a directory entry").path();
+        match path.is_dir() {
+            true => sources(&path, out),
+            false => out.push(path),
+        }
     }
 }

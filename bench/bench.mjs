@@ -2,7 +2,7 @@
 // and in headless Chromium, next to llama.cpp (native, optional) and wllama (browser) on
 // the same GGUF, prompt and thread count, in the same run. Writes docs/benchmarks.md.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { launch, modelState } from '../tests/browser/chromium.mjs';
@@ -216,29 +216,52 @@ function emailNative(binary) {
   return { ...timedExtract(binary, ['--model', MODEL, '--adapter', 'models/anote-ner-lora.safetensors', '--threads', '2',
     'extract', '--preset', 'pii', EMAIL]), threads: 2 };
 }
-// `ahead`: the user pastes after the page has read the schema's prompt (`prepare`), which it
-// starts once the model is ready (in `ahead` seconds of waiting, told in the row).
-async function emailInPage(base, threads, ahead = false) {
-  const browser = await launch({ webgpu: false });
+// `when`: `click`, the user clicks Extract the moment the model is ready; `ahead`, the user pastes
+// after the page has read the schema's prompt (\`prepare\`), which it starts once the model is ready
+// (in \`aheadSecs\` of waiting, told in the row); `return`, a second visit that clicks at once: a
+// first visit in the same browser profile read the prompt and stored its cache, which the second
+// reads back (a fresh renderer, so its memory is the second visit's alone).
+async function emailInPage(base, threads, when = 'click') {
+  const page_ = new URL(threads ? `?threads=${threads}` : '', base).href;
+  const profile = when === 'return' ? mkdtempSync(join(tmpdir(), 'anote-bench-profile-')) : undefined;
   try {
-    const page = await browser.newPage();
-    await page.goto(new URL(threads ? `?threads=${threads}` : '', base).href);
-    if (await modelState(page) !== 'ready') throw new Error(`the page at ${base} did not load the model`);
-    const t = performance.now();
-    if (ahead) await page.waitForSelector('[data-testid=extract][data-prepared]', { timeout: 900_000 });
-    const aheadSecs = (performance.now() - t) / 1000;
-    await page.fill('[data-testid=text-input]', readFileSync(EMAIL, 'utf8'));
-    const t0 = performance.now();
-    await page.click('[data-testid=extract]');
-    await page.waitForSelector('[data-testid=extract-status][data-done]', { timeout: 900_000 });
-    const secs = (performance.now() - t0) / 1000;
-    const done = await page.getAttribute('[data-testid=extract-status]', 'data-done');
-    if (done !== 'true') throw new Error(`the page at ${base} failed to extract: ${done}`);
-    return { secs, entities: await page.$$eval('[data-testid=entity]', (m) => m.length),
-      threads: Number(await page.getAttribute('[data-testid=backend]', 'data-threads') ?? 1), peak: rendererPeak(process.pid),
-      private: rendererPrivate(process.pid), ...(ahead ? { aheadSecs } : {}) };
+    if (profile) {
+      const first = await launch({ webgpu: false, profile });
+      try {
+        const page = await first.newPage();
+        await page.goto(page_);
+        if (await modelState(page) !== 'ready') throw new Error(`the page at ${base} did not load the model`);
+        await page.waitForSelector('[data-testid=extract][data-prepared]', { timeout: 900_000 });
+      } finally {
+        await first.close();
+      }
+    }
+    const browser = await launch({ webgpu: false, profile });
+    try {
+      const page = await browser.newPage();
+      await page.goto(page_);
+      if (await modelState(page) !== 'ready') throw new Error(`the page at ${base} did not load the model`);
+      const t = performance.now();
+      if (when === 'ahead') await page.waitForSelector('[data-testid=extract][data-prepared]', { timeout: 900_000 });
+      const aheadSecs = (performance.now() - t) / 1000;
+      await page.fill('[data-testid=text-input]', readFileSync(EMAIL, 'utf8'));
+      const t0 = performance.now();
+      await page.click('[data-testid=extract]');
+      await page.waitForSelector('[data-testid=extract-status][data-done]', { timeout: 900_000 });
+      const secs = (performance.now() - t0) / 1000;
+      const done = await page.getAttribute('[data-testid=extract-status]', 'data-done');
+      if (done !== 'true') throw new Error(`the page at ${base} failed to extract: ${done}`);
+      if (profile && await page.getAttribute('[data-testid=extract]', 'data-prepared-from') !== 'store') {
+        throw new Error(`the second visit to ${base} did not read the prompt from the store`);
+      }
+      return { secs, entities: await page.$$eval('[data-testid=entity]', (m) => m.length),
+        threads: Number(await page.getAttribute('[data-testid=backend]', 'data-threads') ?? 1), peak: rendererPeak(process.pid),
+        private: rendererPrivate(process.pid), ...(when === 'ahead' ? { aheadSecs } : {}) };
+    } finally {
+      await browser.close();
+    }
   } finally {
-    await browser.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
   }
 }
 const anchorRuns = [
@@ -247,8 +270,10 @@ const anchorRuns = [
   { where: 'page', engine: ANCHOR_REV, windows: 1, run: () => emailInPage(process.env.ANOTE_ANCHOR_URL) },
   { where: 'page', engine: 'today', windows: 8, run: () => emailInPage(url, 1) },
   { where: 'page', engine: 'today', windows: 8, run: () => emailInPage(url) },
-  { where: 'page', engine: 'today, schema read ahead', windows: 8, run: () => emailInPage(url, 1, true) },
-  { where: 'page', engine: 'today, schema read ahead', windows: 8, run: () => emailInPage(url, undefined, true) },
+  { where: 'page', engine: 'today, schema read ahead', windows: 8, run: () => emailInPage(url, 1, 'ahead') },
+  { where: 'page', engine: 'today, schema read ahead', windows: 8, run: () => emailInPage(url, undefined, 'ahead') },
+  { where: 'page', engine: 'today, second visit', windows: 8, run: () => emailInPage(url, 1, 'return') },
+  { where: 'page', engine: 'today, second visit', windows: 8, run: () => emailInPage(url, undefined, 'return') },
 ].map((a) => ({ ...a, runs: [] }));
 for (let i = 0; i < ANCHOR_TRIES; i++) {
   for (const a of anchorRuns) {
@@ -372,7 +397,9 @@ for it: the model loaded, the text pasted, Extract clicked, until the page says 
 schema's prompt (690 tokens) is read on the click, except in the rows "schema read ahead": today's page reads it
 as soon as the model is ready (and again after each edit of the schema), and there the user pastes after it has
 (which took ${anchorRuns.filter((a) => a.best.aheadSecs !== undefined).map((a) => `${a.best.aheadSecs.toFixed(1)} s on ${a.best.threads} thread${a.best.threads > 1 ? 's' : ''}`).join(', ')}
-after the model was ready). Memory of the renderer: its resident peak (as in the other tables), and its private
+after the model was ready); and in the rows "second visit": the page keeps the prompt's cache in the browser's
+file store (OPFS) once read, so a second visit (a new browser with the first's profile) reads it back when the
+model is ready, and there the user clicks at once. Memory of the renderer: its resident peak (as in the other tables), and its private
 memory when the extraction is done (Chrome's "memory footprint": less the pages of Chromium's own code, which every
 Chromium process shares; wasm memory never shrinks, so the engine's peak is in it).
 

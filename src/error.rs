@@ -50,6 +50,8 @@ pub enum Error {
     ContextOverflow { needed: usize, max: usize },
     #[error("this KV-cache snapshot was taken from a different model")]
     BadSnapshot,
+    #[error("the stored prompt cache cannot be used: {0}")]
+    StoredPrompt(String),
     #[error("model computation failed: {0}")]
     Compute(String),
     #[error("WebGPU is unavailable or failed: {0}")]
@@ -83,6 +85,7 @@ impl Error {
             Error::EmptyPrompt => "empty_prompt",
             Error::ContextOverflow { .. } => "context_overflow",
             Error::BadSnapshot => "bad_snapshot",
+            Error::StoredPrompt(_) => "stored_prompt",
             Error::Compute(_) => "compute",
             Error::Gpu(_) => "gpu",
             Error::Io(_) => "io",

@@ -460,6 +460,66 @@ fn the_cached_schema_prefix_gives_the_same_result_as_a_fresh_one() {
     assert_eq!(first.entities, after.entities);
 }
 
+/// `schema`'s prepared prompt cache as `save_prepared` writes it.
+fn saved(x: &Extractor, schema: &Schema) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    x.save_prepared(schema, &mut |piece| {
+        bytes.extend_from_slice(piece);
+        Ok(())
+    })
+    .unwrap();
+    bytes
+}
+
+#[test]
+fn a_saved_prompt_cache_loads_into_a_fresh_engine_as_it_was_computed() {
+    let schema = tiny_schema();
+    let text = "abc eos bad abc";
+    let mut first = tiny_extractor();
+    let key = first.prompt_key(&schema).unwrap().expect("a CPU model saves its cache");
+    let tokens = block_on(first.prepare(&schema)).unwrap();
+    let bytes = saved(&first, &schema);
+    let next = block_on(first.engine.model.forward(&[270])).unwrap();
+    let expected = block_on(first.extract(text, &schema, &Options::default(), |_| {})).unwrap();
+
+    let mut second = tiny_extractor();
+    assert_eq!(second.prompt_key(&schema).unwrap(), Some(key));
+    assert_eq!(second.load_prepared(&schema, &bytes.as_slice()).unwrap(), tokens);
+    assert_eq!(second.engine.model.position(), tokens);
+    assert_eq!(
+        block_on(second.engine.model.forward(&[270])).unwrap(),
+        next,
+        "the same bits"
+    );
+    let found = block_on(second.extract(text, &schema, &Options::default(), |_| {})).unwrap();
+    assert_eq!(found.entities, expected.entities);
+    assert_eq!(saved(&second, &schema), bytes, "what was read writes back the same");
+
+    // Another schema, a cut or altered file, another adapter: refused, and nothing is cached.
+    let other = Schema::from_json(r#"{"labels": [{"label": "ab"}]}"#).unwrap();
+    let mut altered = bytes.clone();
+    altered[30] ^= 1; // inside the key
+    let mut adapted = tiny_extractor();
+    let pairs = common::projections(6);
+    let adapter = Adapter::from_bytes(&common::adapter_file(&adapted.engine.fingerprint, &pairs, 0.5), None).unwrap();
+    adapted.engine.set_adapter(Some(&adapter)).unwrap();
+    assert_ne!(adapted.prompt_key(&schema).unwrap(), first.prompt_key(&schema).unwrap());
+    for (x, schema, bytes) in [
+        (&mut tiny_extractor(), &other, &bytes[..]),
+        (&mut tiny_extractor(), &schema, &bytes[..bytes.len() - 4]),
+        (&mut tiny_extractor(), &schema, &bytes[..20]),
+        (&mut tiny_extractor(), &schema, &altered[..]),
+        (&mut adapted, &schema, &bytes[..]),
+    ] {
+        assert_eq!(x.load_prepared(schema, &bytes).unwrap_err().code(), "stored_prompt");
+        assert_eq!(
+            x.save_prepared(schema, &mut |_| Ok(())).unwrap_err().code(),
+            "stored_prompt",
+            "nothing was cached"
+        );
+    }
+}
+
 #[test]
 fn bad_input_is_an_error_or_a_correct_result() {
     let mut x = tiny_extractor();

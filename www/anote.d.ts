@@ -83,8 +83,9 @@ export declare class Anote extends EventTarget {
   load(model?: string | Blob | ArrayBuffer, options?: { adapter?: boolean; backend?: 'auto' | 'webgpu' | 'cpu' }): Promise<LoadInfo>;
   /** Checks `schema` and reads its prompt into the engine's cache, so that the next
    *  `extract` with it starts at the text (call it while the user writes); resolves to the
-   *  prompt's length in tokens. */
-  prepare(schema: Schema | string): Promise<number>;
+   *  prompt's length in tokens, and `stored: true` where the cache was read from the
+   *  browser's file store (kept there from an earlier visit) instead of the model. */
+  prepare(schema: Schema | string): Promise<{ tokens: number; stored: boolean }>;
   extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;
   redact(text: string, entities: Entity[], operators?: Operators, options?: { key?: string }): Promise<Redaction>;
   /** The built-in recognizers a schema type may name; needs no model. */

@@ -111,8 +111,9 @@ export class AnoteClient {
 
   /** Checks `schema` and reads its prompt into the engine's cache, so that the next `extract`
    *  with it starts at the text (call it while the user is still writing or pasting).
-   *  Resolves to the prompt's length in tokens; rejects like `validate`. Requests sent
-   *  meanwhile wait for it. */
+   *  Resolves to `{tokens, stored}`: the prompt's length in tokens, and whether its cache
+   *  was read from the browser's file store (kept from an earlier visit) instead of the
+   *  model; rejects like `validate`. Requests sent meanwhile wait for it. */
   prepare(schema) {
     return this.#call('prepare', { schema: typeof schema === 'string' ? schema : JSON.stringify(schema) });
   }

@@ -1,5 +1,5 @@
 import { AnoteClient } from './anote.js';
-import { DEFAULT_MODEL_PATH, KEY_STORE, MODEL_DIR } from './config.js';
+import { DEFAULT_MODEL_PATH, KEY_STORE, MODEL_DIR, PROMPT_DIR } from './config.js';
 import { SchemaEditor } from './schema-editor.js';
 import { colorOf, countEntities, download, renderHighlights, renderLegend, setPalette } from './view.js';
 
@@ -53,18 +53,20 @@ client.onprogress = ({ phase, loaded, total }) => {
   $('progress').value = Math.max($('progress').value, from + (to - from) * share);
 };
 
-async function modelDir() {
-  return (await navigator.storage.getDirectory()).getDirectoryHandle(MODEL_DIR, { create: true });
+// Files and bytes in a folder of the file store (OPFS).
+async function folderSize(name) {
+  let files = 0, bytes = 0;
+  const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(name, { create: true });
+  for await (const entry of dir.values()) {
+    files++;
+    bytes += (await entry.getFile()).size;
+  }
+  return `${files} file(s), ${MB(bytes)}`;
 }
 
 async function showCache() {
   if (!navigator.storage?.getDirectory) return void ($('cache-info').textContent = 'No browser file store outside a secure context.');
-  let files = 0, bytes = 0;
-  for await (const file of (await modelDir()).values()) {
-    files++;
-    bytes += (await file.getFile()).size;
-  }
-  $('cache-info').textContent = `Model cache: ${files} file(s), ${MB(bytes)}`;
+  $('cache-info').textContent = `Model cache: ${await folderSize(MODEL_DIR)} · schema prompts read: ${await folderSize(PROMPT_DIR)}`;
 }
 
 // The badge says where the model runs; its tooltip names the GPU or says why the CPU runs,
@@ -135,7 +137,8 @@ $('backend-choice').addEventListener('change', () => {
 });
 $('cache-clear').addEventListener('click', async () => {
   try {
-    await (await navigator.storage.getDirectory()).removeEntry(MODEL_DIR, { recursive: true });
+    const root = await navigator.storage.getDirectory();
+    for (const dir of [MODEL_DIR, PROMPT_DIR]) await root.removeEntry(dir, { recursive: true }).catch((e) => { if (e.name !== 'NotFoundError') throw e; });
   } catch (e) {
     showError(e); // a file the engine is reading right now is locked
   }
@@ -194,12 +197,15 @@ async function validate(schema, what = '') {
 // The schema's prompt is read into the engine's cache once the model is ready and again a
 // moment after each edit, while the user is still pasting: Extract then starts at the text
 // (the prompt of the PII preset takes seconds). One request at a time: an edit made
-// meanwhile asks again when it ends. `data-prepared` on Extract: the prompt's tokens.
+// meanwhile asks again when it ends. `data-prepared` on Extract: the prompt's tokens;
+// `data-prepared-from`: `store` where its cache was read from the browser's file store
+// (a schema read on an earlier visit), else `model`.
 let modelReady = false;
 let prepareTimer, preparing = false, prepareAgain = false;
 function prepareSoon(delay = 1000) {
   clearTimeout(prepareTimer);
   delete $('extract').dataset.prepared;
+  delete $('extract').dataset.preparedFrom;
   prepareTimer = setTimeout(prepareSchema, delay);
 }
 async function prepareSchema() {
@@ -208,8 +214,12 @@ async function prepareSchema() {
   preparing = true;
   const schema = JSON.stringify(editor.schema);
   try {
-    const tokens = await client.prepare(schema);
-    if (JSON.stringify(editor.schema) === schema) $('extract').dataset.prepared = tokens;
+    const { tokens, stored } = await client.prepare(schema);
+    if (JSON.stringify(editor.schema) === schema) {
+      $('extract').dataset.prepared = tokens;
+      $('extract').dataset.preparedFrom = stored ? 'store' : 'model';
+      showCache();
+    }
   } catch { /* an invalid schema: its validation tells the user */ }
   preparing = false;
   if (prepareAgain) {

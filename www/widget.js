@@ -39,8 +39,8 @@ export class Anote extends EventTarget {
     return this.#client.extract(text, schema, (e) => this.dispatchEvent(new CustomEvent('entity', { detail: e })));
   }
 
-  /** Reads `schema`'s prompt ahead, so that the next `extract` with it starts at the text;
-   *  resolves to the prompt's length in tokens. */
+  /** Reads `schema`'s prompt ahead (or its cache from the browser's file store), so that
+   *  the next `extract` with it starts at the text; resolves to `{tokens, stored}`. */
   prepare(schema) {
     return this.#client.prepare(schema);
   }

@@ -22,8 +22,10 @@
 //                  {type:'validate', id, schema}             with a model loaded, its prompt must fit the context
 //                  {type:'prepare', id, schema}           check the schema and read its prompt into the model's cache,
 //                                                         so that the next extraction with it starts at the text;
-//                                                         done: the prompt's length in tokens. Later requests wait
-//                                                         for it (the engine takes one request at a time)
+//                                                         done: {tokens, stored}: the prompt's length in tokens, and
+//                                                         whether its cache was read from the file store instead of
+//                                                         the model. Later requests wait for it (the engine takes
+//                                                         one request at a time)
 //   worker → page  {type:'progress', id?, phase:'download'|'load'|'adapter'|'extract'|'evaluate', loaded, total}
 //                                                         (loading, in this order: the model's bytes downloaded, its
 //                                                         weights read and prepared, the adapter's bytes downloaded;
@@ -36,7 +38,7 @@
 //                  {type:'entity', id, entity}                offsets in UTF-16 units
 //                  {type:'done', id, result}
 //                  {type:'error', id?, code, message}
-import { MODEL_DIR } from './config.js';
+import { MODEL_DIR, PROMPT_DIR } from './config.js';
 
 // The engine comes in two builds (`cargo xtask build-web`): `pkg-threads` shares each
 // matrix product and the attention among a pool of Web Workers over one shared memory,
@@ -146,25 +148,35 @@ async function fetchModel(url, phase = 'download') {
   let file = await dir.getFileHandle(name).catch(() => null);
   const fromCache = Boolean(file);
   if (!file) {
-    const part = await dir.getFileHandle(`${name}.part`, { create: true });
-    const out = await part.createSyncAccessHandle().catch(() => null);
-    // Another tab is downloading the same file (its handle is exclusive): load from memory.
-    if (!out) return { bytes: await downloadToMemory(url, phase), fromCache: false };
-    try {
-      out.truncate(0);
-      await download(url, phase, (chunk, at) => out.write(chunk, { at }));
-      out.flush();
-    } catch (e) {
-      out.close();
-      await dir.removeEntry(`${name}.part`);
-      throw e;
-    }
-    out.close();
-    await part.move(name);
+    const written = await writeFile(dir, name, (out) => download(url, phase, (chunk, at) => out.write(chunk, { at })));
+    // Another tab is downloading the same file: load from memory.
+    if (!written) return { bytes: await downloadToMemory(url, phase), fromCache: false };
     file = await dir.getFileHandle(name);
   }
   // Read-only handles let several tabs load the same file at once.
   return { bytes: await file.createSyncAccessHandle({ mode: 'read-only' }), fromCache };
+}
+
+// Writes file `name` of `dir` through `write(handle)` into `NAME.part`, renamed when complete,
+// so that a broken write is never taken for the file. False if another tab is writing it
+// (a sync access handle is exclusive).
+async function writeFile(dir, name, write) {
+  const part = await dir.getFileHandle(`${name}.part`, { create: true });
+  const out = await part.createSyncAccessHandle().catch(() => null);
+  if (!out) return false;
+  try {
+    out.truncate(0);
+    await write(out);
+    out.flush();
+  } catch (e) {
+    out.close();
+    await dir.removeEntry(`${name}.part`);
+    throw e;
+  }
+  out.close();
+  await dir.removeEntry(name).catch(() => {}); // a stored prompt that the engine refused
+  await part.move(name);
+  return true;
 }
 
 // A file's whole content (the 7.6 MB adapter), however fetchModel returned it.
@@ -269,9 +281,49 @@ async function generate(msg) {
 let preparing = Promise.resolve();
 
 async function prepare(msg) {
-  const run = preparing.then(() => onGpuLoss(() => loaded().prepare(msg.schema)));
+  const run = preparing.then(() => onGpuLoss(() => prepareStored(msg.schema)));
   preparing = run.catch(() => {});
   post({ type: 'done', id: msg.id, result: await run });
+}
+
+// A schema's prompt cache is kept in OPFS too (PROMPT_DIR), so that a reload, or the next
+// page with the widget, does not read the prompt again (the PII preset's: seconds of work,
+// 25 MB of keys and values). A file is named by its prompt key, a hash of everything that
+// made it (prompt, model, adapter, backend, engine build), and the engine refuses one made
+// otherwise; the newest PROMPTS_KEPT stay. A cache the GPU holds is not kept.
+const PROMPTS_KEPT = 4;
+
+async function prepareStored(schema) {
+  const e = loaded();
+  const key = navigator.storage?.getDirectory ? e.promptKey(schema) : undefined;
+  if (!key) return { tokens: await e.prepare(schema), stored: false };
+  const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(PROMPT_DIR, { create: true });
+  const file = await dir.getFileHandle(key).catch(() => null);
+  // Another tab may hold the file: then the prompt is read from the model.
+  const handle = await file?.createSyncAccessHandle({ mode: 'read-only' }).catch(() => null);
+  if (handle) {
+    try {
+      return { tokens: e.loadPrepared(schema, handle), stored: true };
+    } catch (err) {
+      if (err.code !== 'stored_prompt' && err.code !== 'io') throw err;
+    } finally {
+      handle.close();
+    }
+  }
+  const tokens = await e.prepare(schema);
+  // A full disk or a busy file: the prompt is read, only not kept.
+  await storePrompt(dir, key, schema).catch(() => {});
+  return { tokens, stored: false };
+}
+
+async function storePrompt(dir, key, schema) {
+  if (!await writeFile(dir, key, (out) => loaded().savePrepared(schema, out))) return;
+  const kept = [];
+  for await (const [name, entry] of dir.entries()) {
+    if (entry.kind === 'file' && !name.endsWith('.part')) kept.push({ name, at: (await entry.getFile()).lastModified });
+  }
+  kept.sort((a, b) => b.at - a.at);
+  for (const { name } of kept.slice(PROMPTS_KEPT)) await dir.removeEntry(name).catch(() => {});
 }
 
 async function extract(msg) {

@@ -34,8 +34,8 @@ fn js_error(e: Error) -> JsValue {
     err.into()
 }
 
-/// The model file as JS holds it: tensors are copied into wasm memory one at a time,
-/// never the whole file at once.
+/// A model file (or a stored prompt cache) as JS holds it: tensors are copied into wasm
+/// memory one at a time, never the whole file at once.
 enum JsBytes {
     Array(Uint8Array),
     /// A file in the origin private file system (the page's model cache), read with a
@@ -50,7 +50,7 @@ enum JsBytes {
 }
 
 fn read_error(e: JsValue) -> Error {
-    Error::Io(format!("reading the model file: {e:?}"))
+    Error::Io(format!("reading the file: {e:?}"))
 }
 
 impl JsBytes {
@@ -67,7 +67,7 @@ impl JsBytes {
         match source.dyn_into::<Uint8Array>() {
             Ok(a) => Ok(JsBytes::Array(a)),
             Err(_) => Err(Error::Io(
-                "a model is a Uint8Array, a Blob or a FileSystemSyncAccessHandle".into(),
+                "a file is a Uint8Array, a Blob or a FileSystemSyncAccessHandle".into(),
             )),
         }
     }
@@ -93,7 +93,7 @@ impl ByteSource for JsBytes {
                 let n = f.read_with_u8_array_and_options(buf, &at).map_err(read_error)?;
                 if n as usize != buf.len() {
                     return Err(Error::Io(format!(
-                        "reading the model file: {n} of {} bytes at offset {offset}",
+                        "reading the file: {n} of {} bytes at offset {offset}",
                         buf.len()
                     )));
                 }
@@ -302,6 +302,59 @@ impl Engine {
             let tokens = x.borrow_mut().prepare(&schema).await.map_err(js_error)?;
             Ok(tokens.into())
         })
+    }
+
+    /// The name under which a store keeps `schema`'s prepared prompt (a hash of the prompt,
+    /// the model, the adapter, the backend and the engine build), or `undefined` where the
+    /// cache cannot leave the backend (WebGPU); throws `invalid_schema` as `checkSchema` does.
+    #[wasm_bindgen(js_name = promptKey)]
+    pub fn prompt_key(&self, schema: &str) -> std::result::Result<Option<String>, JsValue> {
+        let schema = Schema::from_json(schema).map_err(js_error)?;
+        let x = self.x.try_borrow().map_err(|_| busy())?;
+        x.prompt_key(&schema).map_err(js_error)
+    }
+
+    /// Writes the cache of `schema`'s prompt, read by `prepare` (or by the last `extract`
+    /// with it), into `file` (a `FileSystemSyncAccessHandle`, from its start) straight from
+    /// wasm memory; returns the bytes written. Throws `stored_prompt` if it was not read.
+    #[wasm_bindgen(js_name = savePrepared)]
+    pub fn save_prepared(
+        &self,
+        schema: &str,
+        file: &web_sys::FileSystemSyncAccessHandle,
+    ) -> std::result::Result<f64, JsValue> {
+        let schema = Schema::from_json(schema).map_err(js_error)?;
+        let x = self.x.try_borrow().map_err(|_| busy())?;
+        let mut at = 0.0;
+        x.save_prepared(&schema, &mut |piece| {
+            let options = web_sys::FileSystemReadWriteOptions::new();
+            options.set_at_f64(at);
+            let n = file
+                .write_with_u8_array_and_options(piece, &options)
+                .map_err(|e| Error::Io(format!("writing the prompt cache: {e:?}")))?;
+            if n as usize != piece.len() {
+                return Err(Error::Io(format!(
+                    "writing the prompt cache: {n} of {} bytes",
+                    piece.len()
+                )));
+            }
+            at += n;
+            Ok(())
+        })
+        .map_err(js_error)?;
+        Ok(at)
+    }
+
+    /// As `prepare`, from a cache that `savePrepared` wrote (a `FileSystemSyncAccessHandle`,
+    /// a Blob or a Uint8Array), read straight into wasm memory; returns the prompt's length
+    /// in tokens. Throws `stored_prompt` unless it was made for this schema, model, adapter,
+    /// backend and engine build.
+    #[wasm_bindgen(js_name = loadPrepared)]
+    pub fn load_prepared(&self, schema: &str, source: JsValue) -> std::result::Result<usize, JsValue> {
+        let schema = Schema::from_json(schema).map_err(js_error)?;
+        let source = JsBytes::new(source).map_err(js_error)?;
+        let mut x = self.x.try_borrow_mut().map_err(|_| busy())?;
+        x.load_prepared(&schema, &source).map_err(js_error)
     }
 
     /// Token ids of `text` as user text (no BOS, never control tokens).

@@ -29,7 +29,9 @@ use crate::ner::recognizers::{self, Recognizer};
 use crate::ner::schema::Schema;
 use crate::ner::spans::{self, inside_word, Entity, Occupied, Source};
 use crate::runtime::engine::Engine;
+use crate::runtime::gguf::ByteSource;
 use crate::runtime::model::KvSnapshot;
+use sha2::{Digest, Sha256};
 
 /// Texts above this are refused: at a few hundred bytes a second, 2 MiB is already hours
 /// of work, and a corpus belongs in separate documents.
@@ -48,6 +50,10 @@ pub const WINDOWS: chunk::Limits = chunk::Limits {
 /// Context a window and its answer may need after the schema prefix: the window's bytes (a
 /// token takes at least one), its frame, and the answer budget of its words (see `extract`).
 pub const WINDOW_ROOM: usize = WINDOWS.sentence + 16 + answer_budget(WINDOWS.sentence.div_ceil(2)) + 16;
+
+/// What a stored prompt cache starts with, before its key ([`Extractor::save_prepared`]).
+const STORED_MAGIC: &[u8] = b"anote-prompt-cache-1\n";
+
 pub struct Extractor {
     pub engine: Engine,
     /// The schema prefix (and the adapter it ran with) whose KV cache is ready to restore.
@@ -243,6 +249,75 @@ impl Extractor {
         let prompt = prompt::prefix_in(schema, Format::Lines);
         let tokens = self.check_prompt(&prompt)?;
         self.prefix(prompt).await?;
+        Ok(tokens)
+    }
+
+    /// The name a store keeps `schema`'s prepared prompt under ([`Self::save_prepared`]), or
+    /// `None` where the model's cache cannot be saved (on a GPU). The name is a hash of all
+    /// that makes the cache: the prompt's tokens, the model, the adapter, the backend and
+    /// the runtime's sources; checks the schema as [`Self::check_schema`] does.
+    pub fn prompt_key(&self, schema: &Schema) -> Result<Option<String>> {
+        schema.validate()?;
+        let prompt = prompt::prefix_in(schema, Format::Lines);
+        self.check_prompt(&prompt)?;
+        Ok(self.engine.model.saves_snapshots().then(|| self.key_of(&prompt)))
+    }
+
+    fn key_of(&self, prompt: &str) -> String {
+        let e = &self.engine;
+        let mut h = Sha256::new();
+        let parts = [
+            env!("ANOTE_RUNTIME_HASH"),
+            &e.fingerprint,
+            e.adapter.as_deref().unwrap_or("-"),
+            e.model.backend(),
+        ];
+        for part in parts {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        for id in e.tokenizer.encode_prompt(prompt) {
+            h.update(id.to_le_bytes());
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    /// Writes the cache of `schema`'s prompt, prepared (or used) last, through `out`: a
+    /// header with its [`Self::prompt_key`], then the model's snapshot.
+    pub fn save_prepared(&self, schema: &Schema, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let prompt = prompt::prefix_in(schema, Format::Lines);
+        let snap = self
+            .cached_prefix(&prompt)
+            .ok_or_else(|| Error::StoredPrompt("the schema's prompt has not been read".into()))?;
+        out(STORED_MAGIC)?;
+        out(self.key_of(&prompt).as_bytes())?;
+        self.engine.model.save_snapshot(snap, out)
+    }
+
+    /// As [`Self::prepare`], from a cache that [`Self::save_prepared`] wrote into `src`
+    /// instead of the model: refused (`stored_prompt`) unless it was made for this schema,
+    /// model, adapter, backend and runtime. Returns the prompt's length in tokens.
+    pub fn load_prepared(&mut self, schema: &Schema, src: &dyn ByteSource) -> Result<usize> {
+        schema.validate()?;
+        let prompt = prompt::prefix_in(schema, Format::Lines);
+        let tokens = self.check_prompt(&prompt)?;
+        if self.cached_prefix(&prompt).is_some() {
+            return Ok(tokens);
+        }
+        let key = self.key_of(&prompt);
+        let mut head = vec![0u8; STORED_MAGIC.len() + key.len()];
+        if src.size() < head.len() as u64 {
+            return Err(Error::StoredPrompt("it is shorter than its header".into()));
+        }
+        src.read_into(0, &mut head)?;
+        if head[..STORED_MAGIC.len()] != STORED_MAGIC[..] || head[STORED_MAGIC.len()..] != *key.as_bytes() {
+            return Err(Error::StoredPrompt(
+                "it was made for another schema, model, adapter, backend or engine build".into(),
+            ));
+        }
+        let snap = self.engine.model.load_snapshot(src, head.len() as u64, tokens)?;
+        self.engine.model.restore(&snap)?;
+        self.cached = Some((prompt, self.engine.adapter.clone(), snap));
         Ok(tokens)
     }
 

@@ -18,6 +18,15 @@ pub trait ByteSource {
     fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
+impl<T: ByteSource + ?Sized> ByteSource for &T {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_into(offset, buf)
+    }
+}
+
 impl ByteSource for [u8] {
     fn size(&self) -> u64 {
         self.len() as u64

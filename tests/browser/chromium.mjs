@@ -7,10 +7,14 @@ export const FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--dis
   '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'];
 
 /** Headless Chromium; `webgpu: false` leaves WebGPU off (Debian's build exposes it only
- *  with --enable-unsafe-webgpu, and then only SwiftShader, a software adapter). */
-export async function launch({ webgpu = true } = {}) {
+ *  with --enable-unsafe-webgpu, and then only SwiftShader, a software adapter); `profile`:
+ *  a folder that keeps the pages' storage from one launch to the next. */
+export async function launch({ webgpu = true, profile } = {}) {
   const args = webgpu ? FLAGS : FLAGS.filter((f) => f !== '--enable-unsafe-webgpu');
-  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
+  const options = { executablePath: '/usr/bin/chromium', headless: true, args };
+  // With a profile folder, a browser context that keeps what pages store there (OPFS) for
+  // the next launch with it: a user's second visit. Both have newPage() and close().
+  return profile ? chromium.launchPersistentContext(profile, options) : chromium.launch(options);
 }
 
 /** Waits until the page's model is ready (or failed); returns the status element's state. */

@@ -216,6 +216,7 @@ await check('the page highlights entities without ever parsing text as HTML', as
 
 await check('the schema editor starts on the PII preset, validates inline, imports, and persists; the page reads each schema\'s prompt ahead', async () => {
   assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 17);
+  await useAdapter(page, true); // as after the reload below: a prompt's cache is the adapter's
   const prepared = () => page.$eval('[data-testid=extract]', (b) => Number(b.dataset.prepared ?? 0));
   await page.waitForSelector('[data-testid=extract][data-prepared]', { timeout: 120_000 });
   const piiTokens = await prepared();
@@ -241,6 +242,9 @@ await check('the schema editor starts on the PII preset, validates inline, impor
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 2);
   // The imported schema's prompt is read ahead in its turn: shorter than the preset's.
   await page.waitForFunction((pii) => Number(document.querySelector('[data-testid=extract]').dataset.prepared ?? pii) < pii, piiTokens, { timeout: 120_000 });
+  const peopleTokens = await prepared();
+  const preparedFrom = () => page.getAttribute('[data-testid=extract]', 'data-prepared-from');
+  assert.equal(await preparedFrom(), 'model');
   // Each type's recognizer menu lists the engine's recognizers, each described.
   const engineList = await page.evaluate(async () => {
     const { AnoteClient } = await import('./anote.js');
@@ -253,11 +257,18 @@ await check('the schema editor starts on the PII preset, validates inline, impor
   await page.reload();
   await modelState(page);
   assert.equal(await page.$$eval('[data-testid=schema-row]', (r) => r.length), 2, 'the schema did not survive a reload');
+  // After a reload the prompt's cache is read from the browser's file store, not the model.
+  await page.waitForSelector('[data-testid=extract][data-prepared]', { timeout: 120_000 });
+  assert.deepEqual([await prepared(), await preparedFrom()], [peopleTokens, 'store']);
   await page.selectOption('[data-testid=preset]', 'blank'); // a schema from scratch, in one step
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 0);
   assert.equal(await page.$$eval('#type-chips > *', (c) => c.length), 0);
   await page.selectOption('[data-testid=preset]', 'pii');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=schema-row]').length === 17);
+  // Stored when it was read before: the extractions that follow (the CLI's
+  // entities among them) start from the stored cache.
+  await page.waitForSelector('[data-testid=extract][data-prepared]', { timeout: 120_000 });
+  assert.deepEqual([await prepared(), await preparedFrom()], [piiTokens, 'store']);
 });
 
 await check('extract shows a legend, a table, a threshold, and redacts live with the chosen operators', async () => {
@@ -546,7 +557,7 @@ await check('offline after one visit: the app, the engine and the model work wit
   }
 });
 
-await check('only the schema and the redaction key are stored: localStorage, Cache Storage the app shell, OPFS the model files', async () => {
+await check('only the schema and the redaction key are stored: localStorage, Cache Storage the app shell, OPFS the model files and the newest schema prompts\' caches', async () => {
   const stored = await page.evaluate(async () => {
     const opfs = [];
     for await (const [name, entry] of (await navigator.storage.getDirectory()).entries()) {
@@ -565,8 +576,12 @@ await check('only the schema and the redaction key are stored: localStorage, Cac
   assert.match(stored.caches[0], /^anote-shell-[0-9a-f]{16}$/);
   for (const p of stored.cached) assert.ok(!/ahmed|Offline/.test(p), `cached ${p}`);
   // The default model and its adapter, complete (no `.part` left), under their URLs.
-  assert.deepEqual(stored.opfs.map((p) => p.replace(/\/\/[^/]+\//, '//HOST/')).sort(),
+  const prompts = stored.opfs.filter((p) => p.startsWith('anote-prompts-v1/'));
+  assert.deepEqual(stored.opfs.filter((p) => !prompts.includes(p)).map((p) => p.replace(/\/\/[^/]+\//, '//HOST/')).sort(),
     ['anote-models-v1/http://HOST/models/anote-ner-lora.safetensors', 'anote-models-v1/http://HOST/models/gemma-3-270m-q4_k_m.gguf']);
+  // Named by their prompt keys (hashes, never text), complete, the newest four at most.
+  assert.ok(prompts.length >= 1 && prompts.length <= 4, prompts.join(', '));
+  for (const p of prompts) assert.match(p, /^anote-prompts-v1\/[0-9a-f]{64}$/);
 });
 
 await check('the simd128 CPU matrix kernels (Q8, Q4_K, Q6_K) match their f32 references', async () => {

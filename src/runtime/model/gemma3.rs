@@ -415,6 +415,16 @@ impl LanguageModel for Gemma3 {
     fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()> {
         self.caches[0].restore(snapshot)
     }
+    fn saves_snapshots(&self) -> bool {
+        true
+    }
+    fn save_snapshot(&self, snapshot: &KvSnapshot, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        snapshot.state::<KvCache>()?.write(out)
+    }
+    fn load_snapshot(&self, src: &dyn ByteSource, at: u64, len: usize) -> Result<KvSnapshot> {
+        let c = &self.config;
+        KvCache::read(src, at, c.layers, c.kv_heads * c.head_dim, len)
+    }
     fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
         let shapes: Vec<[(usize, usize); 7]> = self
             .layers

@@ -10,6 +10,10 @@ use std::rc::Rc;
 use super::KvSnapshot;
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::KvRows;
+use crate::runtime::gguf::ByteSource;
+
+// Stored rows are the f32s' bytes as they lie in memory, read back on a target like it.
+const _: () = assert!(cfg!(target_endian = "little"), "stored caches are little-endian");
 
 /// Positions a cache grows by, at least, beyond what it needs.
 const GROW: usize = 32;
@@ -160,6 +164,60 @@ impl KvCache {
     }
 }
 
+/// A snapshot's rows as [`KvCache::write`] stores them: layers, row width and positions
+/// (`u32` each), then every layer's keys and values.
+const HEADER: usize = 12;
+
+impl KvCache {
+    /// Writes a snapshot's rows through `out`, a piece at a time (a layer's keys or values).
+    pub fn write(&self, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        // A snapshot holds all its rows itself (see `snapshot`).
+        if self.prefix.is_some() {
+            return Err(Error::BadSnapshot);
+        }
+        let shape = [self.layers.len(), self.row, self.len].map(|n| n as u32);
+        out(bytemuck::cast_slice(&shape))?;
+        for l in &self.layers {
+            out(bytemuck::cast_slice(&l.k))?;
+            out(bytemuck::cast_slice(&l.v))?;
+        }
+        Ok(())
+    }
+
+    /// Reads a snapshot of `len` positions that [`Self::write`] wrote, from `src` at `at` to
+    /// its end, for a model of `layers` layers and `row`-wide rows: the rows go straight into
+    /// their vectors, and a source of another shape or size is refused before any is made.
+    pub fn read(src: &dyn ByteSource, at: u64, layers: usize, row: usize, len: usize) -> Result<KvSnapshot> {
+        let mut shape = [0u32; 3];
+        if src.size() < at + HEADER as u64 {
+            return Err(Error::StoredPrompt("it is shorter than its header".into()));
+        }
+        src.read_into(at, bytemuck::cast_slice_mut(&mut shape))?;
+        let stored = shape.map(|n| n as usize);
+        if stored != [layers, row, len] {
+            let [l, r, n] = stored;
+            return Err(Error::StoredPrompt(format!(
+                "it holds {n} positions of {l} layers of {r}; this prompt needs {len} of {layers} of {row}"
+            )));
+        }
+        let floats = len * row;
+        if src.size() != at + HEADER as u64 + (8 * floats * layers) as u64 {
+            return Err(Error::StoredPrompt("its size is not its rows'".into()));
+        }
+        let mut cache = KvCache::new(layers, row);
+        let mut offset = at + HEADER as u64;
+        for l in &mut cache.layers {
+            for rows in [&mut l.k, &mut l.v] {
+                *rows = vec![0.0; floats];
+                src.read_into(offset, bytemuck::cast_slice_mut(rows))?;
+                offset += 4 * floats as u64;
+            }
+        }
+        cache.len = len;
+        Ok(KvSnapshot::new(len, cache))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +268,37 @@ mod tests {
         d.restore(&again).unwrap();
         assert_eq!(keys(&d, 1), [&before[..], &[8.0; 4]].concat());
         assert!(d.prefix.as_ref().unwrap().prefix.is_none(), "one level of sharing");
+    }
+
+    #[test]
+    fn a_written_snapshot_reads_back_as_it_was_and_another_shape_is_refused() {
+        let mut c = filled(3);
+        let snap = c.snapshot();
+        let mut bytes = b"head".to_vec();
+        let state: &KvCache = snap.state().unwrap();
+        state
+            .write(&mut |piece| {
+                bytes.extend_from_slice(piece);
+                Ok(())
+            })
+            .unwrap();
+        let back = KvCache::read(&bytes.as_slice(), 4, 2, 4, 3).unwrap();
+        let mut d = KvCache::new(2, 4);
+        d.restore(&back).unwrap();
+        assert_eq!((d.len(), keys(&d, 0), keys(&d, 1)), (3, keys(&c, 0), keys(&c, 1)));
+        let values = |c: &KvCache| {
+            (0..c.len())
+                .flat_map(|j| c.rows(1).1.row(j).to_vec())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(values(&d), values(&c));
+        for (shape, cut) in [((3, 4, 3), 0), ((2, 8, 3), 0), ((2, 4, 2), 0), ((2, 4, 3), 1)] {
+            let err = KvCache::read(&&bytes[..bytes.len() - cut], 4, shape.0, shape.1, shape.2).unwrap_err();
+            assert_eq!(err.code(), "stored_prompt", "{shape:?} cut by {cut}");
+        }
+        assert_eq!(
+            KvCache::read(&&bytes[..10], 4, 2, 4, 3).unwrap_err().code(),
+            "stored_prompt"
+        );
     }
 }

@@ -69,6 +69,21 @@ pub trait LanguageModel {
     /// A CPU model's cache hands its rows to the snapshot and shares them from then on.
     fn snapshot(&mut self) -> KvSnapshot;
     fn restore(&mut self, snapshot: &KvSnapshot) -> Result<()>;
+    /// Whether [`Self::save_snapshot`] works here: a CPU model's cache is plain memory, a
+    /// GPU's stays on the GPU.
+    fn saves_snapshots(&self) -> bool {
+        false
+    }
+    /// Writes `snapshot` through `out`, for a later run to read back with
+    /// [`Self::load_snapshot`] (a page keeps its schema prompt's cache between visits).
+    fn save_snapshot(&self, _snapshot: &KvSnapshot, _out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        Err(cache_stays(self.backend()))
+    }
+    /// Reads a snapshot of `len` positions that [`Self::save_snapshot`] wrote, from `src`
+    /// at `at` to its end.
+    fn load_snapshot(&self, _src: &dyn ByteSource, _at: u64, _len: usize) -> Result<KvSnapshot> {
+        Err(cache_stays(self.backend()))
+    }
     /// Puts a low-rank adapter beside the weights it names (`None` removes it) and clears
     /// the cache, whose keys and values the old weights made.
     fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()>;
@@ -101,6 +116,11 @@ pub trait LanguageModel {
             Ok(vec![logits])
         })
     }
+}
+
+/// Why a model without [`LanguageModel::saves_snapshots`] refuses to save or load one.
+fn cache_stays(backend: &str) -> Error {
+    Error::StoredPrompt(format!("the {backend} backend keeps its cache where it computes"))
 }
 
 /// One sequence's part of a batched forward.
