@@ -238,7 +238,7 @@ impl Extractor {
     /// model's context for a window and its answer; returns the prompt's length in tokens.
     pub fn check_schema(&self, schema: &Schema) -> Result<usize> {
         schema.validate()?;
-        self.check_prompt(&prompt::prefix_in(schema, Format::Lines))
+        Ok(self.check_prompt(&prompt::prefix_in(schema, Format::Lines))?.len())
     }
 
     /// Checks `schema` as [`Self::check_schema`] does and reads its prompt into the KV
@@ -247,7 +247,7 @@ impl Extractor {
     pub async fn prepare(&mut self, schema: &Schema) -> Result<usize> {
         schema.validate()?;
         let prompt = prompt::prefix_in(schema, Format::Lines);
-        let tokens = self.check_prompt(&prompt)?;
+        let tokens = self.check_prompt(&prompt)?.len();
         self.prefix(prompt).await?;
         Ok(tokens)
     }
@@ -259,11 +259,12 @@ impl Extractor {
     pub fn prompt_key(&self, schema: &Schema) -> Result<Option<String>> {
         schema.validate()?;
         let prompt = prompt::prefix_in(schema, Format::Lines);
-        self.check_prompt(&prompt)?;
-        Ok(self.engine.model.saves_snapshots().then(|| self.key_of(&prompt)))
+        let ids = self.check_prompt(&prompt)?;
+        Ok(self.engine.model.saves_snapshots().then(|| self.key_of(&ids)))
     }
 
-    fn key_of(&self, prompt: &str) -> String {
+    /// The prompt key of a prompt's tokens (see [`Self::prompt_key`]).
+    fn key_of(&self, ids: &[u32]) -> String {
         let e = &self.engine;
         let mut h = Sha256::new();
         let parts = [
@@ -276,7 +277,7 @@ impl Extractor {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        for id in e.tokenizer.encode_prompt(prompt) {
+        for id in ids {
             h.update(id.to_le_bytes());
         }
         format!("{:x}", h.finalize())
@@ -290,7 +291,7 @@ impl Extractor {
             .cached_prefix(&prompt)
             .ok_or_else(|| Error::StoredPrompt("the schema's prompt has not been read".into()))?;
         out(STORED_MAGIC)?;
-        out(self.key_of(&prompt).as_bytes())?;
+        out(self.key_of(&self.engine.tokenizer.encode_prompt(&prompt)).as_bytes())?;
         self.engine.model.save_snapshot(snap, out)
     }
 
@@ -300,11 +301,12 @@ impl Extractor {
     pub fn load_prepared(&mut self, schema: &Schema, src: &dyn ByteSource) -> Result<usize> {
         schema.validate()?;
         let prompt = prompt::prefix_in(schema, Format::Lines);
-        let tokens = self.check_prompt(&prompt)?;
+        let ids = self.check_prompt(&prompt)?;
+        let tokens = ids.len();
         if self.cached_prefix(&prompt).is_some() {
             return Ok(tokens);
         }
-        let key = self.key_of(&prompt);
+        let key = self.key_of(&ids);
         let mut head = vec![0u8; STORED_MAGIC.len() + key.len()];
         if src.size() < head.len() as u64 {
             return Err(Error::StoredPrompt("it is shorter than its header".into()));
@@ -321,9 +323,10 @@ impl Extractor {
         Ok(tokens)
     }
 
-    /// [`Self::check_schema`]'s context check on a rendered prompt.
-    fn check_prompt(&self, prompt: &str) -> Result<usize> {
-        let tokens = self.engine.tokenizer.encode_prompt(prompt).len();
+    /// [`Self::check_schema`]'s context check on a rendered prompt; returns its tokens.
+    fn check_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        let ids = self.engine.tokenizer.encode_prompt(prompt);
+        let tokens = ids.len();
         let limit = self.engine.model.max_context().saturating_sub(WINDOW_ROOM);
         if tokens > limit {
             return Err(Error::InvalidSchema(format!(
@@ -332,7 +335,7 @@ impl Extractor {
                 self.engine.model.max_context()
             )));
         }
-        Ok(tokens)
+        Ok(ids)
     }
 
     /// The KV cache after `prompt`, if it is the cached one (with the current adapter).
