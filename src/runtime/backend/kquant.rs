@@ -3,7 +3,9 @@
 //! token; in the page that made Gemma 3 270M's attention-output and down projections (its
 //! K-quant tensors) take more time than its other five projections together. Here each
 //! 256-value super-block of a row is unpacked once into `i16` values already multiplied by
-//! their group's integer scale, then dotted with every token, four tokens per weight load.
+//! their group's integer scale, then dotted with every token, four tokens per weight load
+//! (and, from 16 tokens, two weight rows per token load). Q4_K's mins are summed in the
+//! same registers.
 //!
 //! The activations are quantized as candle quantizes them for these types (Q8_K: one f32
 //! scale per 256 values), so each super-block's integer sum is exactly candle's; only the
@@ -24,6 +26,10 @@ use crate::runtime::backend::{max_rel_diff, noise, round, threads, transposed};
 const QK: usize = 256;
 /// Tokens that share each load of a weight super-block.
 const TILE: usize = 4;
+/// Weight rows that share each load of a token's values.
+const ROWS: usize = 2;
+/// Tokens from which a product takes [`ROWS`] rows at a time.
+const ROWS_FROM_TOKENS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -50,11 +56,12 @@ impl Kind {
         }
     }
 
-    /// One super-block, unpacked.
-    fn unpack(self, b: &[u8]) -> Unpacked {
+    /// One super-block, unpacked into `u` (where it lies: a copy per block and row was a
+    /// tenth of a Q6_K product of a few tokens).
+    fn unpack(self, b: &[u8], u: &mut Unpacked) {
         match self {
-            Kind::Q4K => unpack_q4k(b),
-            Kind::Q6K => unpack_q6k(b),
+            Kind::Q4K => unpack_q4k(b, u),
+            Kind::Q6K => unpack_q6k(b, u),
         }
     }
 }
@@ -66,14 +73,25 @@ struct Unpacked {
     v: [i16; QK],
     d: f32,
     dmin: f32,
-    mins: [i32; QK / 32],
+    mins: [i16; QK / 32],
+}
+
+impl Unpacked {
+    fn zero() -> Unpacked {
+        Unpacked {
+            v: [0; QK],
+            d: 0.0,
+            dmin: 0.0,
+            mins: [0; QK / 32],
+        }
+    }
 }
 
 fn f16_at(b: &[u8], at: usize) -> f32 {
     half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
-fn unpack_q4k(b: &[u8]) -> Unpacked {
+fn unpack_q4k(b: &[u8], u: &mut Unpacked) {
     let (scales, qs) = (&b[4..16], &b[16..144]);
     // Eight 6-bit scales and eight 6-bit mins in 12 bytes (ggml's `get_scale_min_k4`).
     let scale_min = |j: usize| -> (u8, u8) {
@@ -85,16 +103,11 @@ fn unpack_q4k(b: &[u8]) -> Unpacked {
             ),
         }
     };
-    let mut u = Unpacked {
-        v: [0; QK],
-        d: f16_at(b, 0),
-        dmin: f16_at(b, 2),
-        mins: [0; QK / 32],
-    };
+    (u.d, u.dmin) = (f16_at(b, 0), f16_at(b, 2));
     // 64 values per 32 bytes: the low nibbles are group 2c, the high ones group 2c + 1.
     for c in 0..4 {
         let ((lo, m_lo), (hi, m_hi)) = (scale_min(2 * c), scale_min(2 * c + 1));
-        (u.mins[2 * c], u.mins[2 * c + 1]) = (m_lo as i32, m_hi as i32);
+        (u.mins[2 * c], u.mins[2 * c + 1]) = (m_lo as i16, m_hi as i16);
         for half in 0..2 {
             let q = &qs[32 * c + 16 * half..][..16];
             let v = &mut u.v[64 * c + 16 * half..];
@@ -102,17 +115,12 @@ fn unpack_q4k(b: &[u8]) -> Unpacked {
             times(|i| q[i] >> 4, hi as i16, &mut v[32..48]);
         }
     }
-    u
 }
 
-fn unpack_q6k(b: &[u8]) -> Unpacked {
+/// Q6_K has no mins: `u.dmin` and `u.mins` stay 0.
+fn unpack_q6k(b: &[u8], u: &mut Unpacked) {
     let (ql, qh, scales) = (&b[..128], &b[128..192], &b[192..208]);
-    let mut u = Unpacked {
-        v: [0; QK],
-        d: f16_at(b, 208),
-        dmin: 0.0,
-        mins: [0; QK / 32],
-    };
+    u.d = f16_at(b, 208);
     // Per 128 values: 64 bytes of low nibbles and 32 of high bit pairs; value i of the
     // super-block takes scale i / 16. (This form measured faster in the page than loops of
     // 16 values with the shifts and the scale fixed, and than explicit simd128 steps.)
@@ -132,7 +140,6 @@ fn unpack_q6k(b: &[u8]) -> Unpacked {
             }
         }
     }
-    u
 }
 
 /// `v[i] = q(i) · scale` for 16 values `q(i)`.
@@ -146,11 +153,11 @@ fn times(q: impl Fn(usize) -> u8, scale: i16, v: &mut [i16]) {
 
 /// Tokens quantized per 256 values as candle's `BlockQ8K::from_float`: `q = round(x · −127 / m)`,
 /// where `m` is the value of largest magnitude, and `d = m / −127`; with the sum of each
-/// 32 values for Q4_K's mins.
+/// 32 values for Q4_K's mins (at most 32 · 128 in magnitude: an `i16`).
 struct Activations {
     q: Vec<i16>,
     d: Vec<f32>,
-    sums: Vec<i32>,
+    sums: Vec<i16>,
 }
 
 impl Activations {
@@ -168,14 +175,17 @@ impl Activations {
             };
             let start = a.q.len();
             a.q.extend(block.iter().map(|&v| round(iscale * v).clamp(-128.0, 127.0) as i16));
-            a.sums.extend(
-                a.q[start..]
-                    .chunks_exact(32)
-                    .map(|g| g.iter().map(|&q| q as i32).sum::<i32>()),
-            );
+            a.sums
+                .extend(a.q[start..].chunks_exact(32).map(|g| g.iter().sum::<i16>()));
             a.d.push(d);
         }
         a
+    }
+
+    /// Super-block `b`'s values and group sums.
+    fn block(&self, b: usize) -> (&[i16; QK], &[i16; QK / 32]) {
+        let q = self.q[b * QK..][..QK].try_into().expect("a super-block");
+        (q, self.sums[b * 8..][..8].try_into().expect("a super-block's groups"))
     }
 }
 
@@ -209,18 +219,18 @@ impl KRows {
         KRows::new(kind, q.data()?.into_owned(), rows, cols)
     }
 
-    fn block(&self, row: usize, b: usize) -> Unpacked {
+    fn block(&self, row: usize, b: usize, u: &mut Unpacked) {
         let bytes = self.kind.block_bytes();
         let at = (row * self.cols / QK + b) * bytes;
-        self.kind.unpack(&self.blocks[at..at + bytes])
+        self.kind.unpack(&self.blocks[at..at + bytes], u)
     }
 
     /// Rows `ids`, dequantized.
     pub fn dequantize_rows(&self, ids: impl Iterator<Item = usize>) -> Vec<f32> {
-        let mut out = Vec::new();
+        let (mut out, mut u) = (Vec::new(), Unpacked::zero());
         for r in ids {
             for b in 0..self.cols / QK {
-                let u = self.block(r, b);
+                self.block(r, b, &mut u);
                 out.extend((0..QK).map(|i| u.d * u.v[i] as f32 - u.dmin * u.mins[i / 32] as f32));
             }
         }
@@ -234,62 +244,104 @@ impl KRows {
         // Token by token among the threads: on one, the others would wait.
         let a = threads::map(tokens, |t| Activations::new(&x[t * self.cols..(t + 1) * self.cols]));
         let mut yt = vec![0f32; self.rows * tokens];
-        threads::rows_mut(&mut yt, tokens, |r, out| self.row_products(r, &a, out));
+        // Two rows at a time only for many tokens: for a few, the second row's unpacked
+        // super-block costs more than the loads of the tokens it saves.
+        let rows = match tokens >= ROWS_FROM_TOKENS {
+            true => ROWS,
+            false => 1,
+        };
+        threads::row_runs_mut(&mut yt, tokens, |first, run| {
+            let done = first + run.len() / tokens / rows * rows;
+            let mut tiles = run.chunks_exact_mut(rows * tokens);
+            for (i, out) in (&mut tiles).enumerate() {
+                match rows {
+                    ROWS => self.row_products::<ROWS>(first + ROWS * i, &a, out),
+                    _ => self.row_products::<1>(first + i, &a, out),
+                }
+            }
+            for (i, out) in tiles.into_remainder().chunks_exact_mut(tokens).enumerate() {
+                self.row_products::<1>(done + i, &a, out);
+            }
+        });
         transposed(yt, tokens)
     }
 
-    /// `out[t] = W[r] · x[t]`, super-block by super-block, each unpacked once for all tokens.
-    fn row_products(&self, r: usize, a: &[Activations], out: &mut [f32]) {
-        let (per_row, tokens) = (self.cols / QK, out.len());
+    /// `out[k · tokens + t] = W[r + k] · x[t]` for `R` rows, super-block by super-block, each
+    /// unpacked once for all tokens; a token's sum is the same whatever is beside it.
+    fn row_products<const R: usize>(&self, r: usize, a: &[Activations], out: &mut [f32]) {
+        let (per_row, tokens) = (self.cols / QK, a.len());
         let tiled = tokens / TILE * TILE;
+        let mut u: [Unpacked; R] = std::array::from_fn(|_| Unpacked::zero());
         for b in 0..per_row {
-            let u = self.block(r, b);
-            let x = |t: usize| &a[t].q[b * QK..][..QK];
-            let mut add = |t: usize, sum: i32| {
-                let mins: i32 = match self.kind {
-                    Kind::Q4K => u.mins.iter().zip(&a[t].sums[b * 8..]).map(|(m, s)| m * s).sum(),
-                    Kind::Q6K => 0,
-                };
-                out[t] += a[t].d[b] * (u.d * sum as f32 - u.dmin * mins as f32);
+            for (k, u) in u.iter_mut().enumerate() {
+                self.block(r + k, b, u);
+            }
+            let v = u
+                .each_ref()
+                .map(|u| (&u.v, (self.kind == Kind::Q4K).then_some(&u.mins)));
+            let mut add = |t: usize, sums: [(i32, i32); R]| {
+                for (k, (u, (sum, mins))) in u.iter().zip(sums).enumerate() {
+                    out[k * tokens + t] += a[t].d[b] * (u.d * sum as f32 - u.dmin * mins as f32);
+                }
             };
             for t0 in (0..tiled).step_by(TILE) {
-                let sums = dots::<TILE>(&u.v, std::array::from_fn(|i| x(t0 + i)));
-                sums.into_iter().enumerate().for_each(|(i, s)| add(t0 + i, s));
+                let sums = dots::<R, TILE>(v, std::array::from_fn(|i| a[t0 + i].block(b)));
+                (0..TILE).for_each(|i| add(t0 + i, sums.map(|s| s[i])));
             }
-            for t in tiled..tokens {
-                add(t, dots(&u.v, [x(t)])[0]);
+            for (t, a) in a.iter().enumerate().skip(tiled) {
+                add(t, dots::<R, 1>(v, [a.block(b)]).map(|s| s[0]));
             }
         }
     }
 }
 
-/// `Σ v·x[k]` for each of `N` tokens' 256 values.
+/// `(Σ v·q, Σ mins·sums)` of each of `R` unpacked weight super-blocks `(v, mins)` with each of
+/// `N` tokens' super-blocks `(q, sums)`: the integer sums [`KRows::row_products`] scales.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn dots<const N: usize>(v: &[i16; QK], x: [&[i16]; N]) -> [i32; N] {
-    x.map(|x| v.iter().zip(x).map(|(&a, &b)| a as i32 * b as i32).sum())
+fn dots<const R: usize, const N: usize>(
+    w: [(&[i16; QK], Option<&[i16; QK / 32]>); R],
+    x: [(&[i16; QK], &[i16; QK / 32]); N],
+) -> [[(i32, i32); N]; R] {
+    let dot = |a: &[i16], b: &[i16]| a.iter().zip(b).map(|(&a, &b)| a as i32 * b as i32).sum();
+    w.map(|(v, mins)| x.map(|(q, sums)| (dot(v, q), mins.map_or(0, |m| dot(m, sums)))))
 }
 
-/// The same with simd128: `i32x4.dot_i16x8_s` multiplies eight pairs and adds neighbours.
-/// No sum can overflow: |v| ≤ 63·15 (Q4_K) or 128·32 (Q6_K), |x| ≤ 127, and a lane adds
-/// 64 products.
+/// The same with simd128: `i32x4.dot_i16x8_s` multiplies eight pairs and adds neighbours;
+/// each token's load serves `R` rows and each row's `N` tokens. No sum can overflow:
+/// |v| ≤ 63·15 (Q4_K) or 128·32 (Q6_K), |q| ≤ 127, and a lane adds 64 products.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dots<const N: usize>(v: &[i16; QK], x: [&[i16]; N]) -> [i32; N] {
+fn dots<const R: usize, const N: usize>(
+    w: [(&[i16; QK], Option<&[i16; QK / 32]>); R],
+    x: [(&[i16; QK], &[i16; QK / 32]); N],
+) -> [[(i32, i32); N]; R] {
     use core::arch::wasm32::*;
-    assert!(x.iter().all(|x| x.len() >= QK));
-    let mut acc = [i32x4_splat(0); N];
+    // SAFETY: every load reads 8 values at an offset below the array's length less 7.
+    let load = |p: &[i16], i: usize| unsafe { v128_load(p.as_ptr().add(i) as *const v128) };
+    let mut acc = [[i32x4_splat(0); N]; R];
     for i in (0..QK).step_by(8) {
-        // SAFETY: i + 8 ≤ QK, inside `v` and (asserted) every `x`.
-        let w = unsafe { v128_load(v.as_ptr().add(i) as *const v128) };
-        for (acc, x) in acc.iter_mut().zip(&x) {
-            let x = unsafe { v128_load(x.as_ptr().add(i) as *const v128) };
-            *acc = i32x4_add(*acc, i32x4_dot_i16x8(w, x));
+        let v = w.map(|(v, _)| load(v, i));
+        for (t, (q, _)) in x.iter().enumerate() {
+            let q = load(*q, i);
+            for (acc, v) in acc.iter_mut().zip(v) {
+                acc[t] = i32x4_add(acc[t], i32x4_dot_i16x8(v, q));
+            }
         }
     }
-    acc.map(|a| {
-        i32x4_extract_lane::<0>(a)
-            + i32x4_extract_lane::<1>(a)
-            + i32x4_extract_lane::<2>(a)
-            + i32x4_extract_lane::<3>(a)
+    std::array::from_fn(|k| {
+        std::array::from_fn(|t| {
+            let m = match w[k].1 {
+                Some(mins) => i32x4_dot_i16x8(load(mins, 0), load(x[t].1, 0)),
+                None => i32x4_splat(0),
+            };
+            // Both sums at once: [s0 + s2, s1 + s3, m0 + m2, m1 + m3], then pairs.
+            let (s, m) = (acc[k][t], m);
+            let halves = i32x4_shuffle::<0, 1, 4, 5>(
+                i32x4_add(s, i32x4_shuffle::<2, 3, 0, 1>(s, s)),
+                i32x4_add(m, i32x4_shuffle::<2, 3, 0, 1>(m, m)),
+            );
+            let both = i32x4_add(halves, i32x4_shuffle::<1, 0, 3, 2>(halves, halves));
+            (i32x4_extract_lane::<0>(both), i32x4_extract_lane::<2>(both))
+        })
     })
 }
 

@@ -27,9 +27,8 @@ pub const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
 pub struct Q8Rows {
     pub qs: Vec<u32>,
     pub scales: Vec<f32>,
-    /// The x86 kernel's copy, made on the first product (always empty where that kernel
-    /// is not built).
-    packed: std::sync::OnceLock<x86::Packed>,
+    /// The kernel's copy (module `x86` or [`lanes`]), made on the first product.
+    packed: std::sync::OnceLock<kernel::Packed>,
 }
 
 impl Q8Rows {
@@ -145,24 +144,17 @@ impl Q8Rows {
         products(mats, x, cols).map(|yt| transposed(yt, tokens))
     }
 
-    #[cfg(x86_kernel)]
-    fn packed(&self, cols: usize) -> &x86::Packed {
-        self.packed.get_or_init(|| x86::Packed::new(self, cols))
+    fn packed(&self, cols: usize) -> &kernel::Packed {
+        self.packed.get_or_init(|| kernel::Packed::new(self, cols))
     }
 
-    /// Rows that only the CPU will read (a `Linear`'s weights): on x86, repacked for its
-    /// kernel now and the plain copy dropped, so the matrix is held once; elsewhere as they are.
+    /// Rows that only the CPU will read (a `Linear`'s weights): laid out for the kernel now
+    /// and the plain copy dropped, so the matrix is held once.
     pub fn for_cpu(self, cols: usize) -> Q8Rows {
-        #[cfg(x86_kernel)]
-        return Q8Rows {
+        Q8Rows {
             qs: Vec::new(),
             scales: Vec::new(),
-            packed: x86::Packed::new(&self, cols).into(),
-        };
-        #[cfg(not(x86_kernel))]
-        {
-            let _ = cols; // only the x86 layout depends on the width
-            self
+            packed: kernel::Packed::from_rows(self, cols).into(),
         }
     }
 }
@@ -200,39 +192,9 @@ fn unstack<const N: usize>(mut stacked: Vec<f32>, at: impl Fn(usize) -> std::ops
     pieces
 }
 
-/// `yt[r · tokens + t] = W[r] · x[t]` for each matrix, the threads taking runs of all the
-/// matrices' weight rows, each row against [`TILE`] tokens at a time.
-#[cfg(not(x86_kernel))]
+/// `yt[r · tokens + t] = W[r] · x[t]` for each matrix.
 fn products<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
-    let tokens = x.len() / cols;
-    // Token by token among the threads (on one, the others would wait), each widened once
-    // here rather than for every weight row in the kernel.
-    let xs = threads::map(tokens, |t| {
-        let (q, d) = quantize_activations(&x[t * cols..(t + 1) * cols]);
-        (q.into_iter().map(i16::from).collect::<Vec<i16>>(), d)
-    });
-    let blocks = cols / BLOCK;
-    let x = |t: usize| (&xs[t].0[..], &xs[t].1[..]);
-    let ends = ends(mats.map(|m| m.scales.len() / blocks));
-    let mut yt = vec![0f32; ends[N - 1] * tokens];
-    let tiled = tokens / TILE * TILE;
-    threads::rows_mut(&mut yt, tokens, |i, out| {
-        let (m, r) = locate(&ends, i);
-        let (w, d) = (mats[m].values(), &mats[m].scales);
-        let row = (&w[r * cols..(r + 1) * cols], &d[r * blocks..(r + 1) * blocks]);
-        for t0 in (0..tiled).step_by(TILE) {
-            out[t0..t0 + TILE].copy_from_slice(&dots_q8::<TILE>(row, std::array::from_fn(|i| x(t0 + i))));
-        }
-        for (t, y) in out.iter_mut().enumerate().skip(tiled) {
-            *y = dots_q8(row, [x(t)])[0];
-        }
-    });
-    unstack(yt, |m| start(&ends, m) * tokens..ends[m] * tokens)
-}
-
-#[cfg(x86_kernel)]
-fn products<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
-    x86::products(mats.map(|m| m.packed(cols)), x, cols)
+    kernel::products(mats.map(|m| m.packed(cols)), x, cols)
 }
 
 /// Whether [`Q8Rows::matmul`] runs on the x86 kernel (module `x86`).
@@ -279,62 +241,15 @@ fn quantize_activations(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
     (qs, ds)
 }
 
-/// Tokens that share each load of a weight block (outside the x86 kernel).
+#[cfg(x86_kernel)]
+mod amx;
+#[cfg(x86_kernel)]
+use x86 as kernel;
+
+#[cfg(any(not(x86_kernel), test))]
+mod lanes;
 #[cfg(not(x86_kernel))]
-const TILE: usize = 4;
-
-/// `Σ_blocks (Σ w·x) · dw · dx` of one weight row `(values, scales)` with each of `N`
-/// tokens. Each token's sum is computed as it would be alone.
-#[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), x86_kernel)))]
-fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [f32; N] {
-    x.map(|(x, xd)| {
-        let mut acc = 0f32;
-        for ((wb, xb), d) in w.chunks_exact(BLOCK).zip(x.chunks_exact(BLOCK)).zip(wd.iter().zip(xd)) {
-            let s: i32 = wb.iter().zip(xb).map(|(a, b)| *a as i32 * *b as i32).sum();
-            acc += s as f32 * (d.0 * d.1);
-        }
-        acc
-    })
-}
-
-/// The same with simd128: per block, the weights widened to i16 once, then for each token
-/// `i32x4.dot_i16x8_s` (|w·x| ≤ 16384, two to a lane) and the block's sum scaled in four
-/// f32 lanes.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [f32; N] {
-    use core::arch::wasm32::*;
-    assert!(w.len() == wd.len() * BLOCK);
-    assert!(x.iter().all(|(x, xd)| x.len() == w.len() && xd.len() == wd.len()));
-    let mut acc = [f32x4_splat(0.0); N];
-    for b in 0..wd.len() {
-        // SAFETY: block b spans values 32b..32b+32 of w and of every x (asserted above).
-        let (w0, w1) = unsafe {
-            let p = w.as_ptr().add(b * BLOCK) as *const v128;
-            (v128_load(p), v128_load(p.add(1)))
-        };
-        let w = [
-            i16x8_extend_low_i8x16(w0),
-            i16x8_extend_high_i8x16(w0),
-            i16x8_extend_low_i8x16(w1),
-            i16x8_extend_high_i8x16(w1),
-        ];
-        for (acc, (x, xd)) in acc.iter_mut().zip(&x) {
-            let x: [v128; 4] =
-                std::array::from_fn(|i| unsafe { v128_load((x.as_ptr().add(b * BLOCK) as *const v128).add(i)) });
-            let s = i32x4_add(
-                i32x4_add(i32x4_dot_i16x8(w[0], x[0]), i32x4_dot_i16x8(w[1], x[1])),
-                i32x4_add(i32x4_dot_i16x8(w[2], x[2]), i32x4_dot_i16x8(w[3], x[3])),
-            );
-            *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(s), f32x4_splat(wd[b] * xd[b])));
-        }
-    }
-    acc.map(|a| {
-        f32x4_extract_lane::<0>(a)
-            + f32x4_extract_lane::<1>(a)
-            + f32x4_extract_lane::<2>(a)
-            + f32x4_extract_lane::<3>(a)
-    })
-}
+use lanes as kernel;
 
 /// The x86 kernel (AVX-512 VNNI). Weights and activations are laid out so that 32 bytes
 /// hold four bytes of each of eight blocks: four 512-bit `vpdpbusd` (two such steps each,
@@ -346,9 +261,6 @@ fn dots_q8<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -
 /// 128 times its activations' sum.
 /// A `Linear`'s rows are repacked when it is made and the plain copy dropped
 /// ([`Q8Rows::for_cpu`]); other rows are repacked on their first product.
-#[cfg(x86_kernel)]
-mod amx;
-
 #[cfg(x86_kernel)]
 mod x86 {
     use core::arch::x86_64::*;
@@ -428,6 +340,10 @@ mod x86 {
     }
 
     impl Packed {
+        pub fn from_rows(q: Q8Rows, cols: usize) -> Packed {
+            Packed::new(&q, cols)
+        }
+
         pub fn new(q: &Q8Rows, cols: usize) -> Packed {
             let blocks = cols / BLOCK;
             Packed {
@@ -727,23 +643,6 @@ mod x86 {
         let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
         let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
         _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
-    }
-}
-
-/// Where the x86 kernel is not built, its copy of the rows is a type without values, so
-/// `Q8Rows` is one struct everywhere and its `packed` cell stays empty.
-#[cfg(not(x86_kernel))]
-mod x86 {
-    pub enum Packed {}
-
-    impl Packed {
-        pub fn dequantize(&self) -> Vec<f32> {
-            match *self {}
-        }
-
-        pub fn dequantize_rows(&self, _: impl Iterator<Item = usize>) -> Vec<f32> {
-            match *self {}
-        }
     }
 }
 
