@@ -458,7 +458,8 @@ fn attend(q: &[f32], seq: &Sequence, pos: usize, s: &AttentionShape, out: &mut [
 /// `x ← softmax(x)`, with [`exp`]: the library's is a call per value, and was a third of
 /// attention's time.
 pub fn softmax_in_place(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // A compare and select: `f32::max` is a call into the maths library in wasm.
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     for v in x.iter_mut() {
         *v = exp(*v - max);
     }

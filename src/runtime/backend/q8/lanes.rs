@@ -4,9 +4,11 @@
 //! the blocks in order, each block's four partial sums were converted and scaled alone (its
 //! two scales loaded, multiplied and splatted), which cost a quarter of the kernel's time.
 //!
-//! A block's sum is exact (integers); lane `k` adds the scaled sums of blocks `k`, `k + 4`,
-//! … in order, and the four lanes are added last, as `((l0 + l1) + l2) + l3`. The plain and
-//! the simd128 form compute the same bits.
+//! A block's sum is exact (integers), and the scaled sums go into eight f32 lanes, block `b`
+//! into lane `b % 8` in order of `b`, which are added last as `((l0 + l4) + (l2 + l6)) +
+//! ((l1 + l5) + (l3 + l7))`: the order of the x86 kernel's eight lanes (module `x86`), which
+//! fuses each multiply and add where this rounds twice. The plain and the simd128 form
+//! compute the same bits.
 
 use super::{ends, locate, quantize_activations, start, threads, unstack, Q8Rows, BLOCK};
 
@@ -177,17 +179,18 @@ pub fn products<const N: usize>(ws: [&Packed; N], x: &[f32], cols: usize) -> [Ve
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn dots<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [f32; N] {
     x.map(|(x, xd)| {
-        let mut acc = [0f32; LANES];
+        let mut acc = [[0f32; LANES]; 2];
         for (g, (w, x)) in w.chunks_exact(GROUP).zip(x.chunks_exact(GROUP)).enumerate() {
             let mut sums = [0i32; LANES];
             for (i, (w, x)) in w.iter().zip(x).enumerate() {
                 sums[i % 8 / 2] += *w as i32 * *x as i32;
             }
-            for (k, (acc, s)) in acc.iter_mut().zip(sums).enumerate() {
+            for (k, (acc, s)) in acc[g % 2].iter_mut().zip(sums).enumerate() {
                 *acc += s as f32 * (wd[g * LANES + k] * xd[g * LANES + k]);
             }
         }
-        ((acc[0] + acc[1]) + acc[2]) + acc[3]
+        let l: [f32; LANES] = std::array::from_fn(|k| acc[0][k] + acc[1][k]);
+        (l[0] + l[2]) + (l[1] + l[3])
     })
 }
 
@@ -199,8 +202,8 @@ fn dots<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [
     use core::arch::wasm32::*;
     assert!(w.len() == wd.len() * BLOCK && wd.len().is_multiple_of(LANES));
     assert!(x.iter().all(|(x, xd)| x.len() == w.len() && xd.len() == wd.len()));
-    let mut acc = [f32x4_splat(0.0); N];
-    for g in 0..wd.len() / LANES {
+    // Group g's scaled sums against each token, into `acc`.
+    let group = |g: usize, acc: &mut [v128; N]| {
         let mut sums = [i32x4_splat(0); N];
         for i in (0..GROUP).step_by(16) {
             // SAFETY: values g·GROUP + i ..+ 16 are inside w and every x (asserted above).
@@ -218,10 +221,21 @@ fn dots<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [
             let dx = unsafe { v128_load(xd.as_ptr().add(g * LANES) as *const v128) };
             *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(s), f32x4_mul(dw, dx)));
         }
+    };
+    // Even groups into the first register of each token, odd ones into the second.
+    let (mut even, mut odd) = ([f32x4_splat(0.0); N], [f32x4_splat(0.0); N]);
+    let groups = wd.len() / LANES;
+    for g in (0..groups).step_by(2) {
+        group(g, &mut even);
+        if g + 1 < groups {
+            group(g + 1, &mut odd);
+        }
     }
-    acc.map(|a| {
-        ((f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<1>(a)) + f32x4_extract_lane::<2>(a))
-            + f32x4_extract_lane::<3>(a)
+    let acc: [[v128; 2]; N] = std::array::from_fn(|t| [even[t], odd[t]]);
+    acc.map(|[a, b]| {
+        let l = f32x4_add(a, b);
+        let l = f32x4_add(l, i32x4_shuffle::<2, 3, 0, 1>(l, l));
+        f32x4_extract_lane::<0>(l) + f32x4_extract_lane::<1>(l)
     })
 }
 
