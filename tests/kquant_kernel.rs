@@ -19,7 +19,7 @@ fn quantized(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> QTensor {
 #[test]
 fn kquant_kernel_matches_candles_kernels() {
     for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
-        for (tokens, rows, cols) in [(1, 7, 256), (13, 40, 1024), (5, 300, 512)] {
+        for (tokens, rows, cols) in [(1, 7, 256), (13, 40, 1024), (5, 300, 512), (17, 9, 512)] {
             let q = quantized(dtype, rows, cols, rows as u64);
             let ours = Linear::from_k(KRows::from_qtensor(&q).unwrap(), rows, cols);
             let candle = Linear::new(Arc::new(q)).unwrap();

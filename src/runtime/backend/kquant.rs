@@ -351,7 +351,13 @@ fn dots<const R: usize, const N: usize>(
 pub fn self_check() -> Result<Vec<(String, f32)>> {
     let cols = 2 * QK;
     let mut out = Vec::new();
-    for (dtype, tokens, rows) in [(GgmlDType::Q4K, 1, 5), (GgmlDType::Q6K, 6, 3), (GgmlDType::Q4K, 9, 7)] {
+    for (dtype, tokens, rows) in [
+        (GgmlDType::Q4K, 1, 5),
+        (GgmlDType::Q6K, 6, 3),
+        (GgmlDType::Q4K, 9, 7),
+        // Two rows at a time, and a last row alone.
+        (GgmlDType::Q6K, 17, 5),
+    ] {
         let w = candle_core::Tensor::from_vec(noise(rows * cols, 21, 1.0), (rows, cols), &Device::Cpu)?;
         let q = QTensor::quantize(&w, dtype)?;
         let w = q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
