@@ -246,24 +246,27 @@ impl KRows {
         let mut yt = vec![0f32; self.rows * tokens];
         // Two rows at a time only for many tokens: for a few, the second row's unpacked
         // super-block costs more than the loads of the tokens it saves.
-        let rows = match tokens >= ROWS_FROM_TOKENS {
-            true => ROWS,
-            false => 1,
-        };
-        threads::row_runs_mut(&mut yt, tokens, |first, run| {
-            let done = first + run.len() / tokens / rows * rows;
-            let mut tiles = run.chunks_exact_mut(rows * tokens);
+        match tokens >= ROWS_FROM_TOKENS {
+            true => self.row_tiles::<ROWS>(&a, &mut yt),
+            false => self.row_tiles::<1>(&a, &mut yt),
+        }
+        transposed(yt, tokens)
+    }
+
+    /// `yt[r · tokens + t] = W[r] · x[t]`, the threads taking runs of weight rows, `R` rows
+    /// at a time (a run's last rows one by one).
+    fn row_tiles<const R: usize>(&self, a: &[Activations], yt: &mut [f32]) {
+        let tokens = a.len();
+        threads::row_runs_mut(yt, tokens, |first, run| {
+            let done = first + run.len() / tokens / R * R;
+            let mut tiles = run.chunks_exact_mut(R * tokens);
             for (i, out) in (&mut tiles).enumerate() {
-                match rows {
-                    ROWS => self.row_products::<ROWS>(first + ROWS * i, &a, out),
-                    _ => self.row_products::<1>(first + i, &a, out),
-                }
+                self.row_products::<R>(first + R * i, a, out);
             }
             for (i, out) in tiles.into_remainder().chunks_exact_mut(tokens).enumerate() {
-                self.row_products::<1>(done + i, &a, out);
+                self.row_products::<1>(done + i, a, out);
             }
         });
-        transposed(yt, tokens)
     }
 
     /// `out[k · tokens + t] = W[r + k] · x[t]` for `R` rows, super-block by super-block, each
@@ -334,7 +337,7 @@ fn dots<const R: usize, const N: usize>(
                 None => i32x4_splat(0),
             };
             // Both sums at once: [s0 + s2, s1 + s3, m0 + m2, m1 + m3], then pairs.
-            let (s, m) = (acc[k][t], m);
+            let s = acc[k][t];
             let halves = i32x4_shuffle::<0, 1, 4, 5>(
                 i32x4_add(s, i32x4_shuffle::<2, 3, 0, 1>(s, s)),
                 i32x4_add(m, i32x4_shuffle::<2, 3, 0, 1>(m, m)),

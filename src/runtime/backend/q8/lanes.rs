@@ -26,6 +26,13 @@ fn at(k: usize, v: usize) -> usize {
     16 * (v / 4) + 8 * (v / 2 % 2) + 2 * k + v % 2
 }
 
+/// Block `k` of a group (`group`, as laid out here), each value mapped by `f`.
+fn put<T>(group: &mut [T], k: usize, block: &[i8], f: impl Fn(i8) -> T) {
+    for (v, x) in block.iter().enumerate() {
+        group[at(k, v)] = f(*x);
+    }
+}
+
 /// Rows of blocks in groups (a short group padded with zero blocks of scale 0).
 pub struct Packed {
     /// The values, four to a `u32` as in [`Q8Rows`], so that a `Linear`'s rows are
@@ -56,10 +63,7 @@ impl Packed {
                 let (g, k) = (r * groups + b / LANES, b % LANES);
                 p.scales[g * LANES + k] = q.scales[r * blocks + b];
                 let block = &values[(r * blocks + b) * BLOCK..][..BLOCK];
-                let group = &mut p.bytes_mut()[g * GROUP..][..GROUP];
-                for (v, x) in block.iter().enumerate() {
-                    group[at(k, v)] = *x;
-                }
+                put(&mut p.bytes_mut()[g * GROUP..][..GROUP], k, block, |x| x);
             }
         }
         p
@@ -82,8 +86,8 @@ impl Packed {
         };
         for group in p.bytes_mut().chunks_exact_mut(GROUP) {
             let plain: [i8; GROUP] = group.try_into().expect("a group");
-            for (i, x) in plain.into_iter().enumerate() {
-                group[at(i / BLOCK, i % BLOCK)] = x;
+            for (k, block) in plain.chunks_exact(BLOCK).enumerate() {
+                put(group, k, block, |x| x);
             }
         }
         p
@@ -138,10 +142,7 @@ impl Token {
         };
         t.scales[..d.len()].copy_from_slice(&d);
         for (b, block) in q.chunks_exact(BLOCK).enumerate() {
-            let group = &mut t.values[b / LANES * GROUP..][..GROUP];
-            for (v, x) in block.iter().enumerate() {
-                group[at(b % LANES, v)] = *x as i16;
-            }
+            put(&mut t.values[b / LANES * GROUP..][..GROUP], b % LANES, block, i16::from);
         }
         t
     }
@@ -270,9 +271,11 @@ mod tests {
             let [got] = products([&packed], &x, cols);
             assert!(max_rel_diff(&got, &want) < 1e-5, "{cols} wide, {tokens} tokens");
             let alone: Vec<f32> = (0..tokens)
-                .map(|t| products([&packed], &x[t * cols..(t + 1) * cols], cols)[0].clone())
-                .collect::<Vec<_>>()
-                .concat();
+                .flat_map(|t| {
+                    let [y] = products([&packed], &x[t * cols..(t + 1) * cols], cols);
+                    y
+                })
+                .collect();
             let by_token: Vec<f32> = (0..tokens)
                 .flat_map(|t| (0..rows).map(move |r| (r, t)))
                 .map(|(r, t)| got[r * tokens + t])

@@ -141,7 +141,7 @@ impl Q8Rows {
         if tokens >= x86::by_tokens_from() * threads::count() {
             return x86::by_tokens(mats.map(|m| m.packed(cols)), x, cols);
         }
-        products(mats, x, cols).map(|yt| transposed(yt, tokens))
+        kernel::products(mats.map(|m| m.packed(cols)), x, cols).map(|yt| transposed(yt, tokens))
     }
 
     fn packed(&self, cols: usize) -> &kernel::Packed {
@@ -190,11 +190,6 @@ fn unstack<const N: usize>(mut stacked: Vec<f32>, at: impl Fn(usize) -> std::ops
         pieces[m] = stacked.split_off(at.start);
     }
     pieces
-}
-
-/// `yt[r · tokens + t] = W[r] · x[t]` for each matrix.
-fn products<const N: usize>(mats: [&Q8Rows; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
-    kernel::products(mats.map(|m| m.packed(cols)), x, cols)
 }
 
 /// Whether [`Q8Rows::matmul`] runs on the x86 kernel (module `x86`).
