@@ -18,6 +18,8 @@ const LANES: usize = 4;
 const GROUP: usize = LANES * BLOCK;
 /// Tokens that share each load of a weight register.
 const TILE: usize = 4;
+/// Weight rows that share each load of a token's values.
+const ROWS: usize = 2;
 
 /// Where value `v` of block `k` of a group sits: the 16 bytes from `16 · (v / 4)` hold
 /// values `v / 4 · 4 ..+ 4` of every block, so that widening their low and high halves to
@@ -153,7 +155,7 @@ impl Token {
 }
 
 /// `yt[r · tokens + t] = W[r] · x[t]` for each matrix, the threads taking runs of all the
-/// matrices' weight rows, each row against [`TILE`] tokens at a time.
+/// matrices' weight rows, [`ROWS`] rows of a matrix against [`TILE`] tokens at a time.
 pub fn products<const N: usize>(ws: [&Packed; N], x: &[f32], cols: usize) -> [Vec<f32>; N] {
     let tokens = x.len() / cols;
     // Token by token among the threads (on one, the others would wait), each laid out once
@@ -161,82 +163,119 @@ pub fn products<const N: usize>(ws: [&Packed; N], x: &[f32], cols: usize) -> [Ve
     let xs = threads::map(tokens, |t| Token::new(&x[t * cols..(t + 1) * cols]));
     let ends = ends(ws.map(|w| w.rows));
     let mut yt = vec![0f32; ends[N - 1] * tokens];
-    let tiled = tokens / TILE * TILE;
-    threads::rows_mut(&mut yt, tokens, |i, out| {
-        let (m, r) = locate(&ends, i);
-        let row = ws[m].row(r);
-        for t0 in (0..tiled).step_by(TILE) {
-            out[t0..t0 + TILE].copy_from_slice(&dots::<TILE>(row, std::array::from_fn(|i| xs[t0 + i].get())));
-        }
-        for (t, y) in out.iter_mut().enumerate().skip(tiled) {
-            *y = dots(row, [xs[t].get()])[0];
+    threads::row_runs_mut(&mut yt, tokens, |first, run| {
+        let mut i = first;
+        for out in run.chunks_mut(ROWS * tokens) {
+            let (m, r) = locate(&ends, i);
+            match out.len() == ROWS * tokens && r + ROWS <= ws[m].rows {
+                true => row_products::<ROWS>(std::array::from_fn(|k| ws[m].row(r + k)), &xs, out),
+                false => {
+                    for (k, out) in out.chunks_exact_mut(tokens).enumerate() {
+                        let (m, r) = locate(&ends, i + k);
+                        row_products::<1>([ws[m].row(r)], &xs, out);
+                    }
+                }
+            }
+            i += out.len() / tokens.max(1);
         }
     });
     unstack(yt, |m| start(&ends, m) * tokens..ends[m] * tokens)
 }
 
-/// `Σ_groups Σ_lanes (Σ w·x) · dw · dx` of one weight row `(values, scales)` with each of
-/// `N` tokens, each token's sum computed as it would be alone.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn dots<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [f32; N] {
-    x.map(|(x, xd)| {
-        let mut acc = [[0f32; LANES]; 2];
-        for (g, (w, x)) in w.chunks_exact(GROUP).zip(x.chunks_exact(GROUP)).enumerate() {
-            let mut sums = [0i32; LANES];
-            for (i, (w, x)) in w.iter().zip(x).enumerate() {
-                sums[i % 8 / 2] += *w as i32 * *x as i32;
-            }
-            for (k, (acc, s)) in acc[g % 2].iter_mut().zip(sums).enumerate() {
-                *acc += s as f32 * (wd[g * LANES + k] * xd[g * LANES + k]);
-            }
+/// `out[k · tokens + t] = W[r_k] · x[t]` for `R` rows, [`TILE`] tokens at a time.
+fn row_products<const R: usize>(rows: [(&[i8], &[f32]); R], xs: &[Token], out: &mut [f32]) {
+    let tokens = xs.len();
+    let tiled = tokens / TILE * TILE;
+    for t0 in (0..tiled).step_by(TILE) {
+        let y = dots::<R, TILE>(rows, std::array::from_fn(|i| xs[t0 + i].get()));
+        for (k, y) in y.iter().enumerate() {
+            out[k * tokens + t0..][..TILE].copy_from_slice(y);
         }
-        let l: [f32; LANES] = std::array::from_fn(|k| acc[0][k] + acc[1][k]);
-        (l[0] + l[2]) + (l[1] + l[3])
+    }
+    for t in tiled..tokens {
+        let y = dots::<R, 1>(rows, [xs[t].get()]);
+        for (k, y) in y.iter().enumerate() {
+            out[k * tokens + t] = y[0];
+        }
+    }
+}
+
+/// `Σ_groups Σ_lanes (Σ w·x) · dw · dx` of each of `R` weight rows `(values, scales)` with
+/// each of `N` tokens, each sum computed as it would be alone.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
+    rows.map(|(w, wd)| {
+        x.map(|(x, xd)| {
+            let mut acc = [[0f32; LANES]; 2];
+            for (g, (w, x)) in w.chunks_exact(GROUP).zip(x.chunks_exact(GROUP)).enumerate() {
+                let mut sums = [0i32; LANES];
+                for (i, (w, x)) in w.iter().zip(x).enumerate() {
+                    sums[i % 8 / 2] += *w as i32 * *x as i32;
+                }
+                for (k, (acc, s)) in acc[g % 2].iter_mut().zip(sums).enumerate() {
+                    *acc += s as f32 * (wd[g * LANES + k] * xd[g * LANES + k]);
+                }
+            }
+            let l: [f32; LANES] = std::array::from_fn(|k| acc[0][k] + acc[1][k]);
+            (l[0] + l[2]) + (l[1] + l[3])
+        })
     })
 }
 
-/// The same with simd128: each 16 weights widened to i16 once for all the tokens, then
-/// `i32x4.dot_i16x8_s` (|w·x| ≤ 16384, two to a lane); per group one conversion and one
-/// product of four scales with four.
+/// The same with simd128: each 16 weights widened to i16 once for all the tokens, each
+/// 16 values of a token loaded once for all the rows, then `i32x4.dot_i16x8_s`
+/// (|w·x| ≤ 16384, two to a lane); per group one conversion and one product of four scales
+/// with four.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dots<const N: usize>((w, wd): (&[i8], &[f32]), x: [(&[i16], &[f32]); N]) -> [f32; N] {
+fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
     use core::arch::wasm32::*;
-    assert!(w.len() == wd.len() * BLOCK && wd.len().is_multiple_of(LANES));
-    assert!(x.iter().all(|(x, xd)| x.len() == w.len() && xd.len() == wd.len()));
-    // Group g's scaled sums against each token, into `acc`.
-    let group = |g: usize, acc: &mut [v128; N]| {
-        let mut sums = [i32x4_splat(0); N];
+    let wd0 = rows[0].1;
+    assert!(rows
+        .iter()
+        .all(|(w, wd)| w.len() == wd.len() * BLOCK && wd.len() == wd0.len()));
+    assert!(wd0.len().is_multiple_of(LANES));
+    assert!(x
+        .iter()
+        .all(|(x, xd)| x.len() == rows[0].0.len() && xd.len() == wd0.len()));
+    // Group g's scaled sums of each row against each token, into `acc`.
+    let group = |g: usize, acc: &mut [[v128; N]; R]| {
+        let mut sums = [[i32x4_splat(0); N]; R];
         for i in (0..GROUP).step_by(16) {
-            // SAFETY: values g·GROUP + i ..+ 16 are inside w and every x (asserted above).
-            let w = unsafe { v128_load(w.as_ptr().add(g * GROUP + i) as *const v128) };
-            let (lo, hi) = (i16x8_extend_low_i8x16(w), i16x8_extend_high_i8x16(w));
-            for (s, (x, _)) in sums.iter_mut().zip(&x) {
+            // SAFETY: values g·GROUP + i ..+ 16 are inside every row and every x (asserted above).
+            let w = rows.map(|(w, _)| unsafe { v128_load(w.as_ptr().add(g * GROUP + i) as *const v128) });
+            let w = w.map(|w| (i16x8_extend_low_i8x16(w), i16x8_extend_high_i8x16(w)));
+            for (t, (x, _)) in x.iter().enumerate() {
                 let p = unsafe { x.as_ptr().add(g * GROUP + i) } as *const v128;
                 let (xlo, xhi) = unsafe { (v128_load(p), v128_load(p.add(1))) };
-                *s = i32x4_add(*s, i32x4_add(i32x4_dot_i16x8(lo, xlo), i32x4_dot_i16x8(hi, xhi)));
+                for (s, (lo, hi)) in sums.iter_mut().zip(&w) {
+                    s[t] = i32x4_add(s[t], i32x4_add(i32x4_dot_i16x8(*lo, xlo), i32x4_dot_i16x8(*hi, xhi)));
+                }
             }
         }
-        // SAFETY: scales g·LANES ..+ 4 are inside wd and every xd (asserted above).
-        let dw = unsafe { v128_load(wd.as_ptr().add(g * LANES) as *const v128) };
-        for ((acc, s), (_, xd)) in acc.iter_mut().zip(sums).zip(&x) {
-            let dx = unsafe { v128_load(xd.as_ptr().add(g * LANES) as *const v128) };
-            *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(s), f32x4_mul(dw, dx)));
+        for ((acc, sums), (_, wd)) in acc.iter_mut().zip(sums).zip(&rows) {
+            // SAFETY: scales g·LANES ..+ 4 are inside every wd and xd (asserted above).
+            let dw = unsafe { v128_load(wd.as_ptr().add(g * LANES) as *const v128) };
+            for ((acc, s), (_, xd)) in acc.iter_mut().zip(sums).zip(&x) {
+                let dx = unsafe { v128_load(xd.as_ptr().add(g * LANES) as *const v128) };
+                *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(s), f32x4_mul(dw, dx)));
+            }
         }
     };
-    // Even groups into the first register of each token, odd ones into the second.
-    let (mut even, mut odd) = ([f32x4_splat(0.0); N], [f32x4_splat(0.0); N]);
-    let groups = wd.len() / LANES;
+    // Even groups into the first registers, odd ones into the second.
+    let (mut even, mut odd) = ([[f32x4_splat(0.0); N]; R], [[f32x4_splat(0.0); N]; R]);
+    let groups = wd0.len() / LANES;
     for g in (0..groups).step_by(2) {
         group(g, &mut even);
         if g + 1 < groups {
             group(g + 1, &mut odd);
         }
     }
-    let acc: [[v128; 2]; N] = std::array::from_fn(|t| [even[t], odd[t]]);
-    acc.map(|[a, b]| {
-        let l = f32x4_add(a, b);
-        let l = f32x4_add(l, i32x4_shuffle::<2, 3, 0, 1>(l, l));
-        f32x4_extract_lane::<0>(l) + f32x4_extract_lane::<1>(l)
+    std::array::from_fn(|k| {
+        std::array::from_fn(|t| {
+            let l = f32x4_add(even[k][t], odd[k][t]);
+            let l = f32x4_add(l, i32x4_shuffle::<2, 3, 0, 1>(l, l));
+            f32x4_extract_lane::<0>(l) + f32x4_extract_lane::<1>(l)
+        })
     })
 }
 
