@@ -357,3 +357,73 @@ fn metadata_arrays_cost_what_the_file_holds() {
     let g = Gguf::parse(w.bytes().as_slice()).unwrap();
     assert_eq!(g.get("junk"), Some(&Value::Array(Array::U8(vec![7; 1 << 20]))));
 }
+
+/// A model file that counts the bytes of reads that start in one range of it (the header
+/// parser reads ahead, into the first tensor's bytes).
+struct Counted {
+    bytes: Vec<u8>,
+    range: std::ops::Range<usize>,
+    read: std::sync::atomic::AtomicUsize,
+}
+
+impl anote_ner::runtime::gguf::ByteSource for Counted {
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> anote_ner::Result<()> {
+        let (start, end) = (offset as usize, offset as usize + buf.len());
+        if self.range.contains(&start) {
+            self.read.fetch_add(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        buf.copy_from_slice(&self.bytes[start..end]);
+        Ok(())
+    }
+}
+
+/// An engine that keeps its file leaves the embedding there: loading skips it, a forward
+/// reads the rows of its tokens and of the logits asked for (each once), a product over the
+/// whole vocabulary reads the matrix once, and every result is the loaded engine's, bit
+/// for bit.
+#[test]
+fn an_engine_that_keeps_its_file_reads_embedding_rows_as_looked_up() {
+    use anote_ner::runtime::model::{BatchRow, Logits};
+    use std::sync::atomic::Ordering::Relaxed;
+    let bytes = TinyGemma::default().bytes();
+    let g = Gguf::parse(bytes.as_slice()).unwrap();
+    let embd = g.tensor("token_embd.weight").unwrap();
+    let row = embd.size / embd.shape()[0];
+    let file = std::sync::Arc::new(Counted {
+        bytes: bytes.clone(),
+        range: embd.offset as usize..embd.offset as usize + embd.size,
+        read: 0.into(),
+    });
+    let mut kept = Engine::open(&*file, file.clone()).unwrap();
+    let mut loaded = Engine::load(bytes.as_slice()).unwrap();
+    assert_eq!(file.read.load(Relaxed), 0, "loading reads none of the embedding");
+
+    let (prompt, ids) = ([270u32, 271, 270, 272], [265u32, 270, 283]);
+    let rows = |slot| {
+        [BatchRow {
+            slot,
+            tokens: &prompt,
+            logits: Logits::Of(&ids),
+        }]
+    };
+    let want = block_on(loaded.model.forward_batch(&rows(0))).unwrap();
+    assert_eq!(block_on(kept.model.forward_batch(&rows(0))).unwrap(), want);
+    // Rows 270, 271, 272 in, then 265 and 283 out (270 is kept).
+    assert_eq!(file.read.swap(0, Relaxed), 5 * row);
+
+    let all = block_on(loaded.model.forward(&[277])).unwrap();
+    assert_eq!(block_on(kept.model.forward(&[277])).unwrap(), all);
+    // Row 277 in, then the whole matrix for the logits.
+    assert_eq!(file.read.swap(0, Relaxed), row + embd.size);
+    assert_eq!(
+        block_on(kept.model.forward(&[278])).unwrap(),
+        block_on(loaded.model.forward(&[278])).unwrap()
+    );
+    assert_eq!(file.read.load(Relaxed), 0, "the whole matrix is read once");
+
+    let out_of_vocabulary = kept.model.forward(&[1_000_000]);
+    assert_eq!(block_on(out_of_vocabulary).unwrap_err().code(), "compute");
+}

@@ -138,6 +138,8 @@ async function downloadToMemory(url, phase) {
 // through a synchronous access handle straight into wasm memory, a tensor at a time: no
 // JavaScript copy of the model exists, so no dead copy waits for the garbage collector
 // beside the weights (with Cache Storage and a Blob that cost ≈ 100–200 MB of peak memory).
+// On the CPU the engine keeps the handle, to read the embedding's rows as it looks them up
+// (178 MB of the default model that never enter wasm memory), and closes it when freed.
 const modelDir = async () => (await navigator.storage.getDirectory()).getDirectoryHandle(MODEL_DIR, { create: true });
 
 // `phase` names the download in its progress messages (`download`: the model, `adapter`).
@@ -224,12 +226,12 @@ async function load(msg) {
   const size = bytes.getSize?.() ?? bytes.size ?? bytes.length;
   post({ type: 'progress', phase: 'load', loaded: 0, total: size });
   const t0 = performance.now();
-  try {
-    const reading = (loaded, total) => post({ type: 'progress', phase: 'load', loaded, total });
-    engine = await pkg.Engine.load(bytes, msg.backend ?? 'auto', reading);
-  } finally {
-    bytes.close?.(); // a file handle: the weights are in wasm memory now
-  }
+  const reading = (loaded, total) => post({ type: 'progress', phase: 'load', loaded, total });
+  // A file handle is the engine's now: it closes it when done with it.
+  engine = await pkg.Engine.load(bytes, msg.backend ?? 'auto', reading).catch((e) => {
+    bytes.close?.();
+    throw e;
+  });
   modelUrl = msg.url ?? null;
   lastLoad = { ...msg, bytes: undefined };
   localFile = !msg.url && engine.backend() === 'webgpu' ? msg.bytes : null;

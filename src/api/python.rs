@@ -240,7 +240,8 @@ fn wait<T: Send>(py: Python<'_>, answer: Receiver<T>, cancel: &AtomicBool) -> Py
 
 fn load(model: &PathBuf, adapter: &str) -> Result<Extractor> {
     let file = std::fs::File::open(model).map_err(|e| Error::Io(format!("{}: {e}", model.display())))?;
-    let mut engine = crate::Engine::load(&file)?;
+    let file = Arc::new(file);
+    let mut engine = crate::Engine::open(&*file, file.clone())?;
     match adapter {
         "none" => {}
         "default" => {

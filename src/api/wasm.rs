@@ -35,7 +35,8 @@ fn js_error(e: Error) -> JsValue {
 }
 
 /// A model file (or a stored prompt cache) as JS holds it: tensors are copied into wasm
-/// memory one at a time, never the whole file at once.
+/// memory one at a time, never the whole file at once. A file handle is closed when this
+/// is dropped: a CPU engine keeps the model's to read the embedding's rows from.
 enum JsBytes {
     Array(Uint8Array),
     /// A file in the origin private file system (the page's model cache), read with a
@@ -69,6 +70,21 @@ impl JsBytes {
             Err(_) => Err(Error::Io(
                 "a file is a Uint8Array, a Blob or a FileSystemSyncAccessHandle".into(),
             )),
+        }
+    }
+}
+
+impl JsBytes {
+    /// Whether rows can be read from it later without holding the file in memory.
+    fn is_file(&self) -> bool {
+        matches!(self, JsBytes::File(..) | JsBytes::Blob(..))
+    }
+}
+
+impl Drop for JsBytes {
+    fn drop(&mut self) {
+        if let JsBytes::File(f, _) = self {
+            f.close();
         }
     }
 }
@@ -112,7 +128,7 @@ impl ByteSource for JsBytes {
 /// A model file whose reads are reported: `on_progress(bytes read, size)` at most once per
 /// percent, as the weights are read and prepared a tensor at a time (the loading bar).
 struct Reported {
-    source: JsBytes,
+    source: Rc<JsBytes>,
     on_progress: Option<Function>,
     read: std::cell::Cell<u64>,
 }
@@ -134,6 +150,16 @@ impl ByteSource for Reported {
             }
         }
         Ok(())
+    }
+}
+
+/// The engine on the CPU. A model in a file (the page's model cache, or a file the user
+/// picked) keeps it open: the embedding's rows are read from it as they are looked up, and
+/// its 178 MB never enter wasm memory (see [`crate::runtime::model::embedding`]).
+fn on_cpu(src: &Reported, file: Rc<JsBytes>) -> Result<crate::Engine> {
+    match file.is_file() {
+        true => crate::Engine::open(src, file),
+        false => crate::Engine::load(src),
     }
 }
 
@@ -187,8 +213,9 @@ impl Engine {
         backend: Option<String>,
         on_progress: Option<Function>,
     ) -> std::result::Result<Engine, JsValue> {
+        let file = Rc::new(JsBytes::new(source).map_err(js_error)?);
         let src = Reported {
-            source: JsBytes::new(source).map_err(js_error)?,
+            source: file.clone(),
             on_progress,
             read: Default::default(),
         };
@@ -217,13 +244,10 @@ impl Engine {
                     Ok(e) => (e, name),
                     // A model error (not a GGUF, truncated…) is the same on the CPU: say it.
                     Err(e) if e.code() != "gpu" => return Err(js_error(e)),
-                    Err(e) => (
-                        crate::Engine::load(&src).map_err(js_error)?,
-                        format!("CPU fallback: {e}"),
-                    ),
+                    Err(e) => (on_cpu(&src, file).map_err(js_error)?, format!("CPU fallback: {e}")),
                 }
             }
-            Err(e) => (crate::Engine::load(&src).map_err(js_error)?, format!("CPU: {e}")),
+            Err(e) => (on_cpu(&src, file).map_err(js_error)?, format!("CPU: {e}")),
         };
         Ok(Engine {
             backend: engine.model.backend(),

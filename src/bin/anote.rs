@@ -383,11 +383,13 @@ fn default_model() -> PathBuf {
 }
 
 /// Loads the model and applies the adapter `choice` names (see `--adapter`); `profile`: see
-/// `--gpu-profile`.
-fn load_engine(path: &PathBuf, choice: &str, backend: &str, profile: bool) -> Result<Engine, Error> {
-    let file = open(path)?;
+/// `--gpu-profile`. `whole`: the embedding in memory, for free generation, whose every step
+/// reads all of it (extraction looks a few rows up, and leaves it in the file).
+fn load_engine(path: &PathBuf, choice: &str, backend: &str, profile: bool, whole: bool) -> Result<Engine, Error> {
+    let file = std::sync::Arc::new(open(path)?);
     let mut engine = match backend {
-        "cpu" => Engine::load(&file)?,
+        "cpu" if whole => Engine::load(&*file)?,
+        "cpu" => Engine::open(&*file, file.clone())?,
         "webgpu" => {
             let gpu = block_on(Gpu::new(GpuOptions {
                 allow_software: true,
@@ -395,7 +397,7 @@ fn load_engine(path: &PathBuf, choice: &str, backend: &str, profile: bool) -> Re
                 ..Default::default()
             }))?;
             eprintln!("webgpu: {}", gpu.adapter);
-            Engine::load_webgpu(&file, Rc::new(gpu))?
+            Engine::load_webgpu(&*file, Rc::new(gpu))?
         }
         other => return Err(Error::Gpu(format!("unknown backend {other:?}: cpu or webgpu"))),
     };
@@ -468,7 +470,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             max_tokens,
             json,
         } => {
-            let mut engine = load_engine(&path, &cli.adapter, &cli.backend, cli.gpu_profile)?;
+            let mut engine = load_engine(&path, &cli.adapter, &cli.backend, cli.gpu_profile, true)?;
             let g = block_on(engine.generate(&prompt, max_tokens, |_, piece| {
                 if !json {
                     use std::io::Write;
@@ -842,6 +844,7 @@ fn extractor(model: &PathBuf, s: &Settings) -> Result<Extractor, Error> {
         &s.adapter,
         &s.backend,
         s.gpu_profile,
+        false,
     )?))
 }
 

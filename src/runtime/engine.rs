@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::runtime::backend::webgpu::Gpu;
-use crate::runtime::gguf::{ByteSource, Gguf};
+use crate::runtime::gguf::{ByteSource, Gguf, SharedSource};
 use crate::runtime::model::{self, Adapter, LanguageModel};
 use crate::runtime::tokenizer::Tokenizer;
 
@@ -36,15 +36,23 @@ pub struct Generation {
 impl Engine {
     /// Parses and loads a GGUF model from any byte source, on the CPU.
     pub fn load<S: ByteSource + ?Sized>(src: &S) -> Result<Engine> {
-        Engine::load_on(src, None)
+        Engine::load_on(src, None, None)
+    }
+
+    /// As [`Engine::load`] from `file`, which the engine keeps: the embedding's rows stay
+    /// in it and are read as they are looked up (the default model's 178 MB embedding
+    /// never in memory for extraction; see [`model::embedding`]). `src` is what loading
+    /// reads: the same file (a view of it that reports progress, say).
+    pub fn open<S: ByteSource + ?Sized>(src: &S, file: SharedSource) -> Result<Engine> {
+        Engine::load_on(src, None, Some(file))
     }
 
     /// As [`Engine::load`], on `gpu` (see [`crate::runtime::backend::webgpu::Gpu::new`]).
     pub fn load_webgpu<S: ByteSource + ?Sized>(src: &S, gpu: Rc<Gpu>) -> Result<Engine> {
-        Engine::load_on(src, Some(gpu))
+        Engine::load_on(src, Some(gpu), None)
     }
 
-    fn load_on<S: ByteSource + ?Sized>(src: &S, gpu: Option<Rc<Gpu>>) -> Result<Engine> {
+    fn load_on<S: ByteSource + ?Sized>(src: &S, gpu: Option<Rc<Gpu>>, kept: Option<SharedSource>) -> Result<Engine> {
         let g = Gguf::parse(src)?;
         let architecture = g.architecture()?.to_string();
         // Check the architecture before the tokenizer, so an unsupported model says so.
@@ -54,7 +62,7 @@ impl Engine {
         let tokenizer = Tokenizer::from_gguf(&g)?;
         let model = match gpu {
             Some(gpu) => model::load_webgpu(gpu, &g, src)?,
-            None => model::load(&g, src)?,
+            None => model::load(&g, src, kept)?,
         };
         let name = g.str("general.name").unwrap_or(&architecture).to_string();
         Ok(Engine {

@@ -18,6 +18,13 @@ pub trait ByteSource {
     fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
+/// A model file the engine keeps open after loading, to read the embedding's rows from
+/// ([`crate::runtime::model::embedding`]). A browser's file handle lives on one thread.
+#[cfg(not(target_arch = "wasm32"))]
+pub type SharedSource = std::sync::Arc<dyn ByteSource + Send + Sync>;
+#[cfg(target_arch = "wasm32")]
+pub type SharedSource = std::rc::Rc<dyn ByteSource>;
+
 impl<T: ByteSource + ?Sized> ByteSource for &T {
     fn size(&self) -> u64 {
         (**self).size()

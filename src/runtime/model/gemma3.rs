@@ -7,8 +7,10 @@
 //! use, the embedding stays Q8_0 (shared with the tied LM head), and every forward — one
 //! token or many, with or without a prefix — takes the same path.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
+use super::embedding::Embedding;
 use super::{
     check_batch, check_slot, check_tokens, load_embedding, load_linear, load_vector, BatchRow, Compute, KvCache,
     KvSnapshot, LanguageModel, Logits, MAX_CONTEXT,
@@ -16,7 +18,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::{self, AttentionShape, Linear};
 use crate::runtime::backend::low_rank::LowRank;
-use crate::runtime::gguf::{ByteSource, Gguf};
+use crate::runtime::gguf::{ByteSource, Gguf, SharedSource};
 use crate::runtime::model::adapter::Adapter;
 
 /// Unless the GGUF says otherwise, every sixth layer attends globally and the others use
@@ -176,23 +178,24 @@ impl<L, N> Layer<L, N> {
 pub struct Gemma3 {
     pub config: Config,
     /// The token embedding, and the LM head: one matrix when they are tied (as in Gemma).
-    embedding: Arc<Linear>,
+    embedding: Rc<Embedding>,
     layers: Vec<Layer<Linear, Vec<f32>>>,
     output_norm: Vec<f32>,
-    lm_head: Arc<Linear>,
+    lm_head: Rc<Embedding>,
     /// One cache per sequence slot; slot 0 is the single-sequence methods' cache.
     caches: Vec<KvCache>,
 }
 
 impl Gemma3 {
-    pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Gemma3> {
+    /// With `kept`, the embedding's rows stay in that file ([`super::embedding`]).
+    pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S, kept: Option<SharedSource>) -> Result<Gemma3> {
         let c = Config::from_gguf(g)?;
         let (h, kv_dim) = (c.hidden, c.kv_heads * c.head_dim);
         let mat = |name: String, out: usize, inp: usize| load_linear(g, src, &name, out, inp);
         let vec = |name: String, len: usize| load_vector(g, src, &name, len);
-        let embedding = Arc::new(load_embedding(g, src, "token_embd.weight", c.vocab, h)?);
+        let embedding = Rc::new(load_embedding(g, src, kept, "token_embd.weight", c.vocab, h)?);
         let lm_head = match g.tensors.contains_key("output.weight") {
-            true => Arc::new(mat("output.weight".into(), c.vocab, h)?),
+            true => Rc::new(Embedding::Loaded(mat("output.weight".into(), c.vocab, h)?)),
             false => embedding.clone(),
         };
         let layers = (0..c.layers)

@@ -2,11 +2,13 @@
 //! Each model owns its weights and a [`KvCache`]; prompts and schemas are not its business.
 
 pub mod adapter;
+pub mod embedding;
 pub mod gemma3;
 pub mod gemma3_webgpu;
 mod kv_cache;
 mod snapshot;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use candle_core::Device;
 use sha2::{Digest, Sha256};
 
 pub use adapter::Adapter;
+use embedding::{Embedding, FileRows};
 pub use kv_cache::KvCache;
 pub use snapshot::KvSnapshot;
 
@@ -24,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::{self, Linear};
 use crate::runtime::backend::kquant::{KRows, Kind};
 use crate::runtime::backend::q8::{self, Q8Rows, Q8_0_BLOCK_BYTES};
-use crate::runtime::gguf::{ByteSource, Gguf, TensorInfo};
+use crate::runtime::gguf::{ByteSource, Gguf, SharedSource, TensorInfo};
 
 /// The most tokens a model keeps in its KV cache, whatever the GGUF allows: extraction
 /// prompts are a schema prefix plus one chunk, and the cache grows on demand up to this.
@@ -196,10 +199,11 @@ pub fn fingerprint<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<String> 
     Ok(format!("{:x}", h.finalize()))
 }
 
-/// Loads the model the GGUF describes, on the CPU.
-pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S) -> Result<Box<dyn LanguageModel>> {
+/// Loads the model the GGUF describes, on the CPU; with `kept` (the same file, kept open),
+/// the embedding's rows stay in the file ([`embedding`]).
+pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S, kept: Option<SharedSource>) -> Result<Box<dyn LanguageModel>> {
     match g.architecture()? {
-        "gemma3" => Ok(Box::new(gemma3::Gemma3::load(g, src)?)),
+        "gemma3" => Ok(Box::new(gemma3::Gemma3::load(g, src, kept)?)),
         other => Err(Error::UnsupportedArchitecture(other.to_string())),
     }
 }
@@ -306,14 +310,41 @@ fn load_linear<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, out: usize
     Linear::new(load_qtensor(g, src, name, &[out, inp])?)
 }
 
-/// The embedding, also the tied LM head: as [`load_linear`], except on x86, where it stays
-/// on candle's Q8_0 blocks. Extraction only looks rows up; a full-vocabulary product is one
-/// token against 262k rows, bound by reading them, and the x86 kernel's repacked rows are
-/// a quarter larger (groups of eight blocks, f32 scales).
-fn load_embedding<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, out: usize, inp: usize) -> Result<Linear> {
+/// The embedding, also the tied LM head: its rows left in `kept` where it is Q8_0, else
+/// loaded ([`load_embedding_whole`]).
+fn load_embedding<S: ByteSource + ?Sized>(
+    g: &Gguf,
+    src: &S,
+    kept: Option<SharedSource>,
+    name: &str,
+    out: usize,
+    inp: usize,
+) -> Result<Embedding> {
+    let info = g.tensor(name)?;
+    let in_file = kept.and_then(|file| FileRows::new(file, info, (out, inp)));
+    match in_file {
+        Some(rows) => Ok(Embedding::InFile(rows)),
+        None => Ok(Embedding::Loaded(load_embedding_whole(info, &src)?)),
+    }
+}
+
+/// The whole embedding: as [`load_linear`], except on x86, where it stays on candle's Q8_0
+/// blocks. Extraction only looks rows up; a full-vocabulary product is one token against
+/// 262k rows, bound by reading them, and the x86 kernel's repacked rows are a quarter
+/// larger (groups of eight blocks, f32 scales).
+fn load_embedding_whole<S: ByteSource + ?Sized>(info: &TensorInfo, src: &S) -> Result<Linear> {
+    const NAME: &str = "token_embd.weight";
+    let [inp, out] = info.dims[..] else {
+        return Err(Error::Malformed(format!("{NAME}: {} dims, not 2", info.dims.len())));
+    };
+    let g = Gguf {
+        version: 3,
+        metadata: HashMap::new(),
+        tensors: HashMap::from([(NAME.to_string(), info.clone())]),
+    };
     match q8::X86_KERNEL {
-        true => Linear::new(load_qtensor(g, src, name, &[out, inp])?),
-        false => load_linear(g, src, name, out, inp),
+        true => Linear::new(load_qtensor(&g, src, NAME, &[out, inp])?),
+        false => load_linear(&g, src, NAME, out, inp),
     }
 }
 
