@@ -4,8 +4,7 @@
 //! K-quant tensors) take more time than its other five projections together. Here each
 //! 256-value super-block of a row is unpacked once into `i16` values already multiplied by
 //! their group's integer scale, then dotted with every token, four tokens per weight load
-//! (and, from 16 tokens, two weight rows per token load). Q4_K's mins are summed in the
-//! same registers.
+//! and two weight rows per token load. Q4_K's mins are summed in the same registers.
 //!
 //! The activations are quantized as candle quantizes them for these types (Q8_K: one f32
 //! scale per 256 values), so each super-block's integer sum is exactly candle's; only the
@@ -28,8 +27,6 @@ const QK: usize = 256;
 const TILE: usize = 4;
 /// Weight rows that share each load of a token's values.
 const ROWS: usize = 2;
-/// Tokens from which a product takes [`ROWS`] rows at a time.
-const ROWS_FROM_TOKENS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -244,24 +241,19 @@ impl KRows {
         // Token by token among the threads: on one, the others would wait.
         let a = threads::map(tokens, |t| Activations::new(&x[t * self.cols..(t + 1) * self.cols]));
         let mut yt = vec![0f32; self.rows * tokens];
-        // Two rows at a time only for many tokens: for a few, the second row's unpacked
-        // super-block costs more than the loads of the tokens it saves.
-        match tokens >= ROWS_FROM_TOKENS {
-            true => self.row_tiles::<ROWS>(&a, &mut yt),
-            false => self.row_tiles::<1>(&a, &mut yt),
-        }
+        self.row_tiles(&a, &mut yt);
         transposed(yt, tokens)
     }
 
-    /// `yt[r · tokens + t] = W[r] · x[t]`, the threads taking runs of weight rows, `R` rows
-    /// at a time (a run's last rows one by one).
-    fn row_tiles<const R: usize>(&self, a: &[Activations], yt: &mut [f32]) {
+    /// `yt[r · tokens + t] = W[r] · x[t]`, the threads taking runs of weight rows, [`ROWS`]
+    /// rows at a time (a run's last rows one by one).
+    fn row_tiles(&self, a: &[Activations], yt: &mut [f32]) {
         let tokens = a.len();
         threads::row_runs_mut(yt, tokens, |first, run| {
-            let done = first + run.len() / tokens / R * R;
-            let mut tiles = run.chunks_exact_mut(R * tokens);
+            let done = first + run.len() / tokens / ROWS * ROWS;
+            let mut tiles = run.chunks_exact_mut(ROWS * tokens);
             for (i, out) in (&mut tiles).enumerate() {
-                self.row_products::<R>(first + R * i, a, out);
+                self.row_products::<ROWS>(first + ROWS * i, a, out);
             }
             for (i, out) in tiles.into_remainder().chunks_exact_mut(tokens).enumerate() {
                 self.row_products::<1>(done + i, a, out);
@@ -358,7 +350,7 @@ pub fn self_check() -> Result<Vec<(String, f32)>> {
         (GgmlDType::Q4K, 1, 5),
         (GgmlDType::Q6K, 6, 3),
         (GgmlDType::Q4K, 9, 7),
-        // Two rows at a time, and a last row alone.
+        // Rows in pairs with a last one alone, tokens in tiles with a last one alone.
         (GgmlDType::Q6K, 17, 5),
     ] {
         let w = candle_core::Tensor::from_vec(noise(rows * cols, 21, 1.0), (rows, cols), &Device::Cpu)?;
