@@ -60,8 +60,9 @@ export class AnoteClient {
     return this.#call('check-kernels', {});
   }
 
-  /** Runs our simd128 CPU matrix kernel against an f32 reference. Resolves to
-   *  `[[case, max_rel_diff]]`; a difference above 1e-5 is a bug. */
+  /** Runs our simd128 CPU kernels: the Q8 activation quantization against the plain loop,
+   *  the matrix products against f32 references. Resolves to `[[case, difference]]`; a
+   *  difference above 1e-5 is a bug. */
   checkCpuKernels() {
     return this.#call('check-cpu-kernels', {});
   }

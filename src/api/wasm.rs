@@ -658,8 +658,9 @@ pub fn validate_schema(schema: &str) -> std::result::Result<(), JsValue> {
     Schema::from_json(schema).and_then(|s| s.validate()).map_err(js_error)
 }
 
-/// Runs our CPU matrix kernels (Q8 and Q4_K/Q6_K, simd128 in this build) against f32
-/// references: `[[case, max_rel_diff]]`; anything above 1e-5 is a bug.
+/// Runs our CPU kernels (the Q8 activation quantization against the plain loop, then the
+/// Q8 and Q4_K/Q6_K products against f32 references; simd128 in this build):
+/// `[[case, difference]]`; anything above 1e-5 is a bug.
 #[wasm_bindgen(js_name = checkCpuKernels)]
 pub fn check_cpu_kernels() -> std::result::Result<JsValue, JsValue> {
     let mut checks = crate::runtime::backend::q8::self_check();

@@ -591,7 +591,7 @@ await check('the simd128 CPU matrix kernels (Q8, Q4_K, Q6_K) match their f32 ref
     try { return await c.checkCpuKernels(); } finally { c.worker.terminate(); }
   });
   console.log(`     ${r.map(([c, d]) => `${c}: ${d.toExponential(1)}`).join('; ')}`);
-  assert.equal(r.length, 8);
+  assert.equal(r.length, 10);
   assert.deepEqual(r.filter(([, d]) => !(d <= 1e-5)), []);
 });
 

@@ -43,6 +43,33 @@ pub fn round(x: f32) -> f32 {
     }
 }
 
+/// [`round`] of four values, the same operations (the activation quantizations' simd128
+/// form).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub fn round_f32x4(x: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
+    let t = f32x4_trunc(x);
+    let half_or_more = f32x4_ge(f32x4_abs(f32x4_sub(x, t)), f32x4_splat(0.5));
+    let one = v128_or(f32x4_splat(1.0), v128_and(x, i32x4_splat(i32::MIN)));
+    v128_bitselect(f32x4_add(t, one), t, half_or_more)
+}
+
+/// The largest magnitude of the values in `xs`, four to a register, as the plain loop
+/// `fold(0, |m, a| if a > m { a } else { m })` over magnitudes finds it: a NaN never wins
+/// (`pmax(m, a)` is `m < a ? a : m`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub fn max_magnitude(xs: impl Iterator<Item = core::arch::wasm32::v128>) -> f32 {
+    use core::arch::wasm32::*;
+    let m = xs.fold(f32x4_splat(0.0), |m, x| f32x4_pmax(m, f32x4_abs(x)));
+    let lanes = [
+        f32x4_extract_lane::<0>(m),
+        f32x4_extract_lane::<1>(m),
+        f32x4_extract_lane::<2>(m),
+        f32x4_extract_lane::<3>(m),
+    ];
+    lanes.into_iter().fold(0f32, |m, a| if a > m { a } else { m })
+}
+
 /// The largest difference between `got` and the reference `want`, relative to the largest
 /// reference value (at least 1); infinite when the lengths differ or a value is NaN, so a
 /// comparison against a tolerance fails.
