@@ -72,9 +72,7 @@ impl JsBytes {
             )),
         }
     }
-}
 
-impl JsBytes {
     /// Whether rows can be read from it later without holding the file in memory.
     fn is_file(&self) -> bool {
         matches!(self, JsBytes::File(..) | JsBytes::Blob(..))
