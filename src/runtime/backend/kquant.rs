@@ -19,7 +19,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use crate::error::{Error, Result};
-use crate::runtime::backend::{max_rel_diff, noise, round, threads, transposed};
+use crate::runtime::backend::{max_rel_diff, noise, quantizations_differing, round, threads, transposed};
 
 /// Values per super-block.
 const QK: usize = 256;
@@ -405,13 +405,7 @@ pub fn self_check() -> Result<Vec<(String, f32)>> {
     let mut odd = noise(QK, 9, 1.0);
     (odd[5], odd[77], odd[200]) = (f32::NAN, f32::INFINITY, f32::NEG_INFINITY);
     blocks.push(odd);
-    let differ = blocks
-        .iter()
-        .filter(|b| {
-            let (got, want) = (quantize_block(b), quantize_block_plain(b));
-            got.1 != want.1 || got.0.to_bits() != want.0.to_bits()
-        })
-        .count();
+    let differ = quantizations_differing(&blocks, quantize_block, quantize_block_plain);
     let mut out = vec![("Q8_K quantization against the plain loop".to_string(), differ as f32)];
     for (dtype, tokens, rows) in [
         (GgmlDType::Q4K, 1, 5),

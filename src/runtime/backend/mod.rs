@@ -43,6 +43,22 @@ pub fn round(x: f32) -> f32 {
     }
 }
 
+/// How many of `blocks` a kernel's quantization (`(scale, values)` of a block) gives
+/// otherwise than its plain twin, the scales compared bit for bit.
+pub fn quantizations_differing<Q: PartialEq>(
+    blocks: &[Vec<f32>],
+    kernel: impl Fn(&[f32]) -> (f32, Q),
+    plain: impl Fn(&[f32]) -> (f32, Q),
+) -> usize {
+    blocks
+        .iter()
+        .filter(|b| {
+            let (got, want) = (kernel(b), plain(b));
+            got.1 != want.1 || got.0.to_bits() != want.0.to_bits()
+        })
+        .count()
+}
+
 /// [`round`] of four values, the same operations (the activation quantizations' simd128
 /// form).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

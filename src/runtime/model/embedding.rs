@@ -117,7 +117,7 @@ impl FileRows {
         if let Some(w) = self.whole.get() {
             return Ok(w);
         }
-        let w = super::load_embedding_whole(&self.info, &*self.file)?;
+        let w = super::load_embedding_whole(&self.info, &*self.file, (self.rows, self.cols))?;
         self.kept
             .lock()
             .expect("no lookup panics while holding the rows")

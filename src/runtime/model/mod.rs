@@ -324,7 +324,7 @@ fn load_embedding<S: ByteSource + ?Sized>(
     let in_file = kept.and_then(|file| FileRows::new(file, info, (out, inp)));
     match in_file {
         Some(rows) => Ok(Embedding::InFile(rows)),
-        None => Ok(Embedding::Loaded(load_embedding_whole(info, &src)?)),
+        None => Ok(Embedding::Loaded(load_embedding_whole(info, &src, (out, inp))?)),
     }
 }
 
@@ -332,11 +332,13 @@ fn load_embedding<S: ByteSource + ?Sized>(
 /// blocks. Extraction only looks rows up; a full-vocabulary product is one token against
 /// 262k rows, bound by reading them, and the x86 kernel's repacked rows are a quarter
 /// larger (groups of eight blocks, f32 scales).
-fn load_embedding_whole<S: ByteSource + ?Sized>(info: &TensorInfo, src: &S) -> Result<Linear> {
+fn load_embedding_whole<S: ByteSource + ?Sized>(
+    info: &TensorInfo,
+    src: &S,
+    (out, inp): (usize, usize),
+) -> Result<Linear> {
+    // The loaders read a tensor by name from a directory: one of this tensor alone.
     const NAME: &str = "token_embd.weight";
-    let [inp, out] = info.dims[..] else {
-        return Err(Error::Malformed(format!("{NAME}: {} dims, not 2", info.dims.len())));
-    };
     let g = Gguf {
         version: 3,
         metadata: HashMap::new(),

@@ -16,7 +16,7 @@ use candle_core::Device;
 
 use crate::error::Result;
 use crate::runtime::backend::dot::dot;
-use crate::runtime::backend::{max_rel_diff, noise, threads, transposed};
+use crate::runtime::backend::{max_rel_diff, noise, quantizations_differing, threads, transposed};
 
 /// Values per block, each block with one scale.
 pub const BLOCK: usize = 32;
@@ -697,13 +697,7 @@ fn x86_quantization_is_the_plain_one() {
 /// lost term. First, how many blocks this build quantizes otherwise than the plain loop
 /// (any is a bug).
 pub fn self_check() -> Vec<(String, f32)> {
-    let differ = quantization_cases()
-        .iter()
-        .filter(|b| {
-            let (got, want) = (quantize_block(b), quantize_block_plain(b));
-            got.1 != want.1 || got.0.to_bits() != want.0.to_bits()
-        })
-        .count();
+    let differ = quantizations_differing(&quantization_cases(), quantize_block, quantize_block_plain);
     let quantization = ("quantization against the plain loop".to_string(), differ as f32);
     let products = [(1, 64, 3), (5, 640, 17), (9, 96, 40), (67, 96, 9)]
         .into_iter()
