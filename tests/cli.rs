@@ -1,6 +1,6 @@
-//! The `anote redact` command as a user runs it: JSONL corpora with bad lines, keys, the
-//! mapping file. On a tiny generated model (the recognizers find what is checked here), so
-//! each run takes milliseconds.
+//! The `anote` command as a user runs it: JSONL corpora with bad lines, keys, the
+//! mapping file, the prompt cache. On a tiny generated model (the recognizers find what is
+//! checked here), so each run takes milliseconds.
 
 mod common;
 
@@ -227,4 +227,72 @@ fn json_schema_prints_the_schema_format_that_docs_hold() {
         String::from_utf8_lossy(&out.stdout) == docs,
         "docs/schema.schema.json is stale: cargo run --bin anote -- json-schema > docs/schema.schema.json"
     );
+}
+
+#[test]
+fn a_prompt_cache_holds_a_file_per_schema_that_later_runs_read_instead_of_the_model() {
+    let dir = workdir("prompt-cache");
+    std::fs::write(dir.join("in.txt"), format!("Mail {} or {}.", EMAILS[0], EMAILS[1])).unwrap();
+    std::fs::write(
+        dir.join("other.json"),
+        r#"{"labels": [{"label": "EMAIL", "recognizer": "email"}, {"label": "NAME"}]}"#,
+    )
+    .unwrap();
+    let extract = |schema: &str| {
+        let out = anote(
+            &dir,
+            &["--prompt-cache", "cache", "extract", "--schema", schema, "in.txt"],
+            b"",
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let files = || {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir.join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names
+    };
+    let (first, _) = extract("schema.json");
+    assert!(first.contains(EMAILS[1]), "{first}");
+    let [kept] = &files()[..] else { panic!("{:?}", files()) };
+    let name = kept.file_name().unwrap().to_str().unwrap();
+    assert!(name.ends_with(".prompt") && name.len() == 64 + 7, "{name}");
+    #[cfg(unix)]
+    let identity = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        (m.ino(), m.len())
+    };
+    #[cfg(unix)]
+    let before = identity(kept);
+
+    // A second run reads the copy and leaves it as it is.
+    let (second, notes) = extract("schema.json");
+    assert_eq!(second, first);
+    assert!(notes.is_empty(), "{notes}");
+    #[cfg(unix)]
+    assert_eq!(identity(kept), before, "the copy was written again");
+
+    // A copy cut short is refused, the prompt read from the model and kept whole again.
+    let whole = std::fs::metadata(kept).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(kept)
+        .unwrap()
+        .set_len(whole / 2)
+        .unwrap();
+    let (third, notes) = extract("schema.json");
+    assert_eq!(third, first);
+    assert!(notes.contains("reading the prompt from the model"), "{notes}");
+    assert_eq!(std::fs::metadata(kept).unwrap().len(), whole);
+
+    // Another schema has a copy of its own.
+    extract("other.json");
+    assert_eq!(files().len(), 2, "{:?}", files());
 }

@@ -1,6 +1,6 @@
 //! `anote`: the command-line face of the engine (a thin layer over the library).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 
@@ -51,6 +51,12 @@ struct Cli {
     /// Extraction: windows decoded at once (1: one after another; the same entities either way)
     #[arg(long, global = true, default_value_t = anote_ner::ner::batch::DEFAULT_BATCH, value_parser = batch_size)]
     batch: usize,
+    /// Extraction: keep the schema's prompt, once the model has read it, in DIR (its keys
+    /// and values: the schema's, nothing of the texts; a file per schema, model, adapter
+    /// and engine build, about 25 MB for the pii preset), and read it from there in later
+    /// runs instead of from the model
+    #[arg(long, global = true, value_name = "DIR")]
+    prompt_cache: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -489,6 +495,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let text = read_input(file)?;
             anote_ner::ner::extract::check_size(&text)?;
             let mut x = extractor(&path, &settings)?;
+            prepare(&mut x, &schema, cli.prompt_cache.as_deref())?;
             let bar = progress(cli.quiet, "window");
             let options = Options {
                 progress: &*bar,
@@ -525,6 +532,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             let mut x = extractor(&path, &settings)?;
             x.check_schema(&schema)?;
+            prepare(&mut x, &schema, cli.prompt_cache.as_deref())?;
             let mut mapping = mapping.as_ref().map(private_file).transpose()?;
             if let Some(input) = input {
                 let bar = progress(cli.quiet, "window");
@@ -565,6 +573,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             json,
             per_document,
         } => {
+            let schema = schema.load()?;
             let predictor = match (patterns_only, predictions) {
                 (_, Some(file)) => Predictor::Stored(stored_predictions(&file)?),
                 (true, None) => Predictor::Patterns,
@@ -573,13 +582,18 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                         free_format: unconstrained,
                         ..settings.decoding
                     };
-                    Predictor::Model(Box::new(extractor(&path, &settings)?), decoding)
+                    let mut x = extractor(&path, &settings)?;
+                    // An unconstrained format asks with a prompt of its own.
+                    if unconstrained.is_none() {
+                        prepare(&mut x, &schema, cli.prompt_cache.as_deref())?;
+                    }
+                    Predictor::Model(Box::new(x), decoding)
                 }
             };
             eval(
                 predictor,
                 &data,
-                &schema.load()?,
+                &schema,
                 out.as_ref(),
                 limit,
                 Report { json, per_document },
@@ -846,6 +860,50 @@ fn extractor(model: &PathBuf, s: &Settings) -> Result<Extractor, Error> {
         s.gpu_profile,
         false,
     )?))
+}
+
+/// With `--prompt-cache DIR`: reads `schema`'s prompt into `x` from DIR's copy where it
+/// holds one made by this schema, model, adapter and engine build, else from the model,
+/// and then keeps a copy there. The WebGPU backend keeps its cache on the GPU: nothing is
+/// stored for it. A copy that cannot be read or written costs only the time it would
+/// have saved.
+fn prepare(x: &mut Extractor, schema: &Schema, dir: Option<&Path>) -> Result<(), Error> {
+    let Some(dir) = dir else { return Ok(()) };
+    let Some(key) = x.prompt_key(schema)? else {
+        return Ok(());
+    };
+    let path = dir.join(format!("{key}.prompt"));
+    if let Ok(file) = std::fs::File::open(&path) {
+        match x.load_prepared(schema, &file) {
+            Ok(_) => return Ok(()),
+            Err(e) => eprintln!("note: {}: {e}; reading the prompt from the model", path.display()),
+        }
+    }
+    block_on(x.prepare(schema))?;
+    if let Err(e) = keep_prepared(x, schema, dir, &path) {
+        eprintln!("note: the prompt was not kept in {}: {e}", dir.display());
+    }
+    Ok(())
+}
+
+/// Writes `schema`'s prepared prompt to `path` in `dir`: aside first, then renamed into
+/// place, so that a run stopped half way, or two runs at once, never leave a partial copy
+/// under the name a run reads (the loader would refuse one by its size, at a cost).
+fn keep_prepared(x: &Extractor, schema: &Schema, dir: &Path, path: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let aside = path.with_extension(format!("{}.part", std::process::id()));
+    let written = write_prepared(x, schema, &aside).and_then(|_| std::fs::rename(&aside, path).map_err(io));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&aside);
+    }
+    written
+}
+
+fn write_prepared(x: &Extractor, schema: &Schema, to: &Path) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(to).map_err(io)?);
+    x.save_prepared(schema, &mut |piece| out.write_all(piece).map_err(io))?;
+    out.flush().map_err(io)
 }
 
 /// `--batch`: 1 to 256.
