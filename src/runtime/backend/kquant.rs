@@ -19,7 +19,9 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use crate::error::{Error, Result};
-use crate::runtime::backend::{max_rel_diff, noise, quantizations_differing, round, threads, transposed};
+use crate::runtime::backend::{
+    max_rel_diff, noise, quantization_cases, quantizations_differing, round, threads, transposed,
+};
 
 /// Values per super-block.
 const QK: usize = 256;
@@ -396,15 +398,9 @@ fn dots<const R: usize, const N: usize>(
 /// values of every magnitude, halves, ties of magnitude, zeros, a NaN and infinities.
 pub fn self_check() -> Result<Vec<(String, f32)>> {
     let cols = 2 * QK;
-    let mut blocks: Vec<Vec<f32>> = (0..60)
-        .map(|i| noise(QK, 40 + i, 10f32.powi(i as i32 % 7 - 3)))
-        .collect();
+    let mut blocks = quantization_cases(QK);
     blocks.push((0..QK).map(|i| (i as f32 - 128.0) * 0.5).collect());
     blocks.push((0..QK).map(|i| if i % 2 == 0 { 3.0 } else { -3.0 }).collect());
-    blocks.push(vec![0.0; QK]);
-    let mut odd = noise(QK, 9, 1.0);
-    (odd[5], odd[77], odd[200]) = (f32::NAN, f32::INFINITY, f32::NEG_INFINITY);
-    blocks.push(odd);
     let differ = quantizations_differing(&blocks, quantize_block, quantize_block_plain);
     let mut out = vec![("Q8_K quantization against the plain loop".to_string(), differ as f32)];
     for (dtype, tokens, rows) in [

@@ -59,6 +59,18 @@ pub fn quantizations_differing<Q: PartialEq>(
         .count()
 }
 
+/// Blocks of `len` values for checking a quantization against its plain twin: 200 of
+/// noise at magnitudes from 1e-3 to 1e3, zeros, and one with a NaN and both infinities.
+/// Each check adds the halves and ties of its own rounding.
+pub fn quantization_cases(len: usize) -> Vec<Vec<f32>> {
+    let mut blocks: Vec<Vec<f32>> = (0..200).map(|i| noise(len, i, 10f32.powi(i as i32 % 7 - 3))).collect();
+    blocks.push(vec![0.0; len]);
+    let mut odd = noise(len, 7, 1.0);
+    (odd[3], odd[len / 3], odd[len - 1]) = (f32::NAN, f32::INFINITY, f32::NEG_INFINITY);
+    blocks.push(odd);
+    blocks
+}
+
 /// [`round`] of four values, the same operations (the activation quantizations' simd128
 /// form).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
