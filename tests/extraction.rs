@@ -7,6 +7,7 @@ mod common;
 use pollster::block_on;
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use anote_ner::ner::batch::Settings;
 use anote_ner::ner::decode::{self, Grammar};
@@ -47,6 +48,8 @@ fn tiny_schema() -> Schema {
 struct ScriptedLm {
     cache: KvCache,
     score: Box<Scores>,
+    /// How many tokens each ask for logits offered, in order.
+    asked: Arc<Mutex<Vec<usize>>>,
 }
 
 /// Logits for the allowed `ids` at a position.
@@ -57,6 +60,7 @@ impl ScriptedLm {
         ScriptedLm {
             cache: KvCache::new(0, 1),
             score: Box::new(score),
+            asked: Arc::default(),
         }
     }
 
@@ -92,6 +96,7 @@ impl LanguageModel for ScriptedLm {
         Box::pin(std::future::ready(Ok((self.score)(hidden[0] as usize, &all))))
     }
     fn logits_for<'a>(&'a self, hidden: &'a [f32], ids: &'a [u32]) -> Compute<'a, Vec<f32>> {
+        self.asked.lock().unwrap().push(ids.len());
         Box::pin(std::future::ready(Ok((self.score)(hidden[0] as usize, ids))))
     }
     fn position(&self) -> usize {
@@ -298,6 +303,30 @@ fn a_step_offers_its_tokens_in_the_same_order_every_time() {
     let (a, b) = (steps(), steps());
     assert!(a.iter().filter(|ids| ids.len() > 2).count() > 2, "{a:?}");
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_step_the_grammar_leaves_one_token_for_is_taken_without_the_model() {
+    let file = std::fs::File::open(common::real_model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
+    let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
+    let text = "Maria Gonzalez called from Lyon.";
+    let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")]);
+    let taught = script.len();
+    let model = ScriptedLm::teacher(script, answer_start(&tok, &schema, Format::Lines, text));
+    let asked = model.asked.clone();
+    let got = block_on(Extractor::new(scripted_engine(tok, model)).extract(text, &schema, &Options::default(), |_| {}))
+        .unwrap()
+        .entities;
+    assert_eq!(
+        labelled(&got),
+        [("PERSON", "Maria Gonzalez", Source::Model), ("CITY", "Lyon", Source::Model)]
+    );
+    // The colon after each label is the only token its step allows: the answer's other
+    // tokens were each chosen among several, the colons appended without asking.
+    let asked = asked.lock().unwrap();
+    assert!(asked.iter().all(|&n| n > 1), "asked with one token: {asked:?}");
+    assert!(asked.len() <= taught - 2, "{} asks for {taught} tokens", asked.len());
 }
 
 #[test]

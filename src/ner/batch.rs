@@ -199,16 +199,31 @@ enum Decoding {
 }
 
 impl Live<'_> {
-    /// Whether the answer goes on; prepares the step's allowed tokens.
+    /// Whether the answer goes on; prepares the step's allowed tokens. A step the grammar
+    /// leaves one token for (the colon after most labels: a seventh of the e-mail's steps)
+    /// is taken here, without the model: greedy decoding would choose that token whatever
+    /// its logit, so it joins the tokens the next forward appends, and the window needs one
+    /// forward fewer.
     fn wants_step(&mut self) -> bool {
         if self.input.is_empty() {
             return false;
         }
-        let (chunk, placer) = (self.chunk, &self.placer);
+        let (chunk, placer) = (self.chunk, &mut self.placer);
         match &mut self.decoder {
-            Decoding::Grammar(dg) => dg.0.allowed(&dg.1, &|label, at: &[(usize, usize)]| {
-                placer.place(chunk, label, at).is_some()
-            }),
+            Decoding::Grammar(dg) => loop {
+                let (d, g) = &mut **dg;
+                let fits = |label, at: &[(usize, usize)]| placer.place(chunk, label, at).is_some();
+                if !d.allowed(g, &fits) {
+                    return false;
+                }
+                if d.ids().len() > 1 {
+                    return true;
+                }
+                match d.choose(g, &[0.0], |line| placer.accept(chunk, &line)) {
+                    Some(token) => self.input.push(token),
+                    None => return false,
+                }
+            },
             Decoding::Free(d) => d.wants_step(),
         }
     }
