@@ -6,7 +6,7 @@
 //! recognizers, extraction, redaction, evaluation), and the API edges (`api`: wasm and
 //! Python; the CLI is `bin/anote.rs`). [`error`] is shared by all.
 
-mod api;
+pub mod api;
 pub mod error;
 pub mod ner;
 pub mod runtime;

@@ -320,7 +320,10 @@ fn a_step_the_grammar_leaves_one_token_for_is_taken_without_the_model() {
         .entities;
     assert_eq!(
         labelled(&got),
-        [("PERSON", "Maria Gonzalez", Source::Model), ("CITY", "Lyon", Source::Model)]
+        [
+            ("PERSON", "Maria Gonzalez", Source::Model),
+            ("CITY", "Lyon", Source::Model)
+        ]
     );
     // The colon after each label is the only token its step allows: the answer's other
     // tokens were each chosen among several, the colons appended without asking.

@@ -1,4 +1,4 @@
-# Types of the native module (src/python.rs).
+# Types of the native module (src/api/python.rs).
 from typing import List, Optional, Tuple, Union
 
 DEFAULT_MODEL_FILE: str
@@ -15,7 +15,9 @@ ReplacementTuple = Tuple[str, int, int, int, int, str, str, Optional[str]]
 class Engine:
     model_name: str
     adapter: Optional[str]
-    def __init__(self, model: str, adapter: str, batch: int, threads: Optional[int] = None) -> None: ...
+    def __init__(
+        self, model: str, adapter: str, batch: int, threads: Optional[int] = None, prompt_cache: Optional[str] = None
+    ) -> None: ...
     def check_schema(self, schema: str) -> int: ...
     def extract_many(self, texts: List[str], schema: str) -> List[Union[List[EntityTuple], AnoteError]]: ...
     def redact_many(

@@ -57,7 +57,7 @@ REDACTED_ENTITY = StructType(
 #: Rows handed to the engine at once: their windows are decoded together.
 ROWS_PER_CALL = 16
 
-#: The engines this Python worker has loaded, by (model, adapter, threads, batch).
+#: The engines this Python worker has loaded, by (model, adapter, threads, batch, prompt_cache).
 _ENGINES: dict = {}
 
 
@@ -73,13 +73,16 @@ def redact(
     adapter: str = "default",
     threads: Optional[int] = None,
     batch: int = 16,
+    prompt_cache: Optional[str] = None,
 ) -> DataFrame:
     """`df` with `column` redacted, plus `entities` (array of REDACTED_ENTITY) and `error`
     (null or a code). The original text is gone unless `keep_original` keeps it in
     `<column>_original`. operators and key as in `Extractor.redact` (key: default $ANOTE_KEY
     of the driver; it travels to the executors with the job). model: a path on the
     executors, or the name of a file shipped with `--files` (default: $ANOTE_MODEL there).
-    threads: kernel threads per task (default: spark.task.cpus)."""
+    threads: kernel threads per task (default: spark.task.cpus). prompt_cache: a folder on the
+    executors where each worker keeps the schema's prompt once read, for the workers after it
+    (see `Extractor`)."""
     schema_json = anote_ner._schema_json(None if schema is not None else preset, schema)
     ops = dict(operators) if operators is not None else {"*": "replace"}
     key_bytes = anote_ner._key_bytes(key)
@@ -106,7 +109,7 @@ def redact(
         text, entities = result
         return text, kept + [entities, None]
 
-    return _map(df, column, added, _Settings(model, adapter, threads, batch, schema_json), redact_rows, row)
+    return _map(df, column, added, _Settings(model, adapter, threads, batch, prompt_cache, schema_json), redact_rows, row)
 
 
 def extract(
@@ -118,8 +121,10 @@ def extract(
     adapter: str = "default",
     threads: Optional[int] = None,
     batch: int = 16,
+    prompt_cache: Optional[str] = None,
 ) -> DataFrame:
-    """`df` plus `entities` (array of ENTITY) and `error` (null or a code); `column` as it was."""
+    """`df` plus `entities` (array of ENTITY) and `error` (null or a code); `column` as it was.
+    The other arguments as in `redact`."""
     if preset is None and schema is None:
         raise ValueError("give preset= or schema=")
     schema_json = anote_ner._schema_json(preset, schema)
@@ -139,20 +144,36 @@ def extract(
             return value, [None, result]
         return value, [result, None]
 
-    return _map(df, column, added, _Settings(model, adapter, threads, batch, schema_json), extract_rows, row)
+    return _map(df, column, added, _Settings(model, adapter, threads, batch, prompt_cache, schema_json), extract_rows, row)
 
 
 class _Settings:
     """What a worker needs to get its extractor (pickled into the job)."""
 
-    def __init__(self, model: Optional[str], adapter: str, threads: Optional[int], batch: int, schema: str):
-        self.model, self.adapter, self.threads, self.batch, self.schema = model, adapter, threads, batch, schema
+    def __init__(
+        self,
+        model: Optional[str],
+        adapter: str,
+        threads: Optional[int],
+        batch: int,
+        prompt_cache: Optional[str],
+        schema: str,
+    ):
+        self.model, self.adapter, self.threads, self.batch = model, adapter, threads, batch
+        self.prompt_cache, self.schema = prompt_cache, schema
 
     def extractor(self) -> Extractor:
-        engine_key = (self.model, self.adapter, self.threads, self.batch)
+        engine_key = (self.model, self.adapter, self.threads, self.batch, self.prompt_cache)
         engine = _ENGINES.get(engine_key)
         if engine is None:
-            x = Extractor(_model_path(self.model), self.adapter, schema=self.schema, threads=self.threads, batch=self.batch)
+            x = Extractor(
+                _model_path(self.model),
+                self.adapter,
+                schema=self.schema,
+                threads=self.threads,
+                batch=self.batch,
+                prompt_cache=self.prompt_cache,
+            )
             _ENGINES[engine_key] = x._engine
             return x
         return Extractor(schema=self.schema, _engine=engine)

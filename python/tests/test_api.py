@@ -3,6 +3,7 @@ values, errors with the CLI's codes, the GIL released while the model runs."""
 
 import json
 import threading
+import warnings
 
 import pytest
 
@@ -119,3 +120,23 @@ def test_the_gil_is_released_while_the_model_runs(pii):
     worker.join()
     assert spins > 50, spins
     assert all(any(e.text == "Olga Petrova" for e in r) for r in result[0])
+
+
+def test_a_prompt_cache_keeps_the_schema_prompt_for_the_next_engine(pii, tmp_path):
+    text = "Dear Mrs. Olga Petrova, your card 4111 1111 1111 1111 was charged on 2024-03-05."
+    found = pii.extract(text)
+    assert Extractor(preset="pii", threads=1, prompt_cache=tmp_path).extract(text) == found
+    [kept] = list(tmp_path.iterdir())
+    assert kept.suffix == ".prompt" and len(kept.stem) == 64, kept.name
+    written = kept.stat()
+    # A later engine reads it instead of the model: it neither warns nor writes it again.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Extractor(preset="pii", threads=1, prompt_cache=tmp_path).extract(text) == found
+    assert (kept.stat().st_ino, kept.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    # A copy cut short is refused with a warning, read from the model and written whole again.
+    whole = kept.read_bytes()
+    kept.write_bytes(whole[: len(whole) // 2])
+    with pytest.warns(RuntimeWarning, match="reading the prompt from the model"):
+        assert Extractor(preset="pii", threads=1, prompt_cache=tmp_path).extract(text) == found
+    assert kept.read_bytes() == whole

@@ -99,11 +99,14 @@ def test_redaction_job_over_partitions(spark, cli, tmp_path):
         assert [e.asDict() for e in ours["entities"]] == theirs["replacements"]
 
 
-def test_extraction_job_and_kept_originals(spark):
+def test_extraction_job_and_kept_originals(spark, tmp_path):
     rows = [(i, t) for i, t, _ in corpus(3)]
     df = spark.createDataFrame(rows, "id string, text string")
     schema = {"labels": [{"label": "Person Name", "description": "a person's name"}]}
-    found = {r["id"]: r for r in anote_spark.extract(df, schema=schema).collect()}
+    prompts = tmp_path / "prompts"
+    found = {r["id"]: r for r in anote_spark.extract(df, schema=schema, prompt_cache=str(prompts)).collect()}
+    # The workers kept the schema's prompt for the next job: one file, whatever their number.
+    assert [p.suffix for p in prompts.iterdir()] == [".prompt"]
     for id_, text in rows:
         r = found[id_]
         assert r["text"] == text and r["error"] is None

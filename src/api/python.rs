@@ -7,6 +7,7 @@
 //! Offsets cross here as Python `str` indices (code points).
 
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -14,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyRuntimeWarning};
 use pyo3::prelude::*;
 
+use crate::api::prompt_store::PromptStore;
 use crate::error::{Error, Result};
 use crate::ner::batch::Settings;
 use crate::ner::extract::{Extraction, Extractor, Options};
@@ -76,6 +78,8 @@ struct Engine {
     cancel: Arc<AtomicBool>,
     /// Windows decoded at once.
     batch: usize,
+    /// Where schema prompts read once are kept for the next process.
+    prompts: Option<Arc<PromptStore>>,
     #[pyo3(get)]
     model_name: String,
     /// sha256 of the adapter in use, `None` for the base model.
@@ -87,10 +91,18 @@ struct Engine {
 impl Engine {
     /// Loads `model` (a GGUF file) with `adapter`: `"default"` (the shipped one, when the
     /// model is its base), `"none"`, or a safetensors file. `threads` sizes the kernels'
-    /// thread pool; only the first engine of a process can set it.
+    /// thread pool; only the first engine of a process can set it. `prompt_cache`: a
+    /// folder that keeps each schema's prompt once read ([`PromptStore`]).
     #[new]
-    #[pyo3(signature = (model, adapter, batch, threads=None))]
-    fn new(py: Python<'_>, model: PathBuf, adapter: String, batch: usize, threads: Option<usize>) -> PyResult<Engine> {
+    #[pyo3(signature = (model, adapter, batch, threads=None, prompt_cache=None))]
+    fn new(
+        py: Python<'_>,
+        model: PathBuf,
+        adapter: String,
+        batch: usize,
+        threads: Option<usize>,
+        prompt_cache: Option<PathBuf>,
+    ) -> PyResult<Engine> {
         if let Some(n) = threads {
             // candle sizes its thread pool from this variable on first use.
             std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
@@ -116,6 +128,7 @@ impl Engine {
             jobs,
             cancel,
             batch: batch.max(1),
+            prompts: prompt_cache.map(|dir| Arc::new(PromptStore::new(dir))),
             model_name,
             adapter,
         })
@@ -194,8 +207,12 @@ impl Engine {
         texts: Vec<String>,
         schema: Schema,
     ) -> PyResult<(Vec<String>, Vec<Result<Extraction>>)> {
-        let (cancel, batch) = (self.cancel.clone(), self.batch);
-        self.run(py, move |x| {
+        let (cancel, batch, prompts) = (self.cancel.clone(), self.batch, self.prompts.clone());
+        let (texts, found, notes) = self.run(py, move |x| {
+            let mut notes = Vec::new();
+            if let Some(store) = prompts {
+                pollster::block_on(store.prepare(x, &schema, &mut |note| notes.push(note)))?;
+            }
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let options = Options {
                 cancelled: &|| cancel.load(Ordering::Relaxed),
@@ -206,8 +223,13 @@ impl Engine {
                 ..Options::default()
             };
             let found = pollster::block_on(x.extract_many(&refs, &schema, &options, |_, _| {}))?;
-            Ok((texts, found))
-        })
+            Ok((texts, found, notes))
+        })?;
+        // A prompt not read from, or not kept in, the folder cost only time.
+        for note in notes {
+            PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &CString::new(note)?, 1)?;
+        }
+        Ok((texts, found))
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 
+use anote_ner::api::prompt_store::PromptStore;
 use anote_ner::ner::batch;
 use anote_ner::ner::eval::{Document, Span};
 use anote_ner::ner::extract::{Extractor, Options, Progress};
@@ -862,48 +863,13 @@ fn extractor(model: &PathBuf, s: &Settings) -> Result<Extractor, Error> {
     )?))
 }
 
-/// With `--prompt-cache DIR`: reads `schema`'s prompt into `x` from DIR's copy where it
-/// holds one made by this schema, model, adapter and engine build, else from the model,
-/// and then keeps a copy there. The WebGPU backend keeps its cache on the GPU: nothing is
-/// stored for it. A copy that cannot be read or written costs only the time it would
-/// have saved.
+/// With `--prompt-cache DIR`: reads `schema`'s prompt into `x` from DIR's copy, else from
+/// the model, keeping a copy ([`PromptStore::prepare`]).
 fn prepare(x: &mut Extractor, schema: &Schema, dir: Option<&Path>) -> Result<(), Error> {
-    let Some(dir) = dir else { return Ok(()) };
-    let Some(key) = x.prompt_key(schema)? else {
-        return Ok(());
-    };
-    let path = dir.join(format!("{key}.prompt"));
-    if let Ok(file) = std::fs::File::open(&path) {
-        match x.load_prepared(schema, &file) {
-            Ok(_) => return Ok(()),
-            Err(e) => eprintln!("note: {}: {e}; reading the prompt from the model", path.display()),
-        }
+    match dir {
+        Some(dir) => block_on(PromptStore::new(dir).prepare(x, schema, &mut |note| eprintln!("note: {note}"))),
+        None => Ok(()),
     }
-    block_on(x.prepare(schema))?;
-    if let Err(e) = keep_prepared(x, schema, dir, &path) {
-        eprintln!("note: the prompt was not kept in {}: {e}", dir.display());
-    }
-    Ok(())
-}
-
-/// Writes `schema`'s prepared prompt to `path` in `dir`: aside first, then renamed into
-/// place, so that a run stopped half way, or two runs at once, never leave a partial copy
-/// under the name a run reads (the loader would refuse one by its size, at a cost).
-fn keep_prepared(x: &Extractor, schema: &Schema, dir: &Path, path: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let aside = path.with_extension(format!("{}.part", std::process::id()));
-    let written = write_prepared(x, schema, &aside).and_then(|_| std::fs::rename(&aside, path).map_err(io));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&aside);
-    }
-    written
-}
-
-fn write_prepared(x: &Extractor, schema: &Schema, to: &Path) -> Result<(), Error> {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(to).map_err(io)?);
-    x.save_prepared(schema, &mut |piece| out.write_all(piece).map_err(io))?;
-    out.flush().map_err(io)
 }
 
 /// `--batch`: 1 to 256.

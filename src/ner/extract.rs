@@ -252,6 +252,12 @@ impl Extractor {
         Ok(tokens)
     }
 
+    /// Whether `schema`'s prompt is the one in the KV cache (with the current adapter): an
+    /// extraction with it starts at the text.
+    pub fn is_prepared(&self, schema: &Schema) -> bool {
+        self.cached_prefix(&prompt::prefix_in(schema, Format::Lines)).is_some()
+    }
+
     /// The name a store keeps `schema`'s prepared prompt under ([`Self::save_prepared`]), or
     /// `None` where the model's cache cannot be saved (on a GPU). The name is a hash of all
     /// that makes the cache: the prompt's tokens, the model, the adapter, the backend and
