@@ -164,8 +164,9 @@ pub type Fits<'a> = dyn Fn(usize, &[(usize, usize)]) -> bool + 'a;
 
 /// The answer to one window, decoded a step at a time so that many windows can share each
 /// forward of the model: [`Decoder::allowed`] gives the tokens the next step may choose
-/// among, the caller forwards the last chosen token (or the window, on the first step)
-/// asking for their logits, and [`Decoder::choose`] takes them. It stops at the empty
+/// among, the caller forwards the tokens chosen since its last forward (or the window, on
+/// the first step) asking for their logits, and [`Decoder::choose`] takes them (a step
+/// with one allowed token may be chosen without a forward: see `batch`). It stops at the empty
 /// line, after `max_tokens`, or when `on_line` returns false. A line may go on to the next
 /// only where `fits(label, at)` says the caller can place it: a repeated or mid-word span
 /// then has to grow into a placeable one, or end the list, instead of being written and
