@@ -165,6 +165,12 @@ class Extractor:
         """Another schema over the same loaded model."""
         return Extractor(preset=preset, schema=schema, _engine=self._engine)
 
+    def prepare(self) -> int:
+        """Reads the schema's prompt now (from `prompt_cache` where it holds it), so that the
+        next extraction starts at the text: a service can do this before its first request.
+        Returns the prompt's length in tokens."""
+        return self._engine.prepare(self._schema)
+
     def extract(self, text: str) -> List[Entity]:
         return self._one(self.extract_many([text], return_errors=True)[0])
 

@@ -141,6 +141,22 @@ impl Engine {
         self.run(py, move |x| x.check_schema(&schema))
     }
 
+    /// Reads `schema`'s prompt now (from the prompt cache where it holds it), so that the
+    /// next extraction with it starts at the text; returns its length in tokens.
+    fn prepare(&self, py: Python<'_>, schema: &str) -> PyResult<usize> {
+        let schema = parse_schema(py, schema)?;
+        let prompts = self.prompts.clone();
+        let (tokens, notes) = self.run(py, move |x| match prompts {
+            Some(store) => {
+                let notes = read_prompt(x, &store, &schema)?;
+                Ok((x.check_schema(&schema)?, notes))
+            }
+            None => Ok((pollster::block_on(x.prepare(&schema))?, Vec::new())),
+        })?;
+        warn_all(py, notes)?;
+        Ok(tokens)
+    }
+
     /// Entities of each text: a list of entity tuples, or an `AnoteError` (not raised) for
     /// a text that cannot be read. Raises for what stops the whole run.
     fn extract_many(&self, py: Python<'_>, texts: Vec<String>, schema: &str) -> PyResult<Vec<Py<PyAny>>> {
@@ -209,10 +225,11 @@ impl Engine {
     ) -> PyResult<(Vec<String>, Vec<Result<Extraction>>)> {
         let (cancel, batch, prompts) = (self.cancel.clone(), self.batch, self.prompts.clone());
         let (texts, found, notes) = self.run(py, move |x| {
-            let mut notes = Vec::new();
-            if let Some(store) = prompts {
-                pollster::block_on(store.prepare(x, &schema, &mut |note| notes.push(note)))?;
-            }
+            // Without a prompt cache the extraction reads the prompt as it needs it.
+            let notes = match &prompts {
+                Some(store) => read_prompt(x, store, &schema)?,
+                None => Vec::new(),
+            };
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let options = Options {
                 cancelled: &|| cancel.load(Ordering::Relaxed),
@@ -225,12 +242,26 @@ impl Engine {
             let found = pollster::block_on(x.extract_many(&refs, &schema, &options, |_, _| {}))?;
             Ok((texts, found, notes))
         })?;
-        // A prompt not read from, or not kept in, the folder cost only time.
-        for note in notes {
-            PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &CString::new(note)?, 1)?;
-        }
+        warn_all(py, notes)?;
         Ok((texts, found))
     }
+}
+
+/// Reads `schema`'s prompt into `x` through `store`; returns what the store had to say (a
+/// copy it could not read or write).
+fn read_prompt(x: &mut Extractor, store: &PromptStore, schema: &Schema) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    pollster::block_on(store.prepare(x, schema, &mut |note| notes.push(note)))?;
+    Ok(notes)
+}
+
+/// Each note as a `RuntimeWarning`: a prompt not read from, or not kept in, the prompt
+/// cache cost only time.
+fn warn_all(py: Python<'_>, notes: Vec<String>) -> PyResult<()> {
+    for note in notes {
+        PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &CString::new(note)?, 1)?;
+    }
+    Ok(())
 }
 
 /// Waits for the engine thread's answer without holding the GIL. A signal (Ctrl-C) sets
