@@ -146,15 +146,26 @@ fn scripted_engine(tokenizer: Tokenizer, model: ScriptedLm) -> Engine {
 /// The entities extracted from `text` with `schema` (JSON) when the model answers exactly
 /// `answer`, token by token (the real model's tokenizer, a scripted model).
 fn extract_answering(schema: &str, text: &str, answer: &[(&str, &str)]) -> Vec<Entity> {
+    scripted_extraction(schema, text, answer).0
+}
+
+/// [`extract_answering`]'s entities, with how many tokens each ask for logits offered and
+/// how many tokens the answer has.
+fn scripted_extraction(schema: &str, text: &str, answer: &[(&str, &str)]) -> (Vec<Entity>, Vec<usize>, usize) {
     let file = std::fs::File::open(common::real_model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
     let schema = Schema::from_json(schema).unwrap();
     let script = decode::answer_tokens(&tok, answer);
+    let taught = script.len();
     let first = answer_start(&tok, &schema, Format::Lines, text);
-    let engine = scripted_engine(tok, ScriptedLm::teacher(script, first));
-    block_on(Extractor::new(engine).extract(text, &schema, &Options::default(), |_| {}))
+    let model = ScriptedLm::teacher(script, first);
+    let asked = model.asked.clone();
+    let engine = scripted_engine(tok, model);
+    let entities = block_on(Extractor::new(engine).extract(text, &schema, &Options::default(), |_| {}))
         .unwrap()
-        .entities
+        .entities;
+    let asked = asked.lock().unwrap().clone();
+    (entities, asked, taught)
 }
 
 /// Each entity as (label, text, source).
@@ -307,17 +318,11 @@ fn a_step_offers_its_tokens_in_the_same_order_every_time() {
 
 #[test]
 fn a_step_the_grammar_leaves_one_token_for_is_taken_without_the_model() {
-    let file = std::fs::File::open(common::real_model_path()).unwrap();
-    let tok = Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap();
-    let schema = Schema::from_json(r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#).unwrap();
-    let text = "Maria Gonzalez called from Lyon.";
-    let script = decode::answer_tokens(&tok, &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")]);
-    let taught = script.len();
-    let model = ScriptedLm::teacher(script, answer_start(&tok, &schema, Format::Lines, text));
-    let asked = model.asked.clone();
-    let got = block_on(Extractor::new(scripted_engine(tok, model)).extract(text, &schema, &Options::default(), |_| {}))
-        .unwrap()
-        .entities;
+    let (got, asked, taught) = scripted_extraction(
+        r#"{"labels": [{"label": "PERSON"}, {"label": "CITY"}]}"#,
+        "Maria Gonzalez called from Lyon.",
+        &[("PERSON", "Maria Gonzalez"), ("CITY", "Lyon")],
+    );
     assert_eq!(
         labelled(&got),
         [
@@ -327,7 +332,6 @@ fn a_step_the_grammar_leaves_one_token_for_is_taken_without_the_model() {
     );
     // The colon after each label is the only token its step allows: the answer's other
     // tokens were each chosen among several, the colons appended without asking.
-    let asked = asked.lock().unwrap();
     assert!(asked.iter().all(|&n| n > 1), "asked with one token: {asked:?}");
     assert!(asked.len() <= taught - 2, "{} asks for {taught} tokens", asked.len());
 }
