@@ -129,8 +129,8 @@ def test_a_prompt_cache_keeps_the_schema_prompt_for_the_next_engine(pii, tmp_pat
     # Read ahead of any text, and kept for the engines after it.
     assert first.prepare() == pii.prepare() > 100
     [kept] = list(tmp_path.iterdir())
-    assert first.extract(text) == found
     assert kept.suffix == ".prompt" and len(kept.stem) == 64, kept.name
+    assert first.extract(text) == found
     written = kept.stat()
     # A later engine reads it instead of the model: it neither warns nor writes it again.
     with warnings.catch_warnings():
