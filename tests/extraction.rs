@@ -372,6 +372,27 @@ fn a_model_span_not_shaped_like_its_recognizers_type_is_no_entity() {
 }
 
 #[test]
+fn a_custom_type_that_names_the_quantity_recognizer_gets_every_amount() {
+    // The model names the drugs and no dose; the dose type names the quantity recognizer,
+    // which finds each one, and the model's drugs stay beside them.
+    let got = extract_answering(
+        r#"{"labels": [{"label": "medication"}, {"label": "dose", "recognizer": "quantity"}]}"#,
+        "Started metformin 500 mg twice daily; paracetamol 1 g as needed, max 4 g a day.",
+        &[("medication", "metformin"), ("medication", "paracetamol")],
+    );
+    assert_eq!(
+        labelled(&got),
+        [
+            ("medication", "metformin", Source::Model),
+            ("dose", "500 mg", Source::Pattern),
+            ("medication", "paracetamol", Source::Model),
+            ("dose", "1 g", Source::Pattern),
+            ("dose", "4 g", Source::Pattern)
+        ]
+    );
+}
+
+#[test]
 fn a_model_span_keeps_what_a_pattern_entity_leaves_of_it() {
     // The honorific recognizer takes "Dr." and the phone one "(37) 788-063": the person's
     // name stays an entity (dropping it would leave it unredacted), and "Office" is no phone number.

@@ -16,7 +16,7 @@ export interface EntityType {
   description?: string;
   examples?: string[];
   counter_examples?: string[];
-  recognizer?: 'email' | 'phone' | 'credit_card' | 'iban' | 'ip_address' | 'url' | 'us_ssn' | 'date' | 'honorific';
+  recognizer?: 'email' | 'phone' | 'credit_card' | 'iban' | 'ip_address' | 'url' | 'us_ssn' | 'date' | 'money' | 'quantity' | 'honorific';
 }
 
 export interface Schema {

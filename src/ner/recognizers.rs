@@ -2,7 +2,7 @@
 //! lengths) keeps only real ones. A schema type opts in with `"recognizer": "<name>"`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,8 @@ pub enum Recognizer {
     CreditCard,
     UsSsn,
     Date,
+    Money,
+    Quantity,
     Phone,
     Honorific,
 }
@@ -33,7 +35,7 @@ pub struct Match {
     pub recognizer: Recognizer,
 }
 
-pub const ALL: [Recognizer; 9] = [
+pub const ALL: [Recognizer; 11] = [
     Recognizer::Email,
     Recognizer::Url,
     Recognizer::IpAddress,
@@ -41,9 +43,46 @@ pub const ALL: [Recognizer; 9] = [
     Recognizer::CreditCard,
     Recognizer::UsSsn,
     Recognizer::Date,
+    Recognizer::Money,
+    Recognizer::Quantity,
     Recognizer::Phone,
     Recognizer::Honorific,
 ];
+
+/// A number as amounts are written: thousands grouped by `,`, `.` or `'`, a decimal part
+/// after `.` or `,`.
+const NUMBER: &str = r"(?:[0-9]{1,3}(?:[,.'][0-9]{3})+(?:[.,][0-9]+)?|[0-9]+(?:[.,][0-9]+)?)";
+
+/// Amounts of money: [`NUMBER`], or thousands grouped by spaces ("1 200 €"), with a scale
+/// ("3.5m", "2 billion"), after a currency sign or ISO code, or before a sign, code or word.
+static MONEY: LazyLock<String> = LazyLock::new(|| {
+    let codes = "USD|EUR|GBP|JPY|CHF|CAD|AUD|NZD|CNY|RMB|HKD|SGD|INR|KRW|SEK|NOK|DKK|PLN|CZK|HUF|RON|\
+        RUB|UAH|TRY|ILS|AED|SAR|ZAR|BRL|MXN|ARS|CLP|COP|NGN|KES|EGP|THB|IDR|MYR|PHP|VND";
+    let signs = r"US\$|A\$|C\$|NZ\$|HK\$|S\$|R\$|\$|€|£|¥|₹|₩|₽|₺|₪|₫|₱|฿|₴|₦";
+    let words = "dollars?|euros?|yen|yuan|francs?|rupees?|cents?|pence|kronor|kroner|krona|krone";
+    let amount = format!(r"(?:[0-9]{{1,3}}(?:[ \u{{a0}}\u{{202f}}][0-9]{{3}})+(?:[.,][0-9]+)?|{NUMBER})");
+    let scale = r"(?:\s?(?i:k|m|bn|mn|thousand|million|billion|trillion)\b)?";
+    format!(
+        r"(?:(?:{signs}|\b(?:{codes}))\s?-?{amount}{scale}|{amount}{scale}\s?(?:{signs}|(?:{codes}|(?i:{words}))\b))"
+    )
+});
+
+/// Amounts with a unit of measure: [`NUMBER`] or a range of two ("2-3 tablets"), then a
+/// unit symbol (as written: "mg", not "MG"; a rate such as "mg/kg"), a unit word, a per
+/// cent or a temperature. No spaces in the number ("2 500 mg" is two and 500 mg) and no
+/// units that are also common words ("in", "A", "V").
+static QUANTITY: LazyLock<String> = LazyLock::new(|| {
+    let symbols = "mcg|µg|μg|ng|mg|kg|g|lbs|lb|oz|mL|ml|dL|dl|cL|cl|L|l|mm|cm|km|m|ft|mi|IU|mmol|mol|mEq|\
+        kcal|cal|kJ|kWh|kW|MW|mV|mA|kHz|MHz|GHz|Hz|KB|kB|MB|GB|TB|PB";
+    let per = "kg|g|mg|mL|ml|dL|dl|L|l|h|hr|min|s|day|d|m|km";
+    let words = "units?|tablets?|tabs?|capsules?|caps?|pills?|puffs?|drops?|sprays?|patch(?:es)?|sachets?|\
+        ampoules?|vials?|doses?|teaspoons?|tablespoons?|tsp|tbsp|cups?|lit(?:er|re)s?|millilit(?:er|re)s?|\
+        grams?|kilograms?|kilos?|milligrams?|micrograms?|ounces?|(?:kilo|centi|milli)?met(?:er|re)s?|\
+        miles?|feet|foot|inches|yards?|gallons?|degrees?";
+    format!(
+        r"[-−]?{NUMBER}(?:\s?(?:-|–|to)\s?{NUMBER})?\s?(?:(?:{symbols})(?:/(?:{per}))?\b|(?i:{words})\b|%|‰|°\s?[CF]\b|℃|℉)"
+    )
+});
 
 fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(pattern).expect("built-in pattern compiles"))
@@ -59,6 +98,8 @@ impl Recognizer {
             Recognizer::CreditCard => "credit_card",
             Recognizer::UsSsn => "us_ssn",
             Recognizer::Date => "date",
+            Recognizer::Money => "money",
+            Recognizer::Quantity => "quantity",
             Recognizer::Phone => "phone",
             Recognizer::Honorific => "honorific",
         }
@@ -76,6 +117,10 @@ impl Recognizer {
             }
             Recognizer::UsSsn => "US social security numbers in valid area, group and serial ranges",
             Recognizer::Date => "dates that exist: 2024-03-05, 5/3/2024, 5 March 2024, March 5, 2024",
+            Recognizer::Money => "amounts of money with their currency: $1,200.50, EUR 40, 1 200 €, £3.5m, 25 dollars",
+            Recognizer::Quantity => {
+                "amounts with a unit of measure: 500 mg, 2.5 ml, 2-3 tablets, 20 units, 5 mg/kg, 12.5%, -4 °C, 3 km, 16 GB"
+            }
             Recognizer::Phone => {
                 "phone numbers of 7 to 15 digits, grouped as phone numbers are (not dates, times, postcodes or ids)"
             }
@@ -84,7 +129,7 @@ impl Recognizer {
     }
 
     fn pattern(self) -> &'static Regex {
-        static CELLS: [OnceLock<Regex>; 9] = [const { OnceLock::new() }; 9];
+        static CELLS: [OnceLock<Regex>; 11] = [const { OnceLock::new() }; 11];
         let (i, p) = match self {
             Recognizer::Email => (
                 0,
@@ -106,6 +151,8 @@ impl Recognizer {
                 6,
                 r"(?i)\b(?:[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2})?)?|[0-9]{1,2}[./-][0-9]{1,2}[./-][0-9]{2,4}|[0-9]{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,? [0-9]{4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? [0-9]{1,2}(?:st|nd|rd|th)?,? [0-9]{4})\b",
             ),
+            Recognizer::Money => (9, MONEY.as_str()),
+            Recognizer::Quantity => (10, QUANTITY.as_str()),
             Recognizer::Phone => (
                 7,
                 r"(?i)(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,5}(?:[ .-]?[0-9]{1,5}){0,6}(?: ?(?:x|ext\.? ?)[0-9]{1,5})?",
@@ -172,8 +219,9 @@ impl Recognizer {
             // The model may find a 12-digit Maestro number, or a mistyped card.
             Recognizer::CreditCard => CARD_LENGTHS.contains(&digits),
             Recognizer::UsSsn => digits == 9,
-            // Weekdays, "last spring", "the 1990s": dates have no shape to check.
-            Recognizer::Date => true,
+            // Weekdays, "last spring", "the 1990s": dates have no shape to check, nor have
+            // amounts written in words ("fifty dollars", "two tablets").
+            Recognizer::Date | Recognizer::Money | Recognizer::Quantity => true,
             Recognizer::Phone => digits >= 7,
             // The model also fills the type with job titles ("Packager").
             Recognizer::Honorific => true,
@@ -221,6 +269,9 @@ impl Recognizer {
                 let continued = matches!(before, Some('.' | '/' | '-')) && digit_at(head.nth(1));
                 !glued(before) && !glued(after) && !continues && !continued && numeric_date_fields_valid(s)
             }
+            // The pattern ends at a currency word, a unit or a digit: a letter or digit either
+            // side means a longer token ("A4", "B12", "5G", "x86").
+            Recognizer::Money | Recognizer::Quantity => !glued(before) && !glued(after),
             Recognizer::Phone => {
                 if glued(before) || matches!(before, Some('+' | '-' | '.' | '/')) || glued(after) {
                     return false;
@@ -706,6 +757,72 @@ mod tests {
             let _ = find_all(text, &ALL);
         }
         assert!(find_all("١٢٣-٤٥-٦٧٨٩", &ALL).is_empty());
+    }
+
+    #[test]
+    fn money_with_its_currency_before_or_after() {
+        let text = "Paid $1,200.50 and EUR 40, then 1 200 € (US$3.5m in total, £12 tip, 25 dollars, \
+                    CHF 1'000.-, 7,50 € each)";
+        assert_eq!(
+            found(Recognizer::Money, text),
+            [
+                "$1,200.50",
+                "EUR 40",
+                "1 200 €",
+                "US$3.5m",
+                "£12",
+                "25 dollars",
+                "CHF 1'000",
+                "7,50 €"
+            ]
+        );
+        for not in [
+            "a $ sign",
+            "USD rates",
+            "item A1234USD",
+            "in 2019 there were 300 cases",
+            "EURO2024",
+        ] {
+            assert!(found(Recognizer::Money, not).is_empty(), "{not}");
+        }
+    }
+
+    #[test]
+    fn quantities_are_numbers_with_a_unit() {
+        let text = "Metformin 500 mg twice daily, paracetamol 1 g (max 4g per day), 2-3 tablets, insulin 20 \
+                    units, 2,5 ml, 1,000 mg, 5 mg/kg, 12.5% of 16GB at -4 °C, 3 km away.";
+        assert_eq!(
+            found(Recognizer::Quantity, text),
+            [
+                "500 mg",
+                "1 g",
+                "4g",
+                "2-3 tablets",
+                "20 units",
+                "2,5 ml",
+                "1,000 mg",
+                "5 mg/kg",
+                "12.5%",
+                "16GB",
+                "-4 °C",
+                "3 km"
+            ]
+        );
+        for not in [
+            "the 5G network",
+            "vitamin B12 daily",
+            "take 5 in the morning",
+            "A4 paper, room 12, version 2.5",
+            "5 million people",
+            "in 5 minutes",
+            "5 MG",
+        ] {
+            assert!(found(Recognizer::Quantity, not).is_empty(), "{not}");
+        }
+        // "2 500 mg" is two and 500 mg; money takes an amount before a quantity does.
+        assert_eq!(found(Recognizer::Quantity, "take 2 500 mg tablets"), ["500 mg"]);
+        let kinds: Vec<_> = find_all("5 euros and 5 g", &ALL).iter().map(|m| m.recognizer).collect();
+        assert_eq!(kinds, [Recognizer::Money, Recognizer::Quantity]);
     }
 
     #[test]
