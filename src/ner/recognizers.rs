@@ -219,9 +219,11 @@ impl Recognizer {
             // The model may find a 12-digit Maestro number, or a mistyped card.
             Recognizer::CreditCard => CARD_LENGTHS.contains(&digits),
             Recognizer::UsSsn => digits == 9,
-            // Weekdays, "last spring", "the 1990s": dates have no shape to check, nor have
-            // amounts written in words ("fifty dollars", "two tablets").
-            Recognizer::Date | Recognizer::Money | Recognizer::Quantity => true,
+            // Weekdays, "last spring", "the 1990s": dates have no shape to check.
+            Recognizer::Date => true,
+            // An amount has a number, if only in words ("fifty dollars", "two tablets"): a
+            // drug's name is no dose.
+            Recognizer::Money | Recognizer::Quantity => digits > 0 || has_number_word(s),
             Recognizer::Phone => digits >= 7,
             // The model also fills the type with job titles ("Packager").
             Recognizer::Honorific => true,
@@ -313,6 +315,51 @@ impl Recognizer {
             }
         }
     }
+}
+
+/// Whether a word of `s` is an English number word.
+fn has_number_word(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
+        "thirty",
+        "forty",
+        "fifty",
+        "sixty",
+        "seventy",
+        "eighty",
+        "ninety",
+        "hundred",
+        "thousand",
+        "million",
+        "billion",
+        "half",
+        "quarter",
+        "dozen",
+        "single",
+        "double",
+    ];
+    s.split(|c: char| !c.is_alphabetic())
+        .any(|w| WORDS.iter().any(|n| n.eq_ignore_ascii_case(w)))
 }
 
 /// In an all-numeric date ("12.03.1999", "2024-01-02"), the day and month fields are in range
@@ -580,6 +627,8 @@ mod tests {
             (UsSsn, "832 13 6314", "832-13"),
             (Phone, "555-0199 ext. 4", "34736"),
             (Date, "friday morning", ""),
+            (Money, "fifty dollars", "free"),
+            (Quantity, "two tablets", "atorvastatin"),
         ] {
             assert!(r.plausible(yes), "{yes:?} as {}", r.name());
             assert!(r == Date || !r.plausible(no), "{no:?} as {}", r.name());
