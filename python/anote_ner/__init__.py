@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Mapping, Optional, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Union
 
 from . import _native
 from ._native import AnoteError
@@ -28,10 +28,13 @@ __all__ = [
     "Redacted",
     "Replacement",
     "PRESETS",
+    "RECOGNIZERS",
     "default_model",
 ]
 
 PRESETS: List[str] = list(_native.PRESETS)
+#: The built-in recognizers a schema type may name (`"recognizer": NAME`), each with what it finds.
+RECOGNIZERS: Dict[str, str] = dict(_native.RECOGNIZERS)
 
 SchemaLike = Union[Mapping[str, object], str, os.PathLike]
 

@@ -5,6 +5,7 @@ DEFAULT_MODEL_FILE: str
 MODELS_DIR: str
 PRESETS: List[str]
 MAX_TEXT_BYTES: int
+RECOGNIZERS: List[Tuple[str, str]]
 
 class AnoteError(Exception):
     code: str

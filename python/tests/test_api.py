@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from anote_ner import AnoteError, Entity, Extractor, default_model
+from anote_ner import RECOGNIZERS, AnoteError, Entity, Extractor, default_model
 from conftest import KEY
 
 
@@ -73,6 +73,24 @@ def test_natural_language_labels(pii):
     found = x.extract("Maria Lopez was born on 12 March 1984.")
     assert ("Person Name", "Maria Lopez") in {(e.label, e.text) for e in found}
     assert {e.label for e in found} <= {"date of birth", "Person Name"}
+
+
+def test_the_listed_recognizers_fill_the_types_that_name_them(pii):
+    assert {"email", "money", "quantity"} <= set(RECOGNIZERS)
+    assert all(RECOGNIZERS.values())
+    x = pii.with_schema(
+        schema={
+            "labels": [
+                {"label": "dose", "recognizer": "quantity"},
+                {"label": "price", "recognizer": "money"},
+            ]
+        }
+    )
+    found = x.extract("Take 500 mg twice a day; a box costs $12.50.")
+    assert [(e.label, e.text) for e in found if e.source == "pattern"] == [
+        ("dose", "500 mg"),
+        ("price", "$12.50"),
+    ]
 
 
 def test_errors_carry_the_cli_codes(pii):

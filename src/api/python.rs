@@ -375,5 +375,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         crate::ner::schema::PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
     )?;
     m.add("MAX_TEXT_BYTES", crate::ner::extract::MAX_TEXT_BYTES)?;
+    m.add(
+        "RECOGNIZERS",
+        crate::ner::recognizers::ALL
+            .iter()
+            .map(|r| (r.name(), r.description()))
+            .collect::<Vec<_>>(),
+    )?;
     Ok(())
 }
