@@ -51,14 +51,21 @@ pub fn rows_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + S
     row_runs_mut(out, width, each_row(width, f));
 }
 
-/// Calls `f(first, run)` for runs of whole `width`-wide rows of `out`, one run per thread
-/// (`first`: the run's first row): for work that takes several rows at a time.
+/// Runs of rows an op is cut into, per thread. The browser's pool hands runs out as its
+/// threads come free, and its threads share the cores with the page's own: with one run
+/// each, an op waited for any thread set aside, and four even that out (measured on the
+/// e-mail thread in `bench/documents.html` with 2 threads). candle's pool natively gives
+/// each thread its share up front.
+const RUNS_PER_THREAD: usize = if WEB_WORKERS { 4 } else { 1 };
+
+/// Calls `f(first, run)` for runs of whole `width`-wide rows of `out`, [`RUNS_PER_THREAD`]
+/// runs per thread (`first`: the run's first row): for work that takes several rows at a time.
 pub fn row_runs_mut(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if width == 0 {
         return; // no rows (a product for no tokens)
     }
     let rows = out.len() / width;
-    let per = rows.div_ceil(count()).max(1);
+    let per = rows.div_ceil(count() * RUNS_PER_THREAD).max(1);
     let ends: Vec<usize> = (per..rows + per).step_by(per).map(|e| e.min(rows)).collect();
     runs_mut(out, width, &ends, f);
 }
@@ -73,7 +80,7 @@ fn each_row(width: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> impl Fn(usize
 }
 
 /// [`rows_mut`] for rows of unequal work: the runs are cut where the sum of `cost(i)`
-/// reaches each thread's share (causal attention's rows grow with their position).
+/// reaches each run's share (causal attention's rows grow with their position).
 pub fn rows_mut_by_cost(
     out: &mut [f32],
     width: usize,
@@ -84,14 +91,14 @@ pub fn rows_mut_by_cost(
         return;
     }
     let rows = out.len() / width;
-    let threads = count();
+    let runs = count() * RUNS_PER_THREAD;
     let total: usize = (0..rows).map(&cost).sum();
-    let mut ends = Vec::with_capacity(threads);
+    let mut ends = Vec::with_capacity(runs);
     let mut sum = 0;
     for i in 0..rows {
         sum += cost(i);
         // Run k ends once the rows so far hold k + 1 shares of the work.
-        if sum * threads >= (ends.len() + 1) * total.max(1) || i + 1 == rows {
+        if sum * runs >= (ends.len() + 1) * total.max(1) || i + 1 == rows {
             ends.push(i + 1);
         }
     }
