@@ -2,7 +2,7 @@
 //! lengths) keeps only real ones. A schema type opts in with `"recognizer": "<name>"`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,7 @@ const NUMBER: &str = r"(?:[0-9]{1,3}(?:[,.'][0-9]{3})+(?:[.,][0-9]+)?|[0-9]+(?:[
 
 /// Amounts of money: [`NUMBER`], or thousands grouped by spaces ("1 200 €"), with a scale
 /// ("3.5m", "2 billion"), after a currency sign or ISO code, or before a sign, code or word.
-static MONEY: LazyLock<String> = LazyLock::new(|| {
+fn money_pattern() -> String {
     let codes = "USD|EUR|GBP|JPY|CHF|CAD|AUD|NZD|CNY|RMB|HKD|SGD|INR|KRW|SEK|NOK|DKK|PLN|CZK|HUF|RON|\
         RUB|UAH|TRY|ILS|AED|SAR|ZAR|BRL|MXN|ARS|CLP|COP|NGN|KES|EGP|THB|IDR|MYR|PHP|VND";
     let signs = r"US\$|A\$|C\$|NZ\$|HK\$|S\$|R\$|\$|€|£|¥|₹|₩|₽|₺|₪|₫|₱|฿|₴|₦";
@@ -65,13 +65,13 @@ static MONEY: LazyLock<String> = LazyLock::new(|| {
     format!(
         r"(?:(?:{signs}|\b(?:{codes}))\s?-?{amount}{scale}|{amount}{scale}\s?(?:{signs}|(?:{codes}|(?i:{words}))\b))"
     )
-});
+}
 
 /// Amounts with a unit of measure: [`NUMBER`] or a range of two ("2-3 tablets"), then a
 /// unit symbol (as written: "mg", not "MG"; a rate such as "mg/kg"), a unit word, a per
 /// cent or a temperature. No spaces in the number ("2 500 mg" is two and 500 mg) and no
 /// units that are also common words ("in", "A", "V").
-static QUANTITY: LazyLock<String> = LazyLock::new(|| {
+fn quantity_pattern() -> String {
     let symbols = "mcg|µg|μg|ng|mg|kg|g|lbs|lb|oz|mL|ml|dL|dl|cL|cl|L|l|mm|cm|km|m|ft|mi|IU|mmol|mol|mEq|\
         kcal|cal|kJ|kWh|kW|MW|mV|mA|kHz|MHz|GHz|Hz|KB|kB|MB|GB|TB|PB";
     let per = "kg|g|mg|mL|ml|dL|dl|L|l|h|hr|min|s|day|d|m|km";
@@ -82,10 +82,6 @@ static QUANTITY: LazyLock<String> = LazyLock::new(|| {
     format!(
         r"[-−]?{NUMBER}(?:\s?(?:-|–|to)\s?{NUMBER})?\s?(?:(?:{symbols})(?:/(?:{per}))?\b|(?i:{words})\b|%|‰|°\s?[CF]\b|℃|℉)"
     )
-});
-
-fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
-    cell.get_or_init(|| Regex::new(pattern).expect("built-in pattern compiles"))
 }
 
 impl Recognizer {
@@ -128,42 +124,38 @@ impl Recognizer {
         }
     }
 
+    /// The compiled pattern, built on first use (a cell per recognizer, in [`ALL`]'s order).
     fn pattern(self) -> &'static Regex {
-        static CELLS: [OnceLock<Regex>; 11] = [const { OnceLock::new() }; 11];
-        let (i, p) = match self {
-            Recognizer::Email => (
-                0,
-                r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}",
-            ),
-            Recognizer::Url => (
-                1,
-                r"(?i)(?:https?://[^\s<>()\x22']+|(?:www\.)?[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)*\.(?:com|org|net|edu|gov|io|info|biz|co|uk|de|fr|se|no|dk|fi|nl|be|ch|at|it|es|pt|pl|cz|ru|jp|cn|in|au|ca|us|br|mx|za|eu|me|app|dev|ai)(?:/[^\s<>()\x22']*)?)",
-            ),
-            Recognizer::IpAddress => (
-                2,
-                r"(?i)\b(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})",
-            ),
-            Recognizer::Iban => (3, r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"),
+        static CELLS: [OnceLock<Regex>; ALL.len()] = [const { OnceLock::new() }; ALL.len()];
+        CELLS[self as usize].get_or_init(|| Regex::new(&self.source()).expect("built-in pattern compiles"))
+    }
+
+    /// The pattern's text (money's and quantity's are assembled from their lists).
+    fn source(self) -> String {
+        let p = match self {
+            Recognizer::Email => r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}",
+            Recognizer::Url => {
+                r"(?i)(?:https?://[^\s<>()\x22']+|(?:www\.)?[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)*\.(?:com|org|net|edu|gov|io|info|biz|co|uk|de|fr|se|no|dk|fi|nl|be|ch|at|it|es|pt|pl|cz|ru|jp|cn|in|au|ca|us|br|mx|za|eu|me|app|dev|ai)(?:/[^\s<>()\x22']*)?)"
+            }
+            Recognizer::IpAddress => r"(?i)\b(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})",
+            Recognizer::Iban => r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b",
             // A run of digits in groups; the card is looked for inside it (see `cards_in`).
-            Recognizer::CreditCard => (4, r"\b[0-9](?:[ -]?[0-9]){11,}\b"),
-            Recognizer::UsSsn => (5, r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b"),
-            Recognizer::Date => (
-                6,
-                r"(?i)\b(?:[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2})?)?|[0-9]{1,2}[./-][0-9]{1,2}[./-][0-9]{2,4}|[0-9]{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,? [0-9]{4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? [0-9]{1,2}(?:st|nd|rd|th)?,? [0-9]{4})\b",
-            ),
-            Recognizer::Money => (9, MONEY.as_str()),
-            Recognizer::Quantity => (10, QUANTITY.as_str()),
-            Recognizer::Phone => (
-                7,
-                r"(?i)(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,5}(?:[ .-]?[0-9]{1,5}){0,6}(?: ?(?:x|ext\.? ?)[0-9]{1,5})?",
-            ),
+            Recognizer::CreditCard => r"\b[0-9](?:[ -]?[0-9]){11,}\b",
+            Recognizer::UsSsn => r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b",
+            Recognizer::Date => {
+                r"(?i)\b(?:[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2})?)?|[0-9]{1,2}[./-][0-9]{1,2}[./-][0-9]{2,4}|[0-9]{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,? [0-9]{4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? [0-9]{1,2}(?:st|nd|rd|th)?,? [0-9]{4})\b"
+            }
+            Recognizer::Money => return money_pattern(),
+            Recognizer::Quantity => return quantity_pattern(),
+            Recognizer::Phone => {
+                r"(?i)(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,5}(?:[ .-]?[0-9]{1,5}){0,6}(?: ?(?:x|ext\.? ?)[0-9]{1,5})?"
+            }
             // Courtesy titles before a name; job titles are the model's to find.
-            Recognizer::Honorific => (
-                8,
-                r"(?i)\b(?:mrs|mr|ms|miss|mx|dr|prof|sir|dame|rev|herr|frau|mme|mlle|sra|srta)\b\.?",
-            ),
+            Recognizer::Honorific => {
+                r"(?i)\b(?:mrs|mr|ms|miss|mx|dr|prof|sir|dame|rev|herr|frau|mme|mlle|sra|srta)\b\.?"
+            }
         };
-        regex(&CELLS[i], p)
+        p.into()
     }
 
     /// Every validated match of this recognizer in `text`.
@@ -806,6 +798,14 @@ mod tests {
             let _ = find_all(text, &ALL);
         }
         assert!(find_all("١٢٣-٤٥-٦٧٨٩", &ALL).is_empty());
+    }
+
+    #[test]
+    fn all_lists_every_recognizer_in_the_enums_order() {
+        // `pattern` keeps each one's regex in the cell of its discriminant.
+        for (i, r) in ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{}", r.name());
+        }
     }
 
     #[test]
