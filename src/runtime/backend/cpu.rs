@@ -15,7 +15,7 @@ use crate::runtime::backend::dot::dot;
 use crate::runtime::backend::heads;
 use crate::runtime::backend::kquant::KRows;
 use crate::runtime::backend::low_rank::LowRank;
-use crate::runtime::backend::q8::{self, Q8Rows};
+use crate::runtime::backend::q8::Q8Rows;
 use crate::runtime::backend::threads;
 
 /// A quantized weight matrix `[out, in]`, applied as `x · Wᵀ`, plus an optional low-rank
@@ -77,8 +77,10 @@ impl RowRun {
 const LONE_Q6K_DIFFERS: bool = !cfg!(target_arch = "wasm32");
 
 /// Whether Q8_0 products run on our kernel ([`Linear::from_q8`]) rather than candle's: in
-/// wasm, and on x86 with AVX-512 VNNI (see [`crate::runtime::backend::q8`]).
-pub const OWN_Q8_KERNEL: bool = cfg!(target_arch = "wasm32") || q8::X86_KERNEL;
+/// wasm, and on x86 with AVX2 (with AVX-512 VNNI where the CPU has it; see
+/// [`crate::runtime::backend::q8`]).
+pub const OWN_Q8_KERNEL: bool =
+    cfg!(target_arch = "wasm32") || cfg!(all(target_arch = "x86_64", target_feature = "avx2"));
 
 /// Whether Q4_K and Q6_K products run on our kernel ([`Linear::from_k`]): in wasm, where
 /// candle's unpack every weight row again for every token.

@@ -26,7 +26,7 @@ pub use snapshot::KvSnapshot;
 use crate::error::{Error, Result};
 use crate::runtime::backend::cpu::{self, Linear};
 use crate::runtime::backend::kquant::{KRows, Kind};
-use crate::runtime::backend::q8::{self, Q8Rows, Q8_0_BLOCK_BYTES};
+use crate::runtime::backend::q8::{Q8Rows, Q8_0_BLOCK_BYTES};
 use crate::runtime::gguf::{ByteSource, Gguf, SharedSource, TensorInfo};
 
 /// The most tokens a model keeps in its KV cache, whatever the GGUF allows: extraction
@@ -295,7 +295,7 @@ fn load_q8rows<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, shape: &[u
 }
 
 /// A `[out, in]` weight for the CPU backend: on our Q8 kernel where it runs (wasm, x86 with
-/// AVX-512 VNNI) for Q8_0 and the types repacked to it, else on candle's kernels.
+/// AVX2) for Q8_0 and the types repacked to it, else on candle's kernels.
 fn load_linear<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, out: usize, inp: usize) -> Result<Linear> {
     let dtype = g.tensor(name)?.dtype;
     if cpu::OWN_Q8_KERNEL && (dtype == GgmlDType::Q8_0 || cpu::needs_repack(dtype)) {
@@ -330,8 +330,8 @@ fn load_embedding<S: ByteSource + ?Sized>(
 
 /// The whole embedding: as [`load_linear`], except on x86, where it stays on candle's Q8_0
 /// blocks. Extraction only looks rows up; a full-vocabulary product is one token against
-/// 262k rows, bound by reading them, and the x86 kernel's repacked rows are a quarter
-/// larger (groups of eight blocks, f32 scales).
+/// 262k rows, bound by reading them, and the x86 kernels' repacked rows are larger (f32
+/// scales; on AVX-512, groups of eight blocks).
 fn load_embedding_whole<S: ByteSource + ?Sized>(
     info: &TensorInfo,
     src: &S,
@@ -344,7 +344,7 @@ fn load_embedding_whole<S: ByteSource + ?Sized>(
         metadata: HashMap::new(),
         tensors: HashMap::from([(NAME.to_string(), info.clone())]),
     };
-    match q8::X86_KERNEL {
+    match cfg!(target_arch = "x86_64") {
         true => Linear::new(load_qtensor(&g, src, NAME, &[out, inp])?),
         false => load_linear(&g, src, NAME, out, inp),
     }

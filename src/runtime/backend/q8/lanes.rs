@@ -1,4 +1,5 @@
-//! The Q8 kernel outside x86: simd128 in wasm, plain Rust elsewhere. A row's blocks go in
+//! The Q8 kernel where module `x86` (AVX-512 VNNI) is not: simd128 in wasm, AVX2 on other x86,
+//! plain Rust elsewhere. A row's blocks go in
 //! groups of four, interleaved so that each i32 lane of a dot product sums the products of
 //! one block: a group's four sums then sit in one register and are scaled at once. With
 //! the blocks in order, each block's four partial sums were converted and scaled alone (its
@@ -202,8 +203,14 @@ fn row_products<const R: usize>(rows: [(&[i8], &[f32]); R], xs: &[Token], out: &
 
 /// `Σ_groups Σ_lanes (Σ w·x) · dw · dx` of each of `R` weight rows `(values, scales)` with
 /// each of `N` tokens, each sum computed as it would be alone.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
+#[cfg(any(
+    test,
+    not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "avx2")
+    ))
+))]
+fn plain_dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
     rows.map(|(w, wd)| {
         x.map(|(x, xd)| {
             let mut acc = [[0f32; LANES]; 2];
@@ -221,6 +228,12 @@ fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16],
         })
     })
 }
+
+#[cfg(not(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(target_arch = "x86_64", target_feature = "avx2")
+)))]
+use plain_dots as dots;
 
 /// The same with simd128: each 16 weights widened to i16 once for all the tokens, each
 /// 16 values of a token loaded once for all the rows, then `i32x4.dot_i16x8_s`
@@ -279,6 +292,72 @@ fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16],
     })
 }
 
+/// The same with AVX2, on x86 CPUs without the AVX-512 VNNI of module `x86` (most laptops,
+/// AMD before Zen 4), where the plain form ran: 16 weights widened to i16 once for all the
+/// tokens (`vpmovsxbw`), whose two 128-bit halves are the simd128 form's two registers, then
+/// `vpmaddwd` against a token's 16 values; the halves' sums are added per group, and scaled
+/// with a separate multiply and add, as the plain form does, so the bits are the plain form's.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
+    // SAFETY: compiled only for targets with AVX2.
+    unsafe { avx2_dots(rows, x) }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+#[target_feature(enable = "avx2")]
+fn avx2_dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
+    use core::arch::x86_64::*;
+    let wd0 = rows[0].1;
+    assert!(rows
+        .iter()
+        .all(|(w, wd)| w.len() == wd.len() * BLOCK && wd.len() == wd0.len()));
+    assert!(wd0.len().is_multiple_of(LANES));
+    assert!(x
+        .iter()
+        .all(|(x, xd)| x.len() == rows[0].0.len() && xd.len() == wd0.len()));
+    // Group g's scaled sums of each row against each token, into `acc`.
+    let group = |g: usize, acc: &mut [[__m128; N]; R]| {
+        let mut sums = [[_mm256_setzero_si256(); N]; R];
+        for i in (0..GROUP).step_by(16) {
+            // SAFETY: values g·GROUP + i ..+ 16 are inside every row and every x (asserted above).
+            let w = rows.map(|(w, _)| unsafe {
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(w.as_ptr().add(g * GROUP + i) as *const __m128i))
+            });
+            for (t, (x, _)) in x.iter().enumerate() {
+                let xv = unsafe { _mm256_loadu_si256(x.as_ptr().add(g * GROUP + i) as *const __m256i) };
+                for (s, w) in sums.iter_mut().zip(&w) {
+                    s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(*w, xv));
+                }
+            }
+        }
+        for ((acc, sums), (_, wd)) in acc.iter_mut().zip(sums).zip(&rows) {
+            // SAFETY: scales g·LANES ..+ 4 are inside every wd and xd (asserted above).
+            let dw = unsafe { _mm_loadu_ps(wd.as_ptr().add(g * LANES)) };
+            for ((acc, s), (_, xd)) in acc.iter_mut().zip(sums).zip(&x) {
+                let dx = unsafe { _mm_loadu_ps(xd.as_ptr().add(g * LANES)) };
+                let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+                *acc = _mm_add_ps(*acc, _mm_mul_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(dw, dx)));
+            }
+        }
+    };
+    // Even groups into the first registers, odd ones into the second.
+    let (mut even, mut odd) = ([[_mm_setzero_ps(); N]; R], [[_mm_setzero_ps(); N]; R]);
+    let groups = wd0.len() / LANES;
+    for g in (0..groups).step_by(2) {
+        group(g, &mut even);
+        if g + 1 < groups {
+            group(g + 1, &mut odd);
+        }
+    }
+    std::array::from_fn(|k| {
+        std::array::from_fn(|t| {
+            let l = _mm_add_ps(even[k][t], odd[k][t]);
+            let l = _mm_add_ps(l, _mm_movehl_ps(l, l));
+            _mm_cvtss_f32(l) + _mm_cvtss_f32(_mm_movehdup_ps(l))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +399,27 @@ mod tests {
                 .map(|(r, t)| got[r * tokens + t])
                 .collect();
             assert_eq!(by_token, alone, "a token's products do not depend on its tile");
+        }
+    }
+
+    /// The AVX2 kernel computes the plain form's bits, rows and tokens alone and in tiles,
+    /// with an even and an odd count of groups.
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    #[test]
+    fn avx2_products_are_the_plain_ones_bit_for_bit() {
+        for cols in [640, 384, 96] {
+            let w = Packed::new(&Q8Rows::quantize(&noise(ROWS * cols, 41, 1.0)), cols);
+            let rows: [_; ROWS] = std::array::from_fn(|r| w.row(r));
+            let xs: Vec<Token> = (0..TILE as u64)
+                .map(|t| Token::new(&noise(cols, 42 + t, 3.0)))
+                .collect();
+            let x: [_; TILE] = std::array::from_fn(|t| xs[t].get());
+            assert_eq!(dots(rows, x), plain_dots(rows, x), "{cols} wide, in tiles");
+            assert_eq!(
+                dots([rows[1]], [x[2]]),
+                plain_dots([rows[1]], [x[2]]),
+                "{cols} wide, alone"
+            );
         }
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! [`Q8Rows::matmul`] is a simd128 kernel in wasm, an AVX-512 VNNI kernel on x86 where the
 //! build targets it (as `cargo build` does here: `.cargo/config.toml` builds for the CPU it
-//! runs on) and plain Rust elsewhere; [`self_check`] compares whichever is compiled with
+//! runs on), the simd128 kernel's AVX2 twin on other x86 and plain Rust elsewhere; [`self_check`] compares whichever is compiled with
 //! an f32 reference (natively in `tests/`, in the browser through `Engine.checkCpuKernels`).
 
 use candle_core::quantized::{GgmlDType, QTensor};
