@@ -84,9 +84,7 @@ export declare class Anote extends EventTarget {
   /** Checks `schema` and reads its prompt into the engine's cache, so that the next
    *  `extract` with it starts at the text (call it while the user writes); resolves to the
    *  prompt's length in tokens, and `stored: true` where the cache was read from the
-   *  browser's file store (kept there from an earlier visit) instead of the model. It
-   *  resolves once a prompt read from the model is kept there too; an `extract` called
-   *  meanwhile starts as soon as the prompt is read and does not wait for that. */
+   *  browser's file store (kept there from an earlier visit) instead of the model. */
   prepare(schema: Schema | string): Promise<{ tokens: number; stored: boolean }>;
   extract(text: string, schema: Schema | string): Promise<{ entities: Entity[]; windows: [number, number][]; decoded_tokens: number }>;
   redact(text: string, entities: Entity[], operators?: Operators, options?: { key?: string }): Promise<Redaction>;

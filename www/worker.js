@@ -24,10 +24,8 @@
 //                                                         so that the next extraction with it starts at the text;
 //                                                         done: {tokens, stored}: the prompt's length in tokens, and
 //                                                         whether its cache was read from the file store instead of
-//                                                         the model; it comes once that cache is kept in the file
-//                                                         store too, which waits for the requests that came meanwhile.
-//                                                         Later requests wait for the prompt to be read (the engine
-//                                                         takes one request at a time)
+//                                                         the model. Later requests wait for it (the engine takes
+//                                                         one request at a time)
 //   worker → page  {type:'progress', id?, phase:'download'|'load'|'adapter'|'extract'|'evaluate', loaded, total}
 //                                                         (loading, in this order: the model's bytes downloaded, its
 //                                                         weights read and prepared, the adapter's bytes downloaded;
@@ -281,45 +279,13 @@ async function generate(msg) {
   post({ type: 'done', id: msg.id, result: { ...result, wasmBytes: await wasmBytes() } });
 }
 
-// The schema's prompt being read ahead ('prepare'): requests that use the engine wait for it,
-// but not for its cache to be written to the file store, which waits for them instead.
+// The schema's prompt being read ahead ('prepare'): requests that use the engine wait for it.
 let preparing = Promise.resolve();
 
 async function prepare(msg) {
-  const run = preparing.then(() => engaged(() => onGpuLoss(() => readPrompt(msg.schema))));
+  const run = preparing.then(() => onGpuLoss(() => prepareStored(msg.schema)));
   preparing = run.catch(() => {});
-  const { tokens, stored, keep } = await run;
-  if (keep) await whenIdle(keep).catch(() => {}); // a full disk or a busy file: the prompt is read, only not kept
-  post({ type: 'done', id: msg.id, result: { tokens, stored } });
-}
-
-// Requests that use the engine, running or waiting for the prompt, and the jobs that wait
-// until there are none: an extraction clicked while the prompt was read starts when it is
-// read, and the cache is kept after it. The engine runs a CPU request without yielding, so
-// the requests sent meanwhile arrive once it is done: hence the idle check after them. A job
-// that finds the engine taken after all fails with `busy` (the cache is then not kept).
-let active = 0;
-const idleJobs = [];
-
-async function engaged(work) {
-  active++;
-  try {
-    return await work();
-  } finally {
-    active--;
-    runIdleJobs();
-  }
-}
-
-function whenIdle(job) {
-  return new Promise((resolve, reject) => {
-    idleJobs.push(() => job().then(resolve, reject));
-    setTimeout(runIdleJobs); // after the requests sent while the engine was taken
-  });
-}
-
-function runIdleJobs() {
-  while (active === 0 && idleJobs.length) idleJobs.shift()();
+  post({ type: 'done', id: msg.id, result: await run });
 }
 
 // A schema's prompt cache is kept in OPFS too (PROMPT_DIR), so that a reload, or the next
@@ -329,9 +295,7 @@ function runIdleJobs() {
 // otherwise; the newest PROMPTS_KEPT stay. A cache the GPU holds is not kept.
 const PROMPTS_KEPT = 4;
 
-// Reads `schema`'s prompt from the file store, or else from the model; `keep`: the job that
-// stores the cache read from the model.
-async function readPrompt(schema) {
+async function prepareStored(schema) {
   const e = loaded();
   const key = navigator.storage?.getDirectory ? e.promptKey(schema) : undefined;
   if (!key) return { tokens: await e.prepare(schema), stored: false };
@@ -348,7 +312,10 @@ async function readPrompt(schema) {
       handle.close();
     }
   }
-  return { tokens: await e.prepare(schema), stored: false, keep: () => storePrompt(dir, key, schema) };
+  const tokens = await e.prepare(schema);
+  // A full disk or a busy file: the prompt is read, only not kept.
+  await storePrompt(dir, key, schema).catch(() => {});
+  return { tokens, stored: false };
 }
 
 async function storePrompt(dir, key, schema) {
@@ -367,42 +334,37 @@ async function extract(msg) {
   post({ type: 'done', id: msg.id, result });
 }
 
-// A request other than 'prepare', once the prompt being read ahead is read.
-async function serve(msg) {
-  await preparing;
-  if (msg.type === 'start') threadsWanted = Math.max(1, Math.floor(msg.threads) || 1);
-  else if (msg.type === 'load') await load(msg);
-  else if (msg.type === 'generate') await generate(msg);
-  else if (msg.type === 'extract') await extract(msg);
-  else if (msg.type === 'evaluate') await evaluate(msg);
-  else if (msg.type === 'check-kernels') {
-    post({ type: 'done', id: msg.id, result: await (await wasm()).pkg.checkKernels() });
-  }
-  else if (msg.type === 'check-cpu-kernels') {
-    post({ type: 'done', id: msg.id, result: (await wasm()).pkg.checkCpuKernels() });
-  }
-  else if (msg.type === 'adapter') await setAdapter(msg);
-  else if (msg.type === 'redact') {
-    post({ type: 'done', id: msg.id, result: (await wasm()).pkg.redact(msg.text, msg.entities, msg.operators, msg.key) });
-  } else if (msg.type === 'redact-last') {
-    post({ type: 'done', id: msg.id, result: loaded().redactLast(msg.operators, msg.key) });
-  } else if (msg.type === 'export-last') {
-    post({ type: 'done', id: msg.id, result: loaded().exportLast(msg.minScore) });
-  } else if (msg.type === 'recognizers') {
-    post({ type: 'done', id: msg.id, result: (await wasm()).pkg.recognizers() });
-  } else if (msg.type === 'validate') {
-    const { pkg } = await wasm();
-    if (engine) engine.checkSchema(msg.schema);
-    else pkg.validateSchema(msg.schema);
-    post({ type: 'done', id: msg.id, result: true });
-  }
-  else throw Object.assign(new Error(`unknown message ${msg.type}`), { code: 'bad_message' });
-}
-
 self.onmessage = async ({ data: msg }) => {
   try {
-    if (msg.type === 'prepare') await prepare(msg);
-    else await engaged(() => serve(msg));
+    if (msg.type !== 'prepare') await preparing;
+    if (msg.type === 'start') threadsWanted = Math.max(1, Math.floor(msg.threads) || 1);
+    else if (msg.type === 'load') await load(msg);
+    else if (msg.type === 'generate') await generate(msg);
+    else if (msg.type === 'extract') await extract(msg);
+    else if (msg.type === 'prepare') await prepare(msg);
+    else if (msg.type === 'evaluate') await evaluate(msg);
+    else if (msg.type === 'check-kernels') {
+      post({ type: 'done', id: msg.id, result: await (await wasm()).pkg.checkKernels() });
+    }
+    else if (msg.type === 'check-cpu-kernels') {
+      post({ type: 'done', id: msg.id, result: (await wasm()).pkg.checkCpuKernels() });
+    }
+    else if (msg.type === 'adapter') await setAdapter(msg);
+    else if (msg.type === 'redact') {
+      post({ type: 'done', id: msg.id, result: (await wasm()).pkg.redact(msg.text, msg.entities, msg.operators, msg.key) });
+    } else if (msg.type === 'redact-last') {
+      post({ type: 'done', id: msg.id, result: loaded().redactLast(msg.operators, msg.key) });
+    } else if (msg.type === 'export-last') {
+      post({ type: 'done', id: msg.id, result: loaded().exportLast(msg.minScore) });
+    } else if (msg.type === 'recognizers') {
+      post({ type: 'done', id: msg.id, result: (await wasm()).pkg.recognizers() });
+    } else if (msg.type === 'validate') {
+      const { pkg } = await wasm();
+      if (engine) engine.checkSchema(msg.schema);
+      else pkg.validateSchema(msg.schema);
+      post({ type: 'done', id: msg.id, result: true });
+    }
+    else throw Object.assign(new Error(`unknown message ${msg.type}`), { code: 'bad_message' });
   } catch (e) {
     fail(msg.id, e);
   }

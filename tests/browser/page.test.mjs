@@ -671,39 +671,6 @@ await check('windows decoded together find what one window at a time finds', asy
   assert.deepEqual(together.spans, alone.spans);
 });
 
-await check('an extraction sent while the schema\'s prompt is read starts once it is read; the prompt\'s cache is stored after it', async () => {
-  const [first, second] = await page.evaluate(async ({ text }) => {
-    const { AnoteClient } = await import('./anote.js');
-    const model = new URL('models/gemma-3-270m-q4_k_m.gguf', location.href).href;
-    // A schema no other check reads, so that its prompt is not in the file store yet.
-    const schema = { labels: [
-      { label: 'person', description: 'the name of someone who writes or is written about' },
-      { label: 'city', description: 'a town or city' },
-    ] };
-    const visit = async () => {
-      const c = new AnoteClient({ threads: 1 });
-      try {
-        await c.load(model);
-        const done = [];
-        const [prepared, x] = await Promise.all([
-          c.prepare(schema).then((p) => (done.push('prepare'), p)),
-          c.extract(text, schema).then((x) => (done.push('extract'), x)),
-        ]);
-        return { done, stored: prepared.stored, spans: x.entities.map((e) => [e.label, e.start, e.end]) };
-      } finally {
-        c.worker.terminate();
-      }
-    };
-    return [await visit(), await visit()];
-  }, { text: EMAIL });
-  console.log(`     ${JSON.stringify(first)}`);
-  assert.deepEqual(first.done, ['extract', 'prepare'], 'the extraction waited for the prompt\'s cache to be stored');
-  assert.equal(first.stored, false);
-  assert.equal(second.stored, true, 'the first visit did not store the prompt\'s cache');
-  assert.ok(first.spans.length >= 3, JSON.stringify(first.spans));
-  assert.deepEqual(second.spans, first.spans);
-});
-
 await check('two threads find what one finds; served without COOP/COEP the page runs one thread, says why, and finds the same', async () => {
   const one = await extractEmail(page, 1, [8]);
   const two = await extractEmail(page, 2, [8]);
