@@ -235,13 +235,13 @@ fn plain_dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&
 )))]
 use plain_dots as dots;
 
-/// The same with simd128: each 16 weights widened to i16 once for all the tokens, each
-/// 16 values of a token loaded once for all the rows, then `i32x4.dot_i16x8_s`
-/// (|w·x| ≤ 16384, two to a lane); per group one conversion and one product of four scales
-/// with four.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
-    use core::arch::wasm32::*;
+/// The groups of the rows and tokens given to a vector form of `dots`, after checking the
+/// lengths its unchecked loads rely on.
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(target_arch = "x86_64", target_feature = "avx2")
+))]
+fn groups_of<const R: usize, const N: usize>(rows: &[(&[i8], &[f32]); R], x: &[(&[i16], &[f32]); N]) -> usize {
     let wd0 = rows[0].1;
     assert!(rows
         .iter()
@@ -250,11 +250,43 @@ fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16],
     assert!(x
         .iter()
         .all(|(x, xd)| x.len() == rows[0].0.len() && xd.len() == wd0.len()));
+    wd0.len() / LANES
+}
+
+/// `group(g, acc)` for every group, the even ones into the first registers and the odd ones
+/// into the second, as the plain form's two rows of lanes.
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(target_arch = "x86_64", target_feature = "avx2")
+))]
+fn even_and_odd<A: Copy, const R: usize, const N: usize>(
+    groups: usize,
+    zero: A,
+    mut group: impl FnMut(usize, &mut [[A; N]; R]),
+) -> ([[A; N]; R], [[A; N]; R]) {
+    let (mut even, mut odd) = ([[zero; N]; R], [[zero; N]; R]);
+    for g in (0..groups).step_by(2) {
+        group(g, &mut even);
+        if g + 1 < groups {
+            group(g + 1, &mut odd);
+        }
+    }
+    (even, odd)
+}
+
+/// The same with simd128: each 16 weights widened to i16 once for all the tokens, each
+/// 16 values of a token loaded once for all the rows, then `i32x4.dot_i16x8_s`
+/// (|w·x| ≤ 16384, two to a lane); per group one conversion and one product of four scales
+/// with four.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
+    use core::arch::wasm32::*;
+    let groups = groups_of(&rows, &x);
     // Group g's scaled sums of each row against each token, into `acc`.
     let group = |g: usize, acc: &mut [[v128; N]; R]| {
         let mut sums = [[i32x4_splat(0); N]; R];
         for i in (0..GROUP).step_by(16) {
-            // SAFETY: values g·GROUP + i ..+ 16 are inside every row and every x (asserted above).
+            // SAFETY: values g·GROUP + i ..+ 16 are inside every row and every x (`groups_of`).
             let w = rows.map(|(w, _)| unsafe { v128_load(w.as_ptr().add(g * GROUP + i) as *const v128) });
             let w = w.map(|w| (i16x8_extend_low_i8x16(w), i16x8_extend_high_i8x16(w)));
             for (t, (x, _)) in x.iter().enumerate() {
@@ -266,7 +298,7 @@ fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16],
             }
         }
         for ((acc, sums), (_, wd)) in acc.iter_mut().zip(sums).zip(&rows) {
-            // SAFETY: scales g·LANES ..+ 4 are inside every wd and xd (asserted above).
+            // SAFETY: scales g·LANES ..+ 4 are inside every wd and xd (`groups_of`).
             let dw = unsafe { v128_load(wd.as_ptr().add(g * LANES) as *const v128) };
             for ((acc, s), (_, xd)) in acc.iter_mut().zip(sums).zip(&x) {
                 let dx = unsafe { v128_load(xd.as_ptr().add(g * LANES) as *const v128) };
@@ -274,15 +306,7 @@ fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16],
             }
         }
     };
-    // Even groups into the first registers, odd ones into the second.
-    let (mut even, mut odd) = ([[f32x4_splat(0.0); N]; R], [[f32x4_splat(0.0); N]; R]);
-    let groups = wd0.len() / LANES;
-    for g in (0..groups).step_by(2) {
-        group(g, &mut even);
-        if g + 1 < groups {
-            group(g + 1, &mut odd);
-        }
-    }
+    let (even, odd) = even_and_odd(groups, f32x4_splat(0.0), group);
     std::array::from_fn(|k| {
         std::array::from_fn(|t| {
             let l = f32x4_add(even[k][t], odd[k][t]);
@@ -307,19 +331,12 @@ fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16],
 #[target_feature(enable = "avx2")]
 fn avx2_dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
     use core::arch::x86_64::*;
-    let wd0 = rows[0].1;
-    assert!(rows
-        .iter()
-        .all(|(w, wd)| w.len() == wd.len() * BLOCK && wd.len() == wd0.len()));
-    assert!(wd0.len().is_multiple_of(LANES));
-    assert!(x
-        .iter()
-        .all(|(x, xd)| x.len() == rows[0].0.len() && xd.len() == wd0.len()));
+    let groups = groups_of(&rows, &x);
     // Group g's scaled sums of each row against each token, into `acc`.
     let group = |g: usize, acc: &mut [[__m128; N]; R]| {
         let mut sums = [[_mm256_setzero_si256(); N]; R];
         for i in (0..GROUP).step_by(16) {
-            // SAFETY: values g·GROUP + i ..+ 16 are inside every row and every x (asserted above).
+            // SAFETY: values g·GROUP + i ..+ 16 are inside every row and every x (`groups_of`).
             let w = rows.map(|(w, _)| unsafe {
                 _mm256_cvtepi8_epi16(_mm_loadu_si128(w.as_ptr().add(g * GROUP + i) as *const __m128i))
             });
@@ -331,7 +348,7 @@ fn avx2_dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[
             }
         }
         for ((acc, sums), (_, wd)) in acc.iter_mut().zip(sums).zip(&rows) {
-            // SAFETY: scales g·LANES ..+ 4 are inside every wd and xd (asserted above).
+            // SAFETY: scales g·LANES ..+ 4 are inside every wd and xd (`groups_of`).
             let dw = unsafe { _mm_loadu_ps(wd.as_ptr().add(g * LANES)) };
             for ((acc, s), (_, xd)) in acc.iter_mut().zip(sums).zip(&x) {
                 let dx = unsafe { _mm_loadu_ps(xd.as_ptr().add(g * LANES)) };
@@ -340,15 +357,7 @@ fn avx2_dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[
             }
         }
     };
-    // Even groups into the first registers, odd ones into the second.
-    let (mut even, mut odd) = ([[_mm_setzero_ps(); N]; R], [[_mm_setzero_ps(); N]; R]);
-    let groups = wd0.len() / LANES;
-    for g in (0..groups).step_by(2) {
-        group(g, &mut even);
-        if g + 1 < groups {
-            group(g + 1, &mut odd);
-        }
-    }
+    let (even, odd) = even_and_odd(groups, _mm_setzero_ps(), group);
     std::array::from_fn(|k| {
         std::array::from_fn(|t| {
             let l = _mm_add_ps(even[k][t], odd[k][t]);
