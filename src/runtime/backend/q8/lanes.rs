@@ -1,14 +1,14 @@
 //! The Q8 kernel where module `x86` (AVX-512 VNNI) is not: simd128 in wasm, AVX2 on other x86,
-//! plain Rust elsewhere. A row's blocks go in
-//! groups of four, interleaved so that each i32 lane of a dot product sums the products of
-//! one block: a group's four sums then sit in one register and are scaled at once. With
+//! plain Rust elsewhere. A row's blocks go in groups of four, interleaved so that each i32
+//! lane of a dot product sums the products of one block: a group's four sums then sit in
+//! one register and are scaled at once. With
 //! the blocks in order, each block's four partial sums were converted and scaled alone (its
 //! two scales loaded, multiplied and splatted), which cost a quarter of the kernel's time.
 //!
 //! A block's sum is exact (integers), and the scaled sums go into eight f32 lanes, block `b`
 //! into lane `b % 8` in order of `b`, which are added last as `((l0 + l4) + (l2 + l6)) +
 //! ((l1 + l5) + (l3 + l7))`: the order of the x86 kernel's eight lanes (module `x86`), which
-//! fuses each multiply and add where this rounds twice. The plain and the simd128 form
+//! fuses each multiply and add where this rounds twice. The plain, simd128 and AVX2 forms
 //! compute the same bits.
 
 use super::{ends, locate, quantize_activations, start, threads, unstack, Q8Rows, BLOCK};
@@ -317,8 +317,7 @@ fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16],
 }
 
 /// The same with AVX2, on x86 CPUs without the AVX-512 VNNI of module `x86` (most laptops,
-/// AMD before Zen 4), where the plain form ran: 16 weights widened to i16 once for all the
-/// tokens (`vpmovsxbw`), whose two 128-bit halves are the simd128 form's two registers, then
+/// AMD before Zen 4): 16 weights widened to i16 once for all the tokens (`vpmovsxbw`), whose two 128-bit halves are the simd128 form's two registers, then
 /// `vpmaddwd` against a token's 16 values; the halves' sums are added per group, and scaled
 /// with a separate multiply and add, as the plain form does, so the bits are the plain form's.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
