@@ -1,5 +1,6 @@
-//! Sets `cfg(x86_kernel)` where the target has what the x86 Q8 kernel uses
-//! (`src/runtime/backend/q8/`), so the condition is written once; and
+//! Sets `cfg(x86_kernel)` where the target has what the x86 Q8 kernel uses, and
+//! `cfg(vector_lanes)` where the lanes kernel has a vector form (simd128, AVX2)
+//! (`src/runtime/backend/q8/`), so each condition is written once; and
 //! `ANOTE_RUNTIME_HASH`, a hash of the model runtime's sources, which keys the prompt
 //! caches a page stores: a build whose kernels round otherwise must not read them.
 
@@ -7,9 +8,13 @@ use std::path::Path;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(x86_kernel)");
+    println!("cargo::rustc-check-cfg=cfg(vector_lanes)");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
     let has = |f: &str| features.split(',').any(|x| x == f);
+    if (arch == "wasm32" && has("simd128")) || (arch == "x86_64" && has("avx2")) {
+        println!("cargo::rustc-cfg=vector_lanes");
+    }
     if arch == "x86_64"
         && ["avx2", "fma", "avx512f", "avx512vnni", "avx512vl"]
             .iter()

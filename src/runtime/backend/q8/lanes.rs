@@ -203,13 +203,7 @@ fn row_products<const R: usize>(rows: [(&[i8], &[f32]); R], xs: &[Token], out: &
 
 /// `Σ_groups Σ_lanes (Σ w·x) · dw · dx` of each of `R` weight rows `(values, scales)` with
 /// each of `N` tokens, each sum computed as it would be alone.
-#[cfg(any(
-    test,
-    not(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        all(target_arch = "x86_64", target_feature = "avx2")
-    ))
-))]
+#[cfg(any(test, not(vector_lanes)))]
 fn plain_dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
     rows.map(|(w, wd)| {
         x.map(|(x, xd)| {
@@ -229,18 +223,12 @@ fn plain_dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&
     })
 }
 
-#[cfg(not(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(target_arch = "x86_64", target_feature = "avx2")
-)))]
+#[cfg(not(vector_lanes))]
 use plain_dots as dots;
 
 /// The groups of the rows and tokens given to a vector form of `dots`, after checking the
 /// lengths its unchecked loads rely on.
-#[cfg(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(target_arch = "x86_64", target_feature = "avx2")
-))]
+#[cfg(vector_lanes)]
 fn groups_of<const R: usize, const N: usize>(rows: &[(&[i8], &[f32]); R], x: &[(&[i16], &[f32]); N]) -> usize {
     let wd0 = rows[0].1;
     assert!(rows
@@ -255,10 +243,7 @@ fn groups_of<const R: usize, const N: usize>(rows: &[(&[i8], &[f32]); R], x: &[(
 
 /// `group(g, acc)` for every group, the even ones into the first registers and the odd ones
 /// into the second, as the plain form's two rows of lanes.
-#[cfg(any(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    all(target_arch = "x86_64", target_feature = "avx2")
-))]
+#[cfg(vector_lanes)]
 fn even_and_odd<A: Copy, const R: usize, const N: usize>(
     groups: usize,
     zero: A,
@@ -317,9 +302,10 @@ fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16],
 }
 
 /// The same with AVX2, on x86 CPUs without the AVX-512 VNNI of module `x86` (most laptops,
-/// AMD before Zen 4): 16 weights widened to i16 once for all the tokens (`vpmovsxbw`), whose two 128-bit halves are the simd128 form's two registers, then
-/// `vpmaddwd` against a token's 16 values; the halves' sums are added per group, and scaled
-/// with a separate multiply and add, as the plain form does, so the bits are the plain form's.
+/// AMD before Zen 4): 16 weights widened to i16 once for all the tokens (`vpmovsxbw`), whose
+/// two 128-bit halves are the simd128 form's two registers, then `vpmaddwd` against a
+/// token's 16 values; the halves' sums are added per group, and scaled with a separate
+/// multiply and add, as the plain form does, so the bits are the plain form's.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 fn dots<const R: usize, const N: usize>(rows: [(&[i8], &[f32]); R], x: [(&[i16], &[f32]); N]) -> [[f32; N]; R] {
     // SAFETY: compiled only for targets with AVX2.

@@ -192,9 +192,6 @@ fn unstack<const N: usize>(mut stacked: Vec<f32>, at: impl Fn(usize) -> std::ops
     pieces
 }
 
-/// Whether [`Q8Rows::matmul`] runs on the x86 kernel (module `x86`).
-pub const X86_KERNEL: bool = cfg!(x86_kernel);
-
 /// One block's scale and values: `d = max|v| / 127`, `q = round(v / d)`; on x86 the same
 /// in AVX-512 registers (`x86::quantize_block`), whose twin this is there.
 #[cfg(x86_kernel)]
